@@ -1,0 +1,336 @@
+"""The coroutine API: encrypt and decrypt files, file descriptors and async byte streams.
+
+Everything here is a thin composition of the other modules: ``format`` for the header,
+``backends`` for the cipher, ``pipeline`` for the streaming, ``atomic`` for safe output.
+The CLI is built on the same functions, so the library and the tool cannot disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any, Literal
+
+from kstream.atomic import AtomicFile, check_output_path
+from kstream.backends import CipherOptions, CipherStream, select_backend
+from kstream.backends.openssl import OpenSSLBackend
+from kstream.errors import FormatError, InvalidKey, IOFailure, UsageError
+from kstream.format import HEADER_SIZE, IV_SIZE, Header
+from kstream.keys import Key
+from kstream.pipeline import (
+    AsyncFileSource,
+    FdSink,
+    FdSource,
+    IterSource,
+    Progress,
+    Sink,
+    Source,
+    cipher_batches,
+    pump,
+    read_exact,
+    run_blocking,
+)
+from kstream.verify import VerifyingStream
+
+log = logging.getLogger("kstream")
+
+BackendName = Literal["auto", "kernel", "openssl"]
+Notify = Callable[[str], None]
+#: A path, an open file descriptor (the CLI's ``-``), or an async binary file object.
+FileArg = str | os.PathLike[str] | int | Any
+
+
+def _log_notice(message: str) -> None:
+    log.info("%s", message)
+
+
+def _check_key(key: object) -> Key:
+    if not isinstance(key, Key):
+        raise UsageError("key must be a kstream.Key (use Key.from_file or Key.generate)")
+    return key
+
+
+def _check_iv(iv: bytes | None, raw: bool) -> bytes | None:
+    if raw:
+        if iv is None:
+            raise UsageError("raw mode has no header to carry the IV: give --iv (32 hex digits)")
+        if len(iv) != IV_SIZE:
+            raise UsageError(f"the IV must be {IV_SIZE} bytes (32 hex digits), got {len(iv)}")
+        return bytes(iv)
+    if iv is not None:
+        raise UsageError(
+            "an IV can only be given with raw mode; kstream files get a fresh random IV"
+        )
+    return None
+
+
+def open_cipher(
+    key: Key,
+    iv: bytes,
+    *,
+    backend: str = "auto",
+    options: CipherOptions | None = None,
+    verify: bool = False,
+    notify: Notify | None = None,
+) -> CipherStream:
+    """Select the backend and open a cipher stream, wrapped for ``verify`` if asked."""
+    chosen = select_backend(backend, notify or _log_notice)
+    stream = chosen.open(key, iv, options)
+    if verify:
+        if chosen.name == "openssl":
+            (notify or _log_notice)("--verify has nothing to check: openssl is the reference")
+            return stream
+        try:
+            reference = OpenSSLBackend().open(key, iv)
+        except BaseException:
+            stream.close()
+            raise
+        return VerifyingStream(stream, reference)
+    return stream
+
+
+async def encrypt_to(
+    source: Source,
+    sink: Sink,
+    *,
+    key: Key,
+    backend: str = "auto",
+    raw: bool = False,
+    iv: bytes | None = None,
+    options: CipherOptions | None = None,
+    verify: bool = False,
+    notify: Notify | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Encrypt everything from ``source`` into ``sink`` (header first unless ``raw``)."""
+    key = _check_key(key)
+    start, prefix = _encryption_start(key, _check_iv(iv, raw))
+    stream = open_cipher(
+        key, start, backend=backend, options=options, verify=verify, notify=notify
+    )
+    try:
+        if prefix:
+            await sink.write(prefix)
+        await pump(source, stream, sink, progress)
+    finally:
+        stream.close()
+
+
+def _encryption_start(key: Key, raw_iv: bytes | None) -> tuple[bytes, bytes]:
+    """The first counter block and the bytes that precede the body (the header, or none).
+
+    Outside raw mode the IV is 16 fresh bytes from the OS CSPRNG for every file: never
+    reused, never derived from the key.
+    """
+    if raw_iv is not None:
+        return raw_iv, b""
+    header = Header(suite=key.suite, iv=os.urandom(IV_SIZE))
+    return header.iv, header.encode()
+
+
+async def read_header(source: Source, key: Key) -> Header:
+    """Read and check the header at the start of ``source`` against ``key``."""
+    data = await read_exact(source, HEADER_SIZE)
+    if not data:
+        raise FormatError("input is empty: not a kstream file")
+    header = Header.parse(data)
+    if header.suite.key_size != key.size:
+        raise InvalidKey(
+            f"the key is AES-{key.bits} ({key.size} bytes) but the file was encrypted with "
+            f"{header.suite.label}; use the key the file was encrypted with"
+        )
+    return header
+
+
+async def decrypt_to(
+    source: Source,
+    sink: Sink,
+    *,
+    key: Key,
+    backend: str = "auto",
+    raw: bool = False,
+    iv: bytes | None = None,
+    options: CipherOptions | None = None,
+    verify: bool = False,
+    notify: Notify | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Decrypt everything from ``source`` into ``sink``."""
+    key = _check_key(key)
+    raw_iv = _check_iv(iv, raw)
+    start = raw_iv if raw_iv is not None else (await read_header(source, key)).iv
+    stream = open_cipher(
+        key, start, backend=backend, options=options, verify=verify, notify=notify
+    )
+    try:
+        await pump(source, stream, sink, progress)
+    finally:
+        stream.close()
+
+
+def _name_of(arg: FileArg) -> str:
+    if isinstance(arg, int):
+        return {0: "stdin", 1: "stdout"}.get(arg, f"fd {arg}")
+    if isinstance(arg, str | os.PathLike):
+        return f"'{os.fspath(arg)}'"
+    return repr(arg)
+
+
+async def _open_source(src: FileArg) -> tuple[Source, int | None]:
+    """A Source for ``src`` and the fd kstream opened for it (to close), if any."""
+    if isinstance(src, int):
+        return FdSource(src, _name_of(src)), None
+    if isinstance(src, str | os.PathLike):
+        path = os.fspath(src)
+        try:
+            fd = await run_blocking(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise IOFailure(f"cannot open input '{path}': {exc.strerror or exc}") from None
+        return FdSource(fd, f"input '{path}'"), fd
+    if hasattr(src, "read"):
+        return AsyncFileSource(src), None
+    raise UsageError(f"cannot read from {type(src).__name__}: give a path or an async file")
+
+
+Direction = Literal["encrypt", "decrypt"]
+
+
+async def process_file(
+    direction: Direction,
+    src: FileArg,
+    dst: FileArg,
+    *,
+    key: Key,
+    force: bool = False,
+    **kwargs: Any,
+) -> None:
+    """Encrypt or decrypt ``src`` into ``dst`` with atomic output when ``dst`` is a path."""
+    run = encrypt_to if direction == "encrypt" else decrypt_to
+    dst_path = os.fspath(dst) if isinstance(dst, str | os.PathLike) else None
+    if dst_path is not None:
+        src_path = os.fspath(src) if isinstance(src, str | os.PathLike) else None
+        check_output_path(dst_path, force=force, src=src_path)
+    source, owned_fd = await _open_source(src)
+    try:
+        if dst_path is None:
+            if isinstance(dst, int):
+                sink: Sink = FdSink(dst, _name_of(dst))
+            elif hasattr(dst, "write"):
+                sink = dst
+            else:
+                raise UsageError(f"cannot write to {type(dst).__name__}: give a path or a file")
+            await run(source, sink, key=key, **kwargs)
+            return
+        out = AtomicFile(dst_path, force=force)
+        try:
+            await run(source, FdSink(out.fd, f"output '{dst_path}'"), key=key, **kwargs)
+            await run_blocking(out.commit)
+        except BaseException:
+            out.abort()
+            raise
+    finally:
+        if owned_fd is not None:
+            os.close(owned_fd)
+
+
+async def encrypt_file(
+    src: FileArg,
+    dst: FileArg,
+    *,
+    key: Key,
+    backend: BackendName = "auto",
+    force: bool = False,
+    raw: bool = False,
+    iv: bytes | None = None,
+    verify: bool = False,
+    options: CipherOptions | None = None,
+    notify: Notify | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Encrypt ``src`` into ``dst``.
+
+    ``dst`` as a path is written atomically (temp file, fsync, rename) and is refused if it
+    exists unless ``force``. ``raw=True`` writes bare AES-CTR starting at ``iv`` with no
+    header (for interoperating with ``openssl enc``); otherwise the IV is fresh and random.
+    """
+    await process_file(
+        "encrypt", src, dst, key=key, force=force, backend=backend, raw=raw, iv=iv,
+        verify=verify, options=options, notify=notify, progress=progress,
+    )
+
+
+async def decrypt_file(
+    src: FileArg,
+    dst: FileArg,
+    *,
+    key: Key,
+    backend: BackendName = "auto",
+    force: bool = False,
+    raw: bool = False,
+    iv: bytes | None = None,
+    verify: bool = False,
+    options: CipherOptions | None = None,
+    notify: Notify | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Decrypt ``src`` into ``dst``; same output guarantees as :func:`encrypt_file`."""
+    await process_file(
+        "decrypt", src, dst, key=key, force=force, backend=backend, raw=raw, iv=iv,
+        verify=verify, options=options, notify=notify, progress=progress,
+    )
+
+
+async def encrypt_stream(
+    source: AsyncIterable[bytes] | Any,
+    *,
+    key: Key,
+    backend: BackendName = "auto",
+    raw: bool = False,
+    iv: bytes | None = None,
+    verify: bool = False,
+    options: CipherOptions | None = None,
+    notify: Notify | None = None,
+) -> AsyncIterator[bytes]:
+    """Encrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives.
+
+    Yields the same bytes :func:`encrypt_file` would write, in pieces of about 1 MiB.
+    """
+    key = _check_key(key)
+    start, prefix = _encryption_start(key, _check_iv(iv, raw))
+    stream = open_cipher(
+        key, start, backend=backend, options=options, verify=verify, notify=notify
+    )
+    try:
+        if prefix:
+            yield prefix
+        async for out in cipher_batches(IterSource(source), stream):
+            yield out
+    finally:
+        stream.close()
+
+
+async def decrypt_stream(
+    source: AsyncIterable[bytes] | Any,
+    *,
+    key: Key,
+    backend: BackendName = "auto",
+    raw: bool = False,
+    iv: bytes | None = None,
+    verify: bool = False,
+    options: CipherOptions | None = None,
+    notify: Notify | None = None,
+) -> AsyncIterator[bytes]:
+    """Decrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives."""
+    key = _check_key(key)
+    raw_iv = _check_iv(iv, raw)
+    src = IterSource(source)
+    start = raw_iv if raw_iv is not None else (await read_header(src, key)).iv
+    stream = open_cipher(
+        key, start, backend=backend, options=options, verify=verify, notify=notify
+    )
+    try:
+        async for out in cipher_batches(src, stream):
+            yield out
+    finally:
+        stream.close()

@@ -1,0 +1,62 @@
+"""AES-CTR through OpenSSL, via the ``cryptography`` package.
+
+Always available where kstream installs; it is the fallback when the kernel backend is not,
+and the independent reference that ``--verify`` and the tests compare the kernel against.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.backends.openssl.backend import backend as _ossl
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+
+from kstream.backends.base import Availability, CipherOptions
+from kstream.format import IV_SIZE
+
+if TYPE_CHECKING:
+    from kstream.keys import Key
+
+
+class OpenSSLStream:
+    """A CTR context; returns exactly as many bytes as it is given."""
+
+    def __init__(self, key_bytes: bytes, iv: bytes) -> None:
+        if len(iv) != IV_SIZE:
+            raise ValueError(f"IV must be {IV_SIZE} bytes")
+        self._ctx: CipherContext | None = Cipher(
+            algorithms.AES(key_bytes), modes.CTR(iv)
+        ).encryptor()
+        self.description = f"openssl ({_ossl.openssl_version_text()})"
+
+    def _context(self) -> CipherContext:
+        if self._ctx is None:
+            raise ValueError("cipher stream is closed")
+        return self._ctx
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        return self._context().update(data)
+
+    def finalize(self) -> bytes:
+        out = self._context().finalize()
+        self._ctx = None
+        return out
+
+    def close(self) -> None:
+        self._ctx = None
+
+
+class OpenSSLBackend:
+    """The ``openssl`` backend."""
+
+    name = "openssl"
+
+    def probe(self) -> Availability:
+        return Availability(
+            name=self.name,
+            available=True,
+            reason=f"{_ossl.openssl_version_text()} via the cryptography package",
+        )
+
+    def open(self, key: Key, iv: bytes, options: CipherOptions | None = None) -> OpenSSLStream:
+        return OpenSSLStream(key.material(), iv)

@@ -1,0 +1,135 @@
+"""The kstream file header: encoding and parsing only, no I/O and no cryptography.
+
+Layout of format version 1 (32 bytes, all integers big-endian)::
+
+    offset  size  field
+         0     8  magic          b"KSTREAM\\x1a"
+         8     1  version        1
+         9     1  cipher suite   1 = AES-128-CTR, 2 = AES-192-CTR, 3 = AES-256-CTR
+        10     1  flags          0 (no flag is defined in v1; any set bit is refused)
+        11     1  auth scheme    0 = none (reserved for authenticated formats)
+        12     4  auth parameter 0 when auth scheme is 0 (e.g. a segment size later)
+        16    16  IV             the initial 128-bit counter block, fresh per file
+
+The body that follows is exactly AES-CTR of the plaintext, counter starting at the IV,
+so ``openssl enc -d -aes-N-ctr -K KEY -iv IV`` on the body alone decrypts it.
+
+The auth scheme and its parameter exist so that a later, authenticated format can be
+introduced without changing the fixed part: a reader that does not know a scheme says
+precisely that ("needs a newer kstream") instead of a misleading "corrupt file".
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from kstream.errors import FormatError
+
+MAGIC = b"KSTREAM\x1a"
+VERSION = 1
+IV_SIZE = 16
+_FIXED = struct.Struct(">8sBBBBI16s")
+HEADER_SIZE = _FIXED.size  # 32
+
+
+class CipherSuite(enum.IntEnum):
+    """Cipher suite identifiers stored in the header; the key size selects the suite."""
+
+    AES_128_CTR = 1
+    AES_192_CTR = 2
+    AES_256_CTR = 3
+
+    @property
+    def key_size(self) -> int:
+        """Key length in bytes that this suite requires."""
+        return {1: 16, 2: 24, 3: 32}[self.value]
+
+    @property
+    def label(self) -> str:
+        """Human-readable name, e.g. ``AES-256-CTR``."""
+        return f"AES-{self.key_size * 8}-CTR"
+
+    @classmethod
+    def for_key_size(cls, size: int) -> CipherSuite:
+        """The suite for a key of ``size`` bytes (16, 24 or 32)."""
+        for suite in cls:
+            if suite.key_size == size:
+                return suite
+        raise ValueError(f"no AES-CTR suite for a {size}-byte key")
+
+
+@dataclass(frozen=True)
+class Header:
+    """A parsed or to-be-written header. Validates its fields on construction."""
+
+    suite: CipherSuite
+    iv: bytes
+    version: int = VERSION
+    flags: int = 0
+    auth_scheme: int = 0
+    auth_param: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.iv) != IV_SIZE:
+            raise ValueError(f"IV must be {IV_SIZE} bytes, got {len(self.iv)}")
+
+    def encode(self) -> bytes:
+        """The 32 header bytes as written at the start of a file."""
+        return _FIXED.pack(
+            MAGIC,
+            self.version,
+            int(self.suite),
+            self.flags,
+            self.auth_scheme,
+            self.auth_param,
+            self.iv,
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> Header:
+        """Parse the first bytes of a file; ``data`` may be longer than the header.
+
+        Raises :class:`FormatError` with a message specific to what is wrong, checked in
+        the order a reader can know it: magic, version, truncation, suite, flags, scheme.
+        """
+        prefix = data[: len(MAGIC)]
+        if prefix != MAGIC[: len(prefix)] or not prefix:
+            raise FormatError("input is not a kstream file (bad magic); was it made with --raw?")
+        if len(data) < len(MAGIC) + 1:
+            raise FormatError("file is truncated: the kstream header is incomplete")
+        version = data[len(MAGIC)]
+        if version != VERSION:
+            raise FormatError(
+                f"unsupported kstream format version {version} (this kstream reads version "
+                f"{VERSION}); use a matching kstream release"
+            )
+        if len(data) < HEADER_SIZE:
+            raise FormatError(
+                f"file is truncated: the kstream header needs {HEADER_SIZE} bytes, "
+                f"found {len(data)}"
+            )
+        _, version, suite_id, flags, scheme, param, iv = _FIXED.unpack_from(data)
+        try:
+            suite = CipherSuite(suite_id)
+        except ValueError:
+            raise FormatError(
+                f"unknown cipher suite id {suite_id} in header; the file is damaged or "
+                "needs a newer kstream"
+            ) from None
+        if flags:
+            raise FormatError(
+                f"header flags 0x{flags:02x} are not defined in format version {VERSION}; "
+                "the file is damaged or needs a newer kstream"
+            )
+        if scheme:
+            raise FormatError(
+                f"file uses authentication scheme {scheme}, which this kstream does not "
+                "support; use a newer kstream"
+            )
+        if param:
+            raise FormatError("damaged header: auth parameter set without an auth scheme")
+        return cls(
+            suite=suite, iv=iv, version=version, flags=flags, auth_scheme=scheme, auth_param=param
+        )

@@ -1,0 +1,295 @@
+"""The streaming engine: read -> cipher -> write, as three overlapping asyncio stages.
+
+The event loop only orchestrates. Every blocking step (a file read, a cipher call, a write)
+runs in a worker thread on a whole batch of about 1 MiB (16 chunks of 63 KiB), so there is
+one thread hop per stage per batch rather than per chunk, and reading, ciphering and
+writing of consecutive batches overlap. Queues between the stages hold at most two batches,
+so memory stays bounded by a few MiB whatever the input size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Protocol, TypeVar, runtime_checkable
+
+from kstream.backends.base import CHUNK, CipherStream, FdCipherStream
+from kstream.errors import IOFailure
+
+#: Bytes handed to a worker thread at once: 16 chunks of 63 KiB (a multiple of 16, so only
+#: the true end of a stream is ever a partial AES block).
+BATCH = 16 * CHUNK
+_QUEUE_DEPTH = 2
+
+T = TypeVar("T")
+Progress = Callable[[int], None]
+
+
+async def run_blocking(fn: Callable[..., T], *args: object, wait_on_cancel: bool = True) -> T:
+    """Run ``fn(*args)`` in the default executor.
+
+    With ``wait_on_cancel`` a cancelled caller still waits for the thread to finish before
+    the cancellation propagates, so that a cipher stream is never closed while a worker is
+    still using it. Reads that may block forever (a pipe) pass ``False``.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(None, fn, *args)
+    if not wait_on_cancel:
+        return await future
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        try:
+            await future
+        except Exception:  # noqa: S110 - the cancellation is what matters now
+            pass
+        raise
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Something to read from: ``read(n)`` returns up to ``n`` bytes, ``b""`` only at EOF."""
+
+    async def read(self, n: int) -> bytes: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Something to write to; ``write`` writes everything or raises."""
+
+    async def write(self, data: bytes) -> None: ...
+
+
+class FdSource:
+    """Reads a file descriptor (a file, a pipe, stdin), filling each batch in one hop."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.name = name
+
+    def _fill(self, n: int) -> bytes:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        try:
+            while got < n:
+                k = os.readv(self.fd, [view[got:]])
+                if k == 0:
+                    break
+                got += k
+        except OSError as exc:
+            raise IOFailure(f"cannot read {self.name}: {exc.strerror or exc}") from None
+        finally:
+            view.release()
+        del buf[got:]
+        return bytes(buf)
+
+    async def read(self, n: int) -> bytes:
+        return await run_blocking(self._fill, n, wait_on_cancel=False)
+
+    def size_hint(self) -> int | None:
+        """Remaining bytes for a regular file (for progress bars), else ``None``."""
+        try:
+            st = os.fstat(self.fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            return max(st.st_size - os.lseek(self.fd, 0, os.SEEK_CUR), 0)
+        except OSError:
+            return None
+
+
+class FdSink:
+    """Writes to a file descriptor, handling short writes."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.name = name
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise IOFailure(f"cannot write {self.name}: {exc.strerror or exc}") from None
+
+    async def write(self, data: bytes) -> None:
+        await run_blocking(self._write_all, data)
+
+
+class IterSource:
+    """Adapts an async iterable of bytes (or an ``asyncio.StreamReader``) to a Source."""
+
+    def __init__(self, source: AsyncIterable[bytes] | asyncio.StreamReader) -> None:
+        if isinstance(source, asyncio.StreamReader):
+            self._iter: AsyncIterator[bytes] = _stream_reader_chunks(source)
+        else:
+            self._iter = aiter(source)
+        self._buf = bytearray()
+        self._eof = False
+
+    async def read(self, n: int) -> bytes:
+        while len(self._buf) < n and not self._eof:
+            try:
+                chunk = await anext(self._iter)
+            except StopAsyncIteration:
+                self._eof = True
+                break
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise TypeError(f"source yielded {type(chunk).__name__}, expected bytes")
+            self._buf += chunk
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+
+async def _stream_reader_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while chunk := await reader.read(BATCH):
+        yield chunk
+
+
+class AsyncFileSource:
+    """Adapts an async binary file object (e.g. from ``aiofiles.open(..., 'rb')``)."""
+
+    def __init__(self, file: Source) -> None:
+        self._file = file
+
+    async def read(self, n: int) -> bytes:
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
+            data = await self._file.read(n - got)
+            if not data:
+                break
+            parts.append(bytes(data))
+            got += len(data)
+        return b"".join(parts)
+
+
+async def read_exact(source: Source, n: int) -> bytes:
+    """Read ``n`` bytes, or fewer only at end of input."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        data = await source.read(n - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def _fd_pump_applies(source: Source, stream: CipherStream) -> bool:
+    return (
+        isinstance(source, FdSource)
+        and isinstance(stream, FdCipherStream)
+        and stream.accepts_fd(source.fd)
+    )
+
+
+async def cipher_batches(
+    source: Source, stream: CipherStream, progress: Progress | None = None
+) -> AsyncIterator[bytes]:
+    """Yield the cipher's output for everything ``source`` delivers, reading ahead.
+
+    A reader task stays up to two batches ahead of the cipher, so input I/O overlaps with
+    the cipher's work. When the source is a file descriptor and the stream can pull from it
+    directly (the kernel backend's splice/sendfile), that path is used instead.
+    """
+    if _fd_pump_applies(source, stream):
+        assert isinstance(source, FdSource) and isinstance(stream, FdCipherStream)
+        while True:
+            try:
+                out, consumed = await run_blocking(stream.update_from_fd, source.fd, BATCH)
+            except IOFailure:
+                raise
+            except OSError as exc:
+                raise IOFailure(f"cannot read {source.name}: {exc.strerror or exc}") from None
+            if consumed == 0:
+                break
+            if progress:
+                progress(consumed)
+            if out:
+                yield out
+        if tail := await run_blocking(stream.finalize):
+            yield tail
+        return
+
+    queue: asyncio.Queue[bytes | Exception] = asyncio.Queue(_QUEUE_DEPTH)
+
+    async def reader() -> None:
+        try:
+            while True:
+                data = await source.read(BATCH)
+                await queue.put(data)
+                if not data:
+                    return
+        except Exception as exc:  # handed to the consumer, which raises it in order
+            await queue.put(exc)
+
+    task = asyncio.create_task(reader())
+    try:
+        while True:
+            data = await queue.get()
+            if isinstance(data, Exception):
+                raise data
+            if not data:
+                break
+            out = await run_blocking(stream.update, data)
+            if progress:
+                progress(len(data))
+            if out:
+                yield out
+        if tail := await run_blocking(stream.finalize):
+            yield tail
+    finally:
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def pump(
+    source: Source, stream: CipherStream, sink: Sink, progress: Progress | None = None
+) -> int:
+    """Cipher everything from ``source`` into ``sink``; writing overlaps the next batch.
+
+    Returns the number of bytes written.
+    """
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUE_DEPTH)
+    written = 0
+
+    async def writer() -> None:
+        nonlocal written
+        while (data := await queue.get()) is not None:
+            await sink.write(data)
+            written += len(data)
+
+    async def producer() -> None:
+        batches = cipher_batches(source, stream, progress)
+        try:
+            async for out in batches:
+                await queue.put(out)
+        finally:
+            await batches.aclose()
+        await queue.put(None)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(writer())
+            tg.create_task(producer())
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from None
+    return written
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that made a task group fail (its other tasks were only cancelled)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
