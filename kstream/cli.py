@@ -108,28 +108,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kstream {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    # --debug is accepted before or after the command name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
 
     for name, what in (("encrypt", "encrypt IN into OUT"), ("decrypt", "decrypt IN into OUT")):
         p = sub.add_parser(name, help=what, description=f"{what.capitalize()}.",
+                           parents=[common],
                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_cipher_arguments(p)
 
-    p = sub.add_parser("keygen", help="create a random key file (mode 0600)")
+    p = sub.add_parser("keygen", parents=[common],
+                       help="create a random key file (mode 0600)")
     p.add_argument("output", metavar="OUT", help="new key file, or '-' for stdout (hex)")
     p.add_argument("--bits", type=int, choices=(128, 192, 256), default=128,
                    help="key size (default 128)")
 
-    p = sub.add_parser("inspect", help="show the header of a kstream file")
+    p = sub.add_parser("inspect", parents=[common],
+                       help="show the header of a kstream file")
     p.add_argument("file", metavar="FILE", help="kstream file, or '-' for stdin")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("backends", help="list backends, kernel drivers and what auto picks")
+    p = sub.add_parser("backends", parents=[common],
+                       help="list backends, kernel drivers and what auto picks")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("selftest", help="known-answer tests on every backend and driver")
+    p = sub.add_parser("selftest", parents=[common],
+                       help="known-answer tests on every backend and driver")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sub.add_parser("demo", help="generate a key, encrypt and decrypt sample data, show it")
+    sub.add_parser("demo", parents=[common],
+                       help="generate a key, encrypt and decrypt sample data, show it")
     return parser
 
 

@@ -1,0 +1,234 @@
+"""The coroutine API: files, fds, aiofiles objects, async streams, errors, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiofiles
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import ctr, split
+
+import kstream
+from kstream.errors import FormatError, InvalidKey, IOFailure, UsageError
+from kstream.format import HEADER_SIZE, Header
+from kstream.pipeline import BATCH
+
+
+def body_of(blob: bytes, key: kstream.Key) -> bytes:
+    """Check that ``blob`` is header + reference CTR body; return the plaintext."""
+    header = Header.parse(blob)
+    assert header.suite is key.suite
+    body = blob[HEADER_SIZE:]
+    return ctr(key.material(), header.iv, body)
+
+
+async def agen(pieces: list[bytes], delay: float = 0) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        if delay:
+            await asyncio.sleep(delay)
+        yield piece
+
+
+async def collect(it: AsyncIterator[bytes]) -> bytes:
+    return b"".join([piece async for piece in it])
+
+
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 64511, 64512, 64513, BATCH - 1, BATCH + 1,
+                                    3 * BATCH + 7])
+async def test_file_roundtrip(tmp_path: Path, length: int) -> None:
+    key = kstream.Key.generate(256)
+    data = os.urandom(length)
+    (tmp_path / "p").write_bytes(data)
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, backend="openssl")
+    blob = (tmp_path / "c").read_bytes()
+    assert len(blob) == HEADER_SIZE + length
+    assert body_of(blob, key) == data
+    await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", key=key, backend="openssl")
+    assert (tmp_path / "d").read_bytes() == data
+
+
+async def test_fresh_iv_per_file(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    (tmp_path / "p").write_bytes(b"same input")
+    ivs = set()
+    for i in range(5):
+        await kstream.encrypt_file(tmp_path / "p", tmp_path / f"c{i}", key=key)
+        ivs.add(Header.parse((tmp_path / f"c{i}").read_bytes()).iv)
+    assert len(ivs) == 5
+
+
+async def test_raw_mode_is_bare_ctr(tmp_path: Path) -> None:
+    key, iv = kstream.Key.generate(192), os.urandom(16)
+    data = os.urandom(100_000)
+    (tmp_path / "p").write_bytes(data)
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, raw=True, iv=iv)
+    assert (tmp_path / "c").read_bytes() == ctr(key.material(), iv, data)
+    await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", key=key, raw=True, iv=iv)
+    assert (tmp_path / "d").read_bytes() == data
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from([0, 1, 17, 64512, BATCH + 1]) | st.integers(0, 70000),
+       st.lists(st.integers(0, 10**7), max_size=10))
+def test_stream_any_split_equals_file_form(length: int, cuts: list[int]) -> None:
+    key = kstream.Key.generate()
+    data = os.urandom(length)
+
+    async def go() -> tuple[bytes, bytes]:
+        blob = await collect(kstream.encrypt_stream(agen(split(data, cuts)), key=key))
+        header = Header.parse(blob)
+        plain = await collect(kstream.decrypt_stream(agen(split(blob, cuts)), key=key))
+        raw = await collect(kstream.encrypt_stream(agen(split(data, cuts)), key=key,
+                                                   raw=True, iv=header.iv))
+        assert blob[HEADER_SIZE:] == raw
+        return blob, plain
+
+    blob, plain = asyncio.run(go())
+    assert body_of(blob, key) == data
+    assert plain == data
+
+
+async def test_stream_reader_source() -> None:
+    key = kstream.Key.generate()
+    data = os.urandom(200_000)
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    blob = await collect(kstream.encrypt_stream(reader, key=key))
+    assert body_of(blob, key) == data
+
+
+async def test_aiofiles_objects(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    data = os.urandom(300_000)
+    (tmp_path / "p").write_bytes(data)
+    async with aiofiles.open(tmp_path / "p", "rb") as src, \
+            aiofiles.open(tmp_path / "c", "wb") as dst:
+        await kstream.encrypt_file(src, dst, key=key)
+    assert body_of((tmp_path / "c").read_bytes(), key) == data
+
+
+async def test_existing_output_and_same_file_refused(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    (tmp_path / "p").write_bytes(b"data")
+    (tmp_path / "c").write_bytes(b"precious")
+    with pytest.raises(UsageError, match="already exists; use --force"):
+        await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
+    assert (tmp_path / "c").read_bytes() == b"precious"
+    with pytest.raises(UsageError, match="same file"):
+        await kstream.encrypt_file(tmp_path / "p", tmp_path / "p", key=key, force=True)
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, force=True)
+    assert body_of((tmp_path / "c").read_bytes(), key) == b"data"
+
+
+async def test_decrypt_errors(tmp_path: Path) -> None:
+    key = kstream.Key.generate(128)
+    (tmp_path / "p").write_bytes(b"hello")
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
+    with pytest.raises(InvalidKey, match="AES-256 .* encrypted with AES-128-CTR"):
+        await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", key=kstream.Key.generate(256))
+    (tmp_path / "empty").write_bytes(b"")
+    with pytest.raises(FormatError, match="input is empty"):
+        await kstream.decrypt_file(tmp_path / "empty", tmp_path / "d", key=key)
+    with pytest.raises(FormatError, match="not a kstream file"):
+        await kstream.decrypt_file(tmp_path / "p", tmp_path / "d", key=key)
+    assert not (tmp_path / "d").exists()
+    assert sorted(os.listdir(tmp_path)) == ["c", "empty", "p"]
+
+
+async def test_argument_errors(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    (tmp_path / "p").write_bytes(b"x")
+    with pytest.raises(UsageError, match="raw mode .* give --iv"):
+        await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, raw=True)
+    with pytest.raises(UsageError, match="only be given with raw"):
+        await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, iv=bytes(16))
+    with pytest.raises(UsageError, match="must be a kstream.Key"):
+        await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=b"0" * 16)  # type: ignore[arg-type]
+    with pytest.raises(IOFailure, match="cannot open input .*No such file"):
+        await kstream.encrypt_file(tmp_path / "missing", tmp_path / "c", key=key)
+    with pytest.raises(IOFailure, match="cannot create output"):
+        await kstream.encrypt_file(tmp_path / "p", tmp_path / "no" / "c", key=key)
+
+
+class FailingSource:
+    """An async file whose reads fail after some data, like a disk error mid-stream."""
+
+    def __init__(self, good: int) -> None:
+        self.left = good
+
+    async def read(self, n: int) -> bytes:
+        if self.left <= 0:
+            raise OSError(5, "Input/output error")
+        k = min(n, self.left)
+        self.left -= k
+        return bytes(k)
+
+
+async def test_error_mid_stream_leaves_no_output(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    (tmp_path / "c").write_bytes(b"precious")
+    with pytest.raises(OSError, match="Input/output error"):
+        await kstream.encrypt_file(FailingSource(3 * BATCH), tmp_path / "c", key=key, force=True)
+    assert os.listdir(tmp_path) == ["c"]
+    assert (tmp_path / "c").read_bytes() == b"precious"
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_cancellation_cleans_up(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    before = open_fds()
+    r, w = os.pipe()  # a source that delivers some data, then stalls forever
+    os.write(w, os.urandom(50_000))
+    task = asyncio.create_task(kstream.encrypt_file(r, tmp_path / "c", key=key))
+    await asyncio.sleep(0.3)
+    partial = [n for n in os.listdir(tmp_path) if n.endswith(".kstream-partial")]
+    assert len(partial) == 1 and partial[0].startswith(".c.")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert os.listdir(tmp_path) == []
+    os.close(w)  # lets the stalled reader thread see EOF and finish
+    os.close(r)
+    await asyncio.sleep(0.1)
+    assert open_fds() == before
+
+
+async def test_stream_cancellation_and_early_close() -> None:
+    key = kstream.Key.generate()
+    it = kstream.encrypt_stream(agen([bytes(BATCH)] * 50, delay=0.01), key=key)
+    first = await anext(it)
+    assert first[:8] == b"KSTREAM\x1a"
+    await anext(it)
+    await it.aclose()  # stops the read-ahead task and closes the cipher
+
+    async def consume() -> None:
+        async for _ in kstream.decrypt_stream(agen([bytes(100)] * 1000, delay=0.01),
+                                              key=key, raw=True, iv=bytes(16)):
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert pending == []
+
+
+async def test_verify_with_openssl_notes_there_is_nothing_to_check(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    (tmp_path / "p").write_bytes(b"abc")
+    notes: list[str] = []
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, backend="openssl",
+                               verify=True, notify=notes.append)
+    assert notes == ["--verify has nothing to check: openssl is the reference"]
+    assert body_of((tmp_path / "c").read_bytes(), key) == b"abc"

@@ -1,0 +1,378 @@
+"""The kstream command, run as a real subprocess: files, pipes, errors, atomic output."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import resource
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from reference import ctr
+
+from kstream.format import HEADER_SIZE, Header
+
+KST = [sys.executable, "-m", "kstream"]
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
+                                   reason="the openssl command is not installed")
+
+
+def kst(*args: object, input: bytes | None = None, check: bool = True,
+        **kw: object) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run([*KST, *map(str, args)], input=input, capture_output=True,
+                          timeout=120, **kw)  # type: ignore[call-overload]
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr.decode()}")
+    return proc  # type: ignore[no-any-return]
+
+
+def fails(*args: object, code: int, match: str, **kw: object) -> str:
+    """Run kstream expecting one clean error line; return it."""
+    proc = kst(*args, check=False, **kw)
+    err = proc.stderr.decode()
+    assert proc.returncode == code, err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("kstream: notice:")]
+    assert len(lines) == 1 and lines[0].startswith("kstream: error: "), err
+    assert "Traceback" not in err
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def keyfile(tmp_path: Path) -> Path:
+    path = tmp_path / "key"
+    kst("keygen", "--bits", 256, path)
+    return path
+
+
+def keybytes(path: Path) -> bytes:
+    return bytes.fromhex(path.read_text())
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> tuple[Path, bytes]:
+    data = os.urandom(200_003)
+    path = tmp_path / "plain"
+    path.write_bytes(data)
+    return path, data
+
+
+def test_version_and_help() -> None:
+    assert kst("--version").stdout.decode().startswith("kstream 0.")
+    out = kst("encrypt", "--help").stdout.decode()
+    for word in ("--key-file", "--key-fd", "--backend", "--raw", "--iv", "--force",
+                 "--progress", "exit status", "130"):
+        assert word in out
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    script = shutil.which("kstream")
+    if script is None:
+        pytest.skip("kstream console script is not on PATH (package not installed)")
+    out = subprocess.run([script, "--version"], capture_output=True, check=True).stdout
+    assert out == kst("--version").stdout
+
+
+@pytest.mark.parametrize("bits", [128, 192, 256])
+def test_keygen(tmp_path: Path, bits: int) -> None:
+    path = tmp_path / "k"
+    kst("keygen", "--bits", bits, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(keybytes(path)) == bits // 8
+    before = path.read_bytes()
+    fails("keygen", path, code=2, match="already exists; refusing to overwrite")
+    assert path.read_bytes() == before
+    piped = kst("keygen", "--bits", bits, "-").stdout
+    assert len(bytes.fromhex(piped.decode())) == bits // 8
+
+
+@pytest.mark.parametrize("bits", [128, 192, 256])
+def test_file_roundtrip(tmp_path: Path, plain: tuple[Path, bytes], bits: int) -> None:
+    path, data = plain
+    key = tmp_path / "k"
+    kst("keygen", "--bits", bits, key)
+    kst("encrypt", "-k", key, path, tmp_path / "c")
+    blob = (tmp_path / "c").read_bytes()
+    header = Header.parse(blob)
+    assert header.suite.key_size * 8 == bits
+    assert ctr(keybytes(key), header.iv, blob[HEADER_SIZE:]) == data
+    kst("decrypt", "--key-file", key, tmp_path / "c", tmp_path / "d")
+    assert (tmp_path / "d").read_bytes() == data
+
+
+def test_auto_backend_falls_back_with_one_notice(tmp_path: Path, keyfile: Path,
+                                                 plain: tuple[Path, bytes]) -> None:
+    proc = kst("encrypt", "-k", keyfile, plain[0], tmp_path / "c")
+    notices = proc.stderr.decode().splitlines()
+    from kstream.backends.afalg import KernelBackend
+
+    if KernelBackend().probe().available:
+        assert notices == []
+    else:
+        assert len(notices) == 1 and notices[0].startswith("kstream: notice: kernel backend")
+        assert "using openssl" in notices[0]
+    assert kst("encrypt", "-q", "-k", keyfile, plain[0], tmp_path / "c2").stderr == b""
+
+
+def test_key_fd(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
+    fd = os.open(keyfile, os.O_RDONLY)
+    try:
+        kst("encrypt", "--key-fd", fd, plain[0], tmp_path / "c", pass_fds=(fd,))
+    finally:
+        os.close(fd)
+    kst("decrypt", "-k", keyfile, tmp_path / "c", tmp_path / "d")
+    assert (tmp_path / "d").read_bytes() == plain[1]
+
+
+def test_pipes_end_to_end(tmp_path: Path, keyfile: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("hello\n")
+    (tree / "sub" / "b.bin").write_bytes(os.urandom(300_000))
+    script = (f"tar -C {tmp_path} -c tree | {' '.join(KST)} encrypt -k {keyfile} - - | "
+              f"{' '.join(KST)} decrypt -k {keyfile} - - | tar t | sort")
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True,
+                         check=True, timeout=60).stdout.decode().split()
+    assert out == ["tree/", "tree/a.txt", "tree/sub/", "tree/sub/b.bin"]
+
+
+@needs_openssl
+@pytest.mark.parametrize("bits", [128, 192, 256])
+def test_openssl_interop(tmp_path: Path, plain: tuple[Path, bytes], bits: int) -> None:
+    path, data = plain
+    key = tmp_path / "k"
+    kst("keygen", "--bits", bits, key)
+    khex = key.read_text().strip()
+    iv = os.urandom(16).hex()
+    cipher = f"-aes-{bits}-ctr"
+    # kstream --raw -> openssl
+    kst("encrypt", "--raw", "--iv", iv, "-k", key, path, tmp_path / "raw")
+    back = subprocess.run(["openssl", "enc", "-d", cipher, "-K", khex, "-iv", iv, "-in",
+                           tmp_path / "raw"], capture_output=True, check=True).stdout
+    assert back == data
+    # openssl -> kstream --raw
+    subprocess.run(["openssl", "enc", cipher, "-K", khex, "-iv", iv, "-in", path, "-out",
+                    tmp_path / "ossl"], check=True)
+    assert (tmp_path / "ossl").read_bytes() == (tmp_path / "raw").read_bytes()
+    kst("decrypt", "--raw", "--iv", iv, "-k", key, tmp_path / "ossl", tmp_path / "d")
+    assert (tmp_path / "d").read_bytes() == data
+    # header IV + body alone -> openssl
+    kst("encrypt", "-k", key, path, tmp_path / "c")
+    info = json.loads(kst("inspect", "--json", tmp_path / "c").stdout)
+    body = (tmp_path / "c").read_bytes()[HEADER_SIZE:]
+    back = subprocess.run(["openssl", "enc", "-d", cipher, "-K", khex, "-iv", info["iv"]],
+                          input=body, capture_output=True, check=True).stdout
+    assert back == data
+
+
+def test_inspect(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
+    kst("encrypt", "-k", keyfile, plain[0], tmp_path / "c")
+    info = json.loads(kst("inspect", "--json", tmp_path / "c").stdout)
+    header = Header.parse((tmp_path / "c").read_bytes())
+    assert info["version"] == 1 and info["cipher"] == "AES-256-CTR"
+    assert info["iv"] == header.iv.hex() and info["body_size"] == len(plain[1])
+    piped = json.loads(kst("inspect", "--json", "-",
+                           input=(tmp_path / "c").read_bytes()).stdout)
+    assert piped == info
+    text = kst("inspect", tmp_path / "c").stdout.decode()
+    assert header.iv.hex() in text and "AES-256-CTR" in text
+
+
+def _header_variant(blob: bytes, offset: int, value: int) -> bytes:
+    data = bytearray(blob)
+    data[offset] = value
+    return bytes(data)
+
+
+def test_decrypt_rejections(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
+    kst("encrypt", "-k", keyfile, plain[0], tmp_path / "c")
+    blob = (tmp_path / "c").read_bytes()
+    cases = {
+        "bad magic": (b"GIF89a" + blob[6:], "not a kstream file"),
+        "version": (_header_variant(blob, 8, 9), "unsupported kstream format version 9"),
+        "cipher id": (_header_variant(blob, 9, 7), "unknown cipher suite id 7"),
+        "truncated": (blob[:20], "file is truncated"),
+        "empty": (b"", "input is empty"),
+    }
+    for name, (content, message) in cases.items():
+        bad = tmp_path / f"bad-{name}"
+        bad.write_bytes(content)
+        fails("decrypt", "-k", keyfile, bad, tmp_path / "out", code=1, match=message)
+        fails("decrypt", "-k", keyfile, "-", "-", input=content, code=1, match=message)
+        assert not (tmp_path / "out").exists()
+    small = tmp_path / "k128"
+    kst("keygen", small)
+    fails("decrypt", "-k", small, tmp_path / "c", tmp_path / "out", code=2,
+          match="the key is AES-128 (16 bytes) but the file was encrypted with AES-256-CTR")
+
+
+def test_usage_errors(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
+    p = plain[0]
+    (tmp_path / "exists").write_bytes(b"precious")
+    fails("encrypt", p, tmp_path / "c", code=2, match="no key given")
+    fails("encrypt", "-k", tmp_path / "nokey", p, tmp_path / "c", code=2,
+          match="cannot read key file")
+    fails("encrypt", "-k", keyfile, p, tmp_path / "exists", code=2,
+          match="already exists; use --force")
+    assert (tmp_path / "exists").read_bytes() == b"precious"
+    fails("encrypt", "-k", keyfile, p, p, code=2, match="same file")
+    link = tmp_path / "link"
+    link.symlink_to(p)
+    fails("encrypt", "-f", "-k", keyfile, p, link, code=2, match="same file")
+    fails("encrypt", "-k", keyfile, p, tmp_path, code=2, match="is a directory")
+    fails("encrypt", "-k", keyfile, "--iv", "00" * 16, p, tmp_path / "c", code=2,
+          match="--iv is only allowed with --raw")
+    fails("encrypt", "-k", keyfile, "--raw", p, tmp_path / "c", code=2, match="needs --iv")
+    fails("encrypt", "-k", keyfile, "--raw", "--iv", "zz" * 16, p, tmp_path / "c", code=2,
+          match="hex digits")
+    fails("encrypt", "-k", keyfile, "--raw", "--iv", "00" * 8, p, tmp_path / "c", code=2,
+          match="32 hex digits")
+    fails("encrypt", "-k", keyfile, tmp_path / "missing", tmp_path / "c", code=4,
+          match="cannot open input")
+    fails("encrypt", "--bogus", p, tmp_path / "c", code=2, match="unrecognized arguments")
+    fails("encrypt", "-k", keyfile, "--backend", "quantum", p, tmp_path / "c", code=2,
+          match="invalid choice")
+    assert not (tmp_path / "c").exists()
+
+
+def test_backend_kernel_fails_clearly_without_af_alg(tmp_path: Path, keyfile: Path,
+                                                     plain: tuple[Path, bytes]) -> None:
+    from kstream.backends.afalg import KernelBackend
+
+    if KernelBackend().probe().available:
+        pytest.skip("this host has a working kernel backend")
+    fails("encrypt", "--backend", "kernel", "-k", keyfile, plain[0], tmp_path / "c", code=3,
+          match="the kernel backend is not available")
+    assert not (tmp_path / "c").exists()
+
+
+def test_key_material_never_in_messages(tmp_path: Path) -> None:
+    secret = b"TOPSECRETKEYBYTES!"  # 18 bytes: a bad length
+    (tmp_path / "k").write_bytes(secret)
+    (tmp_path / "p").write_bytes(b"x")
+    line = fails("encrypt", "-k", tmp_path / "k", tmp_path / "p", tmp_path / "c", code=2,
+                 match="holds 18 bytes")
+    assert "TOPSECRET" not in line
+    proc = kst("encrypt", "--debug", "-k", tmp_path / "k", tmp_path / "p", tmp_path / "c",
+               check=False)
+    assert b"Traceback" in proc.stderr and b"TOPSECRET" not in proc.stderr
+
+
+def test_refuses_ciphertext_to_terminal(tmp_path: Path, keyfile: Path,
+                                       plain: tuple[Path, bytes]) -> None:
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([*KST, "encrypt", "-k", str(keyfile), str(plain[0]), "-"],
+                              stdout=slave, stderr=subprocess.PIPE, timeout=60)
+        assert proc.returncode == 2
+        assert b"refusing to write ciphertext to a terminal" in proc.stderr
+        proc = subprocess.run([*KST, "keygen", "-"], stdout=slave, stderr=subprocess.PIPE,
+                              timeout=60)
+        assert proc.returncode == 2 and b"refusing to print a key" in proc.stderr
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def _limit_file_size() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def test_write_failure_mid_stream_leaves_nothing(tmp_path: Path, keyfile: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(5 << 20))
+    out = tmp_path / "out"
+    out.write_bytes(b"precious")
+    proc = subprocess.run([*KST, "encrypt", "-f", "-k", str(keyfile), str(big), str(out)],
+                          capture_output=True, preexec_fn=_limit_file_size, timeout=60)
+    assert proc.returncode == 4, proc.stderr
+    assert b"cannot write output" in proc.stderr and b"Traceback" not in proc.stderr
+    assert out.read_bytes() == b"precious"
+    assert sorted(os.listdir(tmp_path)) == ["big", "key", "out"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_disk_full(tmp_path: Path, keyfile: Path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (tmp_path / "big").write_bytes(os.urandom(3 << 20))
+        (mnt / "out").write_bytes(b"precious")
+        fails("encrypt", "-f", "-k", keyfile, tmp_path / "big", mnt / "out", code=4,
+              match="No space left on device")
+        assert (mnt / "out").read_bytes() == b"precious"
+        assert os.listdir(mnt) == ["out"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_mid_stream_leaves_nothing(tmp_path: Path, keyfile: Path, sig: int,
+                                          code: int) -> None:
+    out = tmp_path / "out"
+    out.write_bytes(b"precious")
+    proc = subprocess.Popen([*KST, "encrypt", "-f", "-k", str(keyfile), "-", str(out)],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(os.urandom(3 << 20))
+    proc.stdin.flush()
+    deadline = time.monotonic() + 30
+    while not any(n.endswith(".kstream-partial") for n in os.listdir(tmp_path)):
+        assert time.monotonic() < deadline, "no temp file appeared"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert b"Traceback" not in err and b"kstream: error:" in err
+    assert out.read_bytes() == b"precious"
+    assert sorted(os.listdir(tmp_path)) == ["key", "out"]
+
+
+def test_sigkill_leaves_only_a_named_temp_file(tmp_path: Path, keyfile: Path) -> None:
+    proc = subprocess.Popen([*KST, "encrypt", "-k", str(keyfile), "-", str(tmp_path / "out")],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(os.urandom(1 << 20))
+    proc.stdin.flush()
+    deadline = time.monotonic() + 30
+    while not any(n.endswith(".kstream-partial") for n in os.listdir(tmp_path)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=30)
+    names = sorted(os.listdir(tmp_path))
+    assert "out" not in names
+    assert [n for n in names if n != "key"][0].startswith(".out.")
+
+
+def test_closed_downstream_pipe_is_quiet(tmp_path: Path, keyfile: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(8 << 20))
+    kst("encrypt", "-k", keyfile, big, tmp_path / "c")
+    script = (f"{' '.join(KST)} decrypt -q -k {keyfile} {tmp_path / 'c'} - | head -c 100 "
+              "> /dev/null; echo ${PIPESTATUS[0]}")
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, timeout=60)
+    assert proc.stdout.decode().strip() == "141"
+    assert proc.stderr == b""
+
+
+def test_progress_bar_on_request(tmp_path: Path, keyfile: Path,
+                                 plain: tuple[Path, bytes]) -> None:
+    proc = kst("encrypt", "-q", "--progress", "-k", keyfile, plain[0], tmp_path / "c")
+    assert b"%" in proc.stderr or b"B/s" in proc.stderr
+    assert kst("encrypt", "-q", "-k", keyfile, plain[0], tmp_path / "c2").stderr == b""
+
+
+def test_demo() -> None:
+    out = kst("demo").stdout.decode()
+    assert "round trip:  OK" in out and "4b535452 45414d1a" in out

@@ -1,0 +1,80 @@
+"""Header encoding and every way parsing can refuse a file."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kstream.errors import FormatError
+from kstream.format import HEADER_SIZE, MAGIC, CipherSuite, Header
+
+IV = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
+# The worked example in README ("File format"): AES-256-CTR, IV 00 01 .. 0f.
+EXAMPLE = bytes.fromhex(
+    "4b53545245414d1a" "01" "03" "00" "00" "00000000" "000102030405060708090a0b0c0d0e0f"
+)
+
+
+def test_encode_matches_documented_example() -> None:
+    assert Header(suite=CipherSuite.AES_256_CTR, iv=IV).encode() == EXAMPLE
+    assert HEADER_SIZE == 32 == len(EXAMPLE)
+
+
+@given(st.sampled_from(list(CipherSuite)), st.binary(min_size=16, max_size=16), st.binary())
+def test_roundtrip_ignores_trailing_body(suite: CipherSuite, iv: bytes, body: bytes) -> None:
+    parsed = Header.parse(Header(suite=suite, iv=iv).encode() + body)
+    assert (parsed.suite, parsed.iv, parsed.version) == (suite, iv, 1)
+
+
+@pytest.mark.parametrize(
+    ("suite", "size", "label"),
+    [(CipherSuite.AES_128_CTR, 16, "AES-128-CTR"), (CipherSuite.AES_192_CTR, 24, "AES-192-CTR"),
+     (CipherSuite.AES_256_CTR, 32, "AES-256-CTR")],
+)
+def test_suite_sizes(suite: CipherSuite, size: int, label: str) -> None:
+    assert suite.key_size == size and suite.label == label
+    assert CipherSuite.for_key_size(size) is suite
+
+
+def _patched(offset: int, value: int) -> bytes:
+    data = bytearray(EXAMPLE)
+    data[offset] = value
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "not a kstream file"),
+        (b"PK\x03\x04" + bytes(60), "not a kstream file"),
+        (b"Salted__" + bytes(40), "not a kstream file"),
+        (MAGIC[:5], "truncated"),
+        (MAGIC, "truncated"),
+        (EXAMPLE[:31], "truncated: the kstream header needs 32 bytes, found 31"),
+        (_patched(8, 2), "unsupported kstream format version 2"),
+        (_patched(8, 0), "unsupported kstream format version 0"),
+        (_patched(9, 4), "unknown cipher suite id 4"),
+        (_patched(9, 0), "unknown cipher suite id 0"),
+        (_patched(10, 1), "header flags 0x01"),
+        (_patched(11, 1), "authentication scheme 1"),
+        (_patched(15, 1), "auth parameter set without an auth scheme"),
+    ],
+)
+def test_parse_errors_are_specific(data: bytes, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        Header.parse(data)
+
+
+def test_iv_length_is_validated() -> None:
+    with pytest.raises(ValueError, match="IV must be 16 bytes"):
+        Header(suite=CipherSuite.AES_128_CTR, iv=b"short")
+
+
+@given(st.binary(max_size=64))
+def test_parse_raises_only_format_error(data: bytes) -> None:
+    try:
+        header = Header.parse(data)
+    except FormatError:
+        return
+    assert header.encode() == data[:HEADER_SIZE]
