@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from kstream.atomic import AtomicFile, check_output_path
 from kstream.backends import CipherOptions, CipherStream, select_backend
@@ -217,7 +217,7 @@ async def process_file(
             if isinstance(dst, int):
                 sink: Sink = FdSink(dst, _name_of(dst))
             elif hasattr(dst, "write"):
-                sink = dst
+                sink = cast(Sink, dst)
             else:
                 raise UsageError(f"cannot write to {type(dst).__name__}: give a path or a file")
             await run(source, sink, key=key, **kwargs)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from kstream import __version__
-from kstream.api import decrypt_file, encrypt_file, read_header
+from kstream.api import decrypt_file, encrypt_file
 from kstream.backends import BACKEND_NAMES, CipherOptions
 from kstream.errors import Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     # --debug is accepted before or after the command name.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
 
@@ -203,7 +203,10 @@ def _make_progress(args: argparse.Namespace, total: int | None) -> tuple[Progres
 
     bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                leave=False, dynamic_ncols=True)
-    return bar.update, bar
+    def progress(n: int) -> None:
+        bar.update(n)
+
+    return progress, bar
 
 
 def _input_size(path: str) -> int | None:
@@ -362,8 +365,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         enc = os.path.join(tmp, "sample.txt.kst")
         dec = os.path.join(tmp, "sample.decrypted.txt")
         data = SAMPLE * 4000  # ~560 KiB: several 63 KiB chunks
-        with open(plain, "wb") as f:
-            f.write(data)
+        with open(plain, "wb") as out:
+            out.write(data)
         Key.generate(256).save(key_path)
         key = Key.from_file(key_path)
         used: list[str] = []

@@ -10,9 +10,10 @@ so memory stays bounded by a few MiB whatever the input size.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
 from kstream.backends.base import CHUNK, CipherStream, FdCipherStream
@@ -41,10 +42,8 @@ async def run_blocking(fn: Callable[..., T], *args: object, wait_on_cancel: bool
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        try:
+        with contextlib.suppress(Exception):  # the cancellation is what matters now
             await future
-        except Exception:  # noqa: S110 - the cancellation is what matters now
-            pass
         raise
 
 
@@ -194,7 +193,7 @@ def _fd_pump_applies(source: Source, stream: CipherStream) -> bool:
 
 async def cipher_batches(
     source: Source, stream: CipherStream, progress: Progress | None = None
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield the cipher's output for everything ``source`` delivers, reading ahead.
 
     A reader task stays up to two batches ahead of the cipher, so input I/O overlaps with

@@ -352,7 +352,7 @@ def test_sigkill_leaves_only_a_named_temp_file(tmp_path: Path, keyfile: Path) ->
     proc.wait(timeout=30)
     names = sorted(os.listdir(tmp_path))
     assert "out" not in names
-    assert [n for n in names if n != "key"][0].startswith(".out.")
+    assert next(n for n in names if n != "key").startswith(".out.")
 
 
 def test_closed_downstream_pipe_is_quiet(tmp_path: Path, keyfile: Path) -> None:

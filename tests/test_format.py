@@ -78,3 +78,18 @@ def test_parse_raises_only_format_error(data: bytes) -> None:
     except FormatError:
         return
     assert header.encode() == data[:HEADER_SIZE]
+
+
+def test_readme_worked_example() -> None:
+    """The full file in README's worked example: AES-256, key 00..1f, one 16-byte line."""
+    from reference import ctr
+
+    key = bytes(range(32))
+    iv = bytes.fromhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
+    blob = Header(suite=CipherSuite.AES_256_CTR, iv=iv).encode() + ctr(
+        key, iv, b"hello, kstream!\n"
+    )
+    assert blob.hex() == (
+        "4b53545245414d1a0103000000000000f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+        "fa65a1e14cbaa0a0291d9431215f421e"
+    )
