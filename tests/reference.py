@@ -6,6 +6,8 @@ bug in how kstream splits, carries or restarts the counter cannot hide in the re
 
 from __future__ import annotations
 
+import itertools
+
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 
@@ -27,4 +29,4 @@ def ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     """``data`` cut at the given offsets (taken modulo its length, sorted)."""
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
