@@ -13,6 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Literal, cast
 
 from kstream.atomic import AtomicFile, check_output_path
+from kstream.auth import SegmentOpener, derive_mac, sealer
 from kstream.backends import CipherOptions, CipherStream, select_backend
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import FormatError, InvalidKey, IOFailure, UsageError
@@ -90,43 +91,57 @@ def open_cipher(
     return stream
 
 
+def _encryptor(
+    key: Key, raw_iv: bytes | None, header_iv: bytes | None = None, **cipher_kw: Any
+) -> tuple[CipherStream, bytes]:
+    """The stream that encrypts, and the bytes that precede its output (the header or none).
+
+    Outside raw mode the IV is 16 fresh bytes from the OS CSPRNG for every file (never
+    reused, never derived from the key) and the output is sealed in authenticated segments.
+    ``header_iv`` exists only to reproduce published test vectors.
+    """
+    if raw_iv is not None:
+        return open_cipher(key, raw_iv, **cipher_kw), b""
+    header = Header(suite=key.suite, iv=header_iv or os.urandom(IV_SIZE))
+    mac = derive_mac(key.material(), header)
+    cipher = open_cipher(key, header.iv, **cipher_kw)
+    return sealer(cipher, mac, header.auth_param), header.encode()
+
+
+async def _decryptor(
+    source: Source, key: Key, raw_iv: bytes | None, **cipher_kw: Any
+) -> CipherStream:
+    """The stream that decrypts what follows in ``source`` (reading the header first)."""
+    if raw_iv is not None:
+        return open_cipher(key, raw_iv, **cipher_kw)
+    header = await read_header(source, key)
+    mac = derive_mac(key.material(), header)
+    return SegmentOpener(open_cipher(key, header.iv, **cipher_kw), mac, header.auth_param)
+
+
 async def encrypt_to(
     source: Source,
     sink: Sink,
     *,
     key: Key,
-    backend: str = "auto",
     raw: bool = False,
     iv: bytes | None = None,
-    options: CipherOptions | None = None,
-    verify: bool = False,
-    notify: Notify | None = None,
     progress: Progress | None = None,
+    header_iv: bytes | None = None,
+    **cipher_kw: Any,
 ) -> None:
-    """Encrypt everything from ``source`` into ``sink`` (header first unless ``raw``)."""
+    """Encrypt everything from ``source`` into ``sink`` (header first unless ``raw``).
+
+    ``cipher_kw`` are :func:`open_cipher`'s keywords (backend, options, verify, notify).
+    """
     key = _check_key(key)
-    start, prefix = _encryption_start(key, _check_iv(iv, raw))
-    stream = open_cipher(
-        key, start, backend=backend, options=options, verify=verify, notify=notify
-    )
+    stream, prefix = _encryptor(key, _check_iv(iv, raw), header_iv, **cipher_kw)
     try:
         if prefix:
             await sink.write(prefix)
         await pump(source, stream, sink, progress)
     finally:
         stream.close()
-
-
-def _encryption_start(key: Key, raw_iv: bytes | None) -> tuple[bytes, bytes]:
-    """The first counter block and the bytes that precede the body (the header, or none).
-
-    Outside raw mode the IV is 16 fresh bytes from the OS CSPRNG for every file: never
-    reused, never derived from the key.
-    """
-    if raw_iv is not None:
-        return raw_iv, b""
-    header = Header(suite=key.suite, iv=os.urandom(IV_SIZE))
-    return header.iv, header.encode()
 
 
 async def read_header(source: Source, key: Key) -> Header:
@@ -148,21 +163,14 @@ async def decrypt_to(
     sink: Sink,
     *,
     key: Key,
-    backend: str = "auto",
     raw: bool = False,
     iv: bytes | None = None,
-    options: CipherOptions | None = None,
-    verify: bool = False,
-    notify: Notify | None = None,
     progress: Progress | None = None,
+    **cipher_kw: Any,
 ) -> None:
-    """Decrypt everything from ``source`` into ``sink``."""
+    """Decrypt everything from ``source`` into ``sink``, checking every segment's tag."""
     key = _check_key(key)
-    raw_iv = _check_iv(iv, raw)
-    start = raw_iv if raw_iv is not None else (await read_header(source, key)).iv
-    stream = open_cipher(
-        key, start, backend=backend, options=options, verify=verify, notify=notify
-    )
+    stream = await _decryptor(source, key, _check_iv(iv, raw), **cipher_kw)
     try:
         await pump(source, stream, sink, progress)
     finally:
@@ -297,10 +305,8 @@ async def encrypt_stream(
     Yields the same bytes :func:`encrypt_file` would write, in pieces of about 1 MiB.
     """
     key = _check_key(key)
-    start, prefix = _encryption_start(key, _check_iv(iv, raw))
-    stream = open_cipher(
-        key, start, backend=backend, options=options, verify=verify, notify=notify
-    )
+    stream, prefix = _encryptor(key, _check_iv(iv, raw), backend=backend, options=options,
+                                verify=verify, notify=notify)
     try:
         if prefix:
             yield prefix
@@ -323,12 +329,9 @@ async def decrypt_stream(
 ) -> AsyncIterator[bytes]:
     """Decrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives."""
     key = _check_key(key)
-    raw_iv = _check_iv(iv, raw)
     src = IterSource(source)
-    start = raw_iv if raw_iv is not None else (await read_header(src, key)).iv
-    stream = open_cipher(
-        key, start, backend=backend, options=options, verify=verify, notify=notify
-    )
+    stream = await _decryptor(src, key, _check_iv(iv, raw), backend=backend, options=options,
+                              verify=verify, notify=notify)
     try:
         async for out in cipher_batches(src, stream):
             yield out

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from kstream import __version__
 from kstream.api import decrypt_file, encrypt_file
+from kstream.auth import plaintext_size
 from kstream.backends import BACKEND_NAMES, CipherOptions
 from kstream.errors import Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
@@ -311,9 +312,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "cipher_id": int(header.suite),
         "key_bits": header.suite.key_size * 8,
         "iv": header.iv.hex(),
-        "authentication": "none" if header.auth_scheme == 0 else str(header.auth_scheme),
+        "authentication": header.auth_scheme.label,
+        "auth_scheme": int(header.auth_scheme),
+        "segment_size": header.auth_param,
         "header_size": HEADER_SIZE,
         "body_size": body,
+        "plaintext_size": plaintext_size(body, header.auth_param),
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -321,9 +325,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"format:          kstream version {info['version']}")
         print(f"cipher:          {info['cipher']} (needs a {info['key_bits']}-bit key)")
         print(f"iv:              {info['iv']}")
-        print("authentication:  none (AES-CTR only: changes to the file are not detected)")
+        print(f"authentication:  {info['authentication']} (scheme {info['auth_scheme']}), "
+              f"segments of {header.auth_param} bytes")
         print(f"header:          {HEADER_SIZE} bytes")
         print(f"body:            {body} bytes")
+        plain = info["plaintext_size"]
+        print(f"plaintext:       {plain} bytes" if plain is not None else
+              "plaintext:       unknown: the body size fits no plaintext (truncated or damaged)")
     return 0
 
 

@@ -3,20 +3,22 @@
 Layout of format version 1 (32 bytes, all integers big-endian)::
 
     offset  size  field
-         0     8  magic          b"KSTREAM\\x1a"
+         0     8  magic          b"KSTREAM\x1a"
          8     1  version        1
          9     1  cipher suite   1 = AES-128-CTR, 2 = AES-192-CTR, 3 = AES-256-CTR
         10     1  flags          0 (no flag is defined in v1; any set bit is refused)
-        11     1  auth scheme    0 = none (reserved for authenticated formats)
-        12     4  auth parameter 0 when auth scheme is 0 (e.g. a segment size later)
+        11     1  auth scheme    1 = GMAC-AES-256 over segments (0 = none, refused)
+        12     4  auth parameter the segment size S in bytes (scheme 1)
         16    16  IV             the initial 128-bit counter block, fresh per file
 
-The body that follows is exactly AES-CTR of the plaintext, counter starting at the IV,
-so ``openssl enc -d -aes-N-ctr -K KEY -iv IV`` on the body alone decrypts it.
+The body is AES-CTR of the plaintext, counter starting at the IV, cut into segments of S
+ciphertext bytes, each framed with a length word and followed by a 16-byte tag (see
+``kstream.auth``). With the framing stripped, ``openssl enc -d -aes-N-ctr -K KEY -iv IV``
+decrypts the body.
 
-The auth scheme and its parameter exist so that a later, authenticated format can be
-introduced without changing the fixed part: a reader that does not know a scheme says
-precisely that ("needs a newer kstream") instead of a misleading "corrupt file".
+The auth scheme is an explicit field so that a second scheme can be added later: a reader
+that does not know a scheme says precisely that ("needs a newer kstream") instead of a
+misleading "corrupt file".
 """
 
 from __future__ import annotations
@@ -32,6 +34,25 @@ VERSION = 1
 IV_SIZE = 16
 _FIXED = struct.Struct(">8sBBBBI16s")
 HEADER_SIZE = _FIXED.size  # 32
+
+
+#: Segment sizes a reader accepts: whole AES blocks, at least one block, and small enough
+#: that a segment (which is held in memory until its tag is checked) cannot exhaust memory.
+MIN_SEGMENT = 16
+MAX_SEGMENT = 64 << 20
+#: The segment size kstream writes: 16 x 63 KiB = 1008 KiB (see README, "Segment size").
+DEFAULT_SEGMENT = 16 * 64512
+
+
+class AuthScheme(enum.IntEnum):
+    """How the body is authenticated; the auth parameter's meaning depends on it."""
+
+    NONE = 0
+    GMAC_SEGMENTS = 1
+
+    @property
+    def label(self) -> str:
+        return {0: "none", 1: "GMAC-AES-256 per segment"}[self.value]
 
 
 class CipherSuite(enum.IntEnum):
@@ -68,8 +89,8 @@ class Header:
     iv: bytes
     version: int = VERSION
     flags: int = 0
-    auth_scheme: int = 0
-    auth_param: int = 0
+    auth_scheme: AuthScheme = AuthScheme.GMAC_SEGMENTS
+    auth_param: int = DEFAULT_SEGMENT
 
     def __post_init__(self) -> None:
         if len(self.iv) != IV_SIZE:
@@ -123,13 +144,23 @@ class Header:
                 f"header flags 0x{flags:02x} are not defined in format version {VERSION}; "
                 "the file is damaged or needs a newer kstream"
             )
-        if scheme:
+        try:
+            auth = AuthScheme(scheme)
+        except ValueError:
             raise FormatError(
                 f"file uses authentication scheme {scheme}, which this kstream does not "
                 "support; use a newer kstream"
+            ) from None
+        if auth is AuthScheme.NONE:
+            raise FormatError(
+                "file is not authenticated (auth scheme 0, written by a pre-release kstream); "
+                "refusing it because changes to it could not be detected"
             )
-        if param:
-            raise FormatError("damaged header: auth parameter set without an auth scheme")
+        if not (MIN_SEGMENT <= param <= MAX_SEGMENT and param % 16 == 0):
+            raise FormatError(
+                f"damaged header: segment size {param} is not a multiple of 16 between "
+                f"{MIN_SEGMENT} and {MAX_SEGMENT}"
+            )
         return cls(
-            suite=suite, iv=iv, version=version, flags=flags, auth_scheme=scheme, auth_param=param
+            suite=suite, iv=iv, version=version, flags=flags, auth_scheme=auth, auth_param=param
         )

@@ -30,3 +30,42 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     """``data`` cut at the given offsets (taken modulo its length, sorted)."""
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+def unframe(body: bytes) -> bytes:
+    """The CTR ciphertext inside an authenticated body: frames and tags removed.
+
+    Written from README's format description, independently of ``kstream.auth``.
+    """
+    out = bytearray()
+    pos = 0
+    while True:
+        word = int.from_bytes(body[pos:pos + 4], "big")
+        size = word & 0x7FFFFFFF
+        out += body[pos + 4:pos + 4 + size]
+        pos += 4 + size + 16
+        if word >> 31:
+            assert pos == len(body), "data after the last segment"
+            return bytes(out)
+
+
+def seal(key: bytes, header: bytes, plaintext: bytes, segment: int) -> bytes:
+    """A whole authenticated file, built from README's description alone."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.hashes import SHA256
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    iv = header[16:32]
+    mac_key = HKDF(SHA256(), 32, salt=iv,
+                   info=b"kstream v1 segment MAC key: GMAC-AES-256\x00" + header).derive(key)
+    gmac = AESGCM(mac_key)
+    ct = ctr(key, iv, plaintext)
+    pieces = [ct[i:i + segment] for i in range(0, len(ct), segment)]
+    if not pieces or len(pieces[-1]) == segment:
+        pieces.append(b"")
+    out = bytearray(header)
+    for index, piece in enumerate(pieces):
+        last = index == len(pieces) - 1
+        out += ((last << 31) | len(piece)).to_bytes(4, "big") + piece
+        out += gmac.encrypt(index.to_bytes(11, "big") + bytes([last]), b"", piece)
+    return bytes(out)

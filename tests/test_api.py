@@ -11,11 +11,12 @@ import aiofiles
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import ctr, split
+from reference import ctr, split, unframe
 
 import kstream
+from kstream.auth import framed_size
 from kstream.errors import FormatError, InvalidKey, IOFailure, UsageError
-from kstream.format import HEADER_SIZE, Header
+from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, Header
 from kstream.pipeline import BATCH
 
 
@@ -23,8 +24,7 @@ def body_of(blob: bytes, key: kstream.Key) -> bytes:
     """Check that ``blob`` is header + reference CTR body; return the plaintext."""
     header = Header.parse(blob)
     assert header.suite is key.suite
-    body = blob[HEADER_SIZE:]
-    return ctr(key.material(), header.iv, body)
+    return ctr(key.material(), header.iv, unframe(blob[HEADER_SIZE:]))
 
 
 async def agen(pieces: list[bytes], delay: float = 0) -> AsyncIterator[bytes]:
@@ -46,7 +46,7 @@ async def test_file_roundtrip(tmp_path: Path, length: int) -> None:
     (tmp_path / "p").write_bytes(data)
     await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, backend="openssl")
     blob = (tmp_path / "c").read_bytes()
-    assert len(blob) == HEADER_SIZE + length
+    assert len(blob) == HEADER_SIZE + framed_size(length, DEFAULT_SEGMENT)
     assert body_of(blob, key) == data
     await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", key=key, backend="openssl")
     assert (tmp_path / "d").read_bytes() == data
@@ -85,7 +85,7 @@ def test_stream_any_split_equals_file_form(length: int, cuts: list[int]) -> None
         plain = await collect(kstream.decrypt_stream(agen(split(blob, cuts)), key=key))
         raw = await collect(kstream.encrypt_stream(agen(split(data, cuts)), key=key,
                                                    raw=True, iv=header.iv))
-        assert blob[HEADER_SIZE:] == raw
+        assert unframe(blob[HEADER_SIZE:]) == raw
         return blob, plain
 
     blob, plain = asyncio.run(go())

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reference import ctr
+from reference import ctr, unframe
 
 from kstream.format import HEADER_SIZE, Header
 
@@ -102,7 +102,7 @@ def test_file_roundtrip(tmp_path: Path, plain: tuple[Path, bytes], bits: int) ->
     blob = (tmp_path / "c").read_bytes()
     header = Header.parse(blob)
     assert header.suite.key_size * 8 == bits
-    assert ctr(keybytes(key), header.iv, blob[HEADER_SIZE:]) == data
+    assert ctr(keybytes(key), header.iv, unframe(blob[HEADER_SIZE:])) == data
     kst("decrypt", "--key-file", key, tmp_path / "c", tmp_path / "d")
     assert (tmp_path / "d").read_bytes() == data
 
@@ -163,10 +163,10 @@ def test_openssl_interop(tmp_path: Path, plain: tuple[Path, bytes], bits: int) -
     assert (tmp_path / "ossl").read_bytes() == (tmp_path / "raw").read_bytes()
     kst("decrypt", "--raw", "--iv", iv, "-k", key, tmp_path / "ossl", tmp_path / "d")
     assert (tmp_path / "d").read_bytes() == data
-    # header IV + body alone -> openssl
+    # header IV + body with the segment framing stripped -> openssl
     kst("encrypt", "-k", key, path, tmp_path / "c")
     info = json.loads(kst("inspect", "--json", tmp_path / "c").stdout)
-    body = (tmp_path / "c").read_bytes()[HEADER_SIZE:]
+    body = unframe((tmp_path / "c").read_bytes()[HEADER_SIZE:])
     back = subprocess.run(["openssl", "enc", "-d", cipher, "-K", khex, "-iv", info["iv"]],
                           input=body, capture_output=True, check=True).stdout
     assert back == data
@@ -177,7 +177,9 @@ def test_inspect(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> No
     info = json.loads(kst("inspect", "--json", tmp_path / "c").stdout)
     header = Header.parse((tmp_path / "c").read_bytes())
     assert info["version"] == 1 and info["cipher"] == "AES-256-CTR"
-    assert info["iv"] == header.iv.hex() and info["body_size"] == len(plain[1])
+    assert info["iv"] == header.iv.hex() and info["plaintext_size"] == len(plain[1])
+    assert info["body_size"] == len(plain[1]) + 20  # one segment: 4-byte frame + 16-byte tag
+    assert info["segment_size"] == 1032192 and info["auth_scheme"] == 1
     piped = json.loads(kst("inspect", "--json", "-",
                            input=(tmp_path / "c").read_bytes()).stdout)
     assert piped == info

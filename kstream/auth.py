@@ -1,0 +1,224 @@
+"""Authenticated segments: encrypt-then-MAC over the AES-CTR ciphertext.
+
+The CTR ciphertext is cut into segments of S bytes (the header's auth parameter); only the
+last segment is shorter, and it may be empty, so every file ends with a segment flagged
+last. Each segment is written as::
+
+    u32 big-endian   (LAST << 31) | ciphertext length
+    ciphertext       S bytes, or 0..S bytes for the last segment
+    tag              16 bytes: GMAC (NIST SP 800-38D: AES-GCM with an empty plaintext)
+                     over the ciphertext as associated data
+
+The GMAC key is per file: HKDF-SHA256 (RFC 5869) of the user's key, with the file's IV as
+salt and, as info, a fixed label followed by the complete 32-byte header. The nonce is the
+segment index (11 bytes, big-endian) followed by the last flag (1 byte). So each tag binds:
+
+- the complete header (through the key: another header gives another key),
+- the segment index and the last flag (through the nonce, which a key never sees twice),
+- the segment's ciphertext and its length (GMAC's input and its length block).
+
+The AES key itself is only ever used for AES-CTR; the MAC key is derived from it and is
+never used for anything else. Decryption checks a segment's tag before releasing any of
+its plaintext.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from kstream.backends.base import CipherStream, FdCipherStream
+from kstream.errors import FormatError, IntegrityError
+from kstream.format import Header
+
+TAG_SIZE = 16
+_FRAME = struct.Struct(">I")
+FRAME_SIZE = _FRAME.size
+_LAST = 1 << 31
+#: HKDF info label; the complete header follows it.
+MAC_KEY_LABEL = b"kstream v1 segment MAC key: GMAC-AES-256\x00"
+
+
+def derive_mac(key_bytes: bytes, header: Header) -> AESGCM:
+    """The per-file GMAC instance for ``header``'s file."""
+    hkdf = HKDF(algorithm=SHA256(), length=32, salt=header.iv,
+                info=MAC_KEY_LABEL + header.encode())
+    return AESGCM(hkdf.derive(key_bytes))
+
+
+def _nonce(index: int, last: bool) -> bytes:
+    return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+
+def framed_size(plaintext_size: int, segment: int) -> int:
+    """Body size of a file whose plaintext has ``plaintext_size`` bytes."""
+    full = plaintext_size // segment
+    return plaintext_size + (full + 1) * (FRAME_SIZE + TAG_SIZE)
+
+
+def plaintext_size(body_size: int, segment: int) -> int | None:
+    """Inverse of :func:`framed_size`, or ``None`` if no plaintext size gives ``body_size``."""
+    full, rest = divmod(body_size, segment + FRAME_SIZE + TAG_SIZE)
+    if rest < FRAME_SIZE + TAG_SIZE:
+        return None
+    return full * segment + rest - FRAME_SIZE - TAG_SIZE
+
+
+class SegmentSealer:
+    """Encrypts through ``cipher`` and frames and tags the ciphertext in segments."""
+
+    def __init__(self, cipher: CipherStream, mac: AESGCM, segment: int) -> None:
+        self._cipher = cipher
+        self._mac = mac
+        self._segment = segment
+        self._buf = bytearray()
+        self._index = 0
+        self.description = cipher.description
+
+    def _seal(self, ciphertext: bytes | bytearray | memoryview, last: bool) -> bytes:
+        tag = self._mac.encrypt(_nonce(self._index, last), b"", ciphertext)
+        self._index += 1
+        frame = _FRAME.pack((_LAST if last else 0) | len(ciphertext))
+        return b"".join((frame, ciphertext, tag))
+
+    def _emit(self, ciphertext: bytes, final: bool) -> bytes:
+        self._buf += ciphertext
+        out: list[bytes] = []
+        segment = self._segment
+        start = 0
+        with memoryview(self._buf) as view:
+            while len(view) - start >= segment:
+                out.append(self._seal(view[start:start + segment], last=False))
+                start += segment
+            if final:
+                out.append(self._seal(view[start:], last=True))
+                start = len(view)
+        del self._buf[:start]
+        return b"".join(out)
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        return self._emit(self._cipher.update(data), final=False)
+
+    def finalize(self) -> bytes:
+        return self._emit(self._cipher.finalize(), final=True)
+
+    def close(self) -> None:
+        self._cipher.close()
+
+
+class FdSegmentSealer(SegmentSealer):
+    """A sealer whose cipher can pull input from a file descriptor (kernel splice/sendfile)."""
+
+    _cipher: FdCipherStream
+
+    def __init__(self, cipher: FdCipherStream, mac: AESGCM, segment: int) -> None:
+        super().__init__(cipher, mac, segment)
+
+    def accepts_fd(self, fd: int) -> bool:
+        return self._cipher.accepts_fd(fd)
+
+    def update_from_fd(self, fd: int, max_bytes: int) -> tuple[bytes, int]:
+        out, consumed = self._cipher.update_from_fd(fd, max_bytes)
+        return self._emit(out, final=False), consumed
+
+
+def sealer(cipher: CipherStream, mac: AESGCM, segment: int) -> SegmentSealer:
+    """The right sealer for ``cipher`` (keeping its fd fast path when it has one)."""
+    if isinstance(cipher, FdCipherStream):
+        return FdSegmentSealer(cipher, mac, segment)
+    return SegmentSealer(cipher, mac, segment)
+
+
+class SegmentOpener:
+    """Checks each segment's tag, then decrypts it through ``cipher``.
+
+    Raises :class:`IntegrityError` for a segment that fails authentication (naming it) and
+    :class:`FormatError` for truncation or data after the last segment.
+    """
+
+    def __init__(self, cipher: CipherStream, mac: AESGCM, segment: int) -> None:
+        self._cipher = cipher
+        self._mac = mac
+        self._segment = segment
+        self._buf = bytearray()
+        self._index = 0
+        self._done = False
+        self._error: Exception | None = None
+        self.description = cipher.description
+
+    def _fail(self) -> IntegrityError:
+        return IntegrityError(
+            f"authentication failed: wrong key or the file was modified (segment {self._index})"
+        )
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Plaintext of the segments completed and verified so far.
+
+        When a segment fails after others in the same call verified, their plaintext is
+        still returned and the error is raised by the next call, so output stops exactly
+        at the first bad segment.
+        """
+        if self._error is not None:
+            raise self._error
+        self._buf += data
+        out: list[bytes] = []
+        try:
+            self._open_segments(out)
+        except (FormatError, IntegrityError) as exc:
+            if not out:
+                raise
+            self._error = exc
+        return b"".join(out)
+
+    def _open_segments(self, out: list[bytes]) -> None:
+        start = 0
+        with memoryview(self._buf) as view:
+            while True:
+                if self._done:
+                    if len(view) > start:
+                        raise FormatError(
+                            "trailing data after the end of the encrypted file: "
+                            f"{len(view) - start} or more bytes were appended"
+                        )
+                    break
+                if len(view) - start < FRAME_SIZE:
+                    break
+                (word,) = _FRAME.unpack_from(view, start)
+                last, size = bool(word & _LAST), word & ~_LAST
+                if size > self._segment or (not last and size != self._segment):
+                    raise self._fail()
+                end = start + FRAME_SIZE + size + TAG_SIZE
+                if len(view) < end:
+                    break
+                ciphertext = view[start + FRAME_SIZE:end - TAG_SIZE]
+                try:
+                    self._mac.decrypt(_nonce(self._index, last), view[end - TAG_SIZE:end],
+                                      ciphertext)
+                except InvalidTag:
+                    raise self._fail() from None
+                out.append(self._cipher.update(ciphertext))
+                ciphertext.release()  # so that the buffer can be trimmed below
+                self._index += 1
+                self._done = last
+                start = end
+        del self._buf[:start]
+
+    def finalize(self) -> bytes:
+        if self._error is not None:
+            raise self._error
+        if not self._done:
+            if self._buf:
+                raise FormatError(f"file is truncated: segment {self._index} is incomplete")
+            raise FormatError(
+                f"file is truncated: it ends after segment {self._index - 1} without the "
+                "final segment" if self._index else "file is truncated: no segment follows "
+                "the header"
+            )
+        return self._cipher.finalize()
+
+    def close(self) -> None:
+        self._cipher.close()
