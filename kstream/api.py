@@ -17,8 +17,14 @@ from kstream.auth import SegmentOpener, derive_mac, sealer
 from kstream.backends import CipherOptions, CipherStream, select_backend
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import FormatError, InvalidKey, IOFailure, UsageError
-from kstream.format import HEADER_SIZE, IV_SIZE, Header
+from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, Header
 from kstream.keys import Key
+from kstream.parallel import (
+    LayoutMismatch,
+    decrypt_file_parallel,
+    encrypt_file_parallel,
+    parallel_decrypt_layout,
+)
 from kstream.pipeline import (
     AsyncFileSource,
     FdSink,
@@ -40,6 +46,9 @@ BackendName = Literal["auto", "kernel", "openssl"]
 Notify = Callable[[str], None]
 #: A path, an open file descriptor (the CLI's ``-``), or an async binary file object.
 FileArg = str | os.PathLike[str] | int | Any
+
+
+NOTHING_TO_VERIFY = "--verify has nothing to check: openssl is the reference"
 
 
 def _log_notice(message: str) -> None:
@@ -80,7 +89,7 @@ def open_cipher(
     stream = chosen.open(key, iv, options)
     if verify:
         if chosen.name == "openssl":
-            (notify or _log_notice)("--verify has nothing to check: openssl is the reference")
+            (notify or _log_notice)(NOTHING_TO_VERIFY)
             return stream
         try:
             reference = OpenSSLBackend().open(key, iv)
@@ -146,7 +155,11 @@ async def encrypt_to(
 
 async def read_header(source: Source, key: Key) -> Header:
     """Read and check the header at the start of ``source`` against ``key``."""
-    data = await read_exact(source, HEADER_SIZE)
+    return check_header(await read_exact(source, HEADER_SIZE), key)
+
+
+def check_header(data: bytes, key: Key) -> Header:
+    """Parse the first bytes of a file and check that ``key`` fits its cipher suite."""
     if not data:
         raise FormatError("input is empty: not a kstream file")
     header = Header.parse(data)
@@ -211,9 +224,14 @@ async def process_file(
     *,
     key: Key,
     force: bool = False,
+    jobs: int | None = None,
     **kwargs: Any,
 ) -> None:
-    """Encrypt or decrypt ``src`` into ``dst`` with atomic output when ``dst`` is a path."""
+    """Encrypt or decrypt ``src`` into ``dst`` with atomic output when ``dst`` is a path.
+
+    A regular input file into a path is processed by ``jobs`` parallel ranges (default: the
+    CPU count); everything else streams through the sequential pipeline.
+    """
     run = encrypt_to if direction == "encrypt" else decrypt_to
     dst_path = os.fspath(dst) if isinstance(dst, str | os.PathLike) else None
     if dst_path is not None:
@@ -232,7 +250,10 @@ async def process_file(
             return
         out = AtomicFile(dst_path, force=force)
         try:
-            await run(source, FdSink(out.fd, f"output '{dst_path}'"), key=key, **kwargs)
+            sink_name = f"output '{dst_path}'"
+            if not await _run_parallel(direction, source, out.fd, sink_name, key, jobs,
+                                       **kwargs):
+                await run(source, FdSink(out.fd, sink_name), key=key, **kwargs)
             await run_blocking(out.commit)
         except BaseException:
             out.abort()
@@ -240,6 +261,80 @@ async def process_file(
     finally:
         if owned_fd is not None:
             os.close(owned_fd)
+
+
+async def _run_parallel(
+    direction: Direction,
+    source: Source,
+    out_fd: int,
+    out_name: str,
+    key: Key,
+    jobs: int | None,
+    *,
+    backend: str = "auto",
+    raw: bool = False,
+    iv: bytes | None = None,
+    options: CipherOptions | None = None,
+    verify: bool = False,
+    notify: Notify | None = None,
+    progress: Progress | None = None,
+) -> bool:
+    """Process a regular input file with parallel ranges; False if that does not apply.
+
+    Falls back (returns False) for pipes, for an explicit splice/sendfile transfer, and for
+    an authenticated input whose size fits no intact file, so that the sequential path
+    reports exactly what is wrong with it.
+    """
+    if not isinstance(source, FdSource) or not source.is_regular():
+        return False
+    if options is not None and options.transfer not in ("auto", "sendmsg"):
+        return False
+    key = _check_key(key)
+    raw_iv = _check_iv(iv, raw)
+    base = source.position()
+    size = (source.size_hint() or 0)
+    chosen = select_backend(backend, notify or _log_notice).name
+    if verify and chosen == "openssl":
+        (notify or _log_notice)(NOTHING_TO_VERIFY)
+        verify = False
+
+    def open_stream(counter: bytes) -> CipherStream:
+        return open_cipher(key, counter, backend=chosen, options=options, verify=verify,
+                           notify=_log_notice)
+
+    count = jobs or os.cpu_count() or 1
+    names = (source.name, out_name)
+    if direction == "encrypt":
+        if raw_iv is not None:
+            await encrypt_file_parallel(
+                source.fd, out_fd, size, iv=raw_iv, segment=DEFAULT_SEGMENT, jobs=count,
+                open_stream=open_stream, mac=None, prefix=b"", names=names,
+                progress=progress, src_offset=base)
+            return True
+        header = Header(suite=key.suite, iv=os.urandom(IV_SIZE))
+        await encrypt_file_parallel(
+            source.fd, out_fd, size, iv=header.iv, segment=header.auth_param, jobs=count,
+            open_stream=open_stream, mac=derive_mac(key.material(), header),
+            prefix=header.encode(), names=names, progress=progress, src_offset=base)
+        return True
+    if raw_iv is not None:
+        await decrypt_file_parallel(
+            source.fd, out_fd, size, iv=raw_iv, segment=DEFAULT_SEGMENT, jobs=count,
+            open_stream=open_stream, mac=None, names=names, progress=progress,
+            src_offset=base)
+        return True
+    header = check_header(os.pread(source.fd, HEADER_SIZE, base), key)
+    if parallel_decrypt_layout(size, header.auth_param) is None:
+        return False
+    try:
+        await decrypt_file_parallel(
+            source.fd, out_fd, size, iv=header.iv, segment=header.auth_param, jobs=count,
+            open_stream=open_stream, mac=derive_mac(key.material(), header), names=names,
+            progress=progress, src_offset=base)
+    except LayoutMismatch:
+        os.ftruncate(out_fd, 0)  # nothing was released; let the sequential reader explain
+        return False
+    return True
 
 
 async def encrypt_file(
@@ -255,6 +350,7 @@ async def encrypt_file(
     options: CipherOptions | None = None,
     notify: Notify | None = None,
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> None:
     """Encrypt ``src`` into ``dst``.
 
@@ -264,7 +360,7 @@ async def encrypt_file(
     """
     await process_file(
         "encrypt", src, dst, key=key, force=force, backend=backend, raw=raw, iv=iv,
-        verify=verify, options=options, notify=notify, progress=progress,
+        verify=verify, options=options, notify=notify, progress=progress, jobs=jobs,
     )
 
 
@@ -281,11 +377,12 @@ async def decrypt_file(
     options: CipherOptions | None = None,
     notify: Notify | None = None,
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> None:
     """Decrypt ``src`` into ``dst``; same output guarantees as :func:`encrypt_file`."""
     await process_file(
         "decrypt", src, dst, key=key, force=force, backend=backend, raw=raw, iv=iv,
-        verify=verify, options=options, notify=notify, progress=progress,
+        verify=verify, options=options, notify=notify, progress=progress, jobs=jobs,
     )
 
 

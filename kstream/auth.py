@@ -54,6 +54,42 @@ def _nonce(index: int, last: bool) -> bytes:
     return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 
 
+def seal_parts(
+    mac: AESGCM, index: int, last: bool, ciphertext: bytes | bytearray | memoryview
+) -> tuple[bytes, bytes]:
+    """The frame word that goes before segment ``index``'s ciphertext, and its tag."""
+    frame = _FRAME.pack((_LAST if last else 0) | len(ciphertext))
+    return frame, mac.encrypt(_nonce(index, last), b"", ciphertext)
+
+
+def auth_failure(index: int) -> IntegrityError:
+    return IntegrityError(
+        f"authentication failed: wrong key or the file was modified (segment {index})"
+    )
+
+
+def parse_frame(data: bytes | bytearray | memoryview, offset: int, segment: int,
+                index: int) -> tuple[bool, int]:
+    """``(last, ciphertext length)`` of the segment whose frame word is at ``offset``.
+
+    A length no writer produces (over S, or short but not last) is a modified file.
+    """
+    (word,) = _FRAME.unpack_from(data, offset)
+    last, size = bool(word & _LAST), word & ~_LAST
+    if size > segment or (not last and size != segment):
+        raise auth_failure(index)
+    return last, size
+
+
+def check_tag(mac: AESGCM, index: int, last: bool, ciphertext: bytes | bytearray | memoryview,
+              tag: bytes | bytearray | memoryview) -> None:
+    """Raise :class:`IntegrityError` unless ``tag`` authenticates segment ``index``."""
+    try:
+        mac.decrypt(_nonce(index, last), tag, ciphertext)
+    except InvalidTag:
+        raise auth_failure(index) from None
+
+
 def framed_size(plaintext_size: int, segment: int) -> int:
     """Body size of a file whose plaintext has ``plaintext_size`` bytes."""
     full = plaintext_size // segment
@@ -71,18 +107,19 @@ def plaintext_size(body_size: int, segment: int) -> int | None:
 class SegmentSealer:
     """Encrypts through ``cipher`` and frames and tags the ciphertext in segments."""
 
-    def __init__(self, cipher: CipherStream, mac: AESGCM, segment: int) -> None:
+    def __init__(
+        self, cipher: CipherStream, mac: AESGCM, segment: int, first_index: int = 0
+    ) -> None:
         self._cipher = cipher
         self._mac = mac
         self._segment = segment
         self._buf = bytearray()
-        self._index = 0
+        self._index = first_index
         self.description = cipher.description
 
     def _seal(self, ciphertext: bytes | bytearray | memoryview, last: bool) -> bytes:
-        tag = self._mac.encrypt(_nonce(self._index, last), b"", ciphertext)
+        frame, tag = seal_parts(self._mac, self._index, last, ciphertext)
         self._index += 1
-        frame = _FRAME.pack((_LAST if last else 0) | len(ciphertext))
         return b"".join((frame, ciphertext, tag))
 
     def _emit(self, ciphertext: bytes, final: bool) -> bytes:
@@ -106,6 +143,13 @@ class SegmentSealer:
     def finalize(self) -> bytes:
         return self._emit(self._cipher.finalize(), final=True)
 
+    def finish_range(self) -> bytes:
+        """End a range of whole segments that is not the end of the file (parallel jobs)."""
+        out = self._emit(self._cipher.finalize(), final=False)
+        if self._buf:
+            raise ValueError("a parallel range must end on a segment boundary")
+        return out
+
     def close(self) -> None:
         self._cipher.close()
 
@@ -115,8 +159,10 @@ class FdSegmentSealer(SegmentSealer):
 
     _cipher: FdCipherStream
 
-    def __init__(self, cipher: FdCipherStream, mac: AESGCM, segment: int) -> None:
-        super().__init__(cipher, mac, segment)
+    def __init__(
+        self, cipher: FdCipherStream, mac: AESGCM, segment: int, first_index: int = 0
+    ) -> None:
+        super().__init__(cipher, mac, segment, first_index)
 
     def accepts_fd(self, fd: int) -> bool:
         return self._cipher.accepts_fd(fd)
@@ -126,11 +172,13 @@ class FdSegmentSealer(SegmentSealer):
         return self._emit(out, final=False), consumed
 
 
-def sealer(cipher: CipherStream, mac: AESGCM, segment: int) -> SegmentSealer:
+def sealer(
+    cipher: CipherStream, mac: AESGCM, segment: int, first_index: int = 0
+) -> SegmentSealer:
     """The right sealer for ``cipher`` (keeping its fd fast path when it has one)."""
     if isinstance(cipher, FdCipherStream):
-        return FdSegmentSealer(cipher, mac, segment)
-    return SegmentSealer(cipher, mac, segment)
+        return FdSegmentSealer(cipher, mac, segment, first_index)
+    return SegmentSealer(cipher, mac, segment, first_index)
 
 
 class SegmentOpener:
@@ -140,20 +188,17 @@ class SegmentOpener:
     :class:`FormatError` for truncation or data after the last segment.
     """
 
-    def __init__(self, cipher: CipherStream, mac: AESGCM, segment: int) -> None:
+    def __init__(
+        self, cipher: CipherStream, mac: AESGCM, segment: int, first_index: int = 0
+    ) -> None:
         self._cipher = cipher
         self._mac = mac
         self._segment = segment
         self._buf = bytearray()
-        self._index = 0
+        self._index = first_index
         self._done = False
         self._error: Exception | None = None
         self.description = cipher.description
-
-    def _fail(self) -> IntegrityError:
-        return IntegrityError(
-            f"authentication failed: wrong key or the file was modified (segment {self._index})"
-        )
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
         """Plaintext of the segments completed and verified so far.
@@ -187,19 +232,12 @@ class SegmentOpener:
                     break
                 if len(view) - start < FRAME_SIZE:
                     break
-                (word,) = _FRAME.unpack_from(view, start)
-                last, size = bool(word & _LAST), word & ~_LAST
-                if size > self._segment or (not last and size != self._segment):
-                    raise self._fail()
+                last, size = parse_frame(view, start, self._segment, self._index)
                 end = start + FRAME_SIZE + size + TAG_SIZE
                 if len(view) < end:
                     break
                 ciphertext = view[start + FRAME_SIZE:end - TAG_SIZE]
-                try:
-                    self._mac.decrypt(_nonce(self._index, last), view[end - TAG_SIZE:end],
-                                      ciphertext)
-                except InvalidTag:
-                    raise self._fail() from None
+                check_tag(self._mac, self._index, last, ciphertext, view[end - TAG_SIZE:end])
                 out.append(self._cipher.update(ciphertext))
                 ciphertext.release()  # so that the buffer can be trimmed below
                 self._index += 1
@@ -218,6 +256,16 @@ class SegmentOpener:
                 "final segment" if self._index else "file is truncated: no segment follows "
                 "the header"
             )
+        return self._cipher.finalize()
+
+    def finish_range(self) -> bytes:
+        """End a range of whole segments that is not the end of the file (parallel jobs)."""
+        if self._error is not None:
+            raise self._error
+        if self._done:
+            raise FormatError("trailing data after the end of the encrypted file")
+        if self._buf:
+            raise FormatError(f"file is truncated: segment {self._index} is incomplete")
         return self._cipher.finalize()
 
     def close(self) -> None:

@@ -54,6 +54,16 @@ def _say(kind: str, message: str) -> None:
     sys.stderr.flush()
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _parse_iv(text: str) -> bytes:
     compact = "".join(text.split())
     if len(compact) != 2 * IV_SIZE:
@@ -93,6 +103,9 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iv", metavar="HEX", help="32 hex digits; only with --raw")
     p.add_argument("-f", "--force", action="store_true",
                    help="allow overwriting an existing OUT")
+    p.add_argument("-j", "--jobs", type=_positive, metavar="N", default=None,
+                   help="parallel ranges for a regular-file IN and a file OUT "
+                   "(default: the number of CPUs)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: only when stderr is a terminal)")
     p.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
@@ -255,6 +268,7 @@ def cmd_cipher(args: argparse.Namespace) -> int:
             options=CipherOptions(driver=args.driver, transfer=args.transfer),
             notify=notify,
             progress=progress,
+            jobs=args.jobs,
         ))
     finally:
         key.wipe()

@@ -88,6 +88,17 @@ class FdSource:
     async def read(self, n: int) -> bytes:
         return await run_blocking(self._fill, n, wait_on_cancel=False)
 
+    def is_regular(self) -> bool:
+        """Whether the fd is a regular file (seekable, with a known size)."""
+        try:
+            return stat.S_ISREG(os.fstat(self.fd).st_mode)
+        except OSError:
+            return False
+
+    def position(self) -> int:
+        """The current file offset (where reading would continue)."""
+        return os.lseek(self.fd, 0, os.SEEK_CUR)
+
     def size_hint(self) -> int | None:
         """Remaining bytes for a regular file (for progress bars), else ``None``."""
         try:
