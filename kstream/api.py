@@ -18,6 +18,7 @@ from kstream.backends import CipherOptions, CipherStream, select_backend
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import FormatError, InvalidKey, IOFailure, UsageError
 from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, Header
+from kstream.inplace import pump_fds_or_streams
 from kstream.keys import Key
 from kstream.parallel import (
     LayoutMismatch,
@@ -34,7 +35,6 @@ from kstream.pipeline import (
     Sink,
     Source,
     cipher_batches,
-    pump,
     read_exact,
     run_blocking,
 )
@@ -148,7 +148,7 @@ async def encrypt_to(
     try:
         if prefix:
             await sink.write(prefix)
-        await pump(source, stream, sink, progress)
+        await pump_fds_or_streams(source, stream, sink, progress)
     finally:
         stream.close()
 
@@ -185,7 +185,7 @@ async def decrypt_to(
     key = _check_key(key)
     stream = await _decryptor(source, key, _check_iv(iv, raw), **cipher_kw)
     try:
-        await pump(source, stream, sink, progress)
+        await pump_fds_or_streams(source, stream, sink, progress)
     finally:
         stream.close()
 

@@ -110,22 +110,22 @@ class SegmentSealer:
     def __init__(
         self, cipher: CipherStream, mac: AESGCM, segment: int, first_index: int = 0
     ) -> None:
-        self._cipher = cipher
-        self._mac = mac
-        self._segment = segment
+        self.cipher = cipher
+        self.mac = mac
+        self.segment = segment
         self._buf = bytearray()
         self._index = first_index
         self.description = cipher.description
 
     def _seal(self, ciphertext: bytes | bytearray | memoryview, last: bool) -> bytes:
-        frame, tag = seal_parts(self._mac, self._index, last, ciphertext)
+        frame, tag = seal_parts(self.mac, self._index, last, ciphertext)
         self._index += 1
         return b"".join((frame, ciphertext, tag))
 
     def _emit(self, ciphertext: bytes, final: bool) -> bytes:
         self._buf += ciphertext
         out: list[bytes] = []
-        segment = self._segment
+        segment = self.segment
         start = 0
         with memoryview(self._buf) as view:
             while len(view) - start >= segment:
@@ -138,26 +138,26 @@ class SegmentSealer:
         return b"".join(out)
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
-        return self._emit(self._cipher.update(data), final=False)
+        return self._emit(self.cipher.update(data), final=False)
 
     def finalize(self) -> bytes:
-        return self._emit(self._cipher.finalize(), final=True)
+        return self._emit(self.cipher.finalize(), final=True)
 
     def finish_range(self) -> bytes:
         """End a range of whole segments that is not the end of the file (parallel jobs)."""
-        out = self._emit(self._cipher.finalize(), final=False)
+        out = self._emit(self.cipher.finalize(), final=False)
         if self._buf:
             raise ValueError("a parallel range must end on a segment boundary")
         return out
 
     def close(self) -> None:
-        self._cipher.close()
+        self.cipher.close()
 
 
 class FdSegmentSealer(SegmentSealer):
     """A sealer whose cipher can pull input from a file descriptor (kernel splice/sendfile)."""
 
-    _cipher: FdCipherStream
+    cipher: FdCipherStream
 
     def __init__(
         self, cipher: FdCipherStream, mac: AESGCM, segment: int, first_index: int = 0
@@ -165,10 +165,10 @@ class FdSegmentSealer(SegmentSealer):
         super().__init__(cipher, mac, segment, first_index)
 
     def accepts_fd(self, fd: int) -> bool:
-        return self._cipher.accepts_fd(fd)
+        return self.cipher.accepts_fd(fd)
 
     def update_from_fd(self, fd: int, max_bytes: int) -> tuple[bytes, int]:
-        out, consumed = self._cipher.update_from_fd(fd, max_bytes)
+        out, consumed = self.cipher.update_from_fd(fd, max_bytes)
         return self._emit(out, final=False), consumed
 
 
@@ -191,9 +191,9 @@ class SegmentOpener:
     def __init__(
         self, cipher: CipherStream, mac: AESGCM, segment: int, first_index: int = 0
     ) -> None:
-        self._cipher = cipher
-        self._mac = mac
-        self._segment = segment
+        self.cipher = cipher
+        self.mac = mac
+        self.segment = segment
         self._buf = bytearray()
         self._index = first_index
         self._done = False
@@ -232,13 +232,13 @@ class SegmentOpener:
                     break
                 if len(view) - start < FRAME_SIZE:
                     break
-                last, size = parse_frame(view, start, self._segment, self._index)
+                last, size = parse_frame(view, start, self.segment, self._index)
                 end = start + FRAME_SIZE + size + TAG_SIZE
                 if len(view) < end:
                     break
                 ciphertext = view[start + FRAME_SIZE:end - TAG_SIZE]
-                check_tag(self._mac, self._index, last, ciphertext, view[end - TAG_SIZE:end])
-                out.append(self._cipher.update(ciphertext))
+                check_tag(self.mac, self._index, last, ciphertext, view[end - TAG_SIZE:end])
+                out.append(self.cipher.update(ciphertext))
                 ciphertext.release()  # so that the buffer can be trimmed below
                 self._index += 1
                 self._done = last
@@ -256,7 +256,7 @@ class SegmentOpener:
                 "final segment" if self._index else "file is truncated: no segment follows "
                 "the header"
             )
-        return self._cipher.finalize()
+        return self.cipher.finalize()
 
     def finish_range(self) -> bytes:
         """End a range of whole segments that is not the end of the file (parallel jobs)."""
@@ -266,7 +266,7 @@ class SegmentOpener:
             raise FormatError("trailing data after the end of the encrypted file")
         if self._buf:
             raise FormatError(f"file is truncated: segment {self._index} is incomplete")
-        return self._cipher.finalize()
+        return self.cipher.finalize()
 
     def close(self) -> None:
-        self._cipher.close()
+        self.cipher.close()

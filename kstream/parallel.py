@@ -40,7 +40,7 @@ from kstream.auth import (
 from kstream.backends.base import BLOCK, CipherStream, counter_add
 from kstream.errors import IOFailure, KstreamError
 from kstream.format import HEADER_SIZE
-from kstream.pipeline import Progress
+from kstream.pipeline import Progress, advance
 
 OVERHEAD = FRAME_SIZE + TAG_SIZE
 OpenStream = Callable[[bytes], CipherStream]
@@ -116,10 +116,7 @@ class _Runner:
             while views:
                 n = os.pwritev(self.dst_fd, views, offset)
                 offset += n
-                while views and n >= len(views[0]):
-                    n -= len(views.pop(0))
-                if n:
-                    views[0] = views[0][n:]
+                advance(views, n)
         except OSError as exc:
             raise IOFailure(f"cannot write {self.dst_name}: {exc.strerror or exc}") from None
         return offset

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
 from kstream.backends.base import CHUNK, CipherStream, FdCipherStream
@@ -68,20 +68,27 @@ class FdSource:
         self.fd = fd
         self.name = name
 
-    def _fill(self, n: int) -> bytes:
-        buf = bytearray(n)
-        view = memoryview(buf)
+    def fill_into(self, view: memoryview, n: int) -> int:
+        """Read until ``view[:n]`` is full or the input ends; return the count (blocking).
+
+        A pipe delivers at most 64 KiB per read, so this loops inside one worker-thread
+        call instead of costing an event-loop round trip per read.
+        """
         got = 0
         try:
             while got < n:
-                k = os.readv(self.fd, [view[got:]])
+                k = os.readv(self.fd, [view[got:n]])
                 if k == 0:
                     break
                 got += k
         except OSError as exc:
             raise IOFailure(f"cannot read {self.name}: {exc.strerror or exc}") from None
-        finally:
-            view.release()
+        return got
+
+    def _fill(self, n: int) -> bytes:
+        buf = bytearray(n)
+        with memoryview(buf) as view:
+            got = self.fill_into(view, n)
         del buf[got:]
         return bytes(buf)
 
@@ -110,6 +117,14 @@ class FdSource:
             return None
 
 
+def advance(views: list[memoryview], n: int) -> None:
+    """Drop the first ``n`` bytes from a list of views (after a short vectored write)."""
+    while views and n >= len(views[0]):
+        n -= len(views.pop(0))
+    if n:
+        views[0] = views[0][n:]
+
+
 class FdSink:
     """Writes to a file descriptor, handling short writes."""
 
@@ -117,19 +132,19 @@ class FdSink:
         self.fd = fd
         self.name = name
 
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
+    def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Write all of ``parts`` in order with ``writev``, handling short writes."""
+        views = [memoryview(p) for p in parts if len(p)]
         try:
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
+            while views:
+                advance(views, os.writev(self.fd, views))
         except BrokenPipeError:
             raise
         except OSError as exc:
             raise IOFailure(f"cannot write {self.name}: {exc.strerror or exc}") from None
 
     async def write(self, data: bytes) -> None:
-        await run_blocking(self._write_all, data)
+        await run_blocking(self.write_parts, [data])
 
 
 class IterSource:
@@ -293,11 +308,11 @@ async def pump(
             tg.create_task(writer())
             tg.create_task(producer())
     except BaseExceptionGroup as group:
-        raise _first_error(group) from None
+        raise first_error(group) from None
     return written
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error that made a task group fail (its other tasks were only cancelled)."""
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup):

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Install the User Mode Linux kernels that kstream's kernel tests run in.
+#
+# Why: CI hosts (containers, sandboxed kernels) rarely offer AF_ALG, and AF_ALG behaves
+# differently across kernel releases (key by serial needs >= 6.2, recv sizes, module
+# dependencies). User Mode Linux runs a real kernel as an ordinary process with the host's
+# filesystem as its root, so tests/conftest.py can boot it and run the kernel tests inside.
+#
+# What it installs:
+#   - Debian's own user-mode-linux (6.1 on Debian 12, 6.12 on Debian 13), kmod (modprobe runs
+#     inside UML to load af_alg & co.), patchelf and keyutils (keyctl for keyring tests);
+#   - user-mode-linux from Debian 13 (trixie) and Debian unstable (sid), each with its own
+#     distribution's libc6, unpacked into $KSTREAM_UML_DIR/<label>-<major.minor>/ and
+#     patchelf'ed to use that libc. The host's apt sources and libc are not touched: a private
+#     apt configuration under $KSTREAM_UML_DIR/.apt/ is used to download them.
+# Each kernel is boot-tested before it is put in place. A suite that cannot be fetched (sid is
+# sometimes mid-transition) only warns; the script fails only if no kernel >= 6.2 works.
+#
+# Idempotent: installed packages and cached kernels are kept; the network is only used for
+# what is missing. KSTREAM_UML_REFRESH=1 re-checks the suites for newer packages.
+#
+# Environment:
+#   KSTREAM_UML_DIR      cache directory (default /var/cache/kstream-uml; the tests read it too)
+#   KSTREAM_UML_MIRROR   Debian mirror (default http://deb.debian.org/debian)
+#   KSTREAM_UML_SUITES   "suite:label ..." to fetch (default "trixie:deb13 sid:sid")
+#   KSTREAM_UML_REFRESH  1 = look for newer packages even if a kernel is cached
+set -euo pipefail
+
+CACHE=${KSTREAM_UML_DIR:-/var/cache/kstream-uml}
+MIRROR=${KSTREAM_UML_MIRROR:-http://deb.debian.org/debian}
+SUITES=${KSTREAM_UML_SUITES:-trixie:deb13 sid:sid}
+REFRESH=${KSTREAM_UML_REFRESH:-0}
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+BASE_PACKAGES=(user-mode-linux kmod patchelf keyutils)
+# Loaded by the boot check, in modules.dep order (7.2 needs crypto_skcipher first).
+CHECK_MODULES=(af_alg algif_skcipher ctr)
+
+log() { printf 'install-uml: %s\n' "$*"; }
+warn() { printf 'install-uml: WARNING: %s\n' "$*" >&2; }
+die() { printf 'install-uml: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and writes $CACHE)"
+command -v apt-get >/dev/null || die "needs a Debian-based system (apt-get)"
+export DEBIAN_FRONTEND=noninteractive
+
+# --- 1. distribution packages ----------------------------------------------------------------
+missing=()
+for pkg in "${BASE_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+        || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
+else
+    log "packages already installed: ${BASE_PACKAGES[*]}"
+fi
+
+MODPROBE=$(PATH=/usr/sbin:/sbin:/usr/bin:/bin command -v modprobe) || die "modprobe not found"
+mkdir -p "$CACHE"
+WORK=$(mktemp -d /var/tmp/kstream-uml-install.XXXXXX)  # on the host fs, visible inside UML
+trap 'rm -rf "$WORK"' EXIT
+
+# major.minor of the single module release under <root>/usr/lib/uml/modules/.
+release_of() {
+    local dir
+    for dir in "$1"/usr/lib/uml/modules/*/; do
+        [ -f "$dir/modules.dep" ] && basename "$dir"
+    done | sort -V | tail -n 1
+}
+majmin() { sed -nE 's/^([0-9]+\.[0-9]+).*/\1/p' <<<"$1"; }
+
+# UML backs its RAM with a sparse file in $TMPDIR (else /dev/shm) and dies of SIGBUS if that
+# cannot grow: containers' /dev/shm is 64 MB. Use a directory with room for mem=256M.
+memory_dir() {
+    local dir
+    for dir in /dev/shm /tmp; do
+        if [ "$(df -Pk "$dir" 2>/dev/null | awk 'NR == 2 {print $4}')" -ge 327680 ] 2>/dev/null
+        then
+            echo "$dir"
+            return
+        fi
+    done
+    echo "$WORK"
+}
+
+# boot_check ROOT: boot ROOT/usr/bin/linux.uml, load the AF_ALG modules and (if python3 exists)
+# bind ctr(aes). Prints the kernel's `uname -r`; fails if any of it does not work.
+boot_check() {
+    local root=$1 release dir out
+    release=$(release_of "$root")
+    [ -n "$release" ] || { warn "no modules under $root/usr/lib/uml/modules"; return 1; }
+    dir=$(mktemp -d "$WORK/boot.XXXXXX")
+    mkdir -p "$dir/modroot/lib/modules"
+    ln -s "$root/usr/lib/uml/modules/$release" "$dir/modroot/lib/modules/$release"
+    out=$dir/result
+    cat >"$dir/init" <<EOF
+#!/bin/sh
+# PID 1 of the boot check: results go to a file on the host, then power off.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+{
+    echo "release=\$(uname -r)"
+    if $MODPROBE -d $dir/modroot -a ${CHECK_MODULES[*]}; then echo modprobe=ok; fi
+    if command -v python3 >/dev/null; then
+        python3 -c 'import socket; socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET).bind(("skcipher", "ctr(aes)"))' \
+            && echo af_alg=ok
+    else
+        echo af_alg=ok  # nothing to bind with; the modules loaded
+    fi
+} >$out.tmp 2>&1
+mv $out.tmp $out
+sync
+echo o >/proc/sysrq-trigger
+sleep 60  # power-off is asynchronous; PID 1 must not exit before it (that panics)
+EOF
+    chmod +x "$dir/init"
+    TMPDIR=$(memory_dir) timeout -k 5 120 "$root/usr/bin/linux.uml" mem=256M root=/dev/root rootfstype=hostfs \
+        rootflags=/ rw "init=$dir/init" con=null con0=fd:0,fd:1 </dev/null >"$dir/console" 2>&1 \
+        || true
+    if grep -qx modprobe=ok "$out" 2>/dev/null && grep -qx af_alg=ok "$out"; then
+        sed -n 's/^release=//p' "$out"
+        return 0
+    fi
+    warn "boot check of $root/usr/bin/linux.uml failed; result: $(cat "$out" 2>/dev/null)"
+    tail -n 20 "$dir/console" >&2 || true
+    return 1
+}
+
+declare -A have=()  # major.minor -> where it is installed
+summary=()
+
+# --- 2. the distribution's own kernel ---------------------------------------------------------
+if release=$(boot_check /); then
+    have[$(majmin "$release")]=/usr/bin/linux.uml
+    summary+=("$(printf '%-12s %-10s %s' distro "$release" /usr/bin/linux.uml)")
+else
+    warn "the distribution's /usr/bin/linux.uml does not pass the boot check"
+fi
+
+# --- 3. kernels from other suites -------------------------------------------------------------
+# install_suite SUITE LABEL: fetch SUITE's user-mode-linux + libc6 into $CACHE/LABEL-<maj.min>.
+install_suite() {
+    local suite=$1 label=$2
+    local aptdir=$CACHE/.apt/$suite stamp=$CACHE/.apt/$suite/installed
+    local name ver mm dl root interp libdir release old deb
+
+    if [ "$REFRESH" != 1 ] && [ -s "$stamp" ]; then
+        name=$(cat "$stamp")
+        if [[ $name == same-as:* ]]; then
+            log "$suite: same kernel as ${name#same-as:} (cached decision)"
+            return 0
+        fi
+        if [ -x "$CACHE/$name/usr/bin/linux.uml" ] && release=$(boot_check "$CACHE/$name"); then
+            mm=$(majmin "$release")
+            if [ -z "${have[$mm]:-}" ]; then
+                have[$mm]=$CACHE/$name
+                summary+=("$(printf '%-12s %-10s %s' "$name" "$release" "$CACHE/$name (cached)")")
+                return 0
+            fi
+        fi
+    fi
+
+    mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial"
+    echo "deb [signed-by=$KEYRING] $MIRROR $suite main" >"$aptdir/sources.list"
+    : >"$aptdir/status"
+    local apt=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
+        -o "Dir::State::Lists=$aptdir/lists" -o "Dir::State::status=$aptdir/status"
+        -o "Dir::Cache=$aptdir/cache" -o Acquire::Languages=none -o APT::Sandbox::User=root)
+    if ! apt-get "${apt[@]}" -q update >"$aptdir/update.log" 2>&1; then
+        warn "$suite: apt-get update failed (see $aptdir/update.log)"
+        return 1
+    fi
+    ver=$(apt-cache "${apt[@]}" show user-mode-linux 2>/dev/null \
+        | sed -n 's/^Version: //p' | sort -V | tail -n 1)
+    [ -n "$ver" ] || { warn "$suite: no user-mode-linux package"; return 1; }
+    mm=$(majmin "${ver%%um*}")  # versions look like 6.12um1+b22, 7.2um1
+    [ -n "$mm" ] || { warn "$suite: cannot read a kernel version from $ver"; return 1; }
+    name=$label-$mm
+    if [ -n "${have[$mm]:-}" ] && [ "${have[$mm]}" != "$CACHE/$name" ]; then
+        log "$suite: user-mode-linux $ver is kernel $mm, already at ${have[$mm]}; skipped"
+        echo "same-as:${have[$mm]}" >"$stamp"
+        rm -rf "$aptdir/lists" "$aptdir/cache"
+        return 0
+    fi
+    if [ -f "$CACHE/$name/.package-version" ] \
+        && [ "$(cat "$CACHE/$name/.package-version")" = "$ver" ] \
+        && release=$(boot_check "$CACHE/$name"); then
+        log "$suite: $name is up to date ($ver)"
+    else
+        log "$suite: downloading user-mode-linux $ver and libc6"
+        dl=$(mktemp -d "$WORK/dl.XXXXXX")
+        if ! (cd "$dl" && apt-get "${apt[@]}" -q download user-mode-linux libc6) \
+            >"$aptdir/download.log" 2>&1; then
+            warn "$suite: download failed (see $aptdir/download.log)"
+            return 1
+        fi
+        # Unpack next to the cached kernel, then swap; the old one comes back if the new fails.
+        root=$CACHE/$name
+        rm -rf "$CACHE/.new-$name" "$CACHE/.old-$name"
+        mkdir -p "$CACHE/.new-$name"
+        for deb in "$dl"/*.deb; do dpkg-deb -x "$deb" "$CACHE/.new-$name"; done
+        # Use the suite's own loader and libc (newer kernels need a newer glibc than the host's).
+        # Both are absolute paths, so they name the final location.
+        interp=$(patchelf --print-interpreter "$CACHE/.new-$name/usr/bin/linux.uml")
+        if [ -e "$CACHE/.new-$name/usr$interp" ]; then interp=/usr$interp; fi
+        libdir=$(cd "$CACHE/.new-$name" && dirname "$(find . -name libc.so.6 -print -quit)")
+        libdir=${libdir#.}
+        if [ ! -e "$CACHE/.new-$name$interp" ] || [ -z "$libdir" ]; then
+            warn "$suite: no loader/libc in the downloaded libc6"
+            rm -rf "$CACHE/.new-$name"
+            return 1
+        fi
+        patchelf --set-interpreter "$root$interp" --set-rpath "$root$libdir" \
+            "$CACHE/.new-$name/usr/bin/linux.uml"
+        [ ! -d "$root" ] || mv "$root" "$CACHE/.old-$name"
+        mv "$CACHE/.new-$name" "$root"
+        if ! release=$(boot_check "$root"); then
+            warn "$suite: user-mode-linux $ver does not boot here; keeping what was cached"
+            rm -rf "$root"
+            [ ! -d "$CACHE/.old-$name" ] || mv "$CACHE/.old-$name" "$root"
+            return 1
+        fi
+        rm -rf "$CACHE/.old-$name"
+        echo "$ver" >"$root/.package-version"
+        # An older kernel of the same suite (e.g. sid-7.1 after sid moved to 7.2) is dropped.
+        for old in "$CACHE/$label"-*; do
+            [ "$old" = "$root" ] || [ ! -d "$old" ] || { log "removing $old"; rm -rf "$old"; }
+        done
+    fi
+    have[$mm]=$CACHE/$name
+    summary+=("$(printf '%-12s %-10s %s' "$name" "$release" "$CACHE/$name")")
+    echo "$name" >"$stamp"
+    rm -rf "$aptdir/lists" "$aptdir/cache"  # ~10 MB each; a refresh downloads them again
+}
+
+for entry in $SUITES; do
+    install_suite "${entry%%:*}" "${entry#*:}" \
+        || warn "${entry%%:*}: no kernel installed from this suite (tests run without it)"
+done
+
+# --- 4. result --------------------------------------------------------------------------------
+log "kernels available to the tests:"
+for line in "${summary[@]}"; do log "  $line"; done
+for mm in "${!have[@]}"; do
+    if [ "$(printf '%s\n' 6.2 "$mm" | sort -V | head -n 1)" = 6.2 ]; then
+        exit 0
+    fi
+done
+die "no kernel >= 6.2 could be installed (needed for key-by-serial tests)"

@@ -1,0 +1,172 @@
+"""The zero-allocation streaming path: a few reused buffers, encrypted in place.
+
+Used when input and output are file descriptors (pipes, stdin/stdout, files that cannot
+take the parallel path) and the cipher can work in place (OpenSSL's ``update_into``). Each
+~1 MiB buffer goes read -> transform -> write in three worker-thread hops, and three buffers
+circulate, so reading, ciphering and writing of consecutive batches overlap while memory
+stays at a few MiB. It exists because on these machines allocating a fresh 1 MiB object per
+batch (page faults on new memory) costs more than the encryption itself.
+
+The transforms keep the exact semantics of :mod:`kstream.auth`: a batch is exactly one
+segment (S bytes of plaintext, or S + 20 bytes of framed input), a short batch means end
+of input, and a decryption batch that is not an intact non-final segment is handed to a
+:class:`~kstream.auth.SegmentOpener`, which takes over from that segment on and reports
+precisely what is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from kstream.auth import (
+    FRAME_SIZE,
+    TAG_SIZE,
+    SegmentOpener,
+    SegmentSealer,
+    check_tag,
+    parse_frame,
+    seal_parts,
+)
+from kstream.backends.base import BLOCK, CipherStream
+from kstream.parallel import InPlaceStream
+from kstream.pipeline import (
+    BATCH,
+    FdSink,
+    FdSource,
+    Progress,
+    Sink,
+    Source,
+    first_error,
+    pump,
+    run_blocking,
+)
+
+Parts = list[bytes | memoryview]
+_POOL = 3
+
+
+class Transform(Protocol):
+    """Turns one batch (``view[:n]``, in a buffer it may overwrite) into parts to write."""
+
+    batch: int
+
+    def process(self, view: memoryview, n: int, final: bool) -> Parts: ...
+
+
+class RawTransform:
+    """Bare CTR (``--raw``)."""
+
+    def __init__(self, stream: InPlaceStream, batch: int) -> None:
+        self.stream, self.batch = stream, batch
+
+    def process(self, view: memoryview, n: int, final: bool) -> Parts:
+        data = view[:n]
+        self.stream.update_into(data, view)  # type: ignore[arg-type]
+        return [data]
+
+
+class SealTransform:
+    """Encryption with one authenticated segment per batch."""
+
+    def __init__(self, stream: InPlaceStream, mac: AESGCM, segment: int) -> None:
+        self.stream, self.mac, self.batch = stream, mac, segment
+        self.index = 0
+
+    def process(self, view: memoryview, n: int, final: bool) -> Parts:
+        data = view[:n]
+        self.stream.update_into(data, view)  # type: ignore[arg-type]
+        frame, tag = seal_parts(self.mac, self.index, final, data)
+        self.index += 1
+        return [frame, data, tag]
+
+
+class OpenTransform:
+    """Decryption of one framed segment per batch; anything unusual goes to the opener."""
+
+    def __init__(self, stream: CipherStream, mac: AESGCM, segment: int) -> None:
+        self.stream, self.mac, self.segment = stream, mac, segment
+        self.batch = segment + FRAME_SIZE + TAG_SIZE
+        self.index = 0
+        self.opener: SegmentOpener | None = None
+
+    def process(self, view: memoryview, n: int, final: bool) -> Parts:
+        if self.opener is None and n == self.batch:
+            last, size = parse_frame(view, 0, self.segment, self.index)
+            if not last and size == self.segment:
+                ciphertext = view[FRAME_SIZE:FRAME_SIZE + size]
+                check_tag(self.mac, self.index, last, ciphertext, view[FRAME_SIZE + size:n])
+                assert isinstance(self.stream, InPlaceStream)
+                self.stream.update_into(ciphertext, view[FRAME_SIZE:])  # type: ignore[arg-type]
+                self.index += 1
+                return [ciphertext]
+        if self.opener is None:
+            self.opener = SegmentOpener(self.stream, self.mac, self.segment, self.index)
+        out: Parts = [self.opener.update(bytes(view[:n]))]
+        if final:
+            out.append(self.opener.finalize())
+        return out
+
+
+def in_place_transform(stream: CipherStream) -> Transform | None:
+    """The in-place equivalent of ``stream`` (raw, sealer or opener), if its cipher has one."""
+    inner = stream.cipher if isinstance(stream, SegmentSealer | SegmentOpener) else stream
+    if not isinstance(inner, InPlaceStream):
+        return None
+    if isinstance(stream, SegmentSealer):
+        return SealTransform(inner, stream.mac, stream.segment)
+    if isinstance(stream, SegmentOpener):
+        return OpenTransform(stream.cipher, stream.mac, stream.segment)
+    return RawTransform(inner, BATCH)
+
+
+async def pump_fds_or_streams(
+    source: Source, stream: CipherStream, sink: Sink, progress: Progress | None = None
+) -> None:
+    """The in-place pump for fd to fd with an in-place cipher, else the general pump."""
+    transform = in_place_transform(stream)
+    if transform is not None and isinstance(source, FdSource) and isinstance(sink, FdSink):
+        await pump_in_place(source, transform, sink, progress)
+    else:
+        await pump(source, stream, sink, progress)
+
+
+async def pump_in_place(
+    source: FdSource, transform: Transform, sink: FdSink, progress: Progress | None = None
+) -> None:
+    """Run ``source`` through ``transform`` into ``sink`` with a small pool of buffers."""
+    pool: asyncio.Queue[bytearray] = asyncio.Queue()
+    for _ in range(_POOL):
+        pool.put_nowait(bytearray(transform.batch + BLOCK))
+    ready: asyncio.Queue[tuple[bytearray, Parts] | None] = asyncio.Queue()
+
+    async def produce() -> None:
+        while True:
+            buf = await pool.get()
+            view = memoryview(buf)
+            n = await run_blocking(source.fill_into, view, transform.batch,
+                                   wait_on_cancel=False)
+            final = n < transform.batch
+            parts = await run_blocking(transform.process, view, n, final)
+            if progress:
+                progress(n)
+            await ready.put((buf, parts))
+            if final:
+                break
+        await ready.put(None)
+
+    async def consume() -> None:
+        while (item := await ready.get()) is not None:
+            buf, parts = item
+            await run_blocking(sink.write_parts, parts)
+            parts.clear()
+            pool.put_nowait(buf)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(produce())
+            tg.create_task(consume())
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None

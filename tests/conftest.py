@@ -1,0 +1,52 @@
+"""Root conftest: the ``kernel`` marker, and running kernel tests in User Mode Linux.
+
+A test marked ``@pytest.mark.kernel`` needs AF_ALG. It runs natively where the kernel has it;
+on a host without it, once inside each installed User Mode Linux kernel (``.ci/install-uml.sh``),
+reported on the host as ``test_x[uml-6.1]``, ``test_x[uml-6.12]``, ...; with no kernel at all it
+is skipped with the reason shown. The machinery lives in tests/uml/ (see its ``plugin`` module).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Import the harness under the same name the test modules in tests/uml/ get: ``tests.uml`` if
+# tests/ is a package, else ``uml`` (pytest puts tests/ on sys.path, or pythonpath does).
+if (Path(__file__).parent / "__init__.py").exists():
+    from .uml import plugin as uml  # type: ignore[import-not-found, no-redef, unused-ignore]
+else:
+    _HERE = str(Path(__file__).resolve().parent)
+    if _HERE not in sys.path:
+        sys.path.insert(0, _HERE)
+    from uml import plugin as uml
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    uml.configure(config)
+
+
+@pytest.hookimpl(trylast=True)  # after the tests' own parametrizations: the kernel id is last
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    uml.generate_tests(metafunc)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so those see the per-kernel items
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    uml.modify_items(config, items)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    header: str | None = uml.report_header(config)
+    return header
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    uml.shutdown(session.config)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    uml.terminal_summary(terminalreporter, config)

@@ -1,0 +1,384 @@
+"""The pytest side of the harness; tests/conftest.py forwards its hooks here.
+
+Where a kernel-marked test runs:
+
+- inside UML (``KSTREAM_IN_UML=1``, set by the init script): natively, and the results are
+  written to the report file for the host;
+- on a host whose kernel has AF_ALG: natively, unless ``KSTREAM_UML_FORCE=1``;
+- otherwise, if User Mode Linux kernels are installed: the test is parametrized by kernel, as
+  the last parametrization (``test_x[uml-6.1]``, ``test_x[16-uml-6.12]``, so such an id can be
+  passed on the command line), and each item is then swapped for a host item that never runs the
+  test body. The first such item of a kernel to run boots that kernel once and runs all of the
+  session's kernel tests inside it; each item then relays its inner test's outcome. Kernels
+  boot in parallel, up to ``KSTREAM_UML_JOBS``;
+- with no kernel available: skipped, with the reason in the report.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import (
+    ENV_FORCE,
+    ENV_IN_UML,
+    ENV_JOBS,
+    ENV_KERNEL,
+    ENV_KERNELS,
+    ENV_REPORT,
+    NO_KERNEL_HINT,
+    BootResult,
+    UmlBoot,
+    UmlKernel,
+    boot_timeout,
+    discover_kernels,
+)
+from .report import ReportWriter, Verdict
+
+MARKER = "kernel"
+MARKER_HELP = (f"{MARKER}: needs AF_ALG; runs natively where the kernel has it, else once per "
+               "User Mode Linux kernel (see tests/uml)")
+#: Marks that plugins act on when an item runs. A host item only relays an inner result, so
+#: these are left to the inner run: on the host they would act twice, or wrongly (a skipif on
+#: "AF_ALG available" is true on the host and false inside).
+INNER_ONLY_MARKS = frozenset({"skip", "skipif", "xfail", "usefixtures", "parametrize",
+                              "filterwarnings", "asyncio", "timeout", "flaky", "benchmark"})
+
+
+class Mode(enum.Enum):
+    INNER = "inner"  # this pytest runs inside UML
+    NATIVE = "native"  # the host kernel has AF_ALG
+    UML = "uml"  # host items relay results from UML kernels
+    UNAVAILABLE = "unavailable"  # kernel tests are skipped
+
+
+@dataclass
+class State:
+    """Per-session decisions, kept in ``config.stash``."""
+
+    mode: Mode
+    kernels: list[UmlKernel] = field(default_factory=list)
+    skip_reason: str = ""
+    runner: UmlRunner | None = None
+    collected: int = 0
+
+
+STATE = pytest.StashKey[State]()
+#: The parameter that carries the kernel in host items' callspecs.
+KERNEL_PARAM = "_uml_kernel"
+
+
+def host_has_af_alg() -> bool:
+    """Whether this kernel can do what the kernel tests need: bind skcipher ``ctr(aes)``."""
+    try:
+        with socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET) as sock:
+            sock.bind(("skcipher", "ctr(aes)"))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def host_name(name: str, kernel: UmlKernel) -> str:
+    """``test_x`` -> ``test_x[uml-6.1]``; ``test_x[16]`` -> ``test_x[16-uml-6.1]``."""
+    if name.endswith("]") and "[" in name:
+        return f"{name[:-1]}-{kernel.id}]"
+    return f"{name}[{kernel.id}]"
+
+
+def inner_nodeid(nodeid: str, kernel: UmlKernel) -> str:
+    """The inner test's nodeid: the host's without the kernel's part of the parameter id.
+
+    That part is normally last (``[16-uml-6.1]``); should a later hook have parametrized
+    further, it is taken from where it is. Not found (cannot happen): the host nodeid, which
+    then fails visibly as not run inside.
+    """
+    for before, after, keep in (("[", "]", ""), ("-", "]", "]"), ("-", "-", "-"), ("[", "-", "[")):
+        token = f"{before}{kernel.id}{after}"
+        at = nodeid.rfind(token)
+        if at >= 0:
+            return nodeid[:at] + keep + nodeid[at + len(token):]
+    return nodeid
+
+
+def base_nodeid(nodeid: str) -> str:
+    """The nodeid without its parametrization: the inner run re-collects every case of the
+    function, so ids need not be reproducible for the argument to be valid."""
+    head, sep, _ = nodeid.partition("[")
+    return head if sep else nodeid
+
+
+def configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    env = os.environ
+    if env.get(ENV_IN_UML) == "1":
+        state = State(Mode.INNER)
+        if env.get(ENV_REPORT):
+            writer = ReportWriter(Path(env[ENV_REPORT]), env.get(ENV_KERNEL))
+            config.pluginmanager.register(writer, "kstream-uml-report")
+    elif env.get(ENV_FORCE) != "1" and host_has_af_alg():
+        state = State(Mode.NATIVE)
+    else:
+        kernels = discover_kernels(env)
+        state = State(Mode.UML if kernels else Mode.UNAVAILABLE, kernels)
+        if kernels:
+            state.runner = UmlRunner(config, kernels)
+        elif env.get(ENV_KERNELS):
+            state.skip_reason = (f"no AF_ALG on this host and no User Mode Linux kernel matches "
+                                 f"{ENV_KERNELS}={env[ENV_KERNELS]!r}")
+        else:
+            state.skip_reason = NO_KERNEL_HINT
+    config.stash[STATE] = state
+
+
+def generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize kernel tests by UML kernel; runs after all other parametrizations, so the
+    kernel id comes last and the rest of the id is the inner test's."""
+    state = metafunc.config.stash[STATE]
+    if state.mode is Mode.UML and metafunc.definition.get_closest_marker(MARKER):
+        metafunc.fixturenames.append(KERNEL_PARAM)
+        metafunc.parametrize(KERNEL_PARAM, state.kernels, ids=[k.id for k in state.kernels])
+
+
+def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Swap each kernel test for its host item(s) (or mark it skipped)."""
+    state = config.stash[STATE]
+    replaced: list[pytest.Item] = []
+    for item in items:
+        if item.get_closest_marker(MARKER) is None:
+            replaced.append(item)
+            continue
+        state.collected += 1
+        if state.mode is Mode.UML:
+            callspec = getattr(item, "callspec", None)
+            kernel = callspec.params.get(KERNEL_PARAM) if callspec is not None else None
+            if isinstance(kernel, UmlKernel):
+                replaced.append(UmlItem.replacing(item, kernel))
+            else:  # marked per parameter (pytest.param(..., marks=...)): not seen above
+                replaced.extend(UmlItem.for_kernel(item, k) for k in state.kernels)
+            continue
+        if state.mode is Mode.UNAVAILABLE:
+            item.add_marker(pytest.mark.skip(reason=state.skip_reason))
+        replaced.append(item)
+    items[:] = replaced
+
+
+class UmlFailure(Exception):
+    """A test failed inside UML, or its kernel broke; the message is the whole report."""
+
+
+class UmlItem(pytest.Item):
+    """Host stand-in for one kernel test on one UML kernel: relays the inner outcome.
+
+    It has no fixtures and never runs the test function on the host.
+    """
+
+    def __init__(
+        self, *, inner_nodeid: str, kernel: UmlKernel, info: tuple[Any, int | None, str],
+        markers: list[pytest.Mark], **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.inner_nodeid = inner_nodeid
+        self.kernel = kernel
+        self._info = info
+        self.own_markers.extend(markers)
+
+    @classmethod
+    def replacing(cls, item: pytest.Item, kernel: UmlKernel) -> UmlItem:
+        """The host item for ``item``, which is already parametrized by ``kernel``."""
+        return cls._create_from(item, kernel, item.name, inner_nodeid(item.nodeid, kernel),
+                                item.reportinfo())
+
+    @classmethod
+    def for_kernel(cls, item: pytest.Item, kernel: UmlKernel) -> UmlItem:
+        """A host item for ``item`` (not parametrized by kernel) on ``kernel``."""
+        path, lineno, domain = item.reportinfo()
+        return cls._create_from(item, kernel, host_name(item.name, kernel), item.nodeid,
+                                (path, lineno, host_name(domain, kernel)))
+
+    @classmethod
+    def _create_from(
+        cls, item: pytest.Item, kernel: UmlKernel, name: str, inner: str,
+        info: tuple[Any, int | None, str],
+    ) -> UmlItem:
+        assert item.parent is not None
+        new: UmlItem = cls.from_parent(item.parent, name=name, inner_nodeid=inner,
+                                       kernel=kernel, info=info, markers=list(item.own_markers))
+        new.extra_keyword_matches.update(item.extra_keyword_matches)
+        return new
+
+    def iter_markers_with_node(self, name: str | None = None) -> Iterator[tuple[Any, Any]]:
+        for node, mark in super().iter_markers_with_node(name):
+            if mark.name not in INNER_ONLY_MARKS:
+                yield node, mark
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self._info
+
+    def runtest(self) -> None:
+        runner = self.config.stash[STATE].runner
+        assert runner is not None
+        verdict = verdict_for(runner.result(self.kernel, self.session), self.inner_nodeid)
+        if verdict.status == "skipped":
+            pytest.skip(verdict.message or f"skipped inside {self.kernel.id}")
+        if verdict.status == "xfailed":
+            pytest.xfail(verdict.message)
+        if verdict.status == "failed":
+            raise UmlFailure(verdict.message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, UmlFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+
+def verdict_for(result: BootResult, nodeid: str) -> Verdict:
+    """The host outcome of inner test ``nodeid``, given its kernel's boot."""
+    where = f"{result.kernel.id} ({result.release or 'release unknown'}, {result.kernel.label})"
+    if result.problem:
+        return Verdict("failed", f"User Mode Linux {where}: {result.problem}\n"
+                                 f"console log {result.console_log}, last lines:\n"
+                                 f"{result.console_tail()}")
+    record = result.report.tests.get(nodeid)
+    if record is None:
+        text = (f"{nodeid} did not run inside {where}; inner pytest exit status "
+                f"{result.report.exitstatus}, console log {result.console_log}")
+        for collector, longrepr in result.report.collect_errors:
+            text += f"\n\ncollection error in {collector}:\n{longrepr}"
+        if not result.report.collect_errors:
+            text += f", last lines:\n{result.console_tail(30)}"
+        return Verdict("failed", text)
+    verdict = record.verdict()
+    if verdict.status == "failed":
+        return Verdict("failed", f"failed inside {where}:\n{verdict.message}")
+    return verdict
+
+
+class UmlRunner:
+    """Boots each kernel at most once per session, lazily, and keeps the results."""
+
+    def __init__(self, config: pytest.Config, kernels: list[UmlKernel]) -> None:
+        self.config = config
+        self.kernels = kernels
+        self.timeout = boot_timeout()
+        self.jobs = max(1, int(os.environ.get(ENV_JOBS) or os.cpu_count() or 1))
+        self.boots: dict[str, UmlBoot] = {}
+        self._wanted: dict[str, list[str]] | None = None
+
+    def wanted(self, session: pytest.Session) -> dict[str, list[str]]:
+        """Per kernel name, the nodeids to run inside (from the final, deselected item list)."""
+        if self._wanted is None:
+            self._wanted = {}
+            for item in session.items:
+                if isinstance(item, UmlItem):
+                    ids = self._wanted.setdefault(item.kernel.name, [])
+                    if base_nodeid(item.inner_nodeid) not in ids:
+                        ids.append(base_nodeid(item.inner_nodeid))
+        return self._wanted
+
+    def result(self, kernel: UmlKernel, session: pytest.Session) -> BootResult:
+        if kernel.name not in self.boots:
+            self._start(kernel, session)
+        return self.boots[kernel.name].wait()
+
+    def _start(self, first: UmlKernel, session: pytest.Session) -> None:
+        """Start ``first``, and more kernels that have tests while fewer than ``jobs`` run."""
+        wanted = self.wanted(session)
+        for kernel in [first] + [k for k in self.kernels if k is not first]:
+            if kernel.name in self.boots or kernel.name not in wanted:
+                continue
+            running = sum(boot.running for boot in self.boots.values())
+            if kernel is not first and running >= self.jobs:
+                break
+            workdir = self._workdir(kernel)
+            boot = UmlBoot(kernel, workdir, argv=self.inner_argv(workdir, wanted[kernel.name]),
+                           cwd=self.config.rootpath, timeout=self.timeout)
+            self.boots[kernel.name] = boot
+            boot.start()
+
+    def _workdir(self, kernel: UmlKernel) -> Path:
+        """A fresh directory on the host fs (the basetemp, as long as its path has no spaces:
+        it goes on the kernel command line)."""
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is not None:
+            path: Path = factory.mktemp(f"{kernel.id}-boot")
+            if not any(c.isspace() for c in str(path)):
+                return path
+        return Path(tempfile.mkdtemp(prefix=f"kstream-{kernel.id}-", dir="/var/tmp"))
+
+    def inner_argv(self, workdir: Path, nodeids: list[str]) -> list[str]:
+        """The inner pytest: same interpreter, rootdir and ini file, only kernel tests, and
+        nothing written into the repository (no cache; basetemp in the boot's workdir)."""
+        option = self.config.option
+        argv = [sys.executable, "-m", "pytest", "-m", MARKER, "-p", "no:cacheprovider",
+                f"--rootdir={self.config.rootpath}", f"--basetemp={workdir / 'basetemp'}",
+                "--color=no", "-v", "-ra", f"--tb={getattr(option, 'tbstyle', 'auto')}"]
+        if self.config.inipath is not None:
+            argv += ["-c", str(self.config.inipath)]
+        if getattr(option, "showlocals", False):
+            argv.append("-l")
+        return argv + nodeids
+
+    def shutdown(self) -> None:
+        """Stop the kernels still running (the session ended early, e.g. ``-x``)."""
+        for boot in self.boots.values():
+            boot.stop()
+
+
+def report_header(config: pytest.Config) -> str | None:
+    state = config.stash.get(STATE, None)
+    if state is None or state.mode is not Mode.UML:
+        return None
+    names = ", ".join(f"{k.id} ({k.label})" for k in state.kernels)
+    return f"kernel tests: in User Mode Linux {names}"
+
+
+def shutdown(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None and state.runner is not None:
+        state.runner.shutdown()
+
+
+def summary_lines(state: State) -> list[str]:
+    """What the terminal summary says about where the kernel tests ran."""
+    if state.mode is Mode.INNER:
+        return [f"kernel tests ran inside User Mode Linux {os.uname().release}"]
+    if not state.collected or (state.runner is not None and not state.runner.boots):
+        return []  # e.g. --collect-only, or every kernel test deselected
+    if state.mode is Mode.NATIVE:
+        return [f"kernel tests ran natively: this kernel ({os.uname().release}) has AF_ALG"]
+    if state.mode is Mode.UNAVAILABLE:
+        return [f"{state.collected} kernel tests SKIPPED: {state.skip_reason}"]
+    assert state.runner is not None
+    lines = ["kernel tests in User Mode Linux:"]
+    for kernel in state.kernels:
+        boot = state.runner.boots.get(kernel.name)
+        if boot is None:
+            lines.append(f"  {kernel.id} ({kernel.label}): not booted (no tests of it ran)")
+            continue
+        result = boot.wait()
+        count = len(result.report.tests)
+        if result.problem is None:
+            status = f"{count} test{'s' if count != 1 else ''}"
+        else:
+            status = result.problem if result.stopped else f"BROKEN: {result.problem}"
+        lines.append(f"  {kernel.id} ({result.release or '?'}, {kernel.label}): {status}, "
+                     f"{result.duration:.1f} s; console log {result.console_log}")
+    return lines
+
+
+def terminal_summary(reporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    lines = summary_lines(state) if state is not None else []
+    if lines:
+        reporter.write_sep("-", "kstream kernel tests")
+        for line in lines:
+            reporter.write_line(line)
