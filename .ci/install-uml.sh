@@ -21,13 +21,22 @@
 #
 # Environment:
 #   KSTREAM_UML_DIR      cache directory (default /var/cache/kstream-uml; the tests read it too)
-#   KSTREAM_UML_MIRROR   Debian mirror (default http://deb.debian.org/debian)
+#   KSTREAM_UML_MIRROR   Debian mirror (default: the first Debian archive in this host's apt sources)
 #   KSTREAM_UML_SUITES   "suite:label ..." to fetch (default "trixie:deb13 sid:sid")
 #   KSTREAM_UML_REFRESH  1 = look for newer packages even if a kernel is cached
 set -euo pipefail
 
 CACHE=${KSTREAM_UML_DIR:-/var/cache/kstream-uml}
-MIRROR=${KSTREAM_UML_MIRROR:-http://deb.debian.org/debian}
+host_mirror() {
+    # The mirror this machine already uses for Debian's main archive (deb822 or one-line).
+    cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+        grep -oE '(https?://[^ ]+/debian)/?( |$)' | grep -v -- '-security' | head -n 1 | tr -d ' '
+}
+MIRROR=${KSTREAM_UML_MIRROR:-$(host_mirror)}
+if [ -z "$MIRROR" ]; then
+    echo "install-uml: cannot find a Debian mirror in the apt sources; set KSTREAM_UML_MIRROR" >&2
+    exit 1
+fi
 SUITES=${KSTREAM_UML_SUITES:-trixie:deb13 sid:sid}
 REFRESH=${KSTREAM_UML_REFRESH:-0}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
