@@ -1,0 +1,289 @@
+"""``kstream backends``: the report and its text, on simulated kernels (host side).
+
+The kernel is simulated at the narrowest seams: the bind result (``bind_errno``), the
+/proc/crypto text (``read_proc_crypto``), the af_alg_restrict sysctl file, the kernel
+backend's probe and, for key-by-serial, the socket module. Everything else runs for real.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_procfs import AESNI, UML_6_1
+
+from kstream import kernelinfo
+from kstream.backends import afalg
+from kstream.backends.afalg import KernelBackend
+from kstream.backends.base import Availability
+from kstream.kernelinfo import backends_report, format_backends_text, key_by_serial_support
+from kstream.procfs import parse_proc_crypto
+
+
+def _host_has_af_alg() -> bool:
+    try:
+        socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0).close()
+    except OSError:
+        return False
+    return True
+
+
+def simulate(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    *,
+    proc_crypto: str,
+    binds: dict[str, int],
+    restrict: int | None = None,
+    kernel_available: bool = True,
+    serial: dict[str, Any] | None = None,
+) -> None:
+    """A kernel whose binds end with ``binds[name]`` (an errno, 0 for success)."""
+    algs = parse_proc_crypto(proc_crypto)
+    monkeypatch.setattr(kernelinfo, "read_proc_crypto", lambda: algs)
+    monkeypatch.setattr(kernelinfo, "bind_errno", lambda socket_type, name: binds[name])
+    sysctl = tmp_path / "af_alg_restrict"
+    if restrict is not None:
+        sysctl.write_text(f"{restrict}\n")
+    monkeypatch.setattr(afalg, "AF_ALG_RESTRICT", str(sysctl))
+    reason = "simulated kernel" if kernel_available else "simulated: no AF_ALG"
+    monkeypatch.setattr(
+        KernelBackend, "probe", lambda self: Availability("kernel", kernel_available, reason)
+    )
+    if serial is not None:
+        monkeypatch.setattr(kernelinfo, "key_by_serial_support", lambda: serial)
+
+
+SERIAL_OK = {"supported": True, "how": "probe", "detail": "serial 0 gave ENOKEY"}
+SERIAL_NO = {"supported": False, "how": "probe", "detail": "serial 0 gave ENOPROTOOPT"}
+OK_BINDS = {"ctr(aes)": 0, "hmac(sha256)": 0}
+
+
+def test_aesni_kernel_report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    simulate(monkeypatch, tmp_path, proc_crypto=AESNI, binds=OK_BINDS, serial=SERIAL_OK)
+    report = backends_report()
+    assert json.loads(json.dumps(report)) == report  # JSON-able as it is
+    assert [(b["name"], b["available"]) for b in report["backends"]] == [
+        ("kernel", True),
+        ("openssl", True),
+    ]
+    assert report["backends"][0]["reason"] == "simulated kernel"
+    assert report["auto"] == "kernel"
+    ctr, hmac = report["algorithms"]
+    assert (ctr["name"], ctr["socket_type"], ctr["bind"]) == ("ctr(aes)", "skcipher", "ok")
+    assert ctr["picked"] == "ctr-aes-aesni"
+    assert [(d["driver"], d["priority"], d["picked"]) for d in ctr["drivers"]] == [
+        ("ctr-aes-aesni", 400, True),
+        ("ctr(aes-aesni)", 300, False),
+        ("ctr(aes-generic)", 100, False),
+    ]
+    assert ctr["drivers"][0] == {
+        "driver": "ctr-aes-aesni",
+        "priority": 400,
+        "module": "aesni_intel",
+        "async": True,
+        "selftest": "passed",
+        "internal": False,
+        "picked": True,
+    }
+    assert hmac["picked"] == "hmac(sha256-ni)"
+    assert report["kernel"]["af_alg_restrict"] is None
+    assert report["kernel"]["release"] == os.uname().release
+    assert report["diagnosis"] == ["no problems found"]
+
+    text = format_backends_text(report)
+    assert "auto picks: kernel" in text
+    pick_line = next(line for line in text.splitlines() if "ctr-aes-aesni" in line)
+    assert "priority  400" in pick_line and "async" in pick_line
+    assert pick_line.endswith("<- kernel's pick")
+    assert text.count("<- kernel's pick") == 2  # one per algorithm
+    assert "af_alg_restrict: not present" in text
+    assert text.rstrip().endswith("- no problems found")
+
+
+def test_generic_only_and_old_kernel_diagnosis(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    simulate(monkeypatch, tmp_path, proc_crypto=UML_6_1, binds=OK_BINDS, serial=SERIAL_NO)
+    report = backends_report()
+    assert report["algorithms"][0]["picked"] == "ctr(aes-generic)"
+    diagnosis = report["diagnosis"]
+    assert len(diagnosis) == 2
+    assert "keys by keyring serial are not supported" in diagnosis[0]
+    assert "6.2" in diagnosis[0] and "ENOPROTOOPT" in diagnosis[0]
+    assert diagnosis[1].startswith("ctr(aes): only the generic ctr template over aes-generic")
+    assert "no AES instructions" in diagnosis[1]
+    text = format_backends_text(report)
+    assert "key by serial:   no (probe: serial 0 gave ENOPROTOOPT)" in text
+
+
+def test_no_af_alg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    simulate(
+        monkeypatch,
+        tmp_path,
+        proc_crypto="",
+        binds={"ctr(aes)": errno.EAFNOSUPPORT, "hmac(sha256)": errno.EAFNOSUPPORT},
+        kernel_available=False,
+        serial=SERIAL_OK,
+    )
+    report = backends_report()
+    assert report["auto"] == "openssl"
+    assert [a["bind"] for a in report["algorithms"]] == ["EAFNOSUPPORT", "EAFNOSUPPORT"]
+    assert report["algorithms"][0]["drivers"] == []
+    [line] = report["diagnosis"]
+    assert line.startswith("this kernel has no AF_ALG sockets")
+    assert "CONFIG_CRYPTO_USER_API_SKCIPHER" in line
+    text = format_backends_text(report)
+    assert "kernel   unavailable  simulated: no AF_ALG" in text
+    assert "  bind: EAFNOSUPPORT" in text
+    assert "no implementation listed in /proc/crypto" in text
+
+
+def test_no_af_alg_because_of_af_alg_restrict_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    simulate(
+        monkeypatch,
+        tmp_path,
+        proc_crypto="",
+        binds={"ctr(aes)": errno.EAFNOSUPPORT, "hmac(sha256)": errno.EAFNOSUPPORT},
+        restrict=2,
+        kernel_available=False,
+        serial=SERIAL_OK,
+    )
+    report = backends_report()
+    assert report["kernel"]["af_alg_restrict"] == 2
+    assert "crypto.af_alg_restrict=2 disables them" in report["diagnosis"][0]
+
+
+def test_bind_refused_under_af_alg_restrict_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    simulate(
+        monkeypatch,
+        tmp_path,
+        proc_crypto=AESNI,
+        binds={"ctr(aes)": 0, "hmac(sha256)": errno.ENOENT},
+        restrict=1,
+        serial=SERIAL_OK,
+    )
+    report = backends_report()
+    assert [a["bind"] for a in report["algorithms"]] == ["ok", "ENOENT"]
+    refused, restrict = report["diagnosis"]
+    assert "refused hash 'hmac(sha256)'" in refused
+    assert "algif_hash" in refused and "af_alg_restrict=1" in refused
+    assert restrict == "crypto.af_alg_restrict=1 (allowlisted algorithms only)"
+    assert "af_alg_restrict: 1" in format_backends_text(report)
+
+
+def test_bind_refused_without_the_sysctl(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    simulate(
+        monkeypatch,
+        tmp_path,
+        proc_crypto="",
+        binds={"ctr(aes)": errno.ENOENT, "hmac(sha256)": 0},
+        kernel_available=False,
+        serial=SERIAL_OK,
+    )
+    [line] = backends_report()["diagnosis"]
+    assert "refused skcipher 'ctr(aes)'" in line and "algif_skcipher" in line
+    assert "af_alg_restrict" not in line  # no such sysctl on this (simulated) kernel
+
+
+class _FakeAlgSocket:
+    """Stands in for an AF_ALG socket whose ALG_SET_KEY_BY_KEY_SERIAL fails with ``code``."""
+
+    def __init__(self, code: int | None) -> None:
+        self.code = code
+        self.closed = False
+
+    def __enter__(self) -> _FakeAlgSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+
+    def bind(self, address: tuple[str, str]) -> None:
+        assert address == ("skcipher", "ctr(aes)")
+
+    def setsockopt(self, level: int, option: int, value: bytes) -> None:
+        assert (level, option, value) == (socket.SOL_ALG, 7, b"\0\0\0\0")
+        if self.code is not None:
+            raise OSError(self.code, os.strerror(self.code))
+
+
+@pytest.mark.parametrize(
+    ("code", "supported", "name"),
+    [
+        (errno.ENOPROTOOPT, False, "ENOPROTOOPT"),
+        (errno.ENOKEY, True, "ENOKEY"),
+        (errno.EINVAL, True, "EINVAL"),
+        (None, True, None),
+    ],
+)
+def test_key_by_serial_probe(
+    monkeypatch: pytest.MonkeyPatch, code: int | None, supported: bool, name: str | None
+) -> None:
+    fake = _FakeAlgSocket(code)
+    monkeypatch.setattr(socket, "socket", lambda *args: fake)
+    result = key_by_serial_support()
+    assert result["supported"] is supported
+    assert result["how"] == "probe"
+    assert result["detail"] == (f"serial 0 gave {name}" if name else "serial 0 was accepted")
+    assert fake.closed
+
+
+@pytest.mark.parametrize(
+    ("release", "supported"),
+    [("6.1.176", False), ("6.2.0-rc1", True), ("6.12.113", True), ("5.15.0-91-generic", False)],
+)
+def test_key_by_serial_falls_back_to_the_release(
+    monkeypatch: pytest.MonkeyPatch, release: str, supported: bool
+) -> None:
+    def no_af_alg(*args: object) -> socket.socket:
+        raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+
+    monkeypatch.setattr(socket, "socket", no_af_alg)
+    uname = os.uname()
+    fake = os.uname_result((uname.sysname, uname.nodename, release, uname.version, uname.machine))
+    monkeypatch.setattr(os, "uname", lambda: fake)
+    result = key_by_serial_support()
+    assert result == {
+        "supported": supported,
+        "how": "kernel release",
+        "detail": f"Linux {release}; the option exists since 6.2",
+    }
+
+
+@pytest.mark.skipif(_host_has_af_alg(), reason="this host has AF_ALG")
+def test_real_report_on_a_host_without_af_alg() -> None:
+    report = backends_report()
+    kernel = report["backends"][0]
+    assert kernel["name"] == "kernel" and not kernel["available"]
+    assert "no AF_ALG" in kernel["reason"]
+    assert report["auto"] == "openssl"
+    assert report["diagnosis"][0].startswith("this kernel has no AF_ALG sockets")
+    assert "this kernel has no AF_ALG sockets" in format_backends_text(report)
+
+
+@pytest.mark.kernel
+def test_real_report_in_a_kernel_with_af_alg() -> None:
+    report = backends_report()
+    kernel = report["backends"][0]
+    assert kernel["available"], kernel["reason"]
+    ctr, hmac = report["algorithms"]
+    assert ctr["bind"] == hmac["bind"] == "ok"
+    assert ctr["picked"] == kernel["details"]["driver"]
+    assert [d["driver"] for d in ctr["drivers"] if d["picked"]] == [ctr["picked"]]
+    assert hmac["picked"] is not None
+    assert report["auto"] == "kernel"
+    major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+    serial = report["kernel"]["key_by_serial"]
+    assert serial["how"] == "probe"
+    assert serial["supported"] is ((major, minor) >= (6, 2))
+    assert ctr["picked"] in format_backends_text(report)

@@ -1,0 +1,172 @@
+"""``kstream selftest``: the NIST vectors, the report, and what counts as a failure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from reference import ctr
+
+from kstream import selftest
+from kstream.backends.openssl import OpenSSLStream
+from kstream.errors import BackendUnavailable
+from kstream.procfs import implementations, read_proc_crypto
+from kstream.selftest import (
+    NIST_COUNTER,
+    NIST_CTR_VECTORS,
+    NIST_PLAINTEXT,
+    SelftestReport,
+    format_table,
+    run_selftest,
+)
+
+
+def test_vectors_are_sp800_38a_f5() -> None:
+    assert [v.label for v in NIST_CTR_VECTORS] == [
+        "F.5.1 CTR-AES128.Encrypt",
+        "F.5.2 CTR-AES128.Decrypt",
+        "F.5.3 CTR-AES192.Encrypt",
+        "F.5.4 CTR-AES192.Decrypt",
+        "F.5.5 CTR-AES256.Encrypt",
+        "F.5.6 CTR-AES256.Decrypt",
+    ]
+    f51 = NIST_CTR_VECTORS[0]
+    assert f51.key.hex() == "2b7e151628aed2a6abf7158809cf4f3c"
+    assert f51.output[:16].hex() == "874d6191b620e3261bef6864990db6ce"
+    assert f51.output[-16:].hex() == "1e031dda2fbe03d1792170a0f3009cee"
+    assert NIST_CTR_VECTORS[4].output[-16:].hex() == "dfc9c58db67aada613c2dd08457941a6"
+    for encrypt, decrypt in zip(NIST_CTR_VECTORS[::2], NIST_CTR_VECTORS[1::2], strict=True):
+        assert encrypt.input == decrypt.output == NIST_PLAINTEXT
+        assert encrypt.output == decrypt.input
+        assert encrypt.key == decrypt.key and encrypt.counter == decrypt.counter == NIST_COUNTER
+    for vector in NIST_CTR_VECTORS:
+        # the independent ECB-of-counters reference agrees with every vector
+        assert ctr(vector.key, vector.counter, vector.input) == vector.output
+        assert len(vector.input) == 64
+
+
+def test_openssl_only_passes() -> None:
+    report = run_selftest(kernel=False)
+    assert report.ok
+    assert len(report.rows) == 12
+    assert {row.backend for row in report.rows} == {"openssl"}
+    assert {row.feed for row in report.rows} == {"whole", "pieces 1/15/17"}
+    assert all(row.status == "ok" and row.result == "ok" for row in report.rows)
+    table = format_table(report)
+    lines = table.splitlines()
+    assert lines[0].split() == ["backend", "implementation", "vector", "feed", "result"]
+    assert len(lines) == 14
+    assert lines[-1] == "selftest passed (12 ok, 0 failed, 0 skipped)"
+    data = report.to_json()
+    assert json.loads(json.dumps(data)) == data
+    assert data["ok"] is True and len(data["rows"]) == 12
+    assert data["rows"][0]["vector"] == "F.5.1 CTR-AES128.Encrypt"
+
+
+def test_unavailable_kernel_is_skipped_not_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable() -> list[object]:
+        raise BackendUnavailable("this kernel has no AF_ALG sockets (simulated)")
+
+    monkeypatch.setattr(selftest, "ctr_aes_drivers", unavailable)
+    report = run_selftest()
+    assert report.ok
+    [skipped] = [row for row in report.rows if row.backend == "kernel"]
+    assert skipped.status == "skipped"
+    assert skipped.result == "skipped: this kernel has no AF_ALG sockets (simulated)"
+    assert not skipped.failed
+    assert format_table(report).endswith("(12 ok, 0 failed, 1 skipped)")
+
+
+class _WrongStream:
+    """A CTR stream that flips one bit of byte 40 of its output."""
+
+    description = "wrong"
+
+    def __init__(self, key: bytes, iv: bytes) -> None:
+        self.inner = OpenSSLStream(key, iv)
+        self.offset = 0
+
+    def update(self, data: bytes) -> bytes:
+        out = bytearray(self.inner.update(data))
+        if self.offset <= 40 < self.offset + len(out):
+            out[40 - self.offset] ^= 1
+        self.offset += len(out)
+        return bytes(out)
+
+    def finalize(self) -> bytes:
+        return self.inner.finalize()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_wrong_answer_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(selftest, "OpenSSLStream", _WrongStream)
+    report = run_selftest(kernel=False)
+    assert not report.ok
+    rows = [row for row in report.rows if row.failed]
+    assert len(rows) == 12
+    assert {row.status for row in rows} == {"FAIL"}
+    assert rows[0].result == "FAIL: wrong output from byte 40 (64 of 64 bytes returned)"
+    assert report.to_json()["ok"] is False
+    assert format_table(report).splitlines()[-1].startswith("selftest FAILED: 12 check(s) wrong")
+
+
+class _ShortStream(_WrongStream):
+    def finalize(self) -> bytes:
+        self.inner.finalize()
+        return b""
+
+    def update(self, data: bytes) -> bytes:
+        return self.inner.update(data)[: max(0, 60 - self.offset)]
+
+
+def test_missing_output_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(selftest, "OpenSSLStream", _ShortStream)
+    row = run_selftest(kernel=False).rows[0]
+    assert row.result == "FAIL: wrong output from byte 60 (60 of 64 bytes returned)"
+
+
+def test_an_error_from_an_available_backend_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Driver:
+        driver = "ctr(aes-simulated)"
+
+    def broken(key: bytes, iv: bytes, options: object) -> object:
+        raise BackendUnavailable("the kernel crypto socket failed while sending input: boom")
+
+    monkeypatch.setattr(selftest, "ctr_aes_drivers", lambda: [Driver()])
+    monkeypatch.setattr(selftest, "KernelStream", broken)
+    report = run_selftest(openssl=False)
+    assert not report.ok
+    assert len(report.rows) == 6 * 4
+    assert {row.implementation for row in report.rows} == {"ctr(aes-simulated)"}
+    assert {row.feed for row in report.rows} == {
+        "whole",
+        "pieces 1/15/17",
+        "pipe (splice)",
+        "file (sendfile)",
+    }
+    assert {row.result for row in report.rows} == {
+        "error: the kernel crypto socket failed while sending input: boom"
+    }
+
+
+@pytest.mark.kernel
+def test_selftest_in_the_kernel_covers_every_driver() -> None:
+    report = run_selftest()
+    assert report.ok, format_table(report)
+    drivers = [alg.driver for alg in implementations(read_proc_crypto(), "ctr(aes)", "skcipher")]
+    assert drivers
+    kernel_rows = [row for row in report.rows if row.backend == "kernel"]
+    assert {row.implementation for row in kernel_rows} == set(drivers)
+    assert len(kernel_rows) == len(drivers) * 6 * 4
+    assert all(row.status == "ok" for row in kernel_rows)
+
+
+def test_report_ok_semantics() -> None:
+    rows = run_selftest(kernel=False).rows
+    skipped = selftest.SelftestRow("kernel", "-", "all", "-", "skipped", "why")
+    error = selftest.SelftestRow("kernel", "x", "v", "f", "error", "boom")
+    assert SelftestReport((*rows, skipped)).ok
+    assert not SelftestReport((*rows, error)).ok
+    assert SelftestReport(()).ok
