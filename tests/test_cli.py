@@ -18,6 +18,7 @@ import pytest
 from reference import ctr, unframe
 
 from kstream.format import HEADER_SIZE, Header
+from kstream.selftest import NIST_CTR_VECTORS, CtrVector
 
 KST = [sys.executable, "-m", "kstream"]
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
@@ -378,3 +379,16 @@ def test_progress_bar_on_request(tmp_path: Path, keyfile: Path,
 def test_demo() -> None:
     out = kst("demo").stdout.decode()
     assert "round trip:  OK" in out and "4b535452 45414d1a" in out
+
+
+@pytest.mark.parametrize("vector", NIST_CTR_VECTORS, ids=lambda v: v.section)
+def test_nist_vectors_through_raw_mode(tmp_path: Path, vector: CtrVector) -> None:
+    (tmp_path / "k").write_bytes(vector.key)
+    (tmp_path / "in").write_bytes(vector.input)
+    direction = "encrypt" if "Encrypt" in vector.title else "decrypt"
+    kst(direction, "--raw", "--iv", vector.counter.hex(), "-k", tmp_path / "k",
+        tmp_path / "in", tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == vector.output
+    piped = kst(direction, "--raw", "--iv", vector.counter.hex(), "-k", tmp_path / "k", "-",
+                "-", input=vector.input).stdout
+    assert piped == vector.output

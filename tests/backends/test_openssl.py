@@ -12,6 +12,7 @@ from reference import ctr, split
 from kstream.backends import counter_add, get_backend, select_backend
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.keys import Key
+from kstream.selftest import NIST_CTR_VECTORS, CtrVector
 
 LENGTHS = [0, 1, 15, 16, 17, 64511, 64512, 64513, 3 * 64512 - 1, 3 * 64512 + 1]
 
@@ -69,3 +70,11 @@ def test_closed_stream_refuses_work() -> None:
     stream.close()
     with pytest.raises(ValueError, match="closed"):
         stream.update(b"x")
+
+
+@pytest.mark.parametrize("vector", NIST_CTR_VECTORS, ids=lambda v: v.section)
+def test_nist_sp800_38a_vectors(vector: CtrVector) -> None:
+    key = Key(vector.key)
+    assert run(key, vector.counter, [vector.input]) == vector.output
+    pieces = split(vector.input, [1, 16, 17, 40])
+    assert run(key, vector.counter, pieces) == vector.output
