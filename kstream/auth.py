@@ -9,9 +9,10 @@ last. Each segment is written as::
     tag              16 bytes: GMAC (NIST SP 800-38D: AES-GCM with an empty plaintext)
                      over the ciphertext as associated data
 
-The GMAC key is per file: HKDF-SHA256 (RFC 5869) of the user's key, with the file's IV as
-salt and, as info, a fixed label followed by the complete 32-byte header. The nonce is the
-segment index (11 bytes, big-endian) followed by the last flag (1 byte). So each tag binds:
+The GMAC key is per file: HKDF-SHA256-Expand (RFC 5869) with the user's key as PRK and, as
+info, a fixed label followed by the complete 32-byte header (which holds the random IV).
+The nonce is the segment index (11 bytes, big-endian) followed by the last flag (1 byte).
+So each tag binds:
 
 - the complete header (through the key: another header gives another key),
 - the segment index and the last flag (through the nonce, which a key never sees twice),
@@ -29,7 +30,7 @@ import struct
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from kstream.backends.base import CipherStream, FdCipherStream
 from kstream.errors import FormatError, IntegrityError
@@ -43,10 +44,21 @@ _LAST = 1 << 31
 MAC_KEY_LABEL = b"kstream v1 segment MAC key: GMAC-AES-256\x00"
 
 
+def mac_key_info(header: Header) -> bytes:
+    """HKDF-Expand's input after the key: label, complete header, and the block counter 1.
+
+    K_mac = HMAC-SHA256(key, mac_key_info(header)), which is HKDF-Expand (RFC 5869 2.3)
+    with the user's key as PRK and L = 32. The Extract step is skipped as RFC 5869 3.3
+    allows for keys that are already uniformly random, and so that the derivation is one
+    HMAC keyed by the user's key: the kernel can compute it from a keyring key that user
+    space never sees (an AF_ALG ``hmac(sha256)`` socket keyed by serial).
+    """
+    return MAC_KEY_LABEL + header.encode() + b"\x01"
+
+
 def derive_mac(key_bytes: bytes, header: Header) -> AESGCM:
-    """The per-file GMAC instance for ``header``'s file."""
-    hkdf = HKDF(algorithm=SHA256(), length=32, salt=header.iv,
-                info=MAC_KEY_LABEL + header.encode())
+    """The per-file GMAC instance for ``header``'s file (the header carries the IV)."""
+    hkdf = HKDFExpand(algorithm=SHA256(), length=32, info=MAC_KEY_LABEL + header.encode())
     return AESGCM(hkdf.derive(key_bytes))
 
 

@@ -51,13 +51,14 @@ def unframe(body: bytes) -> bytes:
 
 def seal(key: bytes, header: bytes, plaintext: bytes, segment: int) -> bytes:
     """A whole authenticated file, built from README's description alone."""
+    import hashlib
+    import hmac
+
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.hashes import SHA256
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
     iv = header[16:32]
-    mac_key = HKDF(SHA256(), 32, salt=iv,
-                   info=b"kstream v1 segment MAC key: GMAC-AES-256\x00" + header).derive(key)
+    label = b"kstream v1 segment MAC key: GMAC-AES-256\x00"
+    mac_key = hmac.new(key, label + header + b"\x01", hashlib.sha256).digest()  # HKDF-Expand
     gmac = AESGCM(mac_key)
     ct = ctr(key, iv, plaintext)
     pieces = [ct[i:i + segment] for i in range(0, len(ct), segment)]
