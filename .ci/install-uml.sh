@@ -29,8 +29,12 @@ set -euo pipefail
 CACHE=${KSTREAM_UML_DIR:-/var/cache/kstream-uml}
 host_mirror() {
     # The mirror this machine already uses for Debian's main archive (deb822 or one-line).
-    cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
-        grep -oE '(https?://[^ ]+/debian)/?( |$)' | grep -v -- '-security' | head -n 1 | tr -d ' '
+    local f
+    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
+             /etc/apt/sources.list; do
+        if [ -r "$f" ]; then cat "$f"; fi
+    done | grep -oE '(https?://[^ ]+/debian)/?( |$)' | grep -v -- '-security' |
+        head -n 1 | tr -d ' ' || true
 }
 MIRROR=${KSTREAM_UML_MIRROR:-$(host_mirror)}
 if [ -z "$MIRROR" ]; then
