@@ -379,6 +379,7 @@ def test_progress_bar_on_request(tmp_path: Path, keyfile: Path,
 def test_demo() -> None:
     out = kst("demo").stdout.decode()
     assert "round trip:  OK" in out and "4b535452 45414d1a" in out
+    assert "tampering:   one flipped bit is refused: authentication failed" in out
 
 
 @pytest.mark.parametrize("vector", NIST_CTR_VECTORS, ids=lambda v: v.section)
