@@ -104,3 +104,17 @@ async def test_fd_sink_handles_broken_pipe() -> None:
     with pytest.raises(BrokenPipeError):
         await FdSink(w, "stdout").write(b"x")
     os.close(w)
+
+
+def test_pipes_are_widened_to_one_batch() -> None:
+    import fcntl
+
+    r, w = os.pipe()
+    try:
+        FdSource(r, "in")
+        assert fcntl.fcntl(r, fcntl.F_GETPIPE_SZ) >= BATCH
+        FdSink(w, "out")  # the same pipe: no error, still wide
+        assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) >= BATCH
+    finally:
+        os.close(r)
+        os.close(w)
