@@ -109,6 +109,10 @@ async def test_fd_sink_handles_broken_pipe() -> None:
 def test_pipes_are_widened_to_one_batch() -> None:
     import fcntl
 
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        if int(f.read()) < BATCH and os.geteuid() != 0:
+            pytest.skip("pipe-max-size is below one batch and we are not root")
+
     r, w = os.pipe()
     try:
         FdSource(r, "in")
