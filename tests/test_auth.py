@@ -6,11 +6,11 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from reference import seal
+from streams import Collect, one
 
 import kstream
 from kstream.api import encrypt_to
@@ -22,18 +22,6 @@ from kstream.pipeline import IterSource
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "kstream-v1.json").read_text())
 FRAMED = S + 20  # a full segment on disk: frame word + ciphertext + tag
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    async def write(self, data: bytes) -> None:
-        self.data += data
-
-
-async def one(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 def encrypt(key: Key, data: bytes, iv: bytes | None = None, backend: str = "openssl") -> bytes:

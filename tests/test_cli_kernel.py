@@ -121,7 +121,8 @@ def test_unknown_driver_and_selftest_and_backends(files: Path) -> None:
 @pytest.mark.parametrize("bits", [128, 256])
 def test_both_backends_write_identical_authenticated_files(bits: int) -> None:
     import asyncio
-    from collections.abc import AsyncIterator
+
+    from streams import Collect, one
 
     from kstream.api import encrypt_to
     from kstream.pipeline import IterSource
@@ -130,20 +131,10 @@ def test_both_backends_write_identical_authenticated_files(bits: int) -> None:
     data = os.urandom(SIZE)
     iv = os.urandom(16)
 
-    async def one() -> AsyncIterator[bytes]:
-        yield data
-
-    class Collect:
-        def __init__(self) -> None:
-            self.data = bytearray()
-
-        async def write(self, piece: bytes) -> None:
-            self.data += piece
-
     outputs = []
     for backend in ("kernel", "openssl"):
         sink = Collect()
-        asyncio.run(encrypt_to(IterSource(one()), sink, key=key, header_iv=iv,
+        asyncio.run(encrypt_to(IterSource(one(data)), sink, key=key, header_iv=iv,
                                backend=backend))
         outputs.append(bytes(sink.data))
     assert outputs[0] == outputs[1]

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import seal, split
+from streams import one
 
 import kstream
 from kstream.api import check_header
@@ -107,10 +107,6 @@ def test_header_parser_only_raises_format_errors(data: bytes) -> None:
 def test_decryptor_on_mutated_files(blob: bytes, cuts: list[int]) -> None:
     released, error = decrypt_pieces(blob, cuts)
     check(blob, released, error)
-
-
-async def one(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 @settings(max_examples=max(EXAMPLES // 10, 20), deadline=None,

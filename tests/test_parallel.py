@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from reference import ctr
+from streams import Collect, one
 
 import kstream
 from kstream.api import decrypt_to, encrypt_to, open_cipher
@@ -28,18 +28,6 @@ def test_split_ranges() -> None:
     assert split_ranges(10, 3) == [(0, 4), (4, 7), (7, 10)]
     assert split_ranges(2, 8) == [(0, 1), (1, 2)]
     assert split_ranges(0, 4) == [(0, 0)]
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    async def write(self, data: bytes) -> None:
-        self.data += data
-
-
-async def one(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 async def sequential(key: Key, data: bytes, iv: bytes, raw: bool) -> bytes:
