@@ -12,11 +12,14 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Literal, cast
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from kstream.atomic import AtomicFile, check_output_path
-from kstream.auth import SegmentOpener, derive_mac, sealer
-from kstream.backends import CipherOptions, CipherStream, select_backend
+from kstream.auth import SegmentOpener, mac_for_key, sealer
+from kstream.backends import Backend, CipherOptions, CipherStream, get_backend, select_backend
+from kstream.backends.afalg import KernelBackend, KernelEcbCtrStream
 from kstream.backends.openssl import OpenSSLBackend
-from kstream.errors import FormatError, InvalidKey, IOFailure, UsageError
+from kstream.errors import BackendUnavailable, FormatError, InvalidKey, IOFailure, UsageError
 from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, Header
 from kstream.inplace import pump_fds_or_streams
 from kstream.keys import Key
@@ -61,6 +64,64 @@ def _check_key(key: object) -> Key:
     return key
 
 
+def _openssl_reads_warning(key: Key) -> str:
+    ref = key.keyring_ref
+    label = ref.label if ref is not None else "the key"
+    return (f"warning: --backend openssl reads {label} out of the kernel keyring: the key's "
+            "bytes now enter this process's memory")
+
+
+def choose_backend(key: Key, backend: str, notify: Notify) -> Backend:
+    """The backend for ``key``: the user's choice, except that a keyring key needs the kernel.
+
+    A ``logon`` key cannot leave the kernel, so only the kernel backend can use it, and
+    ``auto`` does not fall back. A ``user`` key could be read out; that happens only when the
+    caller names ``openssl`` explicitly, with a warning through ``notify``.
+    """
+    ref = key.keyring_ref
+    if ref is None:
+        return select_backend(backend, notify)
+    if backend == "openssl":
+        if ref.type != "user":
+            raise UsageError(
+                f"{ref.label} cannot be used with --backend openssl: a {ref.type} key never "
+                "leaves the kernel, so only the kernel backend can use it (Linux ≥ 6.2)"
+            )
+        notify(_openssl_reads_warning(key))
+        return OpenSSLBackend()
+    if backend not in ("auto", "kernel"):
+        get_backend(backend)  # raises the usual message for an unknown backend name
+    kernel = KernelBackend()
+    status = kernel.probe()
+    if not status.available:
+        if ref.type == "user":
+            why = "; --backend openssl can read this user key into process memory instead"
+        else:
+            why = ""
+        raise BackendUnavailable(
+            f"{ref.label} can only be used through the kernel crypto API, which is not "
+            f"available here: {status.reason}{why}"
+        )
+    return kernel
+
+
+def _usable_key(key: object, backend: str, notify: Notify | None) -> tuple[Key, bool]:
+    """``key`` as the run will use it, and whether it is a temporary copy to wipe.
+
+    A ``user`` keyring key with an explicit ``backend="openssl"`` is read once here (with
+    the warning), so the cipher and the MAC derivation use the same bytes and nothing asks
+    the kernel for the key twice. Every other key is used as it is.
+    """
+    key = _check_key(key)
+    ref = key.keyring_ref
+    if ref is None or backend != "openssl":
+        return key, False
+    if ref.type != "user":
+        choose_backend(key, backend, notify or _log_notice)  # raises the explanation
+    (notify or _log_notice)(_openssl_reads_warning(key))
+    return Key(key.material()), True
+
+
 def _check_iv(iv: bytes | None, raw: bool) -> bytes | None:
     if raw:
         if iv is None:
@@ -84,20 +145,37 @@ def open_cipher(
     verify: bool = False,
     notify: Notify | None = None,
 ) -> CipherStream:
-    """Select the backend and open a cipher stream, wrapped for ``verify`` if asked."""
-    chosen = select_backend(backend, notify or _log_notice)
+    """Select the backend and open a cipher stream, wrapped for ``verify`` if asked.
+
+    With a keyring key the ``verify`` reference cannot be OpenSSL (the key is not in this
+    process): it is CTR built by kstream from the kernel's ``ecb(aes)`` under the same
+    keyring key (:class:`~kstream.backends.afalg.KernelEcbCtrStream`).
+    """
+    chosen = choose_backend(key, backend, notify or _log_notice)
     stream = chosen.open(key, iv, options)
     if verify:
         if chosen.name == "openssl":
             (notify or _log_notice)(NOTHING_TO_VERIFY)
             return stream
         try:
-            reference = OpenSSLBackend().open(key, iv)
+            ref = key.keyring_ref
+            reference: CipherStream = (
+                KernelEcbCtrStream(ref, iv) if ref is not None else OpenSSLBackend().open(key, iv)
+            )
         except BaseException:
             stream.close()
             raise
         return VerifyingStream(stream, reference)
     return stream
+
+
+def _with_mac(cipher: CipherStream, key: Key, header: Header) -> AESGCM:
+    """The per-file MAC for ``header``; closes ``cipher`` if deriving it fails."""
+    try:
+        return mac_for_key(key, header)
+    except BaseException:
+        cipher.close()
+        raise
 
 
 def _encryptor(
@@ -112,8 +190,10 @@ def _encryptor(
     if raw_iv is not None:
         return open_cipher(key, raw_iv, **cipher_kw), b""
     header = Header(suite=key.suite, iv=header_iv or os.urandom(IV_SIZE))
-    mac = derive_mac(key.material(), header)
+    # The cipher first: with a keyring key its errors (kernel too old, no permission) are
+    # the ones to report, and the MAC derivation would meet the same ones.
     cipher = open_cipher(key, header.iv, **cipher_kw)
+    mac = _with_mac(cipher, key, header)
     return sealer(cipher, mac, header.auth_param), header.encode()
 
 
@@ -124,8 +204,8 @@ async def _decryptor(
     if raw_iv is not None:
         return open_cipher(key, raw_iv, **cipher_kw)
     header = await read_header(source, key)
-    mac = derive_mac(key.material(), header)
-    return SegmentOpener(open_cipher(key, header.iv, **cipher_kw), mac, header.auth_param)
+    cipher = open_cipher(key, header.iv, **cipher_kw)
+    return SegmentOpener(cipher, _with_mac(cipher, key, header), header.auth_param)
 
 
 async def encrypt_to(
@@ -143,14 +223,18 @@ async def encrypt_to(
 
     ``cipher_kw`` are :func:`open_cipher`'s keywords (backend, options, verify, notify).
     """
-    key = _check_key(key)
-    stream, prefix = _encryptor(key, _check_iv(iv, raw), header_iv, **cipher_kw)
+    key, owned = _usable_key(key, cipher_kw.get("backend", "auto"), cipher_kw.get("notify"))
     try:
-        if prefix:
-            await sink.write(prefix)
-        await pump_fds_or_streams(source, stream, sink, progress)
+        stream, prefix = _encryptor(key, _check_iv(iv, raw), header_iv, **cipher_kw)
+        try:
+            if prefix:
+                await sink.write(prefix)
+            await pump_fds_or_streams(source, stream, sink, progress)
+        finally:
+            stream.close()
     finally:
-        stream.close()
+        if owned:
+            key.wipe()
 
 
 async def read_header(source: Source, key: Key) -> Header:
@@ -182,12 +266,16 @@ async def decrypt_to(
     **cipher_kw: Any,
 ) -> None:
     """Decrypt everything from ``source`` into ``sink``, checking every segment's tag."""
-    key = _check_key(key)
-    stream = await _decryptor(source, key, _check_iv(iv, raw), **cipher_kw)
+    key, owned = _usable_key(key, cipher_kw.get("backend", "auto"), cipher_kw.get("notify"))
     try:
-        await pump_fds_or_streams(source, stream, sink, progress)
+        stream = await _decryptor(source, key, _check_iv(iv, raw), **cipher_kw)
+        try:
+            await pump_fds_or_streams(source, stream, sink, progress)
+        finally:
+            stream.close()
     finally:
-        stream.close()
+        if owned:
+            key.wipe()
 
 
 def _name_of(arg: FileArg) -> str:
@@ -237,6 +325,19 @@ async def process_file(
     if dst_path is not None:
         src_path = os.fspath(src) if isinstance(src, str | os.PathLike) else None
         check_output_path(dst_path, force=force, src=src_path)
+    key, owned_key = _usable_key(key, kwargs.get("backend", "auto"), kwargs.get("notify"))
+    try:
+        await _process_with_key(run, direction, src, dst, dst_path, key=key, force=force,
+                                jobs=jobs, **kwargs)
+    finally:
+        if owned_key:
+            key.wipe()
+
+
+async def _process_with_key(
+    run: Callable[..., Any], direction: Direction, src: FileArg, dst: FileArg,
+    dst_path: str | None, *, key: Key, force: bool, jobs: int | None, **kwargs: Any,
+) -> None:
     source, owned_fd = await _open_source(src)
     try:
         if dst_path is None:
@@ -293,7 +394,7 @@ async def _run_parallel(
     raw_iv = _check_iv(iv, raw)
     base = source.position()
     size = (source.size_hint() or 0)
-    chosen = select_backend(backend, notify or _log_notice).name
+    chosen = choose_backend(key, backend, notify or _log_notice).name
     if verify and chosen == "openssl":
         (notify or _log_notice)(NOTHING_TO_VERIFY)
         verify = False
@@ -314,7 +415,7 @@ async def _run_parallel(
         header = Header(suite=key.suite, iv=os.urandom(IV_SIZE))
         await encrypt_file_parallel(
             source.fd, out_fd, size, iv=header.iv, segment=header.auth_param, jobs=count,
-            open_stream=open_stream, mac=derive_mac(key.material(), header),
+            open_stream=open_stream, mac=mac_for_key(key, header),
             prefix=header.encode(), names=names, progress=progress, src_offset=base)
         return True
     if raw_iv is not None:
@@ -329,7 +430,7 @@ async def _run_parallel(
     try:
         await decrypt_file_parallel(
             source.fd, out_fd, size, iv=header.iv, segment=header.auth_param, jobs=count,
-            open_stream=open_stream, mac=derive_mac(key.material(), header), names=names,
+            open_stream=open_stream, mac=mac_for_key(key, header), names=names,
             progress=progress, src_offset=base)
     except LayoutMismatch:
         os.ftruncate(out_fd, 0)  # nothing was released; let the sequential reader explain
@@ -401,16 +502,20 @@ async def encrypt_stream(
 
     Yields the same bytes :func:`encrypt_file` would write, in pieces of about 1 MiB.
     """
-    key = _check_key(key)
-    stream, prefix = _encryptor(key, _check_iv(iv, raw), backend=backend, options=options,
-                                verify=verify, notify=notify)
+    key, owned = _usable_key(key, backend, notify)
     try:
-        if prefix:
-            yield prefix
-        async for out in cipher_batches(IterSource(source), stream):
-            yield out
+        stream, prefix = _encryptor(key, _check_iv(iv, raw), backend=backend, options=options,
+                                    verify=verify, notify=notify)
+        try:
+            if prefix:
+                yield prefix
+            async for out in cipher_batches(IterSource(source), stream):
+                yield out
+        finally:
+            stream.close()
     finally:
-        stream.close()
+        if owned:
+            key.wipe()
 
 
 async def decrypt_stream(
@@ -425,12 +530,16 @@ async def decrypt_stream(
     notify: Notify | None = None,
 ) -> AsyncIterator[bytes]:
     """Decrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives."""
-    key = _check_key(key)
-    src = IterSource(source)
-    stream = await _decryptor(src, key, _check_iv(iv, raw), backend=backend, options=options,
-                              verify=verify, notify=notify)
+    key, owned = _usable_key(key, backend, notify)
     try:
-        async for out in cipher_batches(src, stream):
-            yield out
+        src = IterSource(source)
+        stream = await _decryptor(src, key, _check_iv(iv, raw), backend=backend,
+                                  options=options, verify=verify, notify=notify)
+        try:
+            async for out in cipher_batches(src, stream):
+                yield out
+        finally:
+            stream.close()
     finally:
-        stream.close()
+        if owned:
+            key.wipe()

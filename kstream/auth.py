@@ -26,6 +26,7 @@ its plaintext.
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,6 +36,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from kstream.backends.base import CipherStream, FdCipherStream
 from kstream.errors import FormatError, IntegrityError
 from kstream.format import Header
+
+if TYPE_CHECKING:
+    from kstream.keys import Key
 
 TAG_SIZE = 16
 _FRAME = struct.Struct(">I")
@@ -60,6 +64,29 @@ def derive_mac(key_bytes: bytes, header: Header) -> AESGCM:
     """The per-file GMAC instance for ``header``'s file (the header carries the IV)."""
     hkdf = HKDFExpand(algorithm=SHA256(), length=32, info=MAC_KEY_LABEL + header.encode())
     return AESGCM(hkdf.derive(key_bytes))
+
+
+def derive_mac_key(key: Key, header: Header) -> bytes:
+    """K_mac for ``header``'s file, whatever kind of key ``key`` is.
+
+    For a key in the kernel keyring the HMAC runs in the kernel (an AF_ALG
+    ``hmac(sha256)`` socket keyed by the key's serial), so the user's key never enters
+    this process; only the 32-byte per-file K_mac does, which can authenticate this one
+    file and reveals nothing about the AES key (HMAC is one-way). Otherwise it is
+    HKDF-Expand in OpenSSL, which gives the same bytes.
+    """
+    ref = key.keyring_ref
+    if ref is not None:
+        from kstream.backends.afalg import kernel_hmac_sha256
+
+        return kernel_hmac_sha256(ref, mac_key_info(header))
+    hkdf = HKDFExpand(algorithm=SHA256(), length=32, info=MAC_KEY_LABEL + header.encode())
+    return hkdf.derive(key.material())
+
+
+def mac_for_key(key: Key, header: Header) -> AESGCM:
+    """The per-file GMAC instance for ``header``'s file, from any kind of key."""
+    return AESGCM(derive_mac_key(key, header))
 
 
 def _nonce(index: int, last: bool) -> bytes:

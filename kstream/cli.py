@@ -25,6 +25,7 @@ from kstream.auth import plaintext_size
 from kstream.backends import BACKEND_NAMES, CipherOptions
 from kstream.errors import Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
+from kstream.keycli import add_key_parser, add_keyring_options, cmd_key, load_keyring_key
 from kstream.keys import Key
 from kstream.pipeline import FdSource, Progress
 
@@ -79,7 +80,11 @@ def _load_key(args: argparse.Namespace) -> Key:
         return Key.from_file(args.key_file)
     if args.key_fd is not None:
         return Key.from_fd(args.key_fd)
-    raise UsageError("no key given: use -k/--key-file PATH or --key-fd N")
+    keyring_key = load_keyring_key(args)
+    if keyring_key is not None:
+        return keyring_key
+    raise UsageError("no key given: use -k/--key-file PATH, --key-fd N, --key-name NAME or "
+                     "--key-serial N")
 
 
 def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,6 +95,7 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
                       help="key file: 16, 24 or 32 raw bytes, or the same as hex text")
     keys.add_argument("--key-fd", metavar="N", type=int,
                       help="read the key from inherited file descriptor N")
+    add_keyring_options(keys)
     p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
                    help="crypto backend (default: auto = kernel if usable, else openssl)")
     p.add_argument("--driver", metavar="NAME",
@@ -154,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", parents=[common],
                        help="generate a key, encrypt and decrypt sample data, show it")
+    add_key_parser(sub, common)
     return parser
 
 
@@ -435,6 +442,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "backends": cmd_backends,
     "selftest": cmd_selftest,
     "demo": cmd_demo,
+    "key": cmd_key,
 }
 
 

@@ -4,6 +4,11 @@ A :class:`Key` validates its length when it is made (16, 24 or 32 bytes select A
 -192 or -256), keeps the bytes in a private ``bytearray`` that :meth:`Key.wipe` overwrites,
 and has a repr, str and pickle behaviour that cannot leak them. Error messages name the key
 file and the size found, never the content.
+
+A key can instead live in the kernel keyring (:meth:`Key.from_keyring`): then the object
+holds only the key's serial number, type and size, and the kernel backend hands the serial
+to AF_ALG. :meth:`Key.material` is the one way to key bytes for both kinds, so the rule that
+a ``logon`` key is never read is enforced in one place (:func:`kstream.keyring.read_key_payload`).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import string
 from pathlib import Path
 from typing import NoReturn
 
+from kstream import keyring
 from kstream.errors import InvalidKey, UsageError
 from kstream.format import CipherSuite
+from kstream.keyring import KeyringRef
 
 KEY_SIZES = (16, 24, 32)
 _MAX_KEY_FILE = 4096  # a key file is tiny; refuse to slurp a large file by mistake
@@ -46,21 +53,55 @@ def _decode(content: bytes, where: str) -> bytearray:
     return bytearray(content)
 
 
-class Key:
-    """An AES key. Create with :meth:`from_file`, :meth:`from_fd`, :meth:`generate`."""
+def _fill_random(buf: bytearray) -> None:
+    """Fill ``buf`` in place from the OS CSPRNG (no immutable copy of the bytes is made)."""
+    with open("/dev/urandom", "rb", buffering=0) as f:
+        filled = 0
+        with memoryview(buf) as view:
+            while filled < len(buf):
+                n = f.readinto(view[filled:])
+                if not n:
+                    raise OSError("short read from /dev/urandom")
+                filled += n
 
-    __slots__ = ("_material",)
+
+class Key:
+    """An AES key. Create with :meth:`from_file`, :meth:`from_fd`, :meth:`generate`, or
+    refer to one in the kernel keyring with :meth:`from_keyring`."""
+
+    __slots__ = ("_material", "_ref")
 
     def __init__(self, material: bytes | bytearray | memoryview) -> None:
         _check_size(len(material), "the key")
         self._material = bytearray(material)
+        self._ref: KeyringRef | None = None
 
     @classmethod
     def generate(cls, bits: int = 128) -> Key:
         """A fresh random key of ``bits`` (128, 192 or 256) from the OS CSPRNG."""
         if bits not in (128, 192, 256):
             raise UsageError(f"key size must be 128, 192 or 256 bits, not {bits}")
-        return cls(os.urandom(bits // 8))
+        key = cls.__new__(cls)
+        key._material = bytearray(bits // 8)
+        key._ref = None
+        try:
+            _fill_random(key._material)
+        except OSError:  # no /dev/urandom (a chroot): the CSPRNG call instead
+            key._material[:] = os.urandom(bits // 8)
+        return key
+
+    @classmethod
+    def from_keyring(cls, name: str | None = None, *, serial: int | None = None) -> Key:
+        """A key in the kernel keyring: ``kstream:NAME`` (searched in the session, then the
+        user keyring) or the key with ``serial``. Reads nothing but its type and size."""
+        if (name is None) == (serial is None):
+            raise UsageError("give either a key name or a key serial")
+        ref = keyring.find_key(name) if name is not None else keyring.key_by_serial(
+            serial or 0)
+        key = cls.__new__(cls)
+        key._material = bytearray()
+        key._ref = ref
+        return key
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Key:
@@ -98,12 +139,27 @@ class Key:
             raise InvalidKey(f"{where} is empty; create a key with 'kstream keygen'")
         return cls(_decode(content, where))
 
+    @property
+    def keyring_ref(self) -> KeyringRef | None:
+        """The keyring key this object refers to, or ``None`` for a key held in memory."""
+        return self._ref
+
+    def add_to_keyring(self, name: str, key_type: str = "logon", ring: str = "user") -> int:
+        """Add these bytes to the kernel keyring as ``kstream:NAME``; returns the serial.
+
+        The kernel copies the bytes straight from this object's buffer.
+        """
+        if self._ref is not None:
+            raise UsageError(f"{self._ref.label} is already in the kernel keyring")
+        return keyring.add_key(key_type, keyring.description_for(name), self._material, ring)
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the key as hex text to a new file created with mode 0600.
 
         Refuses to overwrite: a key file replaced by mistake makes every file encrypted
         with the old key unreadable.
         """
+        self._refuse_keyring("saved to a file")
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError:
@@ -125,35 +181,61 @@ class Key:
                 f"cannot write key file '{os.fspath(path)}': {exc.strerror or exc}"
             ) from None
 
+    def _refuse_keyring(self, action: str) -> None:
+        if self._ref is not None:
+            raise UsageError(
+                f"{self._ref.label} lives in the kernel keyring and cannot be {action}; "
+                "use 'kstream key gen --save' when creating a key to keep a backup"
+            )
+
     def hex_text(self) -> bytes:
         """The key as a line of hex text (the key file format ``save`` writes)."""
+        self._refuse_keyring("exported")
         return binascii.hexlify(self._material) + b"\n"
 
     @property
     def size(self) -> int:
         """Key length in bytes."""
-        return len(self._material)
+        return self._ref.size if self._ref is not None else len(self._material)
 
     @property
     def bits(self) -> int:
         """Key length in bits (128, 192 or 256)."""
-        return len(self._material) * 8
+        return self.size * 8
 
     @property
     def suite(self) -> CipherSuite:
         """The header cipher suite this key selects."""
-        return CipherSuite.for_key_size(len(self._material))
+        return CipherSuite.for_key_size(self.size)
 
     def material(self) -> bytes:
-        """The raw key bytes, for handing to a cipher backend. Do not log or store them."""
-        return bytes(self._material)
+        """The raw key bytes, for handing to a cipher backend. Do not log or store them.
+
+        Every user of key bytes comes through here. For a keyring key this reads a ``user``
+        key's payload from the kernel (only the API's explicit ``backend="openssl"`` asks
+        for that) and refuses a ``logon`` key without any system call.
+        """
+        if self._ref is None:
+            return bytes(self._material)
+        payload = keyring.read_key_payload(self._ref)
+        try:
+            return bytes(payload)
+        finally:
+            for i in range(len(payload)):
+                payload[i] = 0
 
     def wipe(self) -> None:
-        """Overwrite the key bytes held by this object (best effort in Python)."""
+        """Overwrite the key bytes held by this object (best effort in Python).
+
+        A keyring key holds none; it stays in the keyring (remove it with
+        ``kstream key rm``).
+        """
         for i in range(len(self._material)):
             self._material[i] = 0
 
     def __repr__(self) -> str:
+        if self._ref is not None:
+            return (f"<kstream.Key AES-{self.bits} in the kernel keyring: {self._ref.label}>")
         return f"<kstream.Key AES-{self.bits} (key material hidden)>"
 
     __str__ = __repr__

@@ -32,11 +32,13 @@ import re
 import select
 import socket
 import stat
+import struct
 from contextlib import closing
 from typing import TYPE_CHECKING, Literal
 
 from kstream.backends.base import BLOCK, CHUNK, Availability, CipherOptions
-from kstream.errors import BackendUnavailable, InvalidKey, IOFailure, UsageError
+from kstream.errors import BackendUnavailable, InvalidKey, IOFailure, KstreamError, UsageError
+from kstream.keyring import KeyringRef
 from kstream.procfs import CryptoAlg, implementations, kernel_pick, read_proc_crypto
 
 if TYPE_CHECKING:
@@ -192,12 +194,62 @@ def bind_tfm(socket_type: str, name: str, driver: str | None = None) -> socket.s
     return sock
 
 
-def set_key(tfm: socket.socket, key_bytes: bytes, what: str) -> None:
-    """Give the bound ``tfm`` socket its key (``ALG_SET_KEY``).
+#: ``ALG_SET_KEY_BY_KEY_SERIAL`` (linux/if_alg.h, Linux 6.2); Python 3.11 has no constant.
+ALG_SET_KEY_BY_KEY_SERIAL = 7
+#: Kernels before 6.2 answer option 7 with ENOPROTOOPT (measured: 6.1 does, 6.12 and 7.2
+#: take the key). kstream only passes logon/user keys, the types every such kernel takes,
+#: so this errno means the kernel, not the key.
+NO_KEY_BY_SERIAL = (
+    "this kernel cannot take keys from the keyring (needs Linux ≥ 6.2); use a key file"
+)
 
-    Kept as the one place the key reaches the kernel so that a later issue can set the key
-    by keyring serial (``ALG_SET_KEY_BY_KEY_SERIAL``) instead.
+#: A cipher key: raw bytes, or a key in the kernel keyring that AF_ALG fetches by serial.
+KernelKey = bytes | KeyringRef
+
+
+def serial_key_error(err: int | None, ref: KeyringRef, what: str) -> KstreamError:
+    """One actionable line for ``setsockopt(ALG_SET_KEY_BY_KEY_SERIAL)`` failing with ``err``."""
+    if err == errno.ENOPROTOOPT:
+        return BackendUnavailable(NO_KEY_BY_SERIAL)
+    if err == errno.ENOKEY:
+        return InvalidKey(f"{ref.label} no longer exists (removed, or its keyring was cleared)")
+    if err == errno.EACCES:
+        where = f" from the {ref.keyring} keyring" if ref.keyring else ""
+        return InvalidKey(
+            f"no permission to use {ref.label}{where}: this process does not possess it; "
+            "link the user keyring into your session keyring with 'keyctl link @u @s', or add "
+            "the key with --keyring session"
+        )
+    if err == errno.EKEYEXPIRED:
+        return InvalidKey(f"{ref.label} has expired; add the key again ('kstream key add')")
+    if err == errno.EKEYREVOKED:
+        return InvalidKey(f"{ref.label} has been revoked; add the key again ('kstream key add')")
+    if err == errno.EINVAL:
+        return InvalidKey(
+            f"the kernel's {what} refused {ref.label}: an AES key must be 16, 24 or 32 bytes"
+        )
+    return BackendUnavailable(
+        f"the kernel's {what} could not take {ref.label}: {os.strerror(err or 0)}"
+    )
+
+
+def set_key_by_serial(tfm: socket.socket, ref: KeyringRef, what: str) -> None:
+    """Key the bound ``tfm`` socket with a keyring key: the kernel fetches it by serial and
+    the bytes never pass through this process."""
+    try:
+        tfm.setsockopt(socket.SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL, struct.pack("i", ref.serial))
+    except OSError as exc:
+        raise serial_key_error(exc.errno, ref, what) from None
+
+
+def set_key(tfm: socket.socket, key_bytes: KernelKey, what: str) -> None:
+    """Give the bound ``tfm`` socket its key (``ALG_SET_KEY``, or by keyring serial).
+
+    The one place a key reaches the kernel.
     """
+    if isinstance(key_bytes, KeyringRef):
+        set_key_by_serial(tfm, key_bytes, what)
+        return
     try:
         tfm.setsockopt(socket.SOL_ALG, socket.ALG_SET_KEY, key_bytes)
     except OSError as exc:
@@ -296,7 +348,8 @@ class KernelStream:
     :class:`~kstream.backends.base.FdCipherStream`. Blocking; use from one thread.
     """
 
-    def __init__(self, key_bytes: bytes, iv: bytes, options: CipherOptions | None = None) -> None:
+    def __init__(self, key_bytes: KernelKey, iv: bytes,
+                 options: CipherOptions | None = None) -> None:
         options = options or CipherOptions()
         if len(iv) != BLOCK:
             raise ValueError(f"IV must be {BLOCK} bytes")
@@ -585,7 +638,141 @@ class KernelBackend:
         return Availability(self.name, True, reason, details)
 
     def open(self, key: Key, iv: bytes, options: CipherOptions | None = None) -> KernelStream:
-        return KernelStream(key.material(), iv, options)
+        return KernelStream(kernel_key(key), iv, options)
+
+
+def kernel_key(key: Key) -> KernelKey:
+    """What the kernel is keyed with: a keyring key's serial (never its bytes), else bytes."""
+    ref = key.keyring_ref
+    return ref if ref is not None else key.material()
+
+
+HMAC_SHA256 = "hmac(sha256)"
+
+
+def kernel_hmac_sha256(key: KernelKey, data: bytes) -> bytes:
+    """HMAC-SHA256(key, data) computed by the kernel (an AF_ALG ``hash`` socket).
+
+    With a keyring key this is how kstream derives a file's MAC key without the user's key
+    ever entering the process (measured: ``hmac(sha256)`` takes keys by serial on 6.12 and
+    7.2). Only the 32-byte result comes back.
+    """
+    with closing(bind_tfm("hash", HMAC_SHA256)) as tfm:
+        set_key(tfm, key, HMAC_SHA256)
+        try:
+            op, _ = tfm.accept()
+        except OSError as exc:
+            raise _kernel_failure("starting the hash", exc) from None
+        with op:
+            try:
+                op.sendall(data)
+                digest = op.recv(32)
+            except OSError as exc:
+                raise _kernel_failure("computing the MAC key", exc) from None
+    if len(digest) != 32:
+        raise BackendUnavailable(
+            f"the kernel's {HMAC_SHA256} returned {len(digest)} bytes instead of 32"
+        )
+    return digest
+
+
+ECB_AES = "ecb(aes)"
+
+
+def counter_blocks(first: int, count: int) -> bytes:
+    """``count`` CTR counter blocks from ``first``: 128-bit big-endian, wrapping like
+    OpenSSL and the kernel's ``ctr``."""
+    high, low = divmod(first, 1 << 64)
+    if low + count <= 1 << 64:
+        words = [high] * (2 * count)
+        words[1::2] = range(low, low + count)
+        return struct.pack(f">{2 * count}Q", *words)
+    return b"".join(((first + i) % (1 << 128)).to_bytes(BLOCK, "big") for i in range(count))
+
+
+class KernelEcbCtrStream:
+    """AES-CTR computed by kstream from the kernel's ``ecb(aes)``: the keystream is the ECB
+    encryption of counter blocks that kstream builds itself.
+
+    The ``--verify`` reference for keys that never leave the kernel, where OpenSSL cannot
+    be used. Decrypting the output through a second ``ctr(aes)`` socket would be no check
+    at all for CTR (a consistently wrong keystream cancels out); this shares only the AES
+    block function with the stream it checks, not the counter handling, the streaming
+    lockstep or the splice/sendfile paths. Slow (counter blocks are built in Python), which
+    is acceptable for a verification mode. Returns exactly as many bytes as it is given.
+    """
+
+    def __init__(self, key: KernelKey, iv: bytes) -> None:
+        if len(iv) != BLOCK:
+            raise ValueError(f"IV must be {BLOCK} bytes")
+        self._op: socket.socket | None = None
+        self._tfm: socket.socket | None = bind_tfm("skcipher", ECB_AES)
+        try:
+            pick = kernel_pick(read_proc_crypto(), ECB_AES, "skcipher")
+            driver = pick.driver if pick is not None else ECB_AES
+            set_key(self._tfm, key, driver)
+            self._op, _ = self._tfm.accept()
+            self._max_blocks = send_limit(self._op) // BLOCK
+        except OSError as exc:
+            self.close()
+            raise _kernel_failure("starting the verification stream", exc) from None
+        except BaseException:
+            self.close()
+            raise
+        self._counter = int.from_bytes(iv, "big")
+        self._spare = b""  # keystream bytes of the last block not used yet
+        self.description = f"ctr computed by kstream over kernel {driver}"
+
+    def _keystream(self, blocks: int) -> bytes:
+        op = self._op
+        if op is None:
+            raise ValueError("cipher stream is closed")
+        out: list[bytes] = []
+        while blocks:
+            n = min(blocks, self._max_blocks)
+            counters = counter_blocks(self._counter, n)
+            self._counter = (self._counter + n) % (1 << 128)
+            blocks -= n
+            try:
+                op.sendmsg_afalg([counters], op=socket.ALG_OP_ENCRYPT)
+                got = 0
+                while got < len(counters):
+                    piece = op.recv(len(counters) - got)
+                    if not piece:
+                        raise BackendUnavailable(
+                            "the kernel's ecb(aes) returned no output; retry without --verify"
+                        )
+                    out.append(piece)
+                    got += len(piece)
+            except OSError as exc:
+                raise _kernel_failure("computing the verification keystream", exc) from None
+        return b"".join(out)
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        with memoryview(data) as raw, raw.cast("B") as view:
+            n = len(view)
+            if not n:
+                return b""
+            stream = self._spare
+            if n > len(stream):
+                stream += self._keystream(-(-(n - len(stream)) // BLOCK))
+            self._spare = stream[n:]
+            mixed = int.from_bytes(view, "big") ^ int.from_bytes(stream[:n], "big")
+        return mixed.to_bytes(n, "big")
+
+    def finalize(self) -> bytes:
+        self.close()
+        return b""
+
+    def close(self) -> None:
+        op, tfm = self._op, self._tfm
+        self._op = self._tfm = None
+        try:
+            if op is not None:
+                op.close()
+        finally:
+            if tfm is not None:
+                tfm.close()
 
 
 def ctr_aes_drivers() -> list[CryptoAlg]:
@@ -600,21 +787,30 @@ def ctr_aes_drivers() -> list[CryptoAlg]:
 
 
 __all__ = [
+    "ALG_SET_KEY_BY_KEY_SERIAL",
     "AUTO_FD_TRANSFER",
     "CTR_AES",
+    "NO_KEY_BY_SERIAL",
     "KernelBackend",
+    "KernelEcbCtrStream",
+    "KernelKey",
     "KernelStream",
     "af_alg_restrict",
     "available_ctr_aes_drivers",
     "bind_refused_reason",
     "bind_tfm",
+    "counter_blocks",
     "ctr_aes_drivers",
     "fd_kind",
     "generic_warning",
+    "kernel_hmac_sha256",
+    "kernel_key",
     "no_af_alg_reason",
     "open_alg_socket",
     "resolve_driver",
     "send_limit",
+    "serial_key_error",
     "set_key",
+    "set_key_by_serial",
     "template_cipher",
 ]

@@ -1,0 +1,207 @@
+"""``kstream key ...``: keys that live in the kernel keyring, and ``--key-name``/``--key-serial``.
+
+Kept apart from :mod:`kstream.cli` so that the keyring feature is one module: the CLI only
+registers the subcommand, adds the two options to the encrypt/decrypt key group and asks
+:func:`load_keyring_key` for the key.
+
+A ``logon`` key (the default) can never be read back by any process, so ``key gen`` is
+the only moment its bytes exist outside the kernel: ``--save`` writes the one backup there
+can ever be, before the in-memory copy is wiped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from kstream import keyring
+from kstream.errors import UsageError
+from kstream.keys import Key
+
+KEYRING_CHOICES = ("user", "session")
+TYPE_CHOICES = ("logon", "user")
+
+
+def _say(kind: str, message: str) -> None:
+    sys.stderr.write(f"kstream: {kind}: {message}\n")
+    sys.stderr.flush()
+
+
+def _serial(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a key serial number") from None
+
+
+def add_keyring_options(group: argparse._MutuallyExclusiveGroup) -> None:
+    """``--key-name``/``--key-serial``, in the same exclusive group as -k/--key-fd."""
+    group.add_argument("--key-name", metavar="NAME",
+                       help="key kstream:NAME from the kernel keyring (session keyring, then "
+                       "user keyring); implies the kernel backend")
+    group.add_argument("--key-serial", metavar="N", type=_serial,
+                       help="key with serial N from the kernel keyring; implies the kernel "
+                       "backend")
+
+
+def load_keyring_key(args: argparse.Namespace) -> Key | None:
+    """The keyring key that ``--key-name``/``--key-serial`` name, or ``None`` if neither.
+
+    A ``user`` key with an explicit ``--backend openssl`` is read out here, once, with a
+    warning on stderr (not silenced by -q: the user should know the key left the kernel).
+    A ``logon`` key is passed on as it is; the API refuses it for openssl with the reason.
+    """
+    name = getattr(args, "key_name", None)
+    serial = getattr(args, "key_serial", None)
+    if name is None and serial is None:
+        return None
+    key = Key.from_keyring(name) if name is not None else Key.from_keyring(serial=serial)
+    ref = key.keyring_ref
+    if ref is not None and ref.type == "user" and getattr(args, "backend", None) == "openssl":
+        _say("warning", f"--backend openssl reads {ref.label} out of the kernel keyring: the "
+             "key's bytes now enter this process's memory")
+        return Key(key.material())
+    return key
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``kstream key {add,gen,list,rm}`` on the top-level subparsers ``sub``."""
+    p = sub.add_parser("key", parents=[common],
+                       help="manage keys in the kernel keyring (add, gen, list, rm)",
+                       description="Keys kept in the Linux kernel keyring as kstream:NAME. "
+                       "A logon key (the default) can never be read back by any process; "
+                       "encrypt and decrypt use it with --key-name NAME (Linux ≥ 6.2).")
+    keys = p.add_subparsers(dest="key_command", metavar="ACTION", parser_class=type(p),
+                            required=True)
+
+    def placement(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--type", dest="key_type", choices=TYPE_CHOICES, default="logon",
+                       help="logon (default): no process can read it back; user: readable "
+                       "by its possessor (allows --backend openssl)")
+        q.add_argument("--keyring", choices=KEYRING_CHOICES, default="user",
+                       help="user (default): lives until reboot or until the user's last "
+                       "process ends; session: this login session's keyring")
+        q.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
+
+    q = keys.add_parser("add", parents=[common], help="add a key file's key to the keyring",
+                        description="Load 16, 24 or 32 bytes (raw or hex, as 'kstream keygen' "
+                        "writes) into the kernel keyring as kstream:NAME; prints the serial.")
+    q.add_argument("name", metavar="NAME", help="the key's name (stored as kstream:NAME)")
+    q.add_argument("keyfile", metavar="KEYFILE", nargs="?", default="-",
+                   help="key file, or '-' for stdin (default)")
+    placement(q)
+
+    q = keys.add_parser("gen", parents=[common], help="generate a key inside the keyring",
+                        description="Generate a random key straight into the kernel keyring "
+                        "as kstream:NAME; prints the serial. Without --save no copy exists "
+                        "anywhere else: the key is lost with its keyring (reboot).")
+    q.add_argument("name", metavar="NAME", help="the key's name (stored as kstream:NAME)")
+    q.add_argument("--bits", type=int, choices=(128, 192, 256), default=128,
+                   help="key size (default 128)")
+    q.add_argument("--save", metavar="KEYFILE",
+                   help="also write a backup key file (hex, mode 0600, never overwritten); "
+                   "the only chance to keep a copy of a logon key")
+    placement(q)
+
+    q = keys.add_parser("list", parents=[common], help="list kstream's keys in the keyrings",
+                        description="kstream's keys that this process can see: serial, type, "
+                        "size, the keyrings that hold them, permissions.")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+
+    q = keys.add_parser("rm", parents=[common], help="remove (invalidate) a key",
+                        description="Invalidate kstream:NAME: it disappears from every "
+                        "keyring at once. Files encrypted with it need a backup to decrypt.")
+    q.add_argument("name", metavar="NAME", help="the key's name")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _added(args: argparse.Namespace, key: Key, serial: int, only_copy: bool) -> None:
+    """The serial on stdout (for scripts); what happened on stderr unless -q."""
+    print(serial)
+    if args.quiet:
+        return
+    description = keyring.description_for(args.name)
+    message = (f"added {args.key_type} key '{description}' (AES-{key.bits}) to the "
+               f"{args.keyring} keyring")
+    if only_copy:
+        message += ("; no copy exists anywhere else, so it is lost at reboot (use --save "
+                    "KEYFILE to keep a backup)")
+    _say("notice", message)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    keyring.description_for(args.name)  # a bad name fails before the key is read
+    if args.keyfile == "-":
+        if os.isatty(0):
+            raise UsageError(
+                "refusing to read a key from the terminal; give KEYFILE or pipe the key in "
+                "(e.g. 'kstream keygen - | kstream key add NAME')"
+            )
+        key = Key.from_fd(0)
+    else:
+        key = Key.from_file(args.keyfile)
+    try:
+        serial = key.add_to_keyring(args.name, args.key_type, args.keyring)
+        _added(args, key, serial, only_copy=False)
+    finally:
+        key.wipe()
+    return 0
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    description = keyring.description_for(args.name)
+    keyring.ensure_absent(description, args.keyring)  # before a backup file is written
+    key = Key.generate(args.bits)
+    try:
+        if args.save is not None:
+            key.save(args.save)
+        serial = key.add_to_keyring(args.name, args.key_type, args.keyring)
+        _added(args, key, serial, only_copy=args.save is None)
+    finally:
+        key.wipe()
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    listed = keyring.list_keys()
+    if args.json:
+        print(json.dumps([k.to_json() for k in listed], indent=2))
+        return 0
+    if not listed:
+        print("no kstream keys in the keyrings this process can see "
+              "(create one with 'kstream key gen NAME')")
+        return 0
+    rows = [("SERIAL", "TYPE", "BITS", "KEYRING", "EXPIRY", "PERMISSIONS", "NAME")]
+    rows += [(str(k.serial), k.type, str(k.bits or "?"), ",".join(k.keyrings), k.expiry,
+              keyring.format_perm(k.perm), k.name) for k in listed]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+              + "  " + row[-1])
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    ref = keyring.find_key(args.name)
+    keyring.invalidate(ref)
+    print(f"removed {ref.label}")
+    return 0
+
+
+KEY_COMMANDS = {"add": cmd_add, "gen": cmd_gen, "list": cmd_list, "rm": cmd_rm}
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    """``kstream key ACTION``: dispatch to the action's handler."""
+    return KEY_COMMANDS[args.key_command](args)
+
+
+__all__ = ["add_key_parser", "add_keyring_options", "cmd_key", "load_keyring_key"]
