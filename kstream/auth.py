@@ -60,10 +60,14 @@ def mac_key_info(header: Header) -> bytes:
     return MAC_KEY_LABEL + header.encode() + b"\x01"
 
 
+def _expand(key_bytes: bytes, header: Header) -> bytes:
+    hkdf = HKDFExpand(algorithm=SHA256(), length=32, info=MAC_KEY_LABEL + header.encode())
+    return hkdf.derive(key_bytes)
+
+
 def derive_mac(key_bytes: bytes, header: Header) -> AESGCM:
     """The per-file GMAC instance for ``header``'s file (the header carries the IV)."""
-    hkdf = HKDFExpand(algorithm=SHA256(), length=32, info=MAC_KEY_LABEL + header.encode())
-    return AESGCM(hkdf.derive(key_bytes))
+    return AESGCM(_expand(key_bytes, header))
 
 
 def derive_mac_key(key: Key, header: Header) -> bytes:
@@ -80,8 +84,7 @@ def derive_mac_key(key: Key, header: Header) -> bytes:
         from kstream.backends.afalg import kernel_hmac_sha256
 
         return kernel_hmac_sha256(ref, mac_key_info(header))
-    hkdf = HKDFExpand(algorithm=SHA256(), length=32, info=MAC_KEY_LABEL + header.encode())
-    return hkdf.derive(key.material())
+    return _expand(key.material(), header)
 
 
 def mac_for_key(key: Key, header: Header) -> AESGCM:
