@@ -17,6 +17,7 @@ from typing import Any
 
 from kstream.backends import all_backends, select_backend
 from kstream.backends.afalg import (
+    ALG_SET_KEY_BY_KEY_SERIAL,
     CTR_AES,
     af_alg_restrict,
     bind_refused_reason,
@@ -25,8 +26,6 @@ from kstream.backends.afalg import (
 )
 from kstream.procfs import implementations, kernel_pick, read_proc_crypto
 
-#: ``ALG_SET_KEY_BY_KEY_SERIAL`` (Linux 6.2+); Python 3.11 has no constant for it.
-ALG_SET_KEY_BY_KEY_SERIAL = 7
 #: The algorithms kstream uses or will use: the cipher, and the MAC of authenticated formats.
 ALGORITHMS = ((CTR_AES, "skcipher"), ("hmac(sha256)", "hash"))
 KEY_BY_SERIAL_SINCE = (6, 2)
