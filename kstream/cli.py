@@ -23,6 +23,7 @@ from kstream import __version__
 from kstream.api import decrypt_file, encrypt_file
 from kstream.auth import plaintext_size
 from kstream.backends import BACKEND_NAMES, CipherOptions
+from kstream.bench import add_bench_parser, cmd_bench
 from kstream.errors import Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
 from kstream.keycli import add_key_parser, add_keyring_options, cmd_key, load_keyring_key
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", parents=[common],
                        help="generate a key, encrypt and decrypt sample data, show it")
     add_key_parser(sub, common)
+    add_bench_parser(sub, common)
     return parser
 
 
@@ -443,6 +445,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "selftest": cmd_selftest,
     "demo": cmd_demo,
     "key": cmd_key,
+    "bench": cmd_bench,
 }
 
 
