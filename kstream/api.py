@@ -23,6 +23,7 @@ from kstream.errors import BackendUnavailable, FormatError, InvalidKey, IOFailur
 from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, Header
 from kstream.inplace import pump_fds_or_streams
 from kstream.keys import Key
+from kstream.memory import tune_malloc
 from kstream.parallel import (
     LayoutMismatch,
     decrypt_file_parallel,
@@ -59,8 +60,10 @@ def _log_notice(message: str) -> None:
 
 
 def _check_key(key: object) -> Key:
+    """Every operation starts here: check the key, and tune malloc once (kstream.memory)."""
     if not isinstance(key, Key):
         raise UsageError("key must be a kstream.Key (use Key.from_file or Key.generate)")
+    tune_malloc()
     return key
 
 

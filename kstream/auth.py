@@ -165,6 +165,8 @@ class SegmentSealer:
         return b"".join((frame, ciphertext, tag))
 
     def _emit(self, ciphertext: bytes, final: bool) -> bytes:
+        if not self._buf and (len(ciphertext) == self.segment and not final):
+            return self._seal(ciphertext, last=False)  # the usual case: no copy into _buf
         self._buf += ciphertext
         out: list[bytes] = []
         segment = self.segment

@@ -28,6 +28,7 @@ from kstream.errors import Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
 from kstream.keycli import add_key_parser, add_keyring_options, cmd_key, load_keyring_key
 from kstream.keys import Key
+from kstream.memory import tune_malloc
 from kstream.pipeline import FdSource, Progress
 
 EXIT_CODES = """\
@@ -461,6 +462,7 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
+    tune_malloc()  # before any worker thread exists (see kstream.memory)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

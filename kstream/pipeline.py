@@ -10,6 +10,7 @@ so memory stays bounded by a few MiB whatever the input size.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import os
@@ -169,11 +170,13 @@ class IterSource:
             self._iter: AsyncIterator[bytes] = _stream_reader_chunks(source)
         else:
             self._iter = aiter(source)
-        self._buf = bytearray()
+        self._pieces: collections.deque[bytes] = collections.deque()
+        self._size = 0
         self._eof = False
 
     async def read(self, n: int) -> bytes:
-        while len(self._buf) < n and not self._eof:
+        """Up to ``n`` bytes; a piece of exactly ``n`` bytes is passed on without a copy."""
+        while self._size < n and not self._eof:
             try:
                 chunk = await anext(self._iter)
             except StopAsyncIteration:
@@ -181,10 +184,22 @@ class IterSource:
                 break
             if not isinstance(chunk, bytes | bytearray | memoryview):
                 raise TypeError(f"source yielded {type(chunk).__name__}, expected bytes")
-            self._buf += chunk
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
+            if chunk:
+                self._pieces.append(bytes(chunk) if not isinstance(chunk, bytes) else chunk)
+                self._size += len(chunk)
+        if self._pieces and len(self._pieces[0]) == n:
+            self._size -= n
+            return self._pieces.popleft()
+        out = bytearray()
+        while self._pieces and len(out) < n:
+            piece = self._pieces.popleft()
+            take = n - len(out)
+            if len(piece) > take:
+                self._pieces.appendleft(piece[take:])
+                piece = piece[:take]
+            out += piece
+        self._size -= len(out)
+        return bytes(out)
 
 
 async def _stream_reader_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
@@ -236,9 +251,10 @@ async def cipher_batches(
 ) -> AsyncGenerator[bytes, None]:
     """Yield the cipher's output for everything ``source`` delivers, reading ahead.
 
-    A reader task stays up to two batches ahead of the cipher, so input I/O overlaps with
-    the cipher's work. When the source is a file descriptor and the stream can pull from it
-    directly (the kernel backend's splice/sendfile), that path is used instead.
+    A reader task and a cipher task each stay up to two batches ahead, so input I/O, the
+    cipher's work and the consumer's handling of each piece overlap. When the source is a
+    file descriptor and the stream can pull from it directly (the kernel backend's
+    splice/sendfile), that path is used instead.
     """
     if _fd_pump_applies(source, stream):
         assert isinstance(source, FdSource) and isinstance(stream, FdCipherStream)
@@ -259,37 +275,49 @@ async def cipher_batches(
             yield tail
         return
 
-    queue: asyncio.Queue[bytes | Exception] = asyncio.Queue(_QUEUE_DEPTH)
+    inbox: asyncio.Queue[bytes | Exception] = asyncio.Queue(_QUEUE_DEPTH)
+    outbox: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(_QUEUE_DEPTH)
 
     async def reader() -> None:
         try:
             while True:
                 data = await source.read(BATCH)
-                await queue.put(data)
+                await inbox.put(data)
                 if not data:
                     return
-        except Exception as exc:  # handed to the consumer, which raises it in order
-            await queue.put(exc)
+        except Exception as exc:  # handed on, and raised to the consumer in order
+            await inbox.put(exc)
 
-    task = asyncio.create_task(reader())
+    async def cipher() -> None:
+        try:
+            while True:
+                data = await inbox.get()
+                if isinstance(data, Exception):
+                    raise data
+                if not data:
+                    break
+                out = await run_blocking(stream.update, data)
+                if progress:
+                    progress(len(data))
+                await outbox.put(out)
+            await outbox.put(await run_blocking(stream.finalize))
+            await outbox.put(None)
+        except Exception as exc:
+            await outbox.put(exc)
+
+    # Reading, ciphering and whatever the consumer does with each piece (write it, send it)
+    # overlap: each stage runs up to two batches ahead of the next.
+    tasks = [asyncio.create_task(reader()), asyncio.create_task(cipher())]
     try:
-        while True:
-            data = await queue.get()
-            if isinstance(data, Exception):
-                raise data
-            if not data:
-                break
-            out = await run_blocking(stream.update, data)
-            if progress:
-                progress(len(data))
-            if out:
-                yield out
-        if tail := await run_blocking(stream.finalize):
-            yield tail
+        while (item := await outbox.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            if item:
+                yield item
     finally:
-        if not task.done():
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def pump(

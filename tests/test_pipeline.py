@@ -122,3 +122,13 @@ def test_pipes_are_widened_to_one_batch() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_malloc_tuning_is_applied_once_on_glibc() -> None:
+    import platform
+
+    from kstream.memory import tune_malloc
+
+    applied = tune_malloc()
+    assert applied == (platform.libc_ver()[0] == "glibc")
+    assert tune_malloc() == applied
