@@ -165,20 +165,30 @@ class SegmentSealer:
         return b"".join((frame, ciphertext, tag))
 
     def _emit(self, ciphertext: bytes, final: bool) -> bytes:
-        if not self._buf and (len(ciphertext) == self.segment and not final):
-            return self._seal(ciphertext, last=False)  # the usual case: no copy into _buf
-        self._buf += ciphertext
-        out: list[bytes] = []
+        """Seal every whole segment now available; keep a partial one for later.
+
+        Whole segments are sealed straight from ``ciphertext``; only the pieces of a
+        segment that straddles two calls are copied into the buffer.
+        """
         segment = self.segment
-        start = 0
-        with memoryview(self._buf) as view:
-            while len(view) - start >= segment:
-                out.append(self._seal(view[start:start + segment], last=False))
-                start += segment
-            if final:
-                out.append(self._seal(view[start:], last=True))
-                start = len(view)
-        del self._buf[:start]
+        out: list[bytes] = []
+        with memoryview(ciphertext) as whole:
+            view = whole
+            if self._buf:
+                take = min(segment - len(self._buf), len(view))
+                self._buf += view[:take]
+                view = view[take:]
+                if len(self._buf) == segment:
+                    out.append(self._seal(self._buf, last=False))
+                    self._buf.clear()
+            while len(view) >= segment:
+                out.append(self._seal(view[:segment], last=False))
+                view = view[segment:]
+            self._buf += view
+            view.release()
+        if final:
+            out.append(self._seal(self._buf, last=True))
+            self._buf.clear()
         return b"".join(out)
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:

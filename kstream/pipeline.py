@@ -175,8 +175,13 @@ class IterSource:
         self._eof = False
 
     async def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes; a piece of exactly ``n`` bytes is passed on without a copy."""
-        while self._size < n and not self._eof:
+        """Up to ``n`` bytes, passing large pieces on as they are (no copy).
+
+        Small pieces are gathered until a quarter batch is reached, so that a source of
+        tiny chunks does not cost a worker-thread hop per chunk; only then are they joined.
+        """
+        want = min(n, BATCH // 4)
+        while self._size < want and not self._eof:
             try:
                 chunk = await anext(self._iter)
             except StopAsyncIteration:
@@ -185,10 +190,10 @@ class IterSource:
             if not isinstance(chunk, bytes | bytearray | memoryview):
                 raise TypeError(f"source yielded {type(chunk).__name__}, expected bytes")
             if chunk:
-                self._pieces.append(bytes(chunk) if not isinstance(chunk, bytes) else chunk)
+                self._pieces.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
                 self._size += len(chunk)
-        if self._pieces and len(self._pieces[0]) == n:
-            self._size -= n
+        if len(self._pieces) == 1 and len(self._pieces[0]) <= n:
+            self._size = 0
             return self._pieces.popleft()
         out = bytearray()
         while self._pieces and len(out) < n:
