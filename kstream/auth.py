@@ -146,8 +146,9 @@ def plaintext_size(body_size: int, segment: int) -> int | None:
     return full * segment + rest - FRAME_SIZE - TAG_SIZE
 
 
-class SegmentSealer:
-    """Encrypts through ``cipher`` and frames and tags the ciphertext in segments."""
+class _Segments:
+    """What sealing and opening share: the cipher, the per-file MAC, the segment size, and
+    the index of the next segment (``first_index`` for a parallel range)."""
 
     def __init__(
         self, cipher: CipherStream, mac: AESGCM, segment: int, first_index: int = 0
@@ -158,6 +159,13 @@ class SegmentSealer:
         self._buf = bytearray()
         self._index = first_index
         self.description = cipher.description
+
+    def close(self) -> None:
+        self.cipher.close()
+
+
+class SegmentSealer(_Segments):
+    """Encrypts through ``cipher`` and frames and tags the ciphertext in segments."""
 
     def _seal(self, ciphertext: bytes | bytearray | memoryview, last: bool) -> bytes:
         frame, tag = seal_parts(self.mac, self._index, last, ciphertext)
@@ -204,9 +212,6 @@ class SegmentSealer:
             raise ValueError("a parallel range must end on a segment boundary")
         return out
 
-    def close(self) -> None:
-        self.cipher.close()
-
 
 class FdSegmentSealer(SegmentSealer):
     """A sealer whose cipher can pull input from a file descriptor (kernel splice/sendfile)."""
@@ -235,7 +240,7 @@ def sealer(
     return SegmentSealer(cipher, mac, segment, first_index)
 
 
-class SegmentOpener:
+class SegmentOpener(_Segments):
     """Checks each segment's tag, then decrypts it through ``cipher``.
 
     Raises :class:`IntegrityError` for a segment that fails authentication (naming it) and
@@ -245,14 +250,9 @@ class SegmentOpener:
     def __init__(
         self, cipher: CipherStream, mac: AESGCM, segment: int, first_index: int = 0
     ) -> None:
-        self.cipher = cipher
-        self.mac = mac
-        self.segment = segment
-        self._buf = bytearray()
-        self._index = first_index
+        super().__init__(cipher, mac, segment, first_index)
         self._done = False
         self._error: Exception | None = None
-        self.description = cipher.description
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
         """Plaintext of the segments completed and verified so far.
@@ -321,6 +321,3 @@ class SegmentOpener:
         if self._buf:
             raise FormatError(f"file is truncated: segment {self._index} is incomplete")
         return self.cipher.finalize()
-
-    def close(self) -> None:
-        self.cipher.close()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
 
 
 class Collect:
@@ -18,3 +22,19 @@ class Collect:
 async def one(data: bytes) -> AsyncIterator[bytes]:
     """An async source that yields ``data`` in one piece."""
     yield data
+
+
+def corrupt_kernel_output(monkeypatch: pytest.MonkeyPatch, offset: int = 100) -> None:
+    """Make every kernel stream flip one bit at ``offset`` of an update's output, as a
+    faulty driver would; for checking that ``--verify`` catches it."""
+    from kstream.backends.afalg import KernelStream
+
+    real_update = KernelStream.update
+
+    def corrupt(self: KernelStream, data: bytes | bytearray | memoryview) -> bytes:
+        out = bytearray(real_update(self, data))
+        if len(out) > offset:
+            out[offset] ^= 1
+        return bytes(out)
+
+    monkeypatch.setattr(KernelStream, "update", corrupt)

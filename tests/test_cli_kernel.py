@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from reference import ctr
+from streams import corrupt_kernel_output
 
 import kstream
-from kstream.backends.afalg import KernelStream
 from kstream.errors import IntegrityError
 
 pytestmark = pytest.mark.kernel
@@ -85,15 +85,7 @@ def test_verify_passes_and_names_the_driver_on_mismatch(files: Path,
     kst("decrypt", "--backend", "openssl", "-k", files / "k128", files / "v", files / "vd")
     assert (files / "vd").read_bytes() == (files / "p").read_bytes()
 
-    real_update = KernelStream.update
-
-    def corrupt(self: KernelStream, data: bytes | bytearray | memoryview) -> bytes:
-        out = bytearray(real_update(self, data))
-        if len(out) > 100:
-            out[100] ^= 1
-        return bytes(out)
-
-    monkeypatch.setattr(KernelStream, "update", corrupt)
+    corrupt_kernel_output(monkeypatch)
     key = kstream.Key.from_file(files / "k128")
     with pytest.raises(IntegrityError, match=r"kernel ctr\(.*\) disagrees .* offset 100$"):
         import asyncio

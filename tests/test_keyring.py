@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 from reference import ctr, unframe
+from streams import corrupt_kernel_output
 
 import kstream
 from kstream import cli, keyring
@@ -40,7 +41,6 @@ from kstream.backends.afalg import (
     NO_KEY_BY_SERIAL,
     KernelBackend,
     KernelEcbCtrStream,
-    KernelStream,
     bind_tfm,
     counter_blocks,
     kernel_hmac_sha256,
@@ -742,15 +742,7 @@ def test_verify_with_a_keyring_key_catches_a_wrong_byte(
     needs_key_serial()
     add(names[0], os.urandom(16))
     key = Key.from_keyring(names[0])
-    real_update = KernelStream.update
-
-    def corrupt(self: KernelStream, data: bytes | bytearray | memoryview) -> bytes:
-        out = bytearray(real_update(self, data))
-        if len(out) > 100:
-            out[100] ^= 1
-        return bytes(out)
-
-    monkeypatch.setattr(KernelStream, "update", corrupt)
+    corrupt_kernel_output(monkeypatch)
     with pytest.raises(IntegrityError, match=r"^verification failed: kernel ctr\(.*\) disagrees "
                        r"with ctr computed by kstream over kernel ecb\(.*\) at byte offset "
                        r"100$"):

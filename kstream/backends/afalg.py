@@ -341,6 +341,16 @@ def _wait_readable(fd: int) -> None:
     select.select([fd], [], [])
 
 
+def _close_sockets(*socks: socket.socket | None) -> None:
+    """Close every socket given, even when closing one of them fails."""
+    try:
+        if socks and socks[0] is not None:
+            socks[0].close()
+    finally:
+        if len(socks) > 1:
+            _close_sockets(*socks[1:])
+
+
 class KernelStream:
     """One AES-CTR stream through one AF_ALG socket pair.
 
@@ -475,12 +485,7 @@ class KernelStream:
     def close(self) -> None:
         op, tfm = self._op, self._tfm
         self._op = self._tfm = None
-        try:
-            if op is not None:
-                op.close()
-        finally:
-            if tfm is not None:
-                tfm.close()
+        _close_sockets(op, tfm)
 
     def __enter__(self) -> KernelStream:
         return self
@@ -767,12 +772,7 @@ class KernelEcbCtrStream:
     def close(self) -> None:
         op, tfm = self._op, self._tfm
         self._op = self._tfm = None
-        try:
-            if op is not None:
-                op.close()
-        finally:
-            if tfm is not None:
-                tfm.close()
+        _close_sockets(op, tfm)
 
 
 def ctr_aes_drivers() -> list[CryptoAlg]:
