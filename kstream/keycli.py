@@ -160,13 +160,19 @@ def cmd_gen(args: argparse.Namespace) -> int:
     description = keyring.description_for(args.name)
     keyring.ensure_absent(description, args.keyring)  # before a backup file is written
     key = Key.generate(args.bits)
+    saved = False
     try:
         if args.save is not None:
             key.save(args.save)
+            saved = True
         serial = key.add_to_keyring(args.name, args.key_type, args.keyring)
-        _added(args, key, serial, only_copy=args.save is None)
+    except BaseException:
+        if saved:  # a backup of a key that never reached the keyring would only mislead
+            os.unlink(args.save)
+        raise
     finally:
         key.wipe()
+    _added(args, key, serial, only_copy=args.save is None)
     return 0
 
 

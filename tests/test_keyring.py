@@ -423,6 +423,24 @@ def test_cli_maps_keyring_errors_to_one_line(monkeypatch: pytest.MonkeyPatch,
     assert not (tmp_path / "c").exists()
 
 
+def test_key_gen_removes_its_backup_when_the_keyring_refuses(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    monkeypatch.setattr(keyring, "ensure_absent", lambda description, ring: None)
+
+    def refuse(key_type: str, description: str, payload: bytes, ring: str) -> int:
+        raise keyring_error()
+
+    def keyring_error() -> KstreamError:
+        return UsageError("the keyring refused the key (simulated)")
+
+    monkeypatch.setattr(keyring, "add_key", refuse)
+    code, out, err = run_main(capsys, "key", "gen", "x", "--save", tmp_path / "backup.key")
+    assert code == 2 and out == ""
+    one_error(err, "the keyring refused the key (simulated)")
+    assert not (tmp_path / "backup.key").exists()
+
+
 @pytest.mark.skipif(not keyring_usable(), reason="keyring system calls not usable here")
 def test_host_keyring_round_trip_in_a_private_session(tmp_path: Path) -> None:
     """Real keyring calls on the host, in a throwaway session keyring: gen, add, list, rm,
