@@ -429,10 +429,7 @@ def test_key_gen_removes_its_backup_when_the_keyring_refuses(
     monkeypatch.setattr(keyring, "ensure_absent", lambda description, ring: None)
 
     def refuse(key_type: str, description: str, payload: bytes, ring: str) -> int:
-        raise keyring_error()
-
-    def keyring_error() -> KstreamError:
-        return UsageError("the keyring refused the key (simulated)")
+        raise UsageError("the keyring refused the key (simulated)")
 
     monkeypatch.setattr(keyring, "add_key", refuse)
     code, out, err = run_main(capsys, "key", "gen", "x", "--save", tmp_path / "backup.key")
