@@ -24,7 +24,7 @@ from kstream.api import decrypt_file, encrypt_file
 from kstream.auth import plaintext_size
 from kstream.backends import BACKEND_NAMES, CipherOptions
 from kstream.bench import add_bench_parser, cmd_bench
-from kstream.errors import Interrupted, KstreamError, UsageError
+from kstream.errors import FormatError, Interrupted, IOFailure, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
 from kstream.keycli import add_key_parser, add_keyring_options, cmd_key, load_keyring_key
 from kstream.keys import Key
@@ -310,7 +310,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             source = FdSource(fd, "stdin" if fd == 0 else f"input '{args.file}'")
             data = await source.read(HEADER_SIZE)
             if not data:
-                raise KstreamError("input is empty: not a kstream file")
+                raise FormatError("input is empty: not a kstream file")
             header = Header.parse(data)
             size = source.size_hint()
             if size is None:
@@ -360,8 +360,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _open_input(path: str) -> int:
-    from kstream.errors import IOFailure
-
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
