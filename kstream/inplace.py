@@ -140,28 +140,30 @@ async def pump_in_place(
     pool: asyncio.Queue[bytearray] = asyncio.Queue()
     for _ in range(_POOL):
         pool.put_nowait(bytearray(transform.batch + BLOCK))
-    ready: asyncio.Queue[tuple[bytearray, Parts] | None] = asyncio.Queue()
+    ready: asyncio.Queue[tuple[bytearray, int, bool] | None] = asyncio.Queue()
 
     async def produce() -> None:
         while True:
             buf = await pool.get()
-            view = memoryview(buf)
-            n = await run_blocking(source.fill_into, view, transform.batch,
+            n = await run_blocking(source.fill_into, memoryview(buf), transform.batch,
                                    wait_on_cancel=False)
             final = n < transform.batch
-            parts = await run_blocking(transform.process, view, n, final)
-            if progress:
-                progress(n)
-            await ready.put((buf, parts))
+            await ready.put((buf, n, final))
             if final:
                 break
         await ready.put(None)
 
+    def process_and_write(buf: bytearray, n: int, final: bool) -> None:
+        # One worker-thread hop per batch for both: the cipher's work overlaps the
+        # reading of the next batch, which runs in another thread meanwhile.
+        sink.write_parts(transform.process(memoryview(buf), n, final))
+
     async def consume() -> None:
         while (item := await ready.get()) is not None:
-            buf, parts = item
-            await run_blocking(sink.write_parts, parts)
-            parts.clear()
+            buf, n, final = item
+            await run_blocking(process_and_write, buf, n, final)
+            if progress:
+                progress(n)
             pool.put_nowait(buf)
 
     try:
