@@ -51,9 +51,12 @@ async def run_blocking(fn: Callable[..., T], *args: object, wait_on_cancel: bool
 
 @runtime_checkable
 class Source(Protocol):
-    """Something to read from: ``read(n)`` returns up to ``n`` bytes, ``b""`` only at EOF."""
+    """Something to read from: ``read(n)`` returns up to ``n`` bytes, empty only at EOF.
 
-    async def read(self, n: int) -> bytes: ...
+    The result may be a read-only view of a buffer the source will not change again.
+    """
+
+    async def read(self, n: int) -> bytes | memoryview: ...
 
 
 @runtime_checkable
@@ -170,15 +173,17 @@ class IterSource:
             self._iter: AsyncIterator[bytes] = _stream_reader_chunks(source)
         else:
             self._iter = aiter(source)
-        self._pieces: collections.deque[bytes] = collections.deque()
+        self._pieces: collections.deque[memoryview] = collections.deque()
         self._size = 0
         self._eof = False
 
-    async def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes, passing large pieces on as they are (no copy).
+    async def read(self, n: int) -> bytes | memoryview:
+        """Up to ``n`` bytes, copied only when several small pieces must be combined.
 
-        Small pieces are gathered until a quarter batch is reached, so that a source of
-        tiny chunks does not cost a worker-thread hop per chunk; only then are they joined.
+        A piece that covers the request is passed on as it is, or as a view of its first
+        ``n`` bytes (the rest stays a view too). Small pieces are gathered until a quarter
+        batch is reached, so that a source of tiny chunks does not cost a worker-thread hop
+        per chunk, and are then joined.
         """
         want = min(n, BATCH // 4)
         while self._size < want and not self._eof:
@@ -190,21 +195,28 @@ class IterSource:
             if not isinstance(chunk, bytes | bytearray | memoryview):
                 raise TypeError(f"source yielded {type(chunk).__name__}, expected bytes")
             if chunk:
-                self._pieces.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
-                self._size += len(chunk)
-        if len(self._pieces) == 1 and len(self._pieces[0]) <= n:
-            self._size = 0
-            return self._pieces.popleft()
-        out = bytearray()
-        while self._pieces and len(out) < n:
+                piece = memoryview(chunk if isinstance(chunk, bytes) else bytes(chunk))
+                self._pieces.append(piece.cast("B"))
+                self._size += len(piece)
+        if self._pieces and len(self._pieces[0]) >= min(n, self._size):
+            first = self._pieces.popleft()
+            if len(first) > n:
+                self._pieces.appendleft(first[n:])
+                first = first[:n]
+            self._size -= len(first)
+            return first
+        parts: list[memoryview] = []
+        got = 0
+        while self._pieces and got < n:
             piece = self._pieces.popleft()
-            take = n - len(out)
+            take = n - got
             if len(piece) > take:
                 self._pieces.appendleft(piece[take:])
                 piece = piece[:take]
-            out += piece
-        self._size -= len(out)
-        return bytes(out)
+            parts.append(piece)
+            got += len(piece)
+        self._size -= got
+        return b"".join(parts)
 
 
 async def _stream_reader_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
@@ -232,7 +244,7 @@ class AsyncFileSource:
 
 async def read_exact(source: Source, n: int) -> bytes:
     """Read ``n`` bytes, or fewer only at end of input."""
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     got = 0
     while got < n:
         data = await source.read(n - got)
@@ -280,7 +292,7 @@ async def cipher_batches(
             yield tail
         return
 
-    inbox: asyncio.Queue[bytes | Exception] = asyncio.Queue(_QUEUE_DEPTH)
+    inbox: asyncio.Queue[bytes | memoryview | Exception] = asyncio.Queue(_QUEUE_DEPTH)
     outbox: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(_QUEUE_DEPTH)
 
     async def reader() -> None:
