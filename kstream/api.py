@@ -289,7 +289,7 @@ def _name_of(arg: FileArg) -> str:
     return repr(arg)
 
 
-async def _open_source(src: FileArg) -> tuple[Source, int | None]:
+async def open_source(src: FileArg) -> tuple[Source, int | None]:
     """A Source for ``src`` and the fd kstream opened for it (to close), if any."""
     if isinstance(src, int):
         return FdSource(src, _name_of(src)), None
@@ -341,7 +341,7 @@ async def _process_with_key(
     run: Callable[..., Any], direction: Direction, src: FileArg, dst: FileArg,
     dst_path: str | None, *, key: Key, force: bool, jobs: int | None, **kwargs: Any,
 ) -> None:
-    source, owned_fd = await _open_source(src)
+    source, owned_fd = await open_source(src)
     try:
         if dst_path is None:
             if isinstance(dst, int):

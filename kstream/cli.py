@@ -20,16 +20,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from kstream import __version__
-from kstream.api import decrypt_file, encrypt_file
+from kstream.api import decrypt_file, encrypt_file, open_source
 from kstream.auth import plaintext_size
 from kstream.backends import BACKEND_NAMES, CipherOptions
 from kstream.bench import add_bench_parser, cmd_bench
-from kstream.errors import FormatError, Interrupted, IOFailure, KstreamError, UsageError
+from kstream.errors import FormatError, Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
 from kstream.keycli import add_key_parser, add_keyring_options, cmd_key, load_keyring_key
 from kstream.keys import Key
 from kstream.memory import tune_malloc
-from kstream.pipeline import FdSource, Progress
+from kstream.pipeline import FdSource, Progress, read_exact
 
 EXIT_CODES = """\
 exit status:
@@ -305,22 +305,21 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     async def read() -> tuple[Header, int]:
-        fd = 0 if args.file == "-" else _open_input(args.file)
+        source, owned_fd = await open_source(0 if args.file == "-" else args.file)
         try:
-            source = FdSource(fd, "stdin" if fd == 0 else f"input '{args.file}'")
-            data = await source.read(HEADER_SIZE)
+            data = await read_exact(source, HEADER_SIZE)
             if not data:
                 raise FormatError("input is empty: not a kstream file")
             header = Header.parse(data)
-            size = source.size_hint()
+            size = source.size_hint() if isinstance(source, FdSource) else None
             if size is None:
                 size = 0
                 while chunk := await source.read(1 << 20):
                     size += len(chunk)
             return header, size
         finally:
-            if fd != 0:
-                os.close(fd)
+            if owned_fd is not None:
+                os.close(owned_fd)
 
     result: list[tuple[Header, int]] = []
 
@@ -357,13 +356,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"plaintext:       {plain} bytes" if plain is not None else
               "plaintext:       unknown: the body size fits no plaintext (truncated or damaged)")
     return 0
-
-
-def _open_input(path: str) -> int:
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise IOFailure(f"cannot open input '{path}': {exc.strerror or exc}") from None
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
