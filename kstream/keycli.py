@@ -21,7 +21,7 @@ from kstream import keyring
 from kstream.errors import UsageError
 from kstream.keys import Key
 
-KEYRING_CHOICES = ("user", "session")
+KEYRING_CHOICES = ("user", "session", "process")
 TYPE_CHOICES = ("logon", "user")
 
 
@@ -86,7 +86,8 @@ def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                        "by its possessor (allows --backend openssl)")
         q.add_argument("--keyring", choices=KEYRING_CHOICES, default="user",
                        help="user (default): lives until reboot or until the user's last "
-                       "process ends; session: this login session's keyring")
+                       "process ends; session: this login session's keyring; process: "
+                       "refused here (it would die with this command)")
         q.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
 
     q = keys.add_parser("add", parents=[common], help="add a key file's key to the keyring",
@@ -137,7 +138,17 @@ def _added(args: argparse.Namespace, key: Key, serial: int, only_copy: bool) -> 
     _say("notice", message)
 
 
+def _check_ring(args: argparse.Namespace) -> None:
+    if args.keyring == "process":
+        raise UsageError(
+            "--keyring process would put the key in this command's own keyring, which "
+            "vanishes when it exits; use user or session, or Key.add_to_keyring(..., "
+            "ring='process') inside a program"
+        )
+
+
 def cmd_add(args: argparse.Namespace) -> int:
+    _check_ring(args)
     keyring.description_for(args.name)  # a bad name fails before the key is read
     if args.keyfile == "-":
         if os.isatty(0):
@@ -157,6 +168,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_gen(args: argparse.Namespace) -> int:
+    _check_ring(args)
     description = keyring.description_for(args.name)
     keyring.ensure_absent(description, args.keyring)  # before a backup file is written
     key = Key.generate(args.bits)
