@@ -7,9 +7,10 @@ The CLI is built on the same functions, so the library and the tool cannot disag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any, Literal, cast
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -108,8 +109,9 @@ def choose_backend(key: Key, backend: str, notify: Notify) -> Backend:
     return kernel
 
 
-def _usable_key(key: object, backend: str, notify: Notify | None) -> tuple[Key, bool]:
-    """``key`` as the run will use it, and whether it is a temporary copy to wipe.
+@contextlib.contextmanager
+def _usable_key(key: object, backend: str, notify: Notify | None) -> Iterator[Key]:
+    """``key`` as the run will use it; a temporary copy is wiped when the run ends.
 
     A ``user`` keyring key with an explicit ``backend="openssl"`` is read once here (with
     the warning), so the cipher and the MAC derivation use the same bytes and nothing asks
@@ -118,11 +120,16 @@ def _usable_key(key: object, backend: str, notify: Notify | None) -> tuple[Key, 
     key = _check_key(key)
     ref = key.keyring_ref
     if ref is None or backend != "openssl":
-        return key, False
+        yield key
+        return
     if ref.type != "user":
         choose_backend(key, backend, notify or _log_notice)  # raises the explanation
     (notify or _log_notice)(_openssl_reads_warning(key))
-    return Key(key.material()), True
+    copy = Key(key.material())
+    try:
+        yield copy
+    finally:
+        copy.wipe()
 
 
 def _check_iv(iv: bytes | None, raw: bool) -> bytes | None:
@@ -226,8 +233,7 @@ async def encrypt_to(
 
     ``cipher_kw`` are :func:`open_cipher`'s keywords (backend, options, verify, notify).
     """
-    key, owned = _usable_key(key, cipher_kw.get("backend", "auto"), cipher_kw.get("notify"))
-    try:
+    with _usable_key(key, cipher_kw.get("backend", "auto"), cipher_kw.get("notify")) as key:
         stream, prefix = _encryptor(key, _check_iv(iv, raw), header_iv, **cipher_kw)
         try:
             if prefix:
@@ -235,9 +241,6 @@ async def encrypt_to(
             await pump_fds_or_streams(source, stream, sink, progress)
         finally:
             stream.close()
-    finally:
-        if owned:
-            key.wipe()
 
 
 async def read_header(source: Source, key: Key) -> Header:
@@ -269,16 +272,12 @@ async def decrypt_to(
     **cipher_kw: Any,
 ) -> None:
     """Decrypt everything from ``source`` into ``sink``, checking every segment's tag."""
-    key, owned = _usable_key(key, cipher_kw.get("backend", "auto"), cipher_kw.get("notify"))
-    try:
+    with _usable_key(key, cipher_kw.get("backend", "auto"), cipher_kw.get("notify")) as key:
         stream = await _decryptor(source, key, _check_iv(iv, raw), **cipher_kw)
         try:
             await pump_fds_or_streams(source, stream, sink, progress)
         finally:
             stream.close()
-    finally:
-        if owned:
-            key.wipe()
 
 
 def _name_of(arg: FileArg) -> str:
@@ -328,13 +327,9 @@ async def process_file(
     if dst_path is not None:
         src_path = os.fspath(src) if isinstance(src, str | os.PathLike) else None
         check_output_path(dst_path, force=force, src=src_path)
-    key, owned_key = _usable_key(key, kwargs.get("backend", "auto"), kwargs.get("notify"))
-    try:
+    with _usable_key(key, kwargs.get("backend", "auto"), kwargs.get("notify")) as key:
         await _process_with_key(run, direction, src, dst, dst_path, key=key, force=force,
                                 jobs=jobs, **kwargs)
-    finally:
-        if owned_key:
-            key.wipe()
 
 
 async def _process_with_key(
@@ -505,8 +500,7 @@ async def encrypt_stream(
 
     Yields the same bytes :func:`encrypt_file` would write, in pieces of about 1 MiB.
     """
-    key, owned = _usable_key(key, backend, notify)
-    try:
+    with _usable_key(key, backend, notify) as key:
         stream, prefix = _encryptor(key, _check_iv(iv, raw), backend=backend, options=options,
                                     verify=verify, notify=notify)
         try:
@@ -516,9 +510,6 @@ async def encrypt_stream(
                 yield out
         finally:
             stream.close()
-    finally:
-        if owned:
-            key.wipe()
 
 
 async def decrypt_stream(
@@ -533,8 +524,7 @@ async def decrypt_stream(
     notify: Notify | None = None,
 ) -> AsyncIterator[bytes]:
     """Decrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives."""
-    key, owned = _usable_key(key, backend, notify)
-    try:
+    with _usable_key(key, backend, notify) as key:
         src = IterSource(source)
         stream = await _decryptor(src, key, _check_iv(iv, raw), backend=backend,
                                   options=options, verify=verify, notify=notify)
@@ -543,6 +533,3 @@ async def decrypt_stream(
                 yield out
         finally:
             stream.close()
-    finally:
-        if owned:
-            key.wipe()

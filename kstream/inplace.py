@@ -39,9 +39,9 @@ from kstream.pipeline import (
     Progress,
     Sink,
     Source,
-    first_error,
     pump,
     run_blocking,
+    run_together,
 )
 
 Parts = list[bytes | memoryview]
@@ -166,9 +166,4 @@ async def pump_in_place(
                 progress(n)
             pool.put_nowait(buf)
 
-    try:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(produce())
-            tg.create_task(consume())
-    except BaseExceptionGroup as group:
-        raise first_error(group) from None
+    await run_together(produce(), consume())

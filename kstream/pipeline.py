@@ -15,8 +15,15 @@ import contextlib
 import fcntl
 import os
 import stat
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Sequence
-from typing import Protocol, TypeVar, runtime_checkable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Sequence,
+)
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from kstream.backends.base import CHUNK, CipherStream, FdCipherStream
 from kstream.errors import IOFailure
@@ -362,16 +369,22 @@ async def pump(
             await batches.aclose()
         await queue.put(None)
 
-    try:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(writer())
-            tg.create_task(producer())
-    except BaseExceptionGroup as group:
-        raise first_error(group) from None
+    await run_together(writer(), producer())
     return written
 
 
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+async def run_together(*stages: Coroutine[Any, Any, None]) -> None:
+    """Run pipeline stages concurrently; if one fails, cancel the rest and raise its error
+    itself (not the task group's wrapper), so callers see kstream's own exceptions."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for stage in stages:
+                tg.create_task(stage)
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from None
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error that made a task group fail (its other tasks were only cancelled)."""
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup):
