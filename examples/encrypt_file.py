@@ -3,7 +3,6 @@
 Run: python examples/encrypt_file.py
 """
 
-import asyncio
 import os
 import tempfile
 
@@ -33,4 +32,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    kstream.run(main())  # uvloop when installed; asyncio.run(main()) works too

@@ -46,4 +46,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    kstream.run(main())  # uvloop when installed; asyncio.run(main()) works too

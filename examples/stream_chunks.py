@@ -5,7 +5,6 @@ yields the same bytes ``encrypt_file`` would write, so the output can go to a so
 HTTP upload or a queue. Run: python examples/stream_chunks.py
 """
 
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 
@@ -43,4 +42,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    kstream.run(main())  # uvloop when installed; asyncio.run(main()) works too

@@ -6,6 +6,8 @@ The coroutine API::
     key = kstream.Key.from_file("secret.key")
     await kstream.encrypt_file("data.tar", "data.tar.kst", key=key)
     async for piece in kstream.decrypt_stream(chunks, key=key): ...
+
+run from ``kstream.run(main())`` (uvloop when installed) or any asyncio event loop.
 """
 
 from kstream.api import decrypt_file, decrypt_stream, encrypt_file, encrypt_stream
@@ -22,6 +24,7 @@ from kstream.errors import (
 )
 from kstream.format import CipherSuite, Header
 from kstream.keys import Key
+from kstream.loop import run
 
 __version__ = "0.1.0"
 
@@ -43,4 +46,5 @@ __all__ = [
     "decrypt_stream",
     "encrypt_file",
     "encrypt_stream",
+    "run",
 ]

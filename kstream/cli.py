@@ -28,6 +28,7 @@ from kstream.errors import FormatError, Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
 from kstream.keycli import add_key_parser, add_keyring_options, cmd_key, load_keyring_key
 from kstream.keys import Key
+from kstream.loop import loop_factory
 from kstream.memory import tune_malloc
 from kstream.pipeline import FdSource, Progress, read_exact
 
@@ -170,15 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- running
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when it imports, else asyncio's default loop; never a hard failure."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 async def _with_sigterm(coro: Coroutine[Any, Any, None]) -> None:
     """Run ``coro``; SIGTERM cancels it (so cleanup runs) and becomes an exit of 143."""
     loop = asyncio.get_running_loop()
@@ -211,7 +203,7 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
     one may sit in a blocking read of a pipe that never ends. :func:`entry` exits with
     ``os._exit`` so nothing waits for it.
     """
-    runner = asyncio.Runner(loop_factory=_loop_factory())
+    runner = asyncio.Runner(loop_factory=loop_factory())
     try:
         runner.run(_with_sigterm(coro))
     except KeyboardInterrupt:
