@@ -22,7 +22,7 @@ from kstream.backends.afalg import KernelBackend, KernelEcbCtrStream
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import BackendUnavailable, FormatError, InvalidKey, IOFailure, UsageError
 from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, Header
-from kstream.inplace import pump_fds_or_streams
+from kstream.inplace import encrypt_pieces, parts_transform, pump_fds_or_streams
 from kstream.keys import Key
 from kstream.memory import tune_malloc
 from kstream.parallel import (
@@ -495,10 +495,12 @@ async def encrypt_stream(
     verify: bool = False,
     options: CipherOptions | None = None,
     notify: Notify | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[bytes | bytearray]:
     """Encrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives.
 
-    Yields the same bytes :func:`encrypt_file` would write, in pieces of about 1 MiB.
+    Yields the same bytes :func:`encrypt_file` would write, in pieces of about 1 MiB, each
+    a new object the caller may keep: ``bytearray`` where OpenSSL encrypts the caller's
+    pieces straight into it (saving a copy of every batch), ``bytes`` otherwise.
     """
     with _usable_key(key, backend, notify) as key:
         stream, prefix = _encryptor(key, _check_iv(iv, raw), backend=backend, options=options,
@@ -506,8 +508,14 @@ async def encrypt_stream(
         try:
             if prefix:
                 yield prefix
-            async for out in cipher_batches(IterSource(source), stream):
-                yield out
+            src = IterSource(source)
+            transform = parts_transform(stream)
+            batches = (encrypt_pieces(src, transform) if transform is not None
+                       else cipher_batches(src, stream))
+            # Closed explicitly, so that its read-ahead has stopped before the cipher closes.
+            async with contextlib.aclosing(batches):
+                async for out in batches:
+                    yield out
         finally:
             stream.close()
 
@@ -529,7 +537,8 @@ async def decrypt_stream(
         stream = await _decryptor(src, key, _check_iv(iv, raw), backend=backend,
                                   options=options, verify=verify, notify=notify)
         try:
-            async for out in cipher_batches(src, stream):
-                yield out
+            async with contextlib.aclosing(cipher_batches(src, stream)) as batches:
+                async for out in batches:
+                    yield out
         finally:
             stream.close()

@@ -17,6 +17,7 @@ precisely what is wrong.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -36,10 +37,12 @@ from kstream.pipeline import (
     BATCH,
     FdSink,
     FdSource,
+    IterSource,
     Progress,
     Sink,
     Source,
     pump,
+    read_ahead,
     run_blocking,
     run_together,
 )
@@ -56,6 +59,16 @@ class Transform(Protocol):
     def process(self, view: memoryview, n: int, final: bool) -> Parts: ...
 
 
+def _encrypt_parts_into(stream: InPlaceStream, parts: Sequence[bytes | memoryview],
+                        out: memoryview) -> None:
+    """Encrypt ``parts`` one after another into ``out``, which has room for all of them and
+    for the 15 bytes past the end that ``update_into`` insists on."""
+    offset = 0
+    for part in parts:
+        stream.update_into(part, out[offset:])  # type: ignore[arg-type]
+        offset += len(part)
+
+
 class RawTransform:
     """Bare CTR (``--raw``)."""
 
@@ -66,6 +79,15 @@ class RawTransform:
         data = view[:n]
         self.stream.update_into(data, view)  # type: ignore[arg-type]
         return [data]
+
+    def encrypt_parts(self, parts: Sequence[bytes | memoryview], n: int,
+                      final: bool) -> bytearray:
+        """The ciphertext of ``parts`` (``n`` bytes in all) in one new buffer."""
+        out = bytearray(n + BLOCK)
+        with memoryview(out) as view:
+            _encrypt_parts_into(self.stream, parts, view)
+        del out[n:]
+        return out
 
 
 class SealTransform:
@@ -81,6 +103,20 @@ class SealTransform:
         frame, tag = seal_parts(self.mac, self.index, final, data)
         self.index += 1
         return [frame, data, tag]
+
+    def encrypt_parts(self, parts: Sequence[bytes | memoryview], n: int,
+                      final: bool) -> bytearray:
+        """One sealed segment (frame, ciphertext of ``parts``, tag) in one new buffer:
+        the input is read once, by the cipher, and nothing is copied after it."""
+        out = bytearray(FRAME_SIZE + n + TAG_SIZE)
+        with memoryview(out) as view:
+            _encrypt_parts_into(self.stream, parts, view[FRAME_SIZE:])
+            frame, tag = seal_parts(self.mac, self.index, final,
+                                    view[FRAME_SIZE:FRAME_SIZE + n])
+            view[:FRAME_SIZE] = frame
+            view[FRAME_SIZE + n:] = tag
+        self.index += 1
+        return out
 
 
 class OpenTransform:
@@ -108,6 +144,45 @@ class OpenTransform:
         if final:
             out.append(self.opener.finalize())
         return out
+
+
+class PartsTransform(Protocol):
+    """Encrypts a batch given as pieces into a new buffer (see :func:`encrypt_pieces`)."""
+
+    batch: int
+
+    def encrypt_parts(self, parts: Sequence[bytes | memoryview], n: int,
+                      final: bool) -> bytearray: ...
+
+
+def parts_transform(stream: CipherStream) -> PartsTransform | None:
+    """The piecewise encryptor equivalent to ``stream``, if there is one (OpenSSL,
+    raw or sealed encryption; decryption must see whole segments to check their tags)."""
+    transform = in_place_transform(stream)
+    return transform if isinstance(transform, RawTransform | SealTransform) else None
+
+
+async def encrypt_pieces(source: IterSource,
+                         transform: PartsTransform) -> AsyncGenerator[bytearray, None]:
+    """Encrypt what an async iterable delivers, one batch per worker-thread hop, straight
+    from the caller's pieces into each new output buffer (no joining copy first).
+
+    Each result is a new ``bytearray`` that the consumer may keep. Reading from the
+    iterable, the cipher's hop and the consumer's handling of each result overlap, as in
+    :func:`~kstream.pipeline.cipher_batches`.
+    """
+    batch = transform.batch
+
+    async def read() -> tuple[list[bytes | memoryview], int]:
+        return await source.read_parts(batch)
+
+    def work(item: tuple[list[bytes | memoryview], int]) -> bytearray:
+        parts, n = item
+        return transform.encrypt_parts(parts, n, n < batch)
+
+    async for out in read_ahead(read, work, lambda item: item[1] < batch):
+        if out:
+            yield out
 
 
 def in_place_transform(stream: CipherStream) -> Transform | None:

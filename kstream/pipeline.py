@@ -19,6 +19,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Coroutine,
     Sequence,
@@ -34,6 +35,7 @@ BATCH = 16 * CHUNK
 _QUEUE_DEPTH = 2
 
 T = TypeVar("T")
+U = TypeVar("U")
 Progress = Callable[[int], None]
 
 
@@ -184,34 +186,25 @@ class IterSource:
         self._size = 0
         self._eof = False
 
-    async def read(self, n: int) -> bytes | memoryview:
-        """Up to ``n`` bytes, copied only when several small pieces must be combined.
+    async def _pull(self) -> None:
+        """Take the next piece from the iterable (or note its end)."""
+        try:
+            chunk = await anext(self._iter)
+        except StopAsyncIteration:
+            self._eof = True
+            return
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            raise TypeError(f"source yielded {type(chunk).__name__}, expected bytes")
+        if chunk:
+            # A bytearray or view is copied: the caller may reuse its buffer once it has
+            # handed it over, and kstream may hold on to it for a while (read-ahead).
+            piece = memoryview(chunk if isinstance(chunk, bytes) else bytes(chunk))
+            self._pieces.append(piece.cast("B"))
+            self._size += len(piece)
 
-        A piece that covers the request is passed on as it is, or as a view of its first
-        ``n`` bytes (the rest stays a view too). Small pieces are gathered until a quarter
-        batch is reached, so that a source of tiny chunks does not cost a worker-thread hop
-        per chunk, and are then joined.
-        """
-        want = min(n, BATCH // 4)
-        while self._size < want and not self._eof:
-            try:
-                chunk = await anext(self._iter)
-            except StopAsyncIteration:
-                self._eof = True
-                break
-            if not isinstance(chunk, bytes | bytearray | memoryview):
-                raise TypeError(f"source yielded {type(chunk).__name__}, expected bytes")
-            if chunk:
-                piece = memoryview(chunk if isinstance(chunk, bytes) else bytes(chunk))
-                self._pieces.append(piece.cast("B"))
-                self._size += len(piece)
-        if self._pieces and len(self._pieces[0]) >= min(n, self._size):
-            first = self._pieces.popleft()
-            if len(first) > n:
-                self._pieces.appendleft(first[n:])
-                first = first[:n]
-            self._size -= len(first)
-            return first
+    def _take(self, n: int) -> list[memoryview]:
+        """The first ``n`` buffered bytes (or all there are) as views, splitting a piece
+        at the boundary."""
         parts: list[memoryview] = []
         got = 0
         while self._pieces and got < n:
@@ -223,7 +216,57 @@ class IterSource:
             parts.append(piece)
             got += len(piece)
         self._size -= got
-        return b"".join(parts)
+        return parts
+
+    async def read(self, n: int) -> bytes | memoryview:
+        """Up to ``n`` bytes, copied only when several small pieces must be combined.
+
+        A piece that covers the request is passed on as it is, or as a view of its first
+        ``n`` bytes (the rest stays a view too). Small pieces are gathered until a quarter
+        batch is reached, so that a source of tiny chunks does not cost a worker-thread hop
+        per chunk, and are then joined.
+        """
+        want = min(n, BATCH // 4)
+        while self._size < want and not self._eof:
+            await self._pull()
+        if self._pieces and len(self._pieces[0]) >= min(n, self._size):
+            return self._take(n)[0]
+        return b"".join(self._take(n))
+
+    async def read_parts(self, n: int) -> tuple[list[bytes | memoryview], int]:
+        """Exactly ``n`` bytes (fewer only at the end) as pieces, and their total.
+
+        For a cipher that can encrypt piece after piece into one output buffer: where a
+        batch straddles the caller's pieces (1 MiB reads against 1008 KiB segments),
+        :meth:`read` must join them, which costs a copy of the whole batch. Runs of small
+        pieces are still joined, so that tiny chunks cost one cipher call per
+        :data:`SMALL_PIECE`, not one per chunk.
+        """
+        while self._size < n and not self._eof:
+            await self._pull()
+        parts = self._take(n)
+        return coalesce(parts, SMALL_PIECE), sum(len(p) for p in parts)
+
+
+#: Pieces below this size are joined with their neighbours before the cipher sees them.
+SMALL_PIECE = 64 * 1024
+
+
+def coalesce(parts: Sequence[memoryview], small: int) -> list[bytes | memoryview]:
+    """``parts`` with every run of consecutive pieces shorter than ``small`` joined."""
+    out: list[bytes | memoryview] = []
+    run: list[memoryview] = []
+    for part in parts:
+        if len(part) < small:
+            run.append(part)
+            continue
+        if run:
+            out.append(b"".join(run) if len(run) > 1 else run[0])
+            run = []
+        out.append(part)
+    if run:
+        out.append(b"".join(run) if len(run) > 1 else run[0])
+    return out
 
 
 async def _stream_reader_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
@@ -299,45 +342,71 @@ async def cipher_batches(
             yield tail
         return
 
-    inbox: asyncio.Queue[bytes | memoryview | Exception] = asyncio.Queue(_QUEUE_DEPTH)
-    outbox: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(_QUEUE_DEPTH)
+    def step(data: bytes | memoryview) -> bytes:
+        return stream.update(data) if data else stream.finalize()
+
+    def counted(data: bytes | memoryview) -> None:
+        assert progress is not None
+        progress(len(data))
+
+    async def read() -> bytes | memoryview:
+        return await source.read(BATCH)
+
+    async for out in read_ahead(read, step, lambda data: not data,
+                                counted if progress else None):
+        if out:
+            yield out
+
+
+async def read_ahead(
+    read: Callable[[], Awaitable[T]],
+    work: Callable[[T], U],
+    is_last: Callable[[T], bool],
+    done: Callable[[T], None] | None = None,
+) -> AsyncGenerator[U, None]:
+    """Yield ``work(item)``, run in a worker thread, for each item ``read`` returns, up to
+    and including the one ``is_last`` accepts; ``done(item)`` runs on the loop after each.
+
+    A reader task and a worker stage each stay up to two items ahead, so input I/O, the
+    work and whatever the consumer does with each result (write it, send it) overlap. An
+    error in reading or in the work is raised to the consumer in order, after the results
+    before it.
+    """
+    inbox: asyncio.Queue[T | Exception] = asyncio.Queue(_QUEUE_DEPTH)
+    outbox: asyncio.Queue[U | Exception | None] = asyncio.Queue(_QUEUE_DEPTH)
 
     async def reader() -> None:
         try:
             while True:
-                data = await source.read(BATCH)
-                await inbox.put(data)
-                if not data:
+                item = await read()
+                await inbox.put(item)
+                if is_last(item):
                     return
         except Exception as exc:  # handed on, and raised to the consumer in order
             await inbox.put(exc)
 
-    async def cipher() -> None:
+    async def worker() -> None:
         try:
             while True:
-                data = await inbox.get()
-                if isinstance(data, Exception):
-                    raise data
-                if not data:
-                    break
-                out = await run_blocking(stream.update, data)
-                if progress:
-                    progress(len(data))
+                item = await inbox.get()
+                if isinstance(item, Exception):
+                    raise item
+                out = await run_blocking(work, item)
+                if done is not None:
+                    done(item)
                 await outbox.put(out)
-            await outbox.put(await run_blocking(stream.finalize))
+                if is_last(item):
+                    break
             await outbox.put(None)
         except Exception as exc:
             await outbox.put(exc)
 
-    # Reading, ciphering and whatever the consumer does with each piece (write it, send it)
-    # overlap: each stage runs up to two batches ahead of the next.
-    tasks = [asyncio.create_task(reader()), asyncio.create_task(cipher())]
+    tasks = [asyncio.create_task(reader()), asyncio.create_task(worker())]
     try:
-        while (item := await outbox.get()) is not None:
-            if isinstance(item, Exception):
-                raise item
-            if item:
-                yield item
+        while (result := await outbox.get()) is not None:
+            if isinstance(result, Exception):
+                raise result
+            yield result
     finally:
         for task in tasks:
             task.cancel()

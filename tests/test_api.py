@@ -232,3 +232,46 @@ async def test_verify_with_openssl_notes_there_is_nothing_to_check(tmp_path: Pat
                                verify=True, notify=notes.append)
     assert notes == ["--verify has nothing to check: openssl is the reference"]
     assert body_of((tmp_path / "c").read_bytes(), key) == b"abc"
+
+
+@pytest.mark.parametrize("pieces", [
+    "mib",  # 1 MiB reads against 1008 KiB segments: every batch straddles two pieces
+    "segment",  # exactly segment-sized pieces, ending on a boundary (then an empty last one)
+    "tiny",  # 1000-byte pieces, joined in runs before the cipher sees them
+    "mixed",  # odd sizes, large and small, not multiples of the AES block
+    "empty",
+])
+async def test_stream_equals_the_reference_file_byte_for_byte(pieces: str) -> None:
+    """``encrypt_stream`` encrypts the caller's pieces straight into its output buffers;
+    the result must be exactly the file README's format describes (tests/reference.py),
+    tags included, whatever the pieces look like."""
+    from reference import seal
+
+    key = kstream.Key.generate(256)
+    size = {"mib": 3 * (1 << 20) + 5, "segment": 2 * DEFAULT_SEGMENT, "tiny": 300_000,
+            "mixed": DEFAULT_SEGMENT + 100_003, "empty": 0}[pieces]
+    data = os.urandom(size)
+    cuts = {
+        "mib": list(range(0, size, 1 << 20)),
+        "segment": [DEFAULT_SEGMENT],
+        "tiny": list(range(0, size, 1000)),
+        "mixed": [7, 70_000, 70_013, 600_001, 600_002, DEFAULT_SEGMENT - 1, DEFAULT_SEGMENT + 5],
+        "empty": [],
+    }[pieces]
+    out = [p async for p in kstream.encrypt_stream(agen(split(data, cuts)), key=key,
+                                                   backend="openssl")]
+    blob = b"".join(out)
+    header = blob[:HEADER_SIZE]
+    assert blob == seal(key.material(), header, data, DEFAULT_SEGMENT)
+    # One output piece per segment after the header, each a new object of its own.
+    assert len(out) == 1 + size // DEFAULT_SEGMENT + 1
+    assert len({id(p) for p in out}) == len(out)
+
+
+async def test_raw_stream_of_mib_pieces_is_bare_ctr() -> None:
+    key, iv = kstream.Key.generate(128), os.urandom(16)
+    data = os.urandom(2 * (1 << 20) + 33)
+    cuts = [1 << 20, 2 << 20]
+    out = await collect(kstream.encrypt_stream(agen(split(data, cuts)), key=key,
+                                               backend="openssl", raw=True, iv=iv))
+    assert out == ctr(key.material(), iv, data)

@@ -11,7 +11,16 @@ import pytest
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import IOFailure
 from kstream.keys import Key
-from kstream.pipeline import BATCH, FdSink, FdSource, IterSource, pump, read_exact
+from kstream.pipeline import (
+    BATCH,
+    SMALL_PIECE,
+    FdSink,
+    FdSource,
+    IterSource,
+    coalesce,
+    pump,
+    read_exact,
+)
 
 
 async def test_fd_source_fills_batches_from_a_pipe() -> None:
@@ -132,3 +141,60 @@ def test_malloc_tuning_is_applied_once_on_glibc() -> None:
     applied = tune_malloc()
     assert applied == (platform.libc_ver()[0] == "glibc")
     assert tune_malloc() == applied
+
+
+async def _pieces(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_read_parts_gives_exact_batches_without_copying_large_pieces() -> None:
+    mib = [os.urandom(1 << 20) for _ in range(3)]
+    source = IterSource(_pieces(mib))
+    n = 1_000_000
+    seen = []
+    while True:
+        parts, got = await source.read_parts(n)
+        assert got == sum(len(p) for p in parts)
+        seen.append((parts, got))
+        if got < n:
+            break
+    assert [got for _, got in seen] == [n, n, n, 3 * (1 << 20) - 3 * n]
+    assert b"".join(b"".join(parts) for parts, _ in seen) == b"".join(mib)
+    # The second batch straddles the first two pieces: two views of the caller's objects.
+    second = seen[1][0]
+    assert len(second) == 2
+    assert all(isinstance(p, memoryview) for p in second)
+    assert second[0].obj is mib[0] and second[1].obj is mib[1]
+
+
+async def test_read_parts_joins_runs_of_small_pieces() -> None:
+    small = [bytes([i]) * 100 for i in range(50)]
+    big = os.urandom(SMALL_PIECE)
+    source = IterSource(_pieces([*small[:20], big, *small[20:]]))
+    parts, got = await source.read_parts(10**6)
+    assert got == 5000 + SMALL_PIECE
+    assert [len(p) for p in parts] == [2000, SMALL_PIECE, 3000]
+    assert b"".join(parts) == b"".join([*small[:20], big, *small[20:]])
+    assert await source.read_parts(10) == ([], 0)
+
+
+async def test_iter_source_copies_a_bytearray_the_caller_may_reuse() -> None:
+    buf = bytearray(b"first")
+
+    async def reuse() -> AsyncIterator[bytearray]:
+        yield buf
+        buf[:] = b"later"
+        yield buf
+
+    source = IterSource(reuse())
+    parts, _ = await source.read_parts(5)
+    rest, _ = await source.read_parts(5)
+    assert bytes(parts[0]) == b"first" and bytes(rest[0]) == b"later"
+
+
+def test_coalesce_keeps_large_pieces_and_joins_small_runs() -> None:
+    views = [memoryview(x) for x in (b"a", b"bb", b"large!", b"c", b"large2", b"d", b"e")]
+    assert [bytes(p) for p in coalesce(views, 4)] == [b"abb", b"large!", b"c", b"large2", b"de"]
+    assert coalesce(views[2:3], 4)[0] is views[2]  # a large piece is passed on, not copied
+    assert coalesce([], 4) == []
