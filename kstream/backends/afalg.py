@@ -33,7 +33,8 @@ import select
 import socket
 import stat
 import struct
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Literal
 
 from kstream.backends.base import BLOCK, CHUNK, Availability, CipherOptions
@@ -351,7 +352,33 @@ def _close_sockets(*socks: socket.socket | None) -> None:
             _close_sockets(*socks[1:])
 
 
-class KernelStream:
+class _SocketPair:
+    """What a stream owns in the kernel: the bound transform socket and the operation socket
+    accepted from it. Both are closed together, and a failure while starting closes them
+    before it is reported."""
+
+    _tfm: socket.socket | None
+    _op: socket.socket | None
+
+    def close(self) -> None:
+        op, tfm = self._op, self._tfm
+        self._op = self._tfm = None
+        _close_sockets(op, tfm)
+
+    @contextmanager
+    def _starting(self, action: str) -> Iterator[None]:
+        """Close both sockets if starting fails; a kernel error becomes one clear message."""
+        try:
+            yield
+        except OSError as exc:
+            self.close()
+            raise _kernel_failure(action, exc) from None
+        except BaseException:
+            self.close()
+            raise
+
+
+class KernelStream(_SocketPair):
     """One AES-CTR stream through one AF_ALG socket pair.
 
     Implements :class:`~kstream.backends.base.CipherStream` and
@@ -369,8 +396,8 @@ class KernelStream:
                 "or sendfile"
             )
         self._transfer = options.transfer
-        self._tfm: socket.socket | None = None
-        self._op: socket.socket | None = None
+        self._tfm = None
+        self._op = None
         #: Bytes sent to the kernel whose output has not been read back yet.
         self._queued = 0
         #: The largest single send/splice/sendfile (see :func:`send_limit`).
@@ -380,7 +407,7 @@ class KernelStream:
         self._counter_skipped = False
         self._finished = False
         bound = options.driver or CTR_AES
-        try:
+        with self._starting("starting the stream"):
             self._tfm = bind_tfm("skcipher", bound, options.driver)
             self.implementation = resolve_driver(read_proc_crypto(), bound)
             if self.implementation is not None and self.implementation.name != CTR_AES:
@@ -394,12 +421,6 @@ class KernelStream:
             self._op, _ = self._tfm.accept()
             self._send_max = send_limit(self._op)
             self._op.sendmsg_afalg(op=socket.ALG_OP_ENCRYPT, iv=iv, flags=socket.MSG_MORE)
-        except OSError as exc:
-            self.close()
-            raise _kernel_failure("starting the stream", exc) from None
-        except BaseException:
-            self.close()
-            raise
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -481,11 +502,6 @@ class KernelStream:
         finally:
             self.close()
         return b"".join(out)
-
-    def close(self) -> None:
-        op, tfm = self._op, self._tfm
-        self._op = self._tfm = None
-        _close_sockets(op, tfm)
 
     def __enter__(self) -> KernelStream:
         return self
@@ -695,7 +711,7 @@ def counter_blocks(first: int, count: int) -> bytes:
     return b"".join(((first + i) % (1 << 128)).to_bytes(BLOCK, "big") for i in range(count))
 
 
-class KernelEcbCtrStream:
+class KernelEcbCtrStream(_SocketPair):
     """AES-CTR computed by kstream from the kernel's ``ecb(aes)``: the keystream is the ECB
     encryption of counter blocks that kstream builds itself.
 
@@ -710,20 +726,14 @@ class KernelEcbCtrStream:
     def __init__(self, key: KernelKey, iv: bytes) -> None:
         if len(iv) != BLOCK:
             raise ValueError(f"IV must be {BLOCK} bytes")
-        self._op: socket.socket | None = None
-        self._tfm: socket.socket | None = bind_tfm("skcipher", ECB_AES)
-        try:
+        self._op = None
+        self._tfm = bind_tfm("skcipher", ECB_AES)
+        with self._starting("starting the verification stream"):
             pick = kernel_pick(read_proc_crypto(), ECB_AES, "skcipher")
             driver = pick.driver if pick is not None else ECB_AES
             set_key(self._tfm, key, driver)
             self._op, _ = self._tfm.accept()
             self._max_blocks = send_limit(self._op) // BLOCK
-        except OSError as exc:
-            self.close()
-            raise _kernel_failure("starting the verification stream", exc) from None
-        except BaseException:
-            self.close()
-            raise
         self._counter = int.from_bytes(iv, "big")
         self._spare = b""  # keystream bytes of the last block not used yet
         self.description = f"ctr computed by kstream over kernel {driver}"
@@ -768,11 +778,6 @@ class KernelEcbCtrStream:
     def finalize(self) -> bytes:
         self.close()
         return b""
-
-    def close(self) -> None:
-        op, tfm = self._op, self._tfm
-        self._op = self._tfm = None
-        _close_sockets(op, tfm)
 
 
 def ctr_aes_drivers() -> list[CryptoAlg]:
