@@ -34,8 +34,7 @@ from kstream.auth import (
     parse_frame,
     seal_parts,
 )
-from kstream.backends.base import BLOCK, CipherStream
-from kstream.parallel import InPlaceStream
+from kstream.backends.base import BLOCK, CipherStream, InPlaceStream
 from kstream.pipeline import (
     BATCH,
     FdSink,
@@ -66,7 +65,7 @@ def _encrypt_parts_into(stream: InPlaceStream, parts: Sequence[bytes | memoryvie
     for the 15 bytes past the end that ``update_into`` insists on."""
     offset = 0
     for part in parts:
-        stream.update_into(part, out[offset:])  # type: ignore[arg-type]
+        stream.update_into(part, out[offset:])
         offset += len(part)
 
 
@@ -78,7 +77,7 @@ class RawTransform:
 
     def process(self, view: memoryview, n: int, final: bool) -> Parts:
         data = view[:n]
-        self.stream.update_into(data, view)  # type: ignore[arg-type]
+        self.stream.update_into(data, view)
         return [data]
 
     def encrypt_parts(self, parts: Sequence[bytes | memoryview], n: int,
@@ -94,13 +93,14 @@ class RawTransform:
 class SealTransform:
     """Encryption with one authenticated segment per batch."""
 
-    def __init__(self, stream: InPlaceStream, mac: AESGCM, segment: int) -> None:
+    def __init__(self, stream: InPlaceStream, mac: AESGCM, segment: int,
+                 first_index: int = 0) -> None:
         self.stream, self.mac, self.batch = stream, mac, segment
-        self.index = 0
+        self.index = first_index
 
     def process(self, view: memoryview, n: int, final: bool) -> Parts:
         data = view[:n]
-        self.stream.update_into(data, view)  # type: ignore[arg-type]
+        self.stream.update_into(data, view)
         frame, tag = seal_parts(self.mac, self.index, final, data)
         self.index += 1
         return [frame, data, tag]
@@ -136,7 +136,7 @@ class OpenTransform:
                 ciphertext = view[FRAME_SIZE:FRAME_SIZE + size]
                 check_tag(self.mac, self.index, last, ciphertext, view[FRAME_SIZE + size:n])
                 assert isinstance(self.stream, InPlaceStream)
-                self.stream.update_into(ciphertext, view[FRAME_SIZE:])  # type: ignore[arg-type]
+                self.stream.update_into(ciphertext, view[FRAME_SIZE:])
                 self.index += 1
                 return [ciphertext]
         if self.opener is None:

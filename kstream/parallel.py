@@ -23,7 +23,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -35,23 +34,16 @@ from kstream.auth import (
     check_tag,
     parse_frame,
     plaintext_size,
-    seal_parts,
 )
-from kstream.backends.base import BLOCK, CipherStream, counter_add
+from kstream.backends.base import BLOCK, CipherStream, InPlaceStream, counter_add
 from kstream.errors import IOFailure, KstreamError
 from kstream.format import HEADER_SIZE
+from kstream.inplace import RawTransform, SealTransform, Transform
 from kstream.pipeline import Progress, advance
 
 OVERHEAD = FRAME_SIZE + TAG_SIZE
 OpenStream = Callable[[bytes], CipherStream]
 """Opens a cipher stream whose counter starts at the given block."""
-
-
-@runtime_checkable
-class InPlaceStream(Protocol):
-    """A cipher stream that can encrypt into a caller's buffer (see OpenSSLStream)."""
-
-    def update_into(self, data: memoryview, out: bytearray) -> int: ...
 
 
 class LayoutMismatch(KstreamError):
@@ -195,6 +187,8 @@ async def encrypt_file_parallel(
 
 def _encrypt_in_place(runner: _Runner, job: _Job, stream: InPlaceStream, mac: AESGCM | None,
                       segment: int) -> None:
+    transform: Transform = (RawTransform(stream, segment) if mac is None
+                            else SealTransform(stream, mac, segment, job.first))
     buf = bytearray(segment + BLOCK)
     pos, out = job.in_start, job.out_start
     with memoryview(buf) as view:
@@ -202,17 +196,10 @@ def _encrypt_in_place(runner: _Runner, job: _Job, stream: InPlaceStream, mac: AE
             if runner.cancelled.is_set():
                 return
             n = min(segment, job.in_end - pos)
-            plain = view[:n]
-            runner.read(plain, pos)
+            runner.read(view[:n], pos)
             pos += n
-            stream.update_into(plain, buf)
-            if mac is None:
-                out = runner.write([plain], out)
-            else:
-                last = job.last and index == job.first + job.units - 1
-                frame, tag = seal_parts(mac, index, last, plain)
-                out = runner.write([frame, plain, tag], out)
-            plain.release()
+            last = job.last and index == job.first + job.units - 1
+            out = runner.write(transform.process(view, n, last), out)
             runner.tick(n)
 
 
@@ -280,7 +267,7 @@ def _open_in_place(runner: _Runner, job: _Job, stream: InPlaceStream, mac: AESGC
             ciphertext = view[FRAME_SIZE:FRAME_SIZE + size]
             check_tag(mac, index, last, ciphertext, view[FRAME_SIZE + size:n])
             with view[FRAME_SIZE:] as room:
-                stream.update_into(ciphertext, room)  # type: ignore[arg-type]  # in place
+                stream.update_into(ciphertext, room)  # in place
             out = runner.write([ciphertext], out)
             framed.release()
             ciphertext.release()

@@ -66,6 +66,15 @@ class CipherStream(Protocol):
 
 
 @runtime_checkable
+class InPlaceStream(Protocol):
+    """A cipher stream that can write its output into a caller's buffer (OpenSSL's
+    ``update_into``), which may be the input's own buffer: in place."""
+
+    def update_into(self, data: bytes | bytearray | memoryview,
+                    out: bytearray | memoryview) -> int: ...
+
+
+@runtime_checkable
 class FdCipherStream(CipherStream, Protocol):
     """A cipher stream that can pull its input straight from a file descriptor.
 

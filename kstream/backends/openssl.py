@@ -37,7 +37,8 @@ class OpenSSLStream:
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
         return self._context().update(data)
 
-    def update_into(self, data: bytes | bytearray | memoryview, out: bytearray) -> int:
+    def update_into(self, data: bytes | bytearray | memoryview,
+                    out: bytearray | memoryview) -> int:
         """Encrypt ``data`` into ``out`` (which may be ``data``'s own buffer: in place).
 
         ``out`` needs 15 bytes of room beyond ``len(data)`` (OpenSSL's rule for block
