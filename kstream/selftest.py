@@ -131,10 +131,11 @@ class SelftestReport:
         return {"ok": self.ok, "rows": [row.to_json() for row in self.rows]}
 
 
-def _pieces(data: bytes) -> Iterator[bytes]:
+def pieces_of(data: bytes, sizes: Sequence[int]) -> Iterator[bytes]:
+    """``data`` cut into pieces whose sizes cycle through ``sizes``."""
     pos = index = 0
     while pos < len(data):
-        size = PIECES[index % len(PIECES)]
+        size = sizes[index % len(sizes)]
         yield data[pos : pos + size]
         pos += size
         index += 1
@@ -145,7 +146,7 @@ def _feed_whole(stream: CipherStream, data: bytes) -> bytes:
 
 
 def _feed_pieces(stream: CipherStream, data: bytes) -> bytes:
-    return b"".join(stream.update(piece) for piece in _pieces(data)) + stream.finalize()
+    return b"".join(stream.update(piece) for piece in pieces_of(data, PIECES)) + stream.finalize()
 
 
 def _drain_fd(stream: FdCipherStream, fd: int) -> bytes:

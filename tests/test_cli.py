@@ -319,6 +319,14 @@ def test_disk_full(tmp_path: Path, keyfile: Path) -> None:
         subprocess.run(["umount", str(mnt)], check=True)
 
 
+def wait_for_partial(directory: Path) -> None:
+    """Wait (30 s at most) until kstream's temporary output file exists in ``directory``."""
+    deadline = time.monotonic() + 30
+    while not any(n.endswith(".kstream-partial") for n in os.listdir(directory)):
+        assert time.monotonic() < deadline, "no temp file appeared"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_mid_stream_leaves_nothing(tmp_path: Path, keyfile: Path, sig: int,
                                           code: int) -> None:
@@ -329,10 +337,7 @@ def test_signal_mid_stream_leaves_nothing(tmp_path: Path, keyfile: Path, sig: in
     assert proc.stdin is not None
     proc.stdin.write(os.urandom(3 << 20))
     proc.stdin.flush()
-    deadline = time.monotonic() + 30
-    while not any(n.endswith(".kstream-partial") for n in os.listdir(tmp_path)):
-        assert time.monotonic() < deadline, "no temp file appeared"
-        time.sleep(0.05)
+    wait_for_partial(tmp_path)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
@@ -347,10 +352,7 @@ def test_sigkill_leaves_only_a_named_temp_file(tmp_path: Path, keyfile: Path) ->
     assert proc.stdin is not None
     proc.stdin.write(os.urandom(1 << 20))
     proc.stdin.flush()
-    deadline = time.monotonic() + 30
-    while not any(n.endswith(".kstream-partial") for n in os.listdir(tmp_path)):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_partial(tmp_path)
     proc.kill()
     proc.wait(timeout=30)
     names = sorted(os.listdir(tmp_path))

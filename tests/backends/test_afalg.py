@@ -40,7 +40,7 @@ from kstream.backends.base import CHUNK, CipherOptions, Transfer
 from kstream.errors import BackendUnavailable, InvalidKey, IOFailure, UsageError
 from kstream.keys import Key
 from kstream.procfs import kernel_pick, parse_proc_crypto, read_proc_crypto
-from kstream.selftest import NIST_CTR_VECTORS
+from kstream.selftest import NIST_CTR_VECTORS, pieces_of
 
 kernel = pytest.mark.kernel
 KEY_SIZES = (16, 24, 32)
@@ -74,16 +74,6 @@ def drain_fd(stream: KernelStream, fd: int, max_bytes: int = 1 << 20) -> bytes:
 
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
-
-
-def pieces_of(data: bytes, sizes: Sequence[int]) -> Iterator[bytes]:
-    """``data`` cut into pieces whose sizes cycle through ``sizes``."""
-    pos = index = 0
-    while pos < len(data):
-        size = sizes[index % len(sizes)]
-        yield data[pos : pos + size]
-        pos += size
-        index += 1
 
 
 class PipeWriter:
