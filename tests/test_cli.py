@@ -74,9 +74,13 @@ def test_version_and_help() -> None:
 
 
 def test_python_dash_m_and_console_script_agree() -> None:
-    script = shutil.which("kstream")
+    # The script pip installed beside this interpreter (`.venv/bin/python -m pytest` does not
+    # put .venv/bin on PATH), else one on PATH.
+    beside = Path(sys.executable).with_name("kstream")
+    script = str(beside) if os.access(beside, os.X_OK) else shutil.which("kstream")
     if script is None:
-        pytest.skip("kstream console script is not on PATH (package not installed)")
+        pytest.skip("no kstream console script beside the interpreter or on PATH "
+                    "(package not installed)")
     out = subprocess.run([script, "--version"], capture_output=True, check=True).stdout
     assert out == kst("--version").stdout
 

@@ -11,11 +11,8 @@ Layout of a kernel (the distribution's is rooted at /, the cached ones at
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +21,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bootcheck import (
+    UmlKernel,
+    kernel_at,
+    kill_group,
+    prepare_modules,
+    read_console,
+    spawn,
+)
 from .report import InnerReport
 
 ENV_CACHE_DIR = "KSTREAM_UML_DIR"
@@ -34,11 +39,11 @@ ENV_JOBS = "KSTREAM_UML_JOBS"
 ENV_IN_UML = "KSTREAM_IN_UML"
 ENV_KERNEL = "KSTREAM_UML_KERNEL"
 ENV_REPORT = "KSTREAM_UML_REPORT"
+#: Set by .ci/run after installing UML: fail unless a kernel of at least this version runs.
+ENV_REQUIRE = "KSTREAM_UML_REQUIRE"
 
 DEFAULT_CACHE_DIR = Path("/var/cache/kstream-uml")
 DEFAULT_TIMEOUT = 600.0
-#: Tests push 64 MiB streams; 512M leaves room for those, Python and the page cache.
-MEMORY_MIB = 512
 #: Loaded before the tests, in modules.dep order (7.2 needs crypto_skcipher before ctr).
 #: Anything else (xts, sha512, ...) loads on demand through the modprobe helper.
 MODULES = ("af_alg", "algif_skcipher", "algif_hash", "ctr", "hmac")
@@ -52,61 +57,6 @@ EXIT_MARKER = "kstream-uml: inner command exit status "
 NO_KERNEL_HINT = (
     "no AF_ALG on this host and no User Mode Linux kernel found; run .ci/install-uml.sh"
 )
-
-_VERSION = re.compile(r"^(\d+)\.(\d+)")
-
-
-@dataclass(frozen=True)
-class UmlKernel:
-    """One bootable kernel: ``name`` is its major.minor ("6.12"), used in test ids."""
-
-    name: str
-    label: str
-    binary: Path
-    modules: Path
-
-    @property
-    def id(self) -> str:
-        """The suffix host test ids get, e.g. ``uml-6.12``."""
-        return f"uml-{self.name}"
-
-    @property
-    def version(self) -> tuple[int, ...]:
-        return tuple(int(part) for part in self.name.split("."))
-
-    def releases(self) -> list[str]:
-        """Module directories (normally exactly one: the kernel's ``uname -r``)."""
-        return module_releases(self.modules)
-
-    def matches(self, token: str) -> bool:
-        """Whether a ``KSTREAM_UML_KERNELS`` entry names this kernel."""
-        return token in (self.name, self.id, self.label)
-
-
-def module_releases(modules: Path) -> list[str]:
-    try:
-        found = [d.name for d in modules.iterdir() if (d / "modules.dep").is_file()]
-    except OSError:
-        return []
-    return sorted(found, key=_release_key)
-
-
-def _release_key(release: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", release)[:3])
-
-
-def kernel_at(root: Path, label: str) -> UmlKernel | None:
-    """The kernel unpacked under ``root``, or None if that is not a usable kernel tree."""
-    binary = root / "usr/bin/linux.uml"
-    modules = root / "usr/lib/uml/modules"
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        return None
-    releases = module_releases(modules)
-    match = _VERSION.match(releases[-1]) if releases else None
-    if match is None:
-        return None
-    return UmlKernel(f"{match[1]}.{match[2]}", label, binary, modules)
-
 
 def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(env.get(ENV_CACHE_DIR) or DEFAULT_CACHE_DIR)
@@ -172,16 +122,9 @@ def inner_environment(
         HYPOTHESIS_STORAGE_DIRECTORY=str(workdir / "hypothesis"),
         **{ENV_IN_UML: "1", ENV_KERNEL: kernel.name, ENV_REPORT: str(report)},
     )
-    for var in (ENV_CACHE_DIR, ENV_KERNELS, ENV_TIMEOUT, ENV_FORCE, ENV_JOBS):
+    for var in (ENV_CACHE_DIR, ENV_KERNELS, ENV_TIMEOUT, ENV_FORCE, ENV_JOBS, ENV_REQUIRE):
         env.pop(var, None)
     return env
-
-
-def find_modprobe() -> str:
-    found = shutil.which("modprobe", path="/usr/sbin:/sbin:/usr/bin:/bin")
-    if found is None:
-        raise FileNotFoundError("modprobe not found: install kmod (.ci/install-uml.sh)")
-    return found
 
 
 def inner_deadline(timeout: float) -> int:
@@ -224,35 +167,6 @@ sync
 echo o >/proc/sysrq-trigger
 sleep 60  # power-off is asynchronous; PID 1 must not exit first (that panics)
 """
-
-
-def modprobe_helper(modprobe: str, modroot: Path) -> str:
-    return f'#!/bin/sh\nexec {shlex.quote(modprobe)} -d {shlex.quote(str(modroot))} "$@"\n'
-
-
-def kernel_command_line(kernel: UmlKernel, init: Path) -> list[str]:
-    return [str(kernel.binary), f"mem={MEMORY_MIB}M", "root=/dev/root", "rootfstype=hostfs",
-            "rootflags=/", "rw", f"init={init}", "con=null", "con0=fd:0,fd:1"]
-
-
-def memory_dir(fallback: Path, env: Mapping[str, str] = os.environ) -> str:
-    """Where UML creates the file that backs its RAM (it looks at TMPDIR, else /dev/shm).
-
-    The file is sparse, and the kernel dies of SIGBUS when it cannot grow, which happens in
-    containers, whose /dev/shm is 64 MB by default. So: the first of TMPDIR, /dev/shm, /tmp
-    with room for all of it, else ``fallback`` (on disk: slower, but it works).
-    """
-    need = (MEMORY_MIB + 64) << 20
-    for candidate in (env.get("TMPDIR"), "/dev/shm", "/tmp"):
-        if not candidate:
-            continue
-        try:
-            stat = os.statvfs(candidate)
-        except OSError:
-            continue
-        if stat.f_bavail * stat.f_frsize >= need and os.access(candidate, os.W_OK | os.X_OK):
-            return candidate
-    return str(fallback)
 
 
 @dataclass
@@ -310,11 +224,7 @@ class BootResult:
                 "finished: crash, panic or out of memory?")
 
     def console_text(self) -> str:
-        try:
-            raw = self.console_log.read_bytes()
-        except OSError:
-            return ""
-        return raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+        return read_console(self.console_log)
 
     def console_tail(self, lines: int = 60) -> str:
         return "\n".join(self.console_text().splitlines()[-lines:])
@@ -352,20 +262,12 @@ class UmlBoot:
         return self._proc is not None and self._proc.poll() is None
 
     def prepare(self) -> Path:
-        """Write the init script, the modprobe helper and its module tree; return the init."""
-        modroot = self.workdir / "modroot" / "lib" / "modules"
-        modroot.mkdir(parents=True, exist_ok=True)
-        for release in self.kernel.releases():
-            link = modroot / release
-            if not link.is_symlink():
-                link.symlink_to(self.kernel.modules / release)
-        helper = self.workdir / "modprobe"
-        helper.write_text(modprobe_helper(find_modprobe(), modroot.parent.parent))
+        """Write the init script and the modprobe helper with its module tree; return the init."""
+        prepare_modules(self.kernel, self.workdir)
         init = self.workdir / "init"
         init.write_text(init_script(kernel=self.kernel, workdir=self.workdir, cwd=self.cwd,
                                     argv=self.argv, env=self.env, timeout=self.timeout))
-        for script in (helper, init):
-            script.chmod(0o755)
+        init.chmod(0o755)
         self.report_path.unlink(missing_ok=True)
         return init
 
@@ -375,19 +277,7 @@ class UmlBoot:
         self._started = time.monotonic()
         self._started_wall = time.time()
         try:
-            init = self.prepare()
-            if any(c.isspace() for c in str(init)):
-                raise ValueError(f"init path has white space (kernel command line): {init}")
-            env = {k: v for k, v in os.environ.items() if k not in ("TMP", "TEMP")}
-            env["TMPDIR"] = memory_dir(self.workdir)
-            with self.console_log.open("wb") as log:
-                # UML forks helpers that outlive a killed main process, and it makes itself a
-                # process group leader if it is not one; so it must be started as the leader
-                # of a new session (no wrapper in between) for killpg to get them all.
-                self._proc = subprocess.Popen(
-                    kernel_command_line(self.kernel, init), stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
-                    start_new_session=True)
+            self._proc = spawn(self.kernel, self.prepare(), self.workdir, self.console_log)
         except (OSError, ValueError) as exc:
             self._start_error = str(exc)
 
@@ -429,19 +319,24 @@ class UmlBoot:
 
     def kill(self) -> None:
         """Kill the kernel's whole process group (no-op once it is gone)."""
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        self._proc.wait()
+        if self._proc is not None:
+            kill_group(self._proc)
 
 
 def main() -> None:
-    """``cd tests && python3 -m uml.harness``: list the kernels the tests would use."""
+    """``cd tests && python3 -m uml.harness``: list the kernels the tests would use, with the
+    boot check's verdict for this host."""
+    import tempfile
+
+    from .bootcheck import check_all
+
     kernels = discover_kernels()
     print(f"cache dir: {cache_dir()}")
-    for kernel in kernels:
-        print(f"{kernel.id:10} {kernel.label:12} {kernel.binary} {' '.join(kernel.releases())}")
+    with tempfile.TemporaryDirectory(prefix="kstream-bootcheck-", dir="/var/tmp") as tmp:
+        for res in check_all(kernels, Path(tmp)):
+            kernel = res.kernel
+            print(f"{kernel.id:10} {kernel.label:12} {kernel.binary} {res.release} "
+                  f"{res.status} {res.reason}")
     if not kernels:
         print(NO_KERNEL_HINT)
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from .bootcheck import CHECK_TIMEOUT, CheckResult, check_all
 from .harness import (
     ENV_FORCE,
     ENV_IN_UML,
@@ -35,6 +36,7 @@ from .harness import (
     ENV_KERNEL,
     ENV_KERNELS,
     ENV_REPORT,
+    ENV_REQUIRE,
     NO_KERNEL_HINT,
     BootResult,
     UmlBoot,
@@ -70,6 +72,12 @@ class State:
     skip_reason: str = ""
     runner: UmlRunner | None = None
     collected: int = 0
+    #: The boot check's verdict per kernel name (made once, when kernel tests are collected).
+    checks: dict[str, CheckResult] = field(default_factory=dict)
+
+    def runs(self, kernel: UmlKernel) -> bool:
+        check = self.checks.get(kernel.name)
+        return check is None or check.usable
 
 
 STATE = pytest.StashKey[State]()
@@ -136,7 +144,41 @@ def configure(config: pytest.Config) -> None:
                                  f"{ENV_KERNELS}={env[ENV_KERNELS]!r}")
         else:
             state.skip_reason = NO_KERNEL_HINT
+        if not kernels and env.get(ENV_REQUIRE):
+            raise pytest.UsageError(f"{ENV_REQUIRE}={env[ENV_REQUIRE]}: {state.skip_reason}")
     config.stash[STATE] = state
+
+
+def host_workdir(config: pytest.Config, name: str) -> Path:
+    """A fresh directory on the host fs (the basetemp, as long as its path has no spaces:
+    it goes on the kernel command line)."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None:
+        path: Path = factory.mktemp(name)
+        if not any(c.isspace() for c in str(path)):
+            return path
+    return Path(tempfile.mkdtemp(prefix=f"kstream-{name}-", dir="/var/tmp"))
+
+
+def check_kernels(config: pytest.Config, state: State) -> None:
+    """Boot-check every kernel once (in parallel, ~2 s); then enforce ``KSTREAM_UML_REQUIRE``.
+
+    A kernel that cannot run on this host is skipped from here on; one that is broken in any
+    other way stays in, so that its tests fail with the console log.
+    """
+    timeout = min(CHECK_TIMEOUT, boot_timeout())
+    results = check_all(state.kernels, host_workdir(config, "uml-check"), timeout=timeout)
+    state.checks = {res.kernel.name: res for res in results}
+    spec = os.environ.get(ENV_REQUIRE)
+    if not spec:
+        return
+    need = tuple(int(n) for n in spec.split("."))
+    if not any(res.status == "ok" and res.kernel.version >= need for res in results):
+        found = "; ".join(f"{res.kernel.id} ({res.kernel.label}): {res.status}"
+                          f"{', ' + res.reason if res.reason else ''}" for res in results)
+        raise pytest.UsageError(
+            f"{ENV_REQUIRE}={spec}: no User Mode Linux kernel >= {spec} runs on this host, so "
+            f"kernel coverage would be lost ({found or 'no kernel found'})")
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -151,6 +193,8 @@ def generate_tests(metafunc: pytest.Metafunc) -> None:
 def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Swap each kernel test for its host item(s) (or mark it skipped)."""
     state = config.stash[STATE]
+    if state.mode is Mode.UML and any(item.get_closest_marker(MARKER) for item in items):
+        check_kernels(config, state)
     replaced: list[pytest.Item] = []
     for item in items:
         if item.get_closest_marker(MARKER) is None:
@@ -224,7 +268,12 @@ class UmlItem(pytest.Item):
         return self._info
 
     def runtest(self) -> None:
-        runner = self.config.stash[STATE].runner
+        state = self.config.stash[STATE]
+        if not state.runs(self.kernel):
+            # reported at the test's own location, as a skip mark would be
+            reason = f"{self.kernel.id}: {state.checks[self.kernel.name].reason}"
+            raise pytest.skip.Exception(reason, _use_item_location=True)
+        runner = state.runner
         assert runner is not None
         verdict = verdict_for(runner.result(self.kernel, self.session), self.inner_nodeid)
         if verdict.status == "skipped":
@@ -277,8 +326,9 @@ class UmlRunner:
         """Per kernel name, the nodeids to run inside (from the final, deselected item list)."""
         if self._wanted is None:
             self._wanted = {}
+            state = self.config.stash[STATE]
             for item in session.items:
-                if isinstance(item, UmlItem):
+                if isinstance(item, UmlItem) and state.runs(item.kernel):
                     ids = self._wanted.setdefault(item.kernel.name, [])
                     if base_nodeid(item.inner_nodeid) not in ids:
                         ids.append(base_nodeid(item.inner_nodeid))
@@ -298,21 +348,11 @@ class UmlRunner:
             running = sum(boot.running for boot in self.boots.values())
             if kernel is not first and running >= self.jobs:
                 break
-            workdir = self._workdir(kernel)
+            workdir = host_workdir(self.config, f"{kernel.id}-boot")
             boot = UmlBoot(kernel, workdir, argv=self.inner_argv(workdir, wanted[kernel.name]),
                            cwd=self.config.rootpath, timeout=self.timeout)
             self.boots[kernel.name] = boot
             boot.start()
-
-    def _workdir(self, kernel: UmlKernel) -> Path:
-        """A fresh directory on the host fs (the basetemp, as long as its path has no spaces:
-        it goes on the kernel command line)."""
-        factory = getattr(self.config, "_tmp_path_factory", None)
-        if factory is not None:
-            path: Path = factory.mktemp(f"{kernel.id}-boot")
-            if not any(c.isspace() for c in str(path)):
-                return path
-        return Path(tempfile.mkdtemp(prefix=f"kstream-{kernel.id}-", dir="/var/tmp"))
 
     def inner_argv(self, workdir: Path, nodeids: list[str]) -> list[str]:
         """The inner pytest: same interpreter, rootdir and ini file, only kernel tests, and
@@ -338,7 +378,8 @@ def report_header(config: pytest.Config) -> str | None:
     if state is None or state.mode is not Mode.UML:
         return None
     names = ", ".join(f"{k.id} ({k.label})" for k in state.kernels)
-    return f"kernel tests: in User Mode Linux {names}"
+    return (f"kernel tests: in User Mode Linux {names}, each boot-checked first "
+            "(the summary says which ran)")
 
 
 def shutdown(config: pytest.Config) -> None:
@@ -347,11 +388,28 @@ def shutdown(config: pytest.Config) -> None:
         state.runner.shutdown()
 
 
+def summary_title(state: State) -> str:
+    """The summary's separator line: which kernels ran the tests, which were skipped, why."""
+    title = "kstream kernel tests"
+    if state.mode is not Mode.UML or not state.checks:
+        return title
+    ran = [k.id for k in state.kernels if state.runs(k)]
+    skipped: dict[str, list[str]] = {}
+    for kernel in state.kernels:
+        if not state.runs(kernel):
+            reason = state.checks[kernel.name].reason.partition(":")[0]
+            skipped.setdefault(reason, []).append(kernel.id)
+    title += f": ran on {', '.join(ran) or 'no kernel'}"
+    for reason, ids in skipped.items():
+        title += f"; skipped {', '.join(ids)} ({reason})"
+    return title
+
+
 def summary_lines(state: State) -> list[str]:
     """What the terminal summary says about where the kernel tests ran."""
     if state.mode is Mode.INNER:
         return [f"kernel tests ran inside User Mode Linux {os.uname().release}"]
-    if not state.collected or (state.runner is not None and not state.runner.boots):
+    if not state.collected or (state.mode is Mode.UML and not state.checks):
         return []  # e.g. --collect-only, or every kernel test deselected
     if state.mode is Mode.NATIVE:
         return [f"kernel tests ran natively: this kernel ({os.uname().release}) has AF_ALG"]
@@ -360,7 +418,12 @@ def summary_lines(state: State) -> list[str]:
     assert state.runner is not None
     lines = ["kernel tests in User Mode Linux:"]
     for kernel in state.kernels:
+        check = state.checks.get(kernel.name)
         boot = state.runner.boots.get(kernel.name)
+        if check is not None and not check.usable:
+            lines.append(f"  {kernel.id} ({check.release or '?'}, {kernel.label}): SKIPPED, "
+                         f"{check.reason}; boot check console log {check.console_log}")
+            continue
         if boot is None:
             lines.append(f"  {kernel.id} ({kernel.label}): not booted (no tests of it ran)")
             continue
@@ -379,6 +442,7 @@ def terminal_summary(reporter: Any, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     lines = summary_lines(state) if state is not None else []
     if lines:
-        reporter.write_sep("-", "kstream kernel tests")
+        assert state is not None
+        reporter.write_sep("-", summary_title(state))
         for line in lines:
             reporter.write_line(line)

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from . import harness, plugin
-from .harness import BootResult, UmlKernel
+from . import bootcheck, harness, plugin
+from .bootcheck import UmlKernel
+from .harness import BootResult
 from .report import InnerReport, Verdict
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -120,11 +121,11 @@ def test_memory_dir_needs_room_for_all_of_the_memory(
         return os.statvfs_result((4096, 1, 0, 0, free[path], 0, 0, 0, 0, 255))
 
     monkeypatch.setattr(os, "statvfs", statvfs)
-    assert harness.memory_dir(tmp_path, {"TMPDIR": "/small"}) == "/tmp"
+    assert bootcheck.memory_dir(tmp_path, {"TMPDIR": "/small"}) == "/tmp"
     free["/tmp"] = 1 << 20
-    assert harness.memory_dir(tmp_path, {}) == str(tmp_path)
+    assert bootcheck.memory_dir(tmp_path, {}) == str(tmp_path)
     free["/dev/shm"] = 1 << 30
-    assert harness.memory_dir(tmp_path, {"TMPDIR": "/small"}) == "/dev/shm"
+    assert bootcheck.memory_dir(tmp_path, {"TMPDIR": "/small"}) == "/dev/shm"
 
 
 # --- report parsing and verdicts ------------------------------------------------------------------
@@ -141,6 +142,50 @@ def boot_result(tmp_path: Path, lines: list[str], **kw: object) -> BootResult:
 
 def event(**kw: object) -> str:
     return json.dumps(kw)
+
+
+@pytest.mark.parametrize(("console", "timed_out", "status", "reason"), [
+    ("kstream-uml-check: init started\nkstream-uml-check: release 6.1.9\n"
+     "kstream-uml-check: modprobe ok\nkstream-uml-check: af_alg ok\n", False, "ok", ""),
+    ("Run /x/init as init process\nuserspace - ptrace set fp regs failed, errno = 14\n"
+     "Kernel panic - not syncing: Attempted to kill init!\n", False, "cannot-run",
+     bootcheck.CPU_REASON),
+    ("Kernel panic - not syncing: VFS: Unable to mount root fs\n", False, "broken",
+     "died before reaching init: Kernel panic - not syncing: VFS: Unable to mount root fs"),
+    ("Linux version 6.1\n", True, "broken", "did not reach init within 7 s"),
+    ("kstream-uml-check: init started\nmodprobe: FATAL: Module ctr not found\n", False,
+     "broken", "modprobe af_alg algif_skcipher ctr failed inside the kernel"),
+    ("kstream-uml-check: init started\nkstream-uml-check: modprobe ok\n", False, "broken",
+     "AF_ALG cannot bind skcipher ctr(aes) inside the kernel"),
+    ("kstream-uml-check: init started\n", True, "broken",
+     "init started but the check hung for 7 s"),
+    # a panic with the fp-regs text *after* init started is a real crash, not the host's limit
+    ("kstream-uml-check: init started\nptrace set fp regs failed, errno = 14\n", False,
+     "broken", "modprobe af_alg algif_skcipher ctr failed inside the kernel"),
+])
+def test_boot_check_classifies_the_console(
+    tmp_path: Path, console: str, timed_out: bool, status: str, reason: str,
+) -> None:
+    res = bootcheck.classify(K61, console, tmp_path / "console.log", 1.0, timed_out=timed_out,
+                             timeout=7)
+    assert (res.status, res.reason) == (status, reason)
+    assert res.usable is (status != "cannot-run")
+
+
+def test_boot_check_script_runs_the_real_check_and_says_why(tmp_path: Path) -> None:
+    """The install script's entry point, on a fake kernel that has the AMX host's problem."""
+    if shutil.which("modprobe", path="/usr/sbin:/sbin:/usr/bin:/bin") is None:
+        pytest.skip("the boot check needs kmod's modprobe (.ci/install-uml.sh)")
+    make_kernel_tree(tmp_path / "amx", "6.1.176", FAKE_FP_REGS)
+    make_kernel_tree(tmp_path / "good", "7.2.7", PASS_CHECK)
+    script = TESTS / "uml" / "bootcheck.py"
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "amx"),
+                           str(tmp_path / "good")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"{tmp_path / 'amx'}\tcannot-run\t6.1.176\t{bootcheck.CPU_REASON}",
+        f"{tmp_path / 'good'}\tok\t7.2.7\tboots and binds ctr(aes)",
+    ]
 
 
 def test_truncated_report_without_finish_fails_every_test(tmp_path: Path) -> None:
@@ -200,7 +245,7 @@ def sandbox(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     (root / "uml").mkdir(parents=True)
     shutil.copy(TESTS / "conftest.py", root / "conftest.py")
-    for module in ("__init__.py", "harness.py", "report.py", "plugin.py"):
+    for module in ("__init__.py", "bootcheck.py", "harness.py", "report.py", "plugin.py"):
         shutil.copy(TESTS / "uml" / module, root / "uml" / module)
     (root / "pytest.ini").write_text("[pytest]\n")
     return root
@@ -270,11 +315,27 @@ def test_inner_report_round_trip(sandbox: Path) -> None:
 
 # --- the host side with fake kernels --------------------------------------------------------------
 
-FAKE_CRASH = """#!/bin/sh
+# Fake kernels see the init script they were given; each of them passes the boot check (which
+# it recognises by the check's marker) as a kernel that works would, unless it is FAKE_FP_REGS.
+PASS_CHECK = """#!/bin/sh
+for arg; do case $arg in init=*) init=${arg#init=};; esac; done
+if grep -q "kstream-uml-check: init started" "$init"; then
+  printf 'kstream-uml-check: %s\\n' "init started" "modprobe ok" "af_alg ok"
+  exit 0
+fi
+"""
+# What Debian's UML 6.1 and 6.12 print on an Intel host with AMX, before any init runs.
+FAKE_FP_REGS = """#!/bin/sh
+echo "Run /init as init process"
+echo "userspace - ptrace set fp regs failed, errno = 14"
+echo "Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b"
+exit 134
+"""
+FAKE_CRASH = PASS_CHECK + """
 echo "Kernel panic - not syncing: fake crash for the harness test"
 exit 134
 """
-FAKE_HANG = """#!/bin/sh
+FAKE_HANG = PASS_CHECK + """
 sleep 300 &
 echo $! >"$(dirname "$0")/child.pid"
 echo "hanging on purpose"
@@ -282,8 +343,7 @@ wait
 """
 # Writes what the inner pytest would: test_a[x] and test_f[2] pass, test_b[2] fails, test_c is
 # skipped inside (its skipif must not be evaluated on the host), test_d never ran.
-FAKE_REPORTER = """#!/bin/sh
-for arg; do case $arg in init=*) init=${arg#init=};; esac; done
+FAKE_REPORTER = PASS_CHECK + """
 report=$(sed -n 's/^export KSTREAM_UML_REPORT=//p' "$init")
 nodeids=$(grep -o 'test_k.py::[^ ]*' "$init" | tr '\\n' ' ')
 echo "kstream-uml: uname -r = 9.7.0"
@@ -345,8 +405,10 @@ def test_host_items_relay_and_broken_kernels_fail(sandbox: Path) -> None:
     make_kernel_tree(cache / "crash-9.8", "9.8.0", FAKE_CRASH)
     make_kernel_tree(cache / "hang-9.9", "9.9.0", FAKE_HANG)
     make_kernel_tree(cache / "fake-9.7", "9.7.0", FAKE_REPORTER)
+    make_kernel_tree(cache / "amx-9.6", "9.6.0", FAKE_FP_REGS)
     env = {"KSTREAM_UML_FORCE": "1", "KSTREAM_UML_DIR": str(cache), "KSTREAM_UML_JOBS": "3",
-           "KSTREAM_UML_KERNELS": "9.7 9.8 9.9", "KSTREAM_UML_TIMEOUT": "2"}
+           "KSTREAM_UML_KERNELS": "9.6 9.7 9.8 9.9", "KSTREAM_UML_TIMEOUT": "2",
+           "KSTREAM_UML_REQUIRE": "9.7"}
     proc = run_pytest(sandbox, HOST_TESTS, env, "-k", "not TestNotRun")
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
@@ -375,7 +437,18 @@ def test_host_items_relay_and_broken_kernels_fail(sandbox: Path) -> None:
     assert "Kernel panic - not syncing: fake crash for the harness test" in out
     assert "timed out after 2 s (KSTREAM_UML_TIMEOUT)" in out
     assert "hanging on purpose" in out
-    assert "14 failed, 4 passed, 1 skipped, 3 deselected" in out
+    # the kernel that cannot run on this host CPU: every test skipped with the reason
+    reason = ("uml-9.6: cannot run on this host CPU: ptrace set fp regs failed (host XSAVE "
+              "state larger than this UML build supports)")
+    for name in ("test_a[x", "test_b[1", "test_b[2", "test_c", "test_d", "test_f[2"):
+        assert f"test_k.py::{name}{'-' if '[' in name else '['}uml-9.6] SKIPPED" in out
+    for count, line in ((1, 8), (2, 12), (1, 17), (1, 22), (1, 31)):  # -rA: at each test
+        assert f"SKIPPED [{count}] test_k.py:{line}: {reason}\n" in out
+    assert "14 failed, 4 passed, 7 skipped, 4 deselected" in out
+    assert ("kstream kernel tests: ran on uml-9.7, uml-9.8, uml-9.9; skipped uml-9.6 (cannot "
+            "run on this host CPU)") in out
+    assert f"uml-9.6 (9.6.0, amx-9.6): SKIPPED, {reason.removeprefix('uml-9.6: ')}" in out
+    assert not list((sandbox.parent / "basetemp").glob("uml-9.6-boot*"))  # never booted for tests
 
     # the summary names each kernel; the hung kernel's process group is gone
     assert "uml-9.7 (9.7.0, fake-9.7): 5 tests" in out
@@ -387,6 +460,24 @@ def test_host_items_relay_and_broken_kernels_fail(sandbox: Path) -> None:
     proc = run_pytest(sandbox, HOST_TESTS, env, "test_k.py::test_b[2-uml-9.7]", target=())
     assert "test_k.py::test_b[2-uml-9.7] FAILED" in proc.stdout
     assert "1 failed in" in proc.stdout, proc.stdout
+
+
+def test_required_kernel_that_cannot_run_is_an_error(sandbox: Path) -> None:
+    """CI installs UML and asks for >= 6.2: if none runs here, pytest fails, never skips."""
+    cache = sandbox.parent / "cache"
+    make_kernel_tree(cache / "amx-9.6", "9.6.0", FAKE_FP_REGS)
+    make_kernel_tree(cache / "old-6.1", "6.1.0", FAKE_REPORTER)
+    env = {"KSTREAM_UML_FORCE": "1", "KSTREAM_UML_DIR": str(cache),
+           "KSTREAM_UML_KERNELS": "9.6 6.1", "KSTREAM_UML_REQUIRE": "6.2"}
+    proc = run_pytest(sandbox, HOST_TESTS, env)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert ("KSTREAM_UML_REQUIRE=6.2: no User Mode Linux kernel >= 6.2 runs on this host"
+            in proc.stderr)
+    assert "uml-9.6 (amx-9.6): cannot-run, cannot run on this host CPU" in proc.stderr
+    # with no UML at all, the requirement fails the same way
+    env["KSTREAM_UML_KERNELS"] = "none"
+    proc = run_pytest(sandbox, HOST_TESTS, env)
+    assert proc.returncode == 4 and "KSTREAM_UML_REQUIRE=6.2: no AF_ALG" in proc.stderr
 
 
 def process_gone(pid: int, wait: float = 5.0) -> bool:
