@@ -21,16 +21,17 @@ from typing import Any, NoReturn
 
 from kstream import __version__
 from kstream.api import decrypt_file, encrypt_file, open_source
-from kstream.auth import plaintext_size
 from kstream.backends import BACKEND_NAMES, CipherOptions
 from kstream.bench import add_bench_parser, cmd_bench
+from kstream.engine.fdio import FdSource
+from kstream.engine.iterate import Progress, read_exact
 from kstream.errors import FormatError, Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
 from kstream.keycli import add_key_parser, add_keyring_options, cmd_key, load_keyring_key
 from kstream.keys import Key
 from kstream.loop import loop_factory
 from kstream.memory import tune_malloc
-from kstream.pipeline import FdSource, Progress, read_exact
+from kstream.segments import plaintext_size
 
 EXIT_CODES = """\
 exit status:
@@ -306,8 +307,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             size = source.size_hint() if isinstance(source, FdSource) else None
             if size is None:
                 size = 0
-                while chunk := await source.read(1 << 20):
-                    size += len(chunk)
+                while (got := (await source.read_parts(1 << 20))[1]):
+                    size += got
             return header, size
         finally:
             if owned_fd is not None:

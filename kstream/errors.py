@@ -8,6 +8,9 @@ material (keys are only ever referred to by size or by file name).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class KstreamError(Exception):
     """Base class of every error kstream raises on purpose.
@@ -60,6 +63,22 @@ class Interrupted(KstreamError):
     exit_code = 130
 
 
+@contextlib.contextmanager
+def io_errors(action: str, name: str, *, passthrough: tuple[type[OSError], ...] = ()
+              ) -> Iterator[None]:
+    """Map an ``OSError`` at an I/O edge to :class:`IOFailure`: ``cannot ACTION NAME: why``.
+
+    The OS error stays the cause (``--debug`` shows its errno); ``passthrough`` lists errors
+    the caller handles itself (e.g. ``BrokenPipeError`` on a pipe the reader closed).
+    """
+    try:
+        yield
+    except passthrough:
+        raise
+    except OSError as exc:
+        raise IOFailure(f"cannot {action} {name}: {exc.strerror or exc}") from exc
+
+
 __all__ = [
     "BackendUnavailable",
     "FormatError",
@@ -69,4 +88,5 @@ __all__ = [
     "InvalidKey",
     "KstreamError",
     "UsageError",
+    "io_errors",
 ]

@@ -13,7 +13,7 @@ Layout of format version 1 (32 bytes, all integers big-endian)::
 
 The body is AES-CTR of the plaintext, counter starting at the IV, cut into segments of S
 ciphertext bytes, each framed with a length word and followed by a 16-byte tag (see
-``kstream.auth``). With the framing stripped, ``openssl enc -d -aes-N-ctr -K KEY -iv IV``
+``kstream.segments``). With the framing stripped, ``openssl enc -d -aes-N-ctr -K KEY -iv IV``
 decrypts the body.
 
 The auth scheme is an explicit field so that a second scheme can be added later: a reader

@@ -24,6 +24,12 @@ async def one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+async def each(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    """An async source that yields ``pieces`` one by one."""
+    for piece in pieces:
+        yield piece
+
+
 def corrupt_kernel_output(monkeypatch: pytest.MonkeyPatch, offset: int = 100) -> None:
     """Make every kernel stream flip one bit at ``offset`` of an update's output, as a
     faulty driver would; for checking that ``--verify`` catches it."""

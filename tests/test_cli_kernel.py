@@ -117,7 +117,7 @@ def test_both_backends_write_identical_authenticated_files(bits: int) -> None:
     from streams import Collect, one
 
     from kstream.api import encrypt_to
-    from kstream.pipeline import IterSource
+    from kstream.engine.iterate import IterSource
 
     key = kstream.Key.generate(bits)
     data = os.urandom(SIZE)

@@ -35,7 +35,7 @@ from streams import corrupt_kernel_output
 import kstream
 from kstream import cli, keyring
 from kstream.api import choose_backend
-from kstream.auth import derive_mac_key, mac_key_info
+from kstream.segments import derive_mac_key, mac_key_info
 from kstream.backends.afalg import (
     ALG_SET_KEY_BY_KEY_SERIAL,
     NO_KEY_BY_SERIAL,

@@ -1,0 +1,267 @@
+"""One run's plan: the backend (resolved once), the codec, and the driver that moves data.
+
+Everything that depends on the user's choices is decided here, once per run, and handed
+down as objects: the drivers never resolve a backend, and a parallel run opens one cipher
+stream per range from the same backend object (for the kernel, one probe in all, not one per
+range).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from kstream.backends import Backend, CipherOptions, CipherStream, get_backend, select_backend
+from kstream.backends.afalg import KernelBackend, KernelEcbCtrStream
+from kstream.backends.base import BLOCK, counter_add
+from kstream.backends.openssl import OpenSSLBackend
+from kstream.engine.fdio import FdSink, FdSource
+from kstream.engine.iterate import Sink, Source, iterate
+from kstream.engine.pipe import accepts_fd, pump, pump_from_fd
+from kstream.engine.ranges import plan_ranges, run_ranges
+from kstream.errors import BackendUnavailable, FormatError, InvalidKey, UsageError
+from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, Header
+from kstream.keys import Key
+from kstream.segments import (
+    OVERHEAD,
+    Codec,
+    OpenCodec,
+    RawCodec,
+    SealCodec,
+    mac_for_key,
+    segment_count,
+)
+from kstream.verify import VerifyingStream
+
+Notify = Callable[[str], None]
+Progress = Callable[[int], None]
+
+NOTHING_TO_VERIFY = "--verify has nothing to check: openssl is the reference"
+
+
+def openssl_reads_warning(key: Key) -> str:
+    ref = key.keyring_ref
+    label = ref.label if ref is not None else "the key"
+    return (f"warning: --backend openssl reads {label} out of the kernel keyring: the key's "
+            "bytes now enter this process's memory")
+
+
+def choose_backend(key: Key, backend: str, notify: Notify) -> Backend:
+    """The backend for ``key``: the user's choice, except that a keyring key needs the kernel.
+
+    A ``logon`` key cannot leave the kernel, so only the kernel backend can use it, and
+    ``auto`` does not fall back. A ``user`` key could be read out; that happens only when the
+    caller names ``openssl`` explicitly, with a warning through ``notify``.
+    """
+    ref = key.keyring_ref
+    if ref is None:
+        return select_backend(backend, notify)
+    if backend == "openssl":
+        if ref.type != "user":
+            raise UsageError(
+                f"{ref.label} cannot be used with --backend openssl: a {ref.type} key never "
+                "leaves the kernel, so only the kernel backend can use it (Linux ≥ 6.2)"
+            )
+        notify(openssl_reads_warning(key))
+        return OpenSSLBackend()
+    if backend not in ("auto", "kernel"):
+        get_backend(backend)  # raises the usual message for an unknown backend name
+    kernel = KernelBackend()
+    status = kernel.probe()
+    if not status.available:
+        why = ("; --backend openssl can read this user key into process memory instead"
+               if ref.type == "user" else "")
+        raise BackendUnavailable(
+            f"{ref.label} can only be used through the kernel crypto API, which is not "
+            f"available here: {status.reason}{why}"
+        )
+    return kernel
+
+
+def check_iv(iv: bytes | None, raw: bool) -> bytes | None:
+    """The raw-mode IV (required there), or None for a kstream file (refused there)."""
+    if raw:
+        if iv is None:
+            raise UsageError("raw mode has no header to carry the IV: give --iv (32 hex digits)")
+        if len(iv) != IV_SIZE:
+            raise UsageError(f"the IV must be {IV_SIZE} bytes (32 hex digits), got {len(iv)}")
+        return bytes(iv)
+    if iv is not None:
+        raise UsageError(
+            "an IV can only be given with raw mode; kstream files get a fresh random IV"
+        )
+    return None
+
+
+def check_header(data: bytes, key: Key) -> Header:
+    """Parse the first bytes of a file and check that ``key`` fits its cipher suite."""
+    if not data:
+        raise FormatError("input is empty: not a kstream file")
+    header = Header.parse(data)
+    if header.suite.key_size != key.size:
+        raise InvalidKey(
+            f"the key is AES-{key.bits} ({key.size} bytes) but the file was encrypted with "
+            f"{header.suite.label}; use the key the file was encrypted with"
+        )
+    return header
+
+
+@dataclass
+class Plan:
+    """What one run does: which way, with which backend object, key, IV and segment size.
+
+    ``header`` is None in raw mode (bare CTR: no header, no frames, no tags).
+    """
+
+    encrypt: bool
+    key: Key
+    backend: Backend
+    iv: bytes
+    header: Header | None
+    options: CipherOptions | None = None
+    verify: bool = False
+    mac: AESGCM | None = None
+
+    @property
+    def segment(self) -> int:
+        return self.header.auth_param if self.header is not None else DEFAULT_SEGMENT
+
+    @property
+    def prefix(self) -> bytes:
+        """What precedes the body in the output: the header when encrypting a kstream file."""
+        return self.header.encode() if self.encrypt and self.header is not None else b""
+
+    def cipher(self, first_segment: int = 0) -> CipherStream:
+        """A cipher stream whose counter starts at segment ``first_segment``, wrapped for
+        ``--verify`` if asked.
+
+        With a keyring key the ``verify`` reference cannot be OpenSSL (the key is not in this
+        process): it is CTR built by kstream from the kernel's ``ecb(aes)`` under the same
+        keyring key (:class:`~kstream.backends.afalg.KernelEcbCtrStream`).
+        """
+        iv = counter_add(self.iv, first_segment * self.segment // BLOCK)
+        stream = self.backend.open(self.key, iv, self.options)
+        if not self.verify:
+            return stream
+        try:
+            ref = self.key.keyring_ref
+            reference: CipherStream = (KernelEcbCtrStream(ref, iv) if ref is not None
+                                       else OpenSSLBackend().open(self.key, iv))
+        except BaseException:
+            stream.close()
+            raise
+        return VerifyingStream(stream, reference)
+
+    def codec(self, first_segment: int = 0) -> Codec:
+        """The codec for segments from ``first_segment`` on, with its own cipher stream."""
+        cipher = self.cipher(first_segment)
+        if self.mac is None:
+            return RawCodec(cipher, self.segment, first_segment)
+        if self.encrypt:
+            return SealCodec(cipher, self.mac, self.segment, first_segment)
+        return OpenCodec(cipher, self.mac, self.segment, first_segment)
+
+
+def make_plan(
+    *, encrypt: bool, key: Key, raw_iv: bytes | None, header: Header | None = None,
+    backend: str = "auto", options: CipherOptions | None = None, verify: bool = False,
+    notify: Notify,
+) -> Plan:
+    """Resolve the backend (once) and the per-file MAC. For encryption of a kstream file a
+    header with 16 fresh random bytes from the OS CSPRNG as IV is made unless given (given
+    only to reproduce published test vectors); to decrypt one, pass the file's header."""
+    chosen = choose_backend(key, backend, notify)
+    if verify and chosen.name == "openssl":
+        notify(NOTHING_TO_VERIFY)
+        verify = False
+    if raw_iv is not None:
+        return Plan(encrypt, key, chosen, raw_iv, None, options, verify)
+    if header is None:
+        if not encrypt:
+            raise ValueError("decrypting a kstream file needs its header")
+        header = Header(suite=key.suite, iv=os.urandom(IV_SIZE))
+    plan = Plan(encrypt, key, chosen, header.iv, header, options, verify)
+    # The backend first: with a keyring key its errors (kernel too old, no permission) are
+    # the ones to report, and the MAC derivation would meet the same ones.
+    plan.mac = mac_for_key(key, header)
+    return plan
+
+
+# --- choosing the driver ----------------------------------------------------------------------
+
+async def run_fds(plan: Plan, source: FdSource, sink: FdSink,
+                  progress: Progress | None = None) -> None:
+    """The fd stream driver (after the prefix has been written)."""
+    codec = plan.codec()
+    try:
+        if accepts_fd(codec, source):
+            await pump_from_fd(source, codec, sink, progress)
+        else:
+            await pump(source, codec, sink, progress)
+    finally:
+        codec.cipher.close()
+
+
+async def run_iterable(plan: Plan, source: Source,
+                       progress: Progress | None = None) -> AsyncGenerator[bytes | bytearray, None]:
+    """The async-iterable driver: yields the prefix, then each segment's output."""
+    codec = plan.codec()
+    try:
+        if plan.prefix:
+            yield plan.prefix
+        batches = iterate(source, codec, progress)
+        try:
+            async for out in batches:
+                yield out
+        finally:
+            # Closed explicitly, so that its read-ahead has stopped before the cipher closes.
+            await batches.aclose()
+    finally:
+        codec.cipher.close()
+
+
+async def run(plan: Plan, source: Source, sink: Sink | FdSink,
+              progress: Progress | None = None) -> None:
+    """Everything from ``source`` through the plan into ``sink``: fd to fd by the fd stream
+    driver, anything else by the async-iterable driver."""
+    if isinstance(source, FdSource) and isinstance(sink, FdSink):
+        if plan.prefix:
+            sink.write_parts([plan.prefix])
+        await run_fds(plan, source, sink, progress)
+        return
+    async for out in run_iterable(plan, source, progress):
+        await sink.write(bytes(out) if not isinstance(out, bytes) else out)
+
+
+def ranges_apply(source: FdSource, options: CipherOptions | None) -> bool:
+    """Whether the file ranges driver can take this input: a regular file, and no explicit
+    splice/sendfile transfer (those are kept to the fd stream driver)."""
+    if not source.is_regular():
+        return False
+    return options is None or options.transfer in ("auto", "sendmsg")
+
+
+async def run_ranges_plan(plan: Plan, source: FdSource, sink: FdSink, size: int, base: int,
+                          jobs: int, progress: Progress | None = None) -> bool:
+    """Run ``size`` bytes of ``source`` from ``base`` (its header included when
+    decrypting a kstream file) by parallel ranges into ``sink``; False if the input's size
+    fits no intact file (the fd stream driver then says exactly what is wrong)."""
+    unit = plan.segment
+    if plan.header is None:
+        ranges = plan_ranges(-(-size // unit), jobs, unit, unit, size, base, 0)
+    elif plan.encrypt:
+        prefix = plan.prefix
+        sink.pwrite_parts([prefix], 0)
+        ranges = plan_ranges(size // unit + 1, jobs, unit, unit + OVERHEAD, size, base,
+                             len(prefix))
+    else:
+        count = segment_count(size - HEADER_SIZE, unit)
+        if count is None:
+            return False
+        ranges = plan_ranges(count, jobs, unit + OVERHEAD, unit, size - HEADER_SIZE,
+                             base + HEADER_SIZE, 0)
+    await run_ranges(source, sink, ranges, plan.codec, progress)
+    return True

@@ -1,0 +1,314 @@
+"""The body of a kstream file, and the one codec that turns segments into it and back.
+
+Encrypt-then-MAC over the AES-CTR ciphertext. The ciphertext is cut into segments of S
+bytes (the header's auth parameter); only the last segment is shorter, and it may be empty,
+so every file ends with a segment flagged last. Each segment is written as::
+
+    u32 big-endian   (LAST << 31) | ciphertext length
+    ciphertext       S bytes, or 0..S-1 bytes for the last segment
+    tag              16 bytes: GMAC (NIST SP 800-38D: AES-GCM with an empty plaintext)
+                     over the ciphertext as associated data
+
+The GMAC key is per file: HKDF-SHA256-Expand (RFC 5869) with the user's key as PRK and, as
+info, a fixed label followed by the complete 32-byte header (which holds the random IV).
+The nonce is the segment index (11 bytes, big-endian) followed by the last flag (1 byte).
+So each tag binds:
+
+- the complete header (through the key: another header gives another key),
+- the segment index and the last flag (through the nonce, which a key never sees twice),
+- the segment's ciphertext and its length (GMAC's input and its length block).
+
+The AES key itself is only ever used for AES-CTR; the MAC key is derived from it and is
+never used for anything else. Decryption checks a segment's tag before releasing any of
+its plaintext.
+
+The codec (:class:`SealCodec`, :class:`OpenCodec`, :class:`RawCodec`) is the only code that
+applies this format. Every driver (a pipe, an async iterable, file ranges in parallel) reads
+one segment at a time into a buffer and calls ``process``; a read shorter than the codec's
+``unit`` means the input has ended. Because a file's last segment is always shorter than S,
+that one rule lets the opener tell an intact end from truncation or appended data, with the
+same message whichever driver runs it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+from kstream.backends.base import BLOCK, CipherStream, InPlaceStream
+from kstream.errors import FormatError, IntegrityError
+from kstream.format import Header
+
+if TYPE_CHECKING:
+    from kstream.keys import Key
+
+TAG_SIZE = 16
+_FRAME = struct.Struct(">I")
+FRAME_SIZE = _FRAME.size
+#: Bytes a segment gains when framed: the length word and the tag.
+OVERHEAD = FRAME_SIZE + TAG_SIZE
+_LAST = 1 << 31
+#: HKDF info label; the complete header follows it.
+MAC_KEY_LABEL = b"kstream v1 segment MAC key: GMAC-AES-256\x00"
+
+Buffer = bytes | bytearray | memoryview
+#: What a codec returns for one segment: buffers to write, in order.
+Buffers = list[Buffer]
+
+
+# --- the per-file MAC key -------------------------------------------------------------------------
+
+def mac_key_info(header: Header) -> bytes:
+    """HKDF-Expand's input after the key: label, complete header, and the block counter 1.
+
+    K_mac = HMAC-SHA256(key, mac_key_info(header)), which is HKDF-Expand (RFC 5869 2.3)
+    with the user's key as PRK and L = 32. The Extract step is skipped as RFC 5869 3.3
+    allows for keys that are already uniformly random, and so that the derivation is one
+    HMAC keyed by the user's key: the kernel can compute it from a keyring key that user
+    space never sees (an AF_ALG ``hmac(sha256)`` socket keyed by serial).
+    """
+    return MAC_KEY_LABEL + header.encode() + b"\x01"
+
+
+def _expand(key_bytes: bytes, header: Header) -> bytes:
+    hkdf = HKDFExpand(algorithm=SHA256(), length=32, info=MAC_KEY_LABEL + header.encode())
+    return hkdf.derive(key_bytes)
+
+
+def derive_mac(key_bytes: bytes, header: Header) -> AESGCM:
+    """The per-file GMAC instance for ``header``'s file (the header carries the IV)."""
+    return AESGCM(_expand(key_bytes, header))
+
+
+def derive_mac_key(key: Key, header: Header) -> bytes:
+    """K_mac for ``header``'s file, whatever kind of key ``key`` is.
+
+    For a key in the kernel keyring the HMAC runs in the kernel (an AF_ALG
+    ``hmac(sha256)`` socket keyed by the key's serial), so the user's key never enters
+    this process; only the 32-byte per-file K_mac does, which can authenticate this one
+    file and reveals nothing about the AES key (HMAC is one-way). Otherwise it is
+    HKDF-Expand in OpenSSL, which gives the same bytes.
+    """
+    ref = key.keyring_ref
+    if ref is not None:
+        from kstream.backends.afalg import kernel_hmac_sha256
+
+        return kernel_hmac_sha256(ref, mac_key_info(header))
+    return _expand(key.material(), header)
+
+
+def mac_for_key(key: Key, header: Header) -> AESGCM:
+    """The per-file GMAC instance for ``header``'s file, from any kind of key."""
+    return AESGCM(derive_mac_key(key, header))
+
+
+# --- frames and tags ------------------------------------------------------------------------------
+
+def _nonce(index: int, last: bool) -> bytes:
+    return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+
+def seal_parts(mac: AESGCM, index: int, last: bool, ciphertext: Buffer) -> tuple[bytes, bytes]:
+    """The frame word that goes before segment ``index``'s ciphertext, and its tag."""
+    frame = _FRAME.pack((_LAST if last else 0) | len(ciphertext))
+    return frame, mac.encrypt(_nonce(index, last), b"", ciphertext)
+
+
+def auth_failure(index: int) -> IntegrityError:
+    return IntegrityError(
+        f"authentication failed: wrong key or the file was modified (segment {index})"
+    )
+
+
+def parse_frame(data: Buffer, offset: int, segment: int, index: int) -> tuple[bool, int]:
+    """``(last, ciphertext length)`` of the segment whose frame word is at ``offset``.
+
+    A length no writer produces (over S, or short but not last) is a modified file.
+    """
+    (word,) = _FRAME.unpack_from(data, offset)
+    last, size = bool(word & _LAST), word & ~_LAST
+    if size > segment or (not last and size != segment):
+        raise auth_failure(index)
+    return last, size
+
+
+def check_tag(mac: AESGCM, index: int, last: bool, ciphertext: Buffer, tag: Buffer) -> None:
+    """Raise :class:`IntegrityError` unless ``tag`` authenticates segment ``index``."""
+    try:
+        mac.decrypt(_nonce(index, last), tag, ciphertext)
+    except InvalidTag as exc:
+        raise auth_failure(index) from exc
+
+
+def framed_size(plaintext_size: int, segment: int) -> int:
+    """Body size of a file whose plaintext has ``plaintext_size`` bytes."""
+    full = plaintext_size // segment
+    return plaintext_size + (full + 1) * OVERHEAD
+
+
+def plaintext_size(body_size: int, segment: int) -> int | None:
+    """Inverse of :func:`framed_size`, or ``None`` if no plaintext size gives ``body_size``."""
+    full, rest = divmod(body_size, segment + OVERHEAD)
+    if rest < OVERHEAD:
+        return None
+    return full * segment + rest - OVERHEAD
+
+
+def segment_count(body_size: int, segment: int) -> int | None:
+    """The number of segments of an intact body of ``body_size`` bytes, else ``None``."""
+    plain = plaintext_size(body_size, segment)
+    return None if plain is None else plain // segment + 1
+
+
+# --- the codec ------------------------------------------------------------------------------------
+
+class Codec(Protocol):
+    """Turns one segment of input into the buffers to write.
+
+    ``process(view, n, last)``: the input is ``view[:n]``, in a buffer of at least
+    ``n + BLOCK`` bytes that the codec may overwrite (in-place ciphers do); ``n < unit``
+    means the input ended there, and then ``last`` is true. The buffers returned may point
+    into ``view``: write them before the buffer is reused.
+    """
+
+    #: Input bytes per segment: S to encrypt, S + OVERHEAD to open.
+    unit: int
+    #: The index of the next segment (a parallel range starts past 0).
+    index: int
+    cipher: CipherStream
+
+    def process(self, view: memoryview, n: int, last: bool) -> Buffers: ...
+
+
+def apply_cipher(cipher: CipherStream, data: memoryview, room: memoryview, last: bool) -> Buffer:
+    """``data`` through ``cipher``: in place into ``room`` (which starts where ``data``
+    does and has ``BLOCK`` bytes to spare) when the cipher can, else into new bytes.
+
+    ``last`` ends the cipher stream. A non-final call must return all of its input: the
+    segment size is a multiple of the AES block, so no cipher holds bytes back there.
+    """
+    if isinstance(cipher, InPlaceStream):
+        cipher.update_into(data, room)
+        if last:
+            cipher.finalize()
+        return data
+    out = cipher.update(data)
+    if last:
+        out += cipher.finalize()
+    elif len(out) != len(data):
+        raise RuntimeError(f"{cipher.description} held back {len(data) - len(out)} bytes "
+                           "of a whole number of blocks")
+    return out
+
+
+class RawCodec:
+    """Bare CTR (``--raw``): no frames, no tags; segments only bound the work per hop."""
+
+    def __init__(self, cipher: CipherStream, unit: int, first_index: int = 0) -> None:
+        self.cipher, self.unit, self.index = cipher, unit, first_index
+
+    def process(self, view: memoryview, n: int, last: bool) -> Buffers:
+        self.index += 1
+        return [apply_cipher(self.cipher, view[:n], view, last)]
+
+    def process_pieces(self, pieces: Sequence[Buffer], n: int, last: bool) -> bytearray:
+        """The ciphertext of ``pieces`` (``n`` bytes in all) in one new buffer."""
+        out = bytearray(n + BLOCK)
+        with memoryview(out) as view:
+            _pieces_into(self.cipher, pieces, view)
+        if last:
+            self.cipher.finalize()
+        del out[n:]
+        self.index += 1
+        return out
+
+
+class SealCodec:
+    """Encryption: one authenticated segment per call."""
+
+    def __init__(self, cipher: CipherStream, mac: AESGCM, segment: int,
+                 first_index: int = 0) -> None:
+        self.cipher, self.mac, self.unit = cipher, mac, segment
+        self.index = first_index
+
+    def seal(self, ciphertext: Buffer, last: bool) -> Buffers:
+        """Frame and tag one segment of ciphertext (for drivers whose cipher pulls its
+        input itself, such as the kernel's splice and sendfile)."""
+        frame, tag = seal_parts(self.mac, self.index, last, ciphertext)
+        self.index += 1
+        return [frame, ciphertext, tag]
+
+    def process(self, view: memoryview, n: int, last: bool) -> Buffers:
+        return self.seal(apply_cipher(self.cipher, view[:n], view, last), last)
+
+    def process_pieces(self, pieces: Sequence[Buffer], n: int, last: bool) -> bytearray:
+        """One sealed segment (frame, ciphertext of ``pieces``, tag) in one new buffer: the
+        input is read once, by the cipher, and nothing is copied after it."""
+        out = bytearray(OVERHEAD + n + BLOCK)
+        with memoryview(out) as view:
+            _pieces_into(self.cipher, pieces, view[FRAME_SIZE:])
+            if last:
+                self.cipher.finalize()
+            with view[FRAME_SIZE:FRAME_SIZE + n] as ciphertext:
+                frame, tag = seal_parts(self.mac, self.index, last, ciphertext)
+            view[:FRAME_SIZE] = frame
+            view[FRAME_SIZE + n:OVERHEAD + n] = tag
+        self.index += 1
+        del out[OVERHEAD + n:]
+        return out
+
+
+def _pieces_into(cipher: CipherStream, pieces: Sequence[Buffer], out: memoryview) -> None:
+    """Encrypt ``pieces`` one after another into ``out`` (room for all, plus BLOCK)."""
+    offset = 0
+    for piece in pieces:
+        if isinstance(cipher, InPlaceStream):
+            cipher.update_into(piece, out[offset:])
+        else:
+            data = cipher.update(piece)
+            if len(data) != len(piece):
+                raise RuntimeError(f"{cipher.description} held back bytes of a piece")
+            out[offset:offset + len(data)] = data
+        offset += len(piece)
+
+
+class OpenCodec:
+    """Decryption: checks one segment's frame and tag, then releases its plaintext.
+
+    Raises :class:`IntegrityError` for a segment that fails authentication (naming it) and
+    :class:`FormatError` for truncation or data after the last segment, before anything of
+    that segment is released.
+    """
+
+    def __init__(self, cipher: CipherStream, mac: AESGCM, segment: int,
+                 first_index: int = 0) -> None:
+        self.cipher, self.mac, self.segment = cipher, mac, segment
+        self.unit = segment + OVERHEAD
+        self.index = first_index
+
+    def process(self, view: memoryview, n: int, last: bool) -> Buffers:
+        index = self.index
+        if n < FRAME_SIZE:
+            if n:
+                raise FormatError(f"file is truncated: segment {index} is incomplete")
+            if index:
+                raise FormatError(f"file is truncated: it ends after segment {index - 1} "
+                                  "without the final segment")
+            raise FormatError("file is truncated: no segment follows the header")
+        final, size = parse_frame(view, 0, self.segment, index)
+        end = FRAME_SIZE + size + TAG_SIZE
+        if n < end:
+            raise FormatError(f"file is truncated: segment {index} is incomplete")
+        ciphertext = view[FRAME_SIZE:FRAME_SIZE + size]
+        check_tag(self.mac, index, final, ciphertext, view[end - TAG_SIZE:end])
+        if final and n > end:
+            raise FormatError("trailing data after the end of the encrypted file: "
+                              f"{n - end} or more bytes were appended")
+        self.index += 1
+        return [apply_cipher(self.cipher, ciphertext, view[FRAME_SIZE:], final)]
