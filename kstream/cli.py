@@ -23,7 +23,7 @@ from kstream import __version__
 from kstream.api import decrypt_file, encrypt_file, open_source
 from kstream.auth import plaintext_size
 from kstream.backends import BACKEND_NAMES, CipherOptions
-from kstream.bench import add_bench_parser, cmd_bench
+from kstream.bench.cli import add_bench_parser, cmd_bench
 from kstream.errors import FormatError, Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
 from kstream.keycli import add_key_parser, add_keyring_options, cmd_key, load_keyring_key
