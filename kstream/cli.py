@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from kstream import __version__
 from kstream.api import decrypt_file, encrypt_file, open_source
 from kstream.backends import BACKEND_NAMES, CipherOptions
-from kstream.bench import add_bench_parser, cmd_bench
+from kstream.bench.cli import add_bench_parser, cmd_bench
 from kstream.engine.fdio import FdSource
 from kstream.engine.iterate import Progress, read_exact
 from kstream.errors import FormatError, Interrupted, KstreamError, UsageError

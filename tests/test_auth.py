@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from kstream.pipeline import IterSource
 from reference import seal
 from streams import Collect, one
 
@@ -18,7 +19,6 @@ from kstream.errors import FormatError, IntegrityError, InvalidKey
 from kstream.format import DEFAULT_SEGMENT as S
 from kstream.format import HEADER_SIZE, CipherSuite, Header
 from kstream.keys import Key
-from kstream.pipeline import IterSource
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "kstream-v1.json").read_text())
 FRAMED = S + 20  # a full segment on disk: frame word + ciphertext + tag

@@ -7,12 +7,12 @@ import os
 import threading
 
 import pytest
+from kstream.inplace import RawTransform, pump_in_place
+from kstream.pipeline import BATCH, FdSink, FdSource
 from reference import ctr
 
 from kstream.backends.openssl import OpenSSLStream
 from kstream.errors import IOFailure
-from kstream.inplace import RawTransform, pump_in_place
-from kstream.pipeline import BATCH, FdSink, FdSource
 
 KEY, IV = bytes(range(16)), bytes(16)
 

@@ -7,19 +7,19 @@ import os
 from pathlib import Path
 
 import pytest
+from kstream.auth import derive_mac
+from kstream.parallel import encrypt_file_parallel, split_ranges
+from kstream.pipeline import IterSource
 from reference import ctr
 from streams import Collect, one
 
 import kstream
 from kstream.api import decrypt_to, encrypt_to, open_cipher
-from kstream.auth import derive_mac
 from kstream.backends.base import CipherStream
 from kstream.errors import FormatError, IntegrityError
 from kstream.format import DEFAULT_SEGMENT as S
 from kstream.format import HEADER_SIZE, Header
 from kstream.keys import Key
-from kstream.parallel import encrypt_file_parallel, split_ranges
-from kstream.pipeline import IterSource
 
 SIZES = [0, 1, 17, S - 1, S, S + 1, 2 * S, 3 * S + 5]
 

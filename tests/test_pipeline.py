@@ -7,10 +7,6 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-
-from kstream.backends.openssl import OpenSSLBackend
-from kstream.errors import IOFailure
-from kstream.keys import Key
 from kstream.pipeline import (
     BATCH,
     SMALL_PIECE,
@@ -21,6 +17,10 @@ from kstream.pipeline import (
     pump,
     read_exact,
 )
+
+from kstream.backends.openssl import OpenSSLBackend
+from kstream.errors import IOFailure
+from kstream.keys import Key
 
 
 async def test_fd_source_fills_batches_from_a_pipe() -> None:

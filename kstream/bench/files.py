@@ -14,55 +14,56 @@ runs in this process under :func:`kstream.run`, on the same event loop as the co
 (uvloop when installed), and once more under ``asyncio.run`` (the default loop) for
 information: a program awaiting per MiB pays the loop's overhead per await. Peak RSS comes
 from ``wait4`` of each kstream process itself (not of ``cat`` or of this process).
+
+This module plans the rounds, runs them and judges the goals; the runs themselves are in
+:mod:`kstream.bench.commands`, the files and the checks of outputs in
+:mod:`kstream.bench.workfiles`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import shutil
-import stat
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
-from kstream.bench import GIB, MB, MIB, format_size
-from kstream.benchmem import (
+from kstream.bench.commands import (
+    KSTREAM,
+    BenchError,
+    Sample,
+    api_file,
+    api_stream,
+    api_stream_default_loop,
+    openssl_command_version,
+    run_command,
+    run_pipeline,
+)
+from kstream.bench.machine import (
     UML_WARNING,
     describe_machine,
     in_uml,
     kernel_status,
     machine_info,
-    median,
 )
-from kstream.errors import KstreamError, UsageError
+from kstream.bench.units import GIB, MB, MIB, format_size, median
+from kstream.bench.workfiles import (
+    MEMORY_FILESYSTEMS,
+    decrypts_to,
+    default_dir,
+    filesystem_type,
+    generate_file,
+    same_content,
+    unlink_quietly,
+)
+from kstream.errors import UsageError
 
-KSTREAM = (sys.executable, "-m", "kstream")
-#: What the API's stream example reads per step (one await per MiB, as a user would write it).
-STREAM_READ = MIB
 RSS_GOAL_MIB = 64
 #: Goals on tmpfs (CPU-bound); on a disk every time goal is ON_DISK (writeback-bound).
 TMPFS_GOALS = {"raw": 0.70, "auth": 0.80, "pipe": 0.85}
 ON_DISK = 1.05
 API_GOAL = 0.90
-MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "hugetlbfs"})
-
-
-class BenchError(KstreamError):
-    """A command under test failed or produced wrong output: its numbers would mean nothing."""
-
-    exit_code = 1
-
-
-@dataclass
-class Sample:
-    seconds: float
-    rss_kib: int | None = None
 
 
 @dataclass
@@ -105,273 +106,6 @@ class FilesReport:
             "rss_runs": self.rss_runs,
             "warnings": self.warnings,
         }
-
-
-# --------------------------------------------------------------------------- files
-
-
-#: The shared-memory tmpfs: files there are RAM, so a run measures CPU work, not a disk.
-SHM = "/dev/shm"  # noqa: S108 - a scratch directory of our own is made inside it
-
-
-def default_dir() -> str:
-    """:data:`SHM` where it exists, else the temp directory."""
-    if os.path.isdir(SHM) and os.access(SHM, os.W_OK | os.X_OK):
-        return SHM
-    return tempfile.gettempdir()
-
-
-def filesystem_type(path: str) -> str:
-    """The type of the filesystem ``path`` is on (``tmpfs``, ``ext4``...), from mountinfo."""
-    target = os.path.realpath(path)
-    best, fstype = "", "unknown"
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.split()
-                if " - " not in line or len(fields) < 5:
-                    continue
-                mount = fields[4].replace("\\040", " ")
-                inside = target == mount or target.startswith(mount.rstrip("/") + "/")
-                if inside and len(mount) >= len(best):
-                    best, fstype = mount, line.split(" - ", 1)[1].split()[0]
-    except OSError:
-        pass
-    return fstype
-
-
-def generate_file(path: str, size: int) -> None:
-    """``size`` bytes that do not compress: 1 MiB from the CSPRNG, each copy numbered.
-
-    Cheap (one urandom call) yet no two MiB are equal, so nothing downstream can shortcut.
-    """
-    block = bytearray(os.urandom(MIB))
-    with open(path, "wb") as f:
-        index = 0
-        written = 0
-        while written < size:
-            block[:8] = index.to_bytes(8, "big")
-            piece = min(MIB, size - written)
-            f.write(memoryview(block)[:piece])
-            written += piece
-            index += 1
-
-
-def same_content(a: str, b: str) -> bool:
-    if os.path.getsize(a) != os.path.getsize(b):
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x = fa.read(4 * MIB)
-            if x != fb.read(4 * MIB):
-                return False
-            if not x:
-                return True
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-# --------------------------------------------------------------------------- processes
-
-
-#: Runs a command and reports *its* peak RSS. Needed because Linux charges a process, as
-#: its ``ru_maxrss``, the high-water mark of the memory it had before ``exec``: a command
-#: spawned straight from this (large) Python process would show this process's peak. Run
-#: from this small interpreter (``-I -S``: no site, ~9 MiB) the floor is far below kstream's.
-_RSS_HELPER = """\
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execvp(sys.argv[2], sys.argv[2:])
-_, status, usage = os.wait4(pid, 0)
-os.write(int(sys.argv[1]), str(usage.ru_maxrss).encode())
-code = os.waitstatus_to_exitcode(status)
-os._exit(code if code >= 0 else 128 - code)
-"""
-
-
-class _Launch:
-    """Starts a command, optionally through :data:`_RSS_HELPER`, and reaps it."""
-
-    def __init__(self, argv: Sequence[str], measure_rss: bool) -> None:
-        self.argv = list(argv)
-        self._rfd = self._wfd = -1
-        if measure_rss:
-            self._rfd, self._wfd = os.pipe()
-            self.argv = [sys.executable, "-I", "-S", "-c", _RSS_HELPER, str(self._wfd),
-                         *argv]
-
-    def popen(self, **kwargs: Any) -> subprocess.Popen[bytes]:
-        fds = (self._wfd,) if self._wfd >= 0 else ()
-        try:
-            return subprocess.Popen(self.argv, pass_fds=fds, **kwargs)
-        finally:
-            if self._wfd >= 0:
-                os.close(self._wfd)
-                self._wfd = -1
-
-    def reap(self, proc: subprocess.Popen[bytes]) -> tuple[int, int | None]:
-        """(exit status, peak RSS in KiB or None) once ``proc`` has ended."""
-        code = proc.wait()
-        if self._rfd < 0:
-            return code, None
-        try:
-            text = os.read(self._rfd, 64)
-        finally:
-            os.close(self._rfd)
-            self._rfd = -1
-        return code, int(text) if text.strip().isdigit() else None
-
-
-def _failure(argv: Sequence[str], code: int, err: IO[bytes]) -> BenchError:
-    err.seek(0)
-    lines = err.read().decode(errors="replace").strip().splitlines()
-    detail = lines[-1] if lines else "no message"
-    return BenchError(f"'{' '.join(argv[:5])} ...' exited with status {code}: {detail}")
-
-
-def run_command(argv: Sequence[str], stdout_path: str | None = None,
-                measure_rss: bool = False) -> Sample:
-    """Run one process (stdout into ``stdout_path`` if given), timed; with its peak RSS
-    if ``measure_rss`` (which adds the helper's start-up, ~10 ms, to the time)."""
-    launch = _Launch(argv, measure_rss)
-    with tempfile.TemporaryFile() as err:
-        out = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115
-        try:
-            start = time.perf_counter()
-            proc = launch.popen(stdin=subprocess.DEVNULL, stdout=out or subprocess.DEVNULL,
-                                stderr=err)
-            code, rss = launch.reap(proc)
-            if out is not None and stat.S_ISREG(os.fstat(out.fileno()).st_mode):
-                os.fsync(out.fileno())
-            elapsed = time.perf_counter() - start
-        finally:
-            if out is not None:
-                out.close()
-        if code:
-            raise _failure(argv, code, err)
-    return Sample(elapsed, rss)
-
-
-def run_pipeline(middle: Sequence[str], src: str, dst: str,
-                 measure_rss: bool = False) -> Sample:
-    """``cat src | middle | cat > dst``, timed; the peak RSS is the middle process's."""
-    launch = _Launch(middle, measure_rss)
-    with tempfile.TemporaryFile() as err, open(dst, "wb") as out:
-        start = time.perf_counter()
-        first = subprocess.Popen(["cat", src], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-        assert first.stdout is not None
-        filt = launch.popen(stdin=first.stdout, stdout=subprocess.PIPE, stderr=err)
-        first.stdout.close()
-        assert filt.stdout is not None
-        last = subprocess.Popen(["cat"], stdin=filt.stdout, stdout=out)
-        filt.stdout.close()
-        code, rss = launch.reap(filt)
-        cats = (first.wait(), last.wait())
-        os.fsync(out.fileno())
-        elapsed = time.perf_counter() - start
-        if code:
-            raise _failure(middle, code, err)
-        if any(cats):
-            raise BenchError(f"cat in the pipeline around '{middle[0]}' failed")
-    return Sample(elapsed, rss)
-
-
-def openssl_command_version() -> str | None:
-    try:
-        proc = subprocess.run(["openssl", "version"], capture_output=True, timeout=30,
-                              check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.decode(errors="replace").strip() or None
-
-
-# --------------------------------------------------------------------------- API runs
-
-
-def _api_file(src: str, dst: str, key_path: str, backend: str) -> Sample:
-    from kstream.api import encrypt_file
-    from kstream.keys import Key
-    from kstream.loop import run
-
-    key = Key.from_file(key_path)
-    start = time.perf_counter()
-    run(encrypt_file(src, dst, key=key, backend=backend))  # type: ignore[arg-type]
-    _fsync(dst)
-    return Sample(time.perf_counter() - start)
-
-
-async def _stream_copy(src: str, dst: str, key_path: str, backend: str) -> None:
-    """What a library user writes: aiofiles in, ``encrypt_stream``, aiofiles out."""
-    import aiofiles
-
-    from kstream.api import encrypt_stream
-    from kstream.keys import Key
-
-    key = Key.from_file(key_path)
-    async with aiofiles.open(src, "rb") as fin, aiofiles.open(dst, "wb") as fout:
-
-        async def chunks() -> AsyncIterator[bytes]:
-            while data := await fin.read(STREAM_READ):
-                yield data
-
-        async for piece in encrypt_stream(chunks(), key=key, backend=backend):  # type: ignore[arg-type]
-            await fout.write(piece)
-        await fout.flush()
-        await asyncio.to_thread(os.fsync, fout.fileno())
-
-
-def decrypts_to(path: str, reference: str, key_path: str) -> bool:
-    """Whether the kstream file ``path`` decrypts (authenticated) to ``reference``'s bytes.
-
-    Streams and compares piece by piece, so the check needs no room for another copy.
-    """
-    from kstream.api import decrypt_stream
-    from kstream.keys import Key
-
-    key = Key.from_file(key_path)
-
-    async def compare() -> bool:
-        with open(path, "rb") as src, open(reference, "rb") as ref:
-
-            async def chunks() -> AsyncIterator[bytes]:
-                while data := src.read(MIB):
-                    yield data
-
-            try:
-                async for piece in decrypt_stream(chunks(), key=key, backend="openssl"):
-                    if ref.read(len(piece)) != piece:
-                        return False
-            except KstreamError:
-                return False
-            return ref.read(1) == b""
-
-    return asyncio.run(compare())
-
-
-def _api_stream(src: str, dst: str, key_path: str, backend: str) -> Sample:
-    from kstream.loop import run
-
-    start = time.perf_counter()
-    run(_stream_copy(src, dst, key_path, backend))
-    return Sample(time.perf_counter() - start)
-
-
-def _api_stream_default_loop(src: str, dst: str, key_path: str, backend: str) -> Sample:
-    start = time.perf_counter()
-    asyncio.run(_stream_copy(src, dst, key_path, backend))
-    return Sample(time.perf_counter() - start)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -460,15 +194,15 @@ def plan(paths: Paths, bits: int, iv_hex: str, key_hex: str,
                   check=authentic, is_kstream=True),
             Entry(f"kstream-{b}-pipe", f"cat | kstream encrypt - - | cat ({b})", pipe(), b,
                   "cmd-openssl-pipe", check=authentic, is_kstream=True),
-            Entry(f"kstream-{b}-api-file", f"API encrypt_file ({b})", api(_api_file, b), b,
+            Entry(f"kstream-{b}-api-file", f"API encrypt_file ({b})", api(api_file, b), b,
                   f"kstream-{b}-enc", "throughput", check=authentic),
             Entry(f"kstream-{b}-api-stream", f"API encrypt_stream, aiofiles ({b})",
-                  api(_api_stream, b), b, f"kstream-{b}-stdout", "throughput",
+                  api(api_stream, b), b, f"kstream-{b}-stdout", "throughput",
                   check=authentic),
             # Information, not a goal: the same program under asyncio.run.
             Entry(f"kstream-{b}-api-stream-asyncio",
                   f"API encrypt_stream, aiofiles, asyncio.run ({b})",
-                  api(_api_stream_default_loop, b), b, f"kstream-{b}-stdout", "throughput",
+                  api(api_stream_default_loop, b), b, f"kstream-{b}-stdout", "throughput",
                   check=authentic),
         ]
     return entries
@@ -570,7 +304,7 @@ def _rss_runs(paths: Paths, size: int, backends: Sequence[str]) -> list[dict[str
                     "verdict": "PASS" if rss <= RSS_GOAL_MIB else "MISS",
                 })
     finally:
-        _unlink(sparse)
+        unlink_quietly(sparse)
     return runs
 
 
@@ -626,7 +360,7 @@ def run_files(
                     kind = "warm-up" if r < warmup else "round"
                     number = r + 1 if r < warmup else r - warmup + 1
                     progress(r * len(entries) + i, steps, f"{kind} {number}: {entry.label}")
-                _unlink(paths.out)
+                unlink_quietly(paths.out)
                 # The first round checks outputs and measures peak RSS (through a helper
                 # whose start-up is then in the time; with a warm-up that is not counted).
                 sample = entry.run(paths.out, r == 0)
@@ -634,7 +368,7 @@ def run_files(
                     problem = entry.check(paths.out)
                     if problem:
                         raise BenchError(f"{entry.label}: the output {problem}")
-                _unlink(paths.out)
+                unlink_quietly(paths.out)
                 if sample.rss_kib is not None:
                     entry.rss_kib.append(sample.rss_kib)
                 if r >= warmup:

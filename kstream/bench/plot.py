@@ -15,11 +15,21 @@ import importlib
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from kstream.bench import PLOT_HINT, format_size
+from kstream.bench.units import format_size
 from kstream.errors import IOFailure, UsageError
 
 if TYPE_CHECKING:
-    from kstream.benchmem import MemoryReport
+    from kstream.bench.memory import MemoryReport
+
+PLOT_HINT = "--plot needs matplotlib: install kstream[plot]"
+
+
+def check_plot_available() -> None:
+    """Fail in one line, before any measuring, when ``--plot`` cannot work."""
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        raise UsageError(PLOT_HINT) from None
 
 
 def _pyplot() -> Any:
@@ -84,4 +94,4 @@ def plot_memory(report: MemoryReport, path: str) -> None:
         plt.close(fig)
 
 
-__all__ = ["plot_memory", "series"]
+__all__ = ["PLOT_HINT", "check_plot_available", "plot_memory", "series"]

@@ -1,27 +1,10 @@
-"""``kstream bench``: how fast each AES-CTR implementation is on this machine, and how
-kstream's whole-file paths compare with ``openssl enc`` and ``cp``.
+"""The ``kstream bench`` subcommand: its options, and running the mode they choose.
 
-Why it exists: the choice between the kernel and OpenSSL, and the performance goals of the
-streaming and parallel paths, rest on measurements that differ wildly between machines (AES
-instructions or not, a dedicated ``ctr(aes)`` driver or only the generic template, real
-hardware or User Mode Linux). This command makes those measurements reproducible by anyone.
-
-Two modes:
-
-* in memory (the default), in the spirit of ``kcapi-speed``: every backend, every kernel
-  ``ctr(aes)`` driver listed in ``/proc/crypto``, every way data can enter the kernel
-  (``sendmsg``, ``splice`` from a pipe, ``sendfile`` from a memory file), key sizes and chunk
-  sizes; one *op* is one chunk through one long-lived cipher stream (opening the stream is
-  not timed), so the per-op cost includes the system calls the kernel path needs per chunk;
-* ``--files`` (see :mod:`kstream.benchfiles`): whole files side by side with ``openssl enc``
-  and ``cp``, printing the ratios that the project's goals are stated in.
-
-This module is only the command line (and is cheap to import, since the CLI imports it on
-every run to build its parser); the measuring lives in :mod:`kstream.benchmem` and
-:mod:`kstream.benchfiles`, the optional plot in :mod:`kstream.benchplot`.
-
-Numbers are medians over ``--repeat`` runs after a warm-up run, because these machines are
-noisy (shared CPUs, frequency scaling); a single run can be off by tens of percent.
+Cheap to import, because the kstream command line imports it on every run to build its
+parser: at import time only :mod:`kstream.bench.units` comes along; the measuring modules
+(:mod:`kstream.bench.memory`, :mod:`kstream.bench.files`, :mod:`kstream.bench.plot`) are
+imported by :func:`cmd_bench` when a benchmark runs. See :mod:`kstream.bench` for what is
+measured and why.
 """
 
 from __future__ import annotations
@@ -32,65 +15,20 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kstream.backends.base import Transfer
+from kstream.bench.units import (
+    BACKENDS,
+    DEFAULT_CHUNKS,
+    DEFAULT_REPEAT,
+    DEFAULT_SECONDS,
+    GIB,
+    KERNEL_TRANSFERS,
+    KEY_BITS,
+    OPENSSL_TRANSFERS,
+    OPS,
+    TOTAL_SECONDS,
+    parse_size,
+)
 from kstream.errors import KstreamError, UsageError
-
-MB = 1_000_000
-KIB = 1024
-MIB = 1024 * 1024
-GIB = 1024 * MIB
-
-#: The chunk sizes of the seed's table: a small request, a page-ish one, kstream's own
-#: 63 KiB send size (what fits the kernel's default socket buffer), and a large one.
-DEFAULT_CHUNKS = (1 * KIB, 16 * KIB, 63 * KIB, 1 * MIB)
-KEY_BITS = (128, 192, 256)
-#: How data enters the kernel: the backend's ``update`` (``sendmsg``), ``update_from_fd`` on a
-#: pipe (``splice``) and on a memory file (``sendfile``).
-KERNEL_TRANSFERS: tuple[Transfer, ...] = ("sendmsg", "splice", "sendfile")
-#: OpenSSL: ``update`` (a new output object per call) and ``update_into`` in place (what
-#: kstream's streaming path uses, because fresh 1 MiB objects cost page faults).
-OPENSSL_TRANSFERS = ("update", "update_into")
-OPS = ("encrypt", "decrypt")
-BACKENDS = ("openssl", "kernel")
-DEFAULT_SECONDS = 0.2
-#: Without ``--seconds``, cells share this budget (at most DEFAULT_SECONDS, at least
-#: MIN_SECONDS each), so that a kernel listing many drivers still finishes in about 30 s.
-TOTAL_SECONDS = 30.0
-MIN_SECONDS = 0.05
-DEFAULT_REPEAT = 5
-PLOT_HINT = "--plot needs matplotlib: install kstream[plot]"
-
-_SIZE_UNITS = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": 1024 * GIB}
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def parse_size(text: str) -> int:
-    """``4096``, ``63K``, ``1M``, ``1G``, ``10GiB`` (binary units) as a number of bytes."""
-    compact = text.strip().lower().removesuffix("ib").removesuffix("b")
-    number, unit = compact, ""
-    if compact and compact[-1] in _SIZE_UNITS:
-        number, unit = compact[:-1], compact[-1]
-    try:
-        value = float(number)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not a size (examples: 4096, 63K, 1M, 1G)"
-        ) from None
-    size = int(value * _SIZE_UNITS[unit])
-    if size < 1:
-        raise argparse.ArgumentTypeError(f"size '{text}' must be at least 1 byte")
-    return size
-
-
-def format_size(size: int) -> str:
-    """``1 KiB``, ``63 KiB``, ``1 MiB``, ``1 GiB``; exact where the size is a whole unit."""
-    for unit, name in ((GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
-        if size >= unit:
-            value = size / unit
-            return f"{value:.0f} {name}" if size % unit == 0 else f"{value:.1f} {name}"
-    return f"{size} B"
 
 
 def _size_list(text: str) -> list[int]:
@@ -127,17 +65,6 @@ def _count(text: str, minimum: int) -> int:
     if value < minimum:
         raise argparse.ArgumentTypeError(f"must be at least {minimum}")
     return value
-
-def check_plot_available() -> None:
-    """Fail in one line, before any measuring, when ``--plot`` cannot work."""
-    import importlib
-
-    try:
-        importlib.import_module("matplotlib")
-    except ImportError:
-        raise UsageError(PLOT_HINT) from None
-
-# --------------------------------------------------------------------------- command line
 
 
 def add_bench_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -217,7 +144,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.files:
         if args.plot is not None:
             raise UsageError("--plot draws the in-memory results; it does not apply to --files")
-        from kstream.benchfiles import format_files_report, run_files
+        from kstream.bench.files import format_files_report, run_files
 
         report = run_files(
             size=args.size,
@@ -231,9 +158,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2) if args.json
               else format_files_report(report))
         return 0
-    from kstream.benchmem import format_memory_table, run_memory
+    from kstream.bench.memory import format_memory_table, run_memory
 
     if args.plot is not None:
+        from kstream.bench.plot import check_plot_available
+
         check_plot_available()
     memory = run_memory(
         backends=args.backend or BACKENDS,
@@ -247,7 +176,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         progress=_progress_printer(),
     )
     if args.plot is not None:
-        from kstream.benchplot import plot_memory
+        from kstream.bench.plot import plot_memory
 
         plot_memory(memory, args.plot)
     print(json.dumps(memory.to_json(), indent=2) if args.json else format_memory_table(memory))
@@ -257,7 +186,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m kstream.bench``: the subcommand on its own, until the CLI wires it."""
+    """``python -m kstream.bench``: the subcommand without the rest of the CLI."""
     parser = argparse.ArgumentParser(prog="kstream")
     parser.add_argument("--debug", action="store_true")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,4 +1,5 @@
-"""``kstream bench`` in memory (the default mode), and what describes the machine.
+"""``kstream bench`` in memory (the default mode): one table cell per backend, kernel driver,
+transfer, key size, chunk size and operation.
 
 See :mod:`kstream.bench` for what is measured and why; this module does the measuring. It is
 imported only when a benchmark runs, never to build the command-line parser.
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,10 +16,18 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kstream.backends.afalg import KernelBackend, KernelStream, ctr_aes_drivers, generic_warning
+from kstream.backends.afalg import KernelStream, ctr_aes_drivers, generic_warning
 from kstream.backends.base import CipherOptions, CipherStream, FdCipherStream, Transfer
 from kstream.backends.openssl import OpenSSLStream
-from kstream.bench import (
+from kstream.bench.machine import (
+    UML_WARNING,
+    describe_machine,
+    in_uml,
+    kernel_status,
+    machine_info,
+    openssl_version,
+)
+from kstream.bench.units import (
     BACKENDS,
     DEFAULT_CHUNKS,
     DEFAULT_REPEAT,
@@ -33,100 +40,9 @@ from kstream.bench import (
     OPS,
     TOTAL_SECONDS,
     format_size,
+    median,
 )
 from kstream.errors import KstreamError, UsageError
-
-# --------------------------------------------------------------------------- the machine
-
-
-def in_uml() -> bool:
-    """Whether this runs inside User Mode Linux (the test harness sets KSTREAM_IN_UML)."""
-    if os.environ.get("KSTREAM_IN_UML") == "1":
-        return True
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return "User Mode Linux" in f.read()
-    except OSError:
-        return False
-
-
-UML_WARNING = (
-    "running inside User Mode Linux: kernel numbers are not representative (the guest "
-    "kernel has no AES instructions and every system call is a round trip through the host)"
-)
-
-
-def openssl_version() -> str:
-    """The OpenSSL that ``cryptography`` runs, e.g. ``OpenSSL 3.0.15``."""
-    from cryptography.hazmat.backends.openssl.backend import backend
-
-    return " ".join(str(backend.openssl_version_text()).split()[:2])
-
-
-def _cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "cpu model"):
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-
-
-def _distribution() -> str | None:
-    try:
-        with open("/etc/os-release", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return None
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (what parallel work can actually use)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def machine_info() -> dict[str, Any]:
-    """What a reader needs to judge the numbers: CPUs, kernel, distribution, versions."""
-    return {
-        "cpus": cpu_count(),
-        "cpu_model": _cpu_model(),
-        "kernel": platform.release(),
-        "distribution": _distribution(),
-        "python": platform.python_version(),
-        "openssl": openssl_version(),
-        "in_uml": in_uml(),
-    }
-
-
-def describe_machine(info: dict[str, Any]) -> str:
-    cpus = info["cpus"]
-    parts = [f"{cpus} CPU{'' if cpus == 1 else 's'}"]
-    if info.get("cpu_model"):
-        parts.append(str(info["cpu_model"]))
-    parts.append(f"Linux {info['kernel']}")
-    if info.get("distribution"):
-        parts.append(str(info["distribution"]))
-    parts.append(f"Python {info['python']}")
-    parts.append(str(info["openssl"]))
-    if info.get("in_uml"):
-        parts.append("inside User Mode Linux")
-    return ", ".join(parts)
-
-
-def median(values: Sequence[float]) -> float:
-    return float(statistics.median(values)) if values else 0.0
-
-
-# --------------------------------------------------------------------------- in memory
 
 
 @dataclass(frozen=True)
@@ -181,8 +97,8 @@ class MemoryReport:
 def open_kernel_stream(key: bytes, iv: bytes, options: CipherOptions) -> CipherStream:
     """A kernel stream on the driver and transfer in ``options``.
 
-    A module-level function (like :func:`kernel_drivers` and :func:`kernel_status`) so that
-    tests can put a simulated kernel in: the development hosts have no AF_ALG.
+    A module-level function (like :func:`kernel_drivers`, and the ``kernel_status`` imported
+    here) so that tests can put a simulated kernel in: the development hosts have no AF_ALG.
     """
     return KernelStream(key, iv, options)
 
@@ -191,12 +107,6 @@ def kernel_drivers() -> list[str]:
     """Every ``ctr(aes)`` driver the kernel lists, its own pick first."""
     names = [alg.driver for alg in ctr_aes_drivers()]
     return names or ["ctr(aes)"]
-
-
-def kernel_status() -> tuple[bool, str]:
-    """Whether the kernel backend works here and, in one line, why (not)."""
-    status = KernelBackend().probe()
-    return status.available, status.reason
 
 
 def _targets(
