@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kstream.atomic import AtomicFile, check_output_path
 from kstream.auth import SegmentOpener, mac_for_key, sealer
 from kstream.backends import Backend, CipherOptions, CipherStream, get_backend, select_backend
-from kstream.backends.afalg import KernelBackend, KernelEcbCtrStream
+from kstream.backends.kernel import KernelBackend, KernelEcbCtrStream
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import BackendUnavailable, FormatError, InvalidKey, IOFailure, UsageError
 from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, Header
@@ -159,7 +159,7 @@ def open_cipher(
 
     With a keyring key the ``verify`` reference cannot be OpenSSL (the key is not in this
     process): it is CTR built by kstream from the kernel's ``ecb(aes)`` under the same
-    keyring key (:class:`~kstream.backends.afalg.KernelEcbCtrStream`).
+    keyring key (:class:`~kstream.backends.kernel.ecb_ctr.KernelEcbCtrStream`).
     """
     chosen = choose_backend(key, backend, notify or _log_notice)
     stream = chosen.open(key, iv, options)
