@@ -1,7 +1,8 @@
 """``kstream backends``: every backend's status, ``auto``'s pick, and the kernel's diagnosis.
 
 It sits above both the selection policy (:mod:`kstream.backends.select`) and the kernel
-diagnosis (:mod:`kstream.backends.kernel.diagnosis`), so that neither has to import the other.
+diagnosis (:mod:`kstream.backends.kernel.diagnosis`), so that the kernel package never has to
+import the selection policy, which itself imports the kernel package.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ This lockstep is deliberate; it follows from measured AF_ALG behaviour (6.1, 6.1
 
 * the queue is bounded by ``SO_SNDBUF`` (208 KiB by default), so sending more than that
   before reading blocks forever; one send of at most 63 KiB (less if the buffer is smaller,
-  see :func:`send_limit`) in flight at a time never comes close;
+  see :func:`~.sockets.send_limit`) in flight at a time never comes close;
 * readiness (poll/epoll) on op sockets is wrong in both directions, so nothing here ever
   waits for it: every send is followed by a ``recv`` of a size that is known to be ready;
 * every count that ``sendmsg``, ``splice``, ``sendfile`` and ``recv`` return is honoured;
@@ -128,7 +128,7 @@ class KernelStream(SocketPair):
         self._op = None
         #: Bytes sent to the kernel whose output has not been read back yet.
         self._queued = 0
-        #: The largest single send/splice/sendfile (see :func:`send_limit`).
+        #: The largest single send/splice/sendfile (see :func:`~.sockets.send_limit`).
         self._send_max = CHUNK
         #: Set when a sendfile request ended mid-block (the file shrank under us): the
         #: counter has moved past the partial block, so no more input may follow.
