@@ -10,30 +10,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Literal, cast
 
 from kstream.atomic import AtomicFile, check_output_path
-from kstream.backends import CipherOptions
+from kstream.backends.base import CipherOptions
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import AsyncFileSource, IterSource, Sink, Source, read_exact
 from kstream.engine.plan import (
     Plan,
     check_header,
     check_iv,
-    choose_backend,
     make_plan,
-    openssl_reads_warning,
     ranges_apply,
     run,
     run_iterable,
     run_ranges_plan,
+    usable_key,
 )
 from kstream.engine.threads import run_blocking
 from kstream.errors import UsageError, io_errors
 from kstream.format import HEADER_SIZE, Header
 from kstream.keys import Key
-from kstream.memory import tune_malloc
 
 log = logging.getLogger("kstream")
 
@@ -49,30 +47,9 @@ def _log_notice(message: str) -> None:
     log.info("%s", message)
 
 
-@contextlib.contextmanager
-def _usable_key(key: object, backend: str, notify: Notify | None) -> Iterator[Key]:
-    """``key`` as the run will use it; a temporary copy is wiped when the run ends.
-
-    Every operation starts here (and tunes malloc once, :mod:`kstream.memory`). A ``user``
-    keyring key with an explicit ``backend="openssl"`` is read once here (with the warning),
-    so the cipher and the MAC derivation use the same bytes and nothing asks the kernel for
-    the key twice. Every other key is used as it is.
-    """
-    if not isinstance(key, Key):
-        raise UsageError("key must be a kstream.Key (use Key.from_file or Key.generate)")
-    tune_malloc()
-    ref = key.keyring_ref
-    if ref is None or backend != "openssl":
-        yield key
-        return
-    if ref.type != "user":
-        choose_backend(key, backend, notify or _log_notice)  # raises the explanation
-    (notify or _log_notice)(openssl_reads_warning(key))
-    copy = Key(key.material())
-    try:
-        yield copy
-    finally:
-        copy.wipe()
+def _usable_key(key: object, backend: str, notify: Notify | None
+                ) -> contextlib.AbstractContextManager[Key]:
+    return usable_key(key, backend, notify or _log_notice)
 
 
 async def read_header(source: Source, key: Key) -> Header:

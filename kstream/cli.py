@@ -352,7 +352,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from kstream.kernelinfo import backends_report, format_backends_text
+    from kstream.backends.report import backends_report, format_backends_text
 
     report = backends_report()
     print(json.dumps(report, indent=2) if args.json else format_backends_text(report))

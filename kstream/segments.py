@@ -97,7 +97,7 @@ def derive_mac_key(key: Key, header: Header) -> bytes:
     """
     ref = key.keyring_ref
     if ref is not None:
-        from kstream.backends.afalg import kernel_hmac_sha256
+        from kstream.backends.kernel import kernel_hmac_sha256
 
         return kernel_hmac_sha256(ref, mac_key_info(header))
     return _expand(key.material(), header)

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kstream.backends.afalg import KernelStream, ctr_aes_drivers
 from kstream.backends.base import CipherOptions, CipherStream, FdCipherStream
+from kstream.backends.kernel import KernelStream, ctr_aes_drivers
 from kstream.backends.openssl import OpenSSLStream
 from kstream.errors import BackendUnavailable
 

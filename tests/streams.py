@@ -33,7 +33,7 @@ async def each(pieces: list[bytes]) -> AsyncIterator[bytes]:
 def corrupt_kernel_output(monkeypatch: pytest.MonkeyPatch, offset: int = 100) -> None:
     """Make every kernel stream flip one bit at ``offset`` of an update's output, as a
     faulty driver would; for checking that ``--verify`` catches it."""
-    from kstream.backends.afalg import KernelStream
+    from kstream.backends.kernel.ctr import KernelStream
 
     real_update = KernelStream.update
 

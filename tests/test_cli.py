@@ -116,7 +116,7 @@ def test_auto_backend_falls_back_with_one_notice(tmp_path: Path, keyfile: Path,
                                                  plain: tuple[Path, bytes]) -> None:
     proc = kst("encrypt", "-k", keyfile, plain[0], tmp_path / "c")
     notices = proc.stderr.decode().splitlines()
-    from kstream.backends.afalg import KernelBackend
+    from kstream.backends.kernel.backend import KernelBackend
 
     if KernelBackend().probe().available:
         assert notices == []
@@ -251,7 +251,7 @@ def test_usage_errors(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) 
 
 def test_backend_kernel_fails_clearly_without_af_alg(tmp_path: Path, keyfile: Path,
                                                      plain: tuple[Path, bytes]) -> None:
-    from kstream.backends.afalg import KernelBackend
+    from kstream.backends.kernel.backend import KernelBackend
 
     if KernelBackend().probe().available:
         pytest.skip("this host has a working kernel backend")

@@ -34,19 +34,18 @@ from streams import corrupt_kernel_output
 
 import kstream
 from kstream import cli, keyring
-from kstream.api import choose_backend
-from kstream.backends.afalg import (
+from kstream.backends.base import Availability
+from kstream.backends.kernel.backend import KernelBackend
+from kstream.backends.kernel.ecb_ctr import KernelEcbCtrStream, counter_blocks
+from kstream.backends.kernel.hmac import kernel_hmac_sha256
+from kstream.backends.kernel.sockets import (
     ALG_SET_KEY_BY_KEY_SERIAL,
     NO_KEY_BY_SERIAL,
-    KernelBackend,
-    KernelEcbCtrStream,
     bind_tfm,
-    counter_blocks,
-    kernel_hmac_sha256,
     serial_key_error,
     set_key,
 )
-from kstream.backends.base import Availability
+from kstream.backends.select import choose_backend
 from kstream.errors import (
     BackendUnavailable,
     IntegrityError,

@@ -8,9 +8,9 @@ import pytest
 from reference import ctr
 
 from kstream import selftest
+from kstream.backends.kernel.procfs import implementations, read_proc_crypto
 from kstream.backends.openssl import OpenSSLStream
 from kstream.errors import BackendUnavailable
-from kstream.procfs import implementations, read_proc_crypto
 from kstream.selftest import (
     NIST_COUNTER,
     NIST_CTR_VECTORS,

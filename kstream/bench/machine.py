@@ -10,7 +10,7 @@ import os
 import platform
 from typing import Any
 
-from kstream.backends.afalg import KernelBackend
+from kstream.backends.kernel import KernelBackend
 
 
 def in_uml() -> bool:

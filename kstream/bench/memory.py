@@ -16,8 +16,8 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kstream.backends.afalg import KernelStream, ctr_aes_drivers, generic_warning
 from kstream.backends.base import CipherOptions, CipherStream, FdCipherStream, Transfer
+from kstream.backends.kernel import KernelStream, ctr_aes_drivers, generic_warning
 from kstream.backends.openssl import OpenSSLStream
 from kstream.bench.machine import (
     UML_WARNING,

@@ -8,23 +8,25 @@ range).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kstream.backends import Backend, CipherOptions, CipherStream, get_backend, select_backend
-from kstream.backends.afalg import KernelBackend, KernelEcbCtrStream
-from kstream.backends.base import BLOCK, counter_add
+from kstream.backends.base import BLOCK, Backend, CipherOptions, CipherStream, counter_add
+from kstream.backends.kernel import KernelEcbCtrStream
 from kstream.backends.openssl import OpenSSLBackend
+from kstream.backends.select import choose_backend, prepared_key
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import Sink, Source, iterate
 from kstream.engine.pipe import accepts_fd, pump, pump_from_fd
 from kstream.engine.ranges import plan_ranges, run_ranges
-from kstream.errors import BackendUnavailable, FormatError, InvalidKey, UsageError
+from kstream.errors import FormatError, InvalidKey, UsageError
 from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, Header
 from kstream.keys import Key
+from kstream.memory import tune_malloc
 from kstream.segments import (
     OVERHEAD,
     Codec,
@@ -42,43 +44,15 @@ Progress = Callable[[int], None]
 NOTHING_TO_VERIFY = "--verify has nothing to check: openssl is the reference"
 
 
-def openssl_reads_warning(key: Key) -> str:
-    ref = key.keyring_ref
-    label = ref.label if ref is not None else "the key"
-    return (f"warning: --backend openssl reads {label} out of the kernel keyring: the key's "
-            "bytes now enter this process's memory")
-
-
-def choose_backend(key: Key, backend: str, notify: Notify) -> Backend:
-    """The backend for ``key``: the user's choice, except that a keyring key needs the kernel.
-
-    A ``logon`` key cannot leave the kernel, so only the kernel backend can use it, and
-    ``auto`` does not fall back. A ``user`` key could be read out; that happens only when the
-    caller names ``openssl`` explicitly, with a warning through ``notify``.
-    """
-    ref = key.keyring_ref
-    if ref is None:
-        return select_backend(backend, notify)
-    if backend == "openssl":
-        if ref.type != "user":
-            raise UsageError(
-                f"{ref.label} cannot be used with --backend openssl: a {ref.type} key never "
-                "leaves the kernel, so only the kernel backend can use it (Linux ≥ 6.2)"
-            )
-        notify(openssl_reads_warning(key))
-        return OpenSSLBackend()
-    if backend not in ("auto", "kernel"):
-        get_backend(backend)  # raises the usual message for an unknown backend name
-    kernel = KernelBackend()
-    status = kernel.probe()
-    if not status.available:
-        why = ("; --backend openssl can read this user key into process memory instead"
-               if ref.type == "user" else "")
-        raise BackendUnavailable(
-            f"{ref.label} can only be used through the kernel crypto API, which is not "
-            f"available here: {status.reason}{why}"
-        )
-    return kernel
+@contextlib.contextmanager
+def usable_key(key: object, backend: str, notify: Notify) -> Iterator[Key]:
+    """Every run starts here: check the key, tune malloc once (:mod:`kstream.memory`), and
+    read a keyring key out only where the user asked for OpenSSL (with a warning)."""
+    if not isinstance(key, Key):
+        raise UsageError("key must be a kstream.Key (use Key.from_file or Key.generate)")
+    tune_malloc()
+    with prepared_key(key, backend, notify) as usable:
+        yield usable
 
 
 def check_iv(iv: bytes | None, raw: bool) -> bytes | None:
@@ -140,7 +114,7 @@ class Plan:
 
         With a keyring key the ``verify`` reference cannot be OpenSSL (the key is not in this
         process): it is CTR built by kstream from the kernel's ``ecb(aes)`` under the same
-        keyring key (:class:`~kstream.backends.afalg.KernelEcbCtrStream`).
+        keyring key (:class:`~kstream.backends.kernel.ecb_ctr.KernelEcbCtrStream`).
         """
         iv = counter_add(self.iv, first_segment * self.segment // BLOCK)
         stream = self.backend.open(self.key, iv, self.options)

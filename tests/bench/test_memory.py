@@ -141,7 +141,7 @@ def test_pipe_and_memory_file_feed_every_byte_once(size: int) -> None:
 def test_kernel_rows_name_the_driver_and_warn(capsys: pytest.CaptureFixture[str]) -> None:
     """Real AF_ALG (inside User Mode Linux on hosts without it): a kernel row for every
     driver and transfer, and the warning that these numbers mean little here."""
-    from kstream.backends.afalg import ctr_aes_drivers, generic_warning
+    from kstream.backends.kernel import ctr_aes_drivers, generic_warning
 
     drivers = [alg.driver for alg in ctr_aes_drivers()]
     assert drivers

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_procfs import AESNI, UML_6_1
+from kernelsim import AESNI, UML_6_1
 
-from kstream import kernelinfo
-from kstream.backends import afalg
-from kstream.backends.afalg import KernelBackend
 from kstream.backends.base import Availability
-from kstream.kernelinfo import backends_report, format_backends_text, key_by_serial_support
-from kstream.procfs import parse_proc_crypto
+from kstream.backends.kernel import diagnosis, procfs, sockets
+from kstream.backends.kernel.backend import KernelBackend
+from kstream.backends.kernel.diagnosis import key_by_serial_support
+from kstream.backends.kernel.procfs import parse_proc_crypto
+from kstream.backends.report import backends_report, format_backends_text
 
 
 def _host_has_af_alg() -> bool:
@@ -45,18 +45,18 @@ def simulate(
 ) -> None:
     """A kernel whose binds end with ``binds[name]`` (an errno, 0 for success)."""
     algs = parse_proc_crypto(proc_crypto)
-    monkeypatch.setattr(kernelinfo, "read_proc_crypto", lambda: algs)
-    monkeypatch.setattr(kernelinfo, "bind_errno", lambda socket_type, name: binds[name])
+    monkeypatch.setattr(procfs, "read_proc_crypto", lambda: algs)
+    monkeypatch.setattr(diagnosis, "bind_errno", lambda socket_type, name: binds[name])
     sysctl = tmp_path / "af_alg_restrict"
     if restrict is not None:
         sysctl.write_text(f"{restrict}\n")
-    monkeypatch.setattr(afalg, "AF_ALG_RESTRICT", str(sysctl))
+    monkeypatch.setattr(sockets, "AF_ALG_RESTRICT", str(sysctl))
     reason = "simulated kernel" if kernel_available else "simulated: no AF_ALG"
     monkeypatch.setattr(
         KernelBackend, "probe", lambda self: Availability("kernel", kernel_available, reason)
     )
     if serial is not None:
-        monkeypatch.setattr(kernelinfo, "key_by_serial_support", lambda: serial)
+        monkeypatch.setattr(diagnosis, "key_by_serial_support", lambda: serial)
 
 
 SERIAL_OK = {"supported": True, "how": "probe", "detail": "serial 0 gave ENOKEY"}

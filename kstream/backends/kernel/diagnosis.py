@@ -1,9 +1,11 @@
 """What the kernel crypto API offers here, and why the kernel backend does or does not work.
 
-This is the data behind ``kstream backends``: it asks the kernel directly (an AF_ALG socket,
-a bind, a ``setsockopt``) rather than guessing from configuration, because what matters is
-what a stream would meet: a missing module, an ``af_alg_restrict`` policy, a kernel too old
-for keyring keys, or only the slow generic C AES. Every check uses throwaway sockets.
+This is the kernel half of ``kstream backends`` (:mod:`kstream.backends.report`): it asks the
+kernel directly (an AF_ALG socket, a bind, a ``setsockopt``) rather than guessing from
+configuration, because what matters is what a stream would meet: a missing module, an
+``af_alg_restrict`` policy, a kernel too old for keyring keys, or only the slow generic C
+AES. Every check uses throwaway sockets, and reports the raw errno rather than a kstream
+error, because the errno is the diagnosis.
 """
 
 from __future__ import annotations
@@ -15,16 +17,15 @@ import socket
 import struct
 from typing import Any
 
-from kstream.backends import all_backends, select_backend
-from kstream.backends.afalg import (
+from kstream.backends.kernel import procfs
+from kstream.backends.kernel.drivers import CTR_AES, generic_warning
+from kstream.backends.kernel.procfs import implementations, kernel_pick
+from kstream.backends.kernel.sockets import (
     ALG_SET_KEY_BY_KEY_SERIAL,
-    CTR_AES,
     af_alg_restrict,
     bind_refused_reason,
-    generic_warning,
     no_af_alg_reason,
 )
-from kstream.procfs import implementations, kernel_pick, read_proc_crypto
 
 #: The algorithms kstream uses or will use: the cipher, and the MAC of authenticated formats.
 ALGORITHMS = ((CTR_AES, "skcipher"), ("hmac(sha256)", "hash"))
@@ -88,7 +89,7 @@ def key_by_serial_support() -> dict[str, Any]:
 def algorithm_report(name: str, socket_type: str) -> dict[str, Any]:
     """Every implementation of ``name`` that ``/proc/crypto`` lists, and the kernel's pick."""
     code = bind_errno(socket_type, name)
-    algs = read_proc_crypto()
+    algs = procfs.read_proc_crypto()
     pick = kernel_pick(algs, name, socket_type)
     drivers = [
         {
@@ -143,26 +144,13 @@ def _diagnosis(
     return lines
 
 
-def backends_report() -> dict[str, Any]:
-    """Everything ``kstream backends`` shows, as a JSON-able dict."""
-    backends = []
-    for backend in all_backends():
-        status = backend.probe()
-        backends.append(
-            {
-                "name": status.name,
-                "available": status.available,
-                "reason": status.reason,
-                "details": dict(status.details),
-            }
-        )
+def kernel_report() -> dict[str, Any]:
+    """The kernel half of ``kstream backends``: release, policy, algorithms and diagnosis."""
     algorithms = [algorithm_report(name, socket_type) for name, socket_type in ALGORITHMS]
     restrict = af_alg_restrict()
     serial = key_by_serial_support()
     diagnosis = _diagnosis(algorithms, restrict, serial)
     return {
-        "backends": backends,
-        "auto": select_backend("auto").name,
         "kernel": {
             "release": os.uname().release,
             "af_alg_restrict": restrict,
@@ -173,54 +161,10 @@ def backends_report() -> dict[str, Any]:
     }
 
 
-def _yes_no(value: object) -> str:
-    return "unknown" if value is None else "yes" if value else "no"
-
-
-def format_backends_text(report: dict[str, Any]) -> str:
-    """``report`` (from :func:`backends_report`) as aligned plain text for a terminal."""
-    lines = ["backends:"]
-    width = max((len(b["name"]) for b in report["backends"]), default=0)
-    for backend in report["backends"]:
-        state = "available" if backend["available"] else "unavailable"
-        lines.append(f"  {backend['name']:<{width}}  {state:<11}  {backend['reason']}")
-    lines.append(f"auto picks: {report['auto']}")
-    kernel = report["kernel"]
-    restrict = kernel["af_alg_restrict"]
-    serial = kernel["key_by_serial"]
-    lines += [
-        "",
-        f"kernel: Linux {kernel['release']}",
-        "  af_alg_restrict: " + ("not present" if restrict is None else str(restrict)),
-        f"  key by serial:   {_yes_no(serial['supported'])} ({serial['how']}: {serial['detail']})",
-    ]
-    for algorithm in report["algorithms"]:
-        lines += ["", f"{algorithm['name']} ({algorithm['socket_type']}):"]
-        if algorithm["bind"] != "ok":
-            lines.append(f"  bind: {algorithm['bind']}")
-        if not algorithm["drivers"]:
-            lines.append("  no implementation listed in /proc/crypto")
-        dwidth = max((len(d["driver"]) for d in algorithm["drivers"]), default=0)
-        for driver in algorithm["drivers"]:
-            flags = "async" if driver["async"] else "sync"
-            if driver["internal"]:
-                flags += ", internal"
-            mark = "  <- kernel's pick" if driver["picked"] else ""
-            lines.append(
-                f"  {driver['driver']:<{dwidth}}  priority {driver['priority']:>4}  "
-                f"module {driver['module']:<12}  {flags:<5}  selftest {driver['selftest']}{mark}"
-            )
-    lines += ["", "diagnosis:"]
-    lines += [f"  - {line}" for line in report["diagnosis"]]
-    return "\n".join(lines)
-
-
 __all__ = [
     "ALGORITHMS",
-    "ALG_SET_KEY_BY_KEY_SERIAL",
     "algorithm_report",
-    "backends_report",
     "bind_errno",
-    "format_backends_text",
+    "kernel_report",
     "key_by_serial_support",
 ]

@@ -1,9 +1,8 @@
-"""The kernel backend (AF_ALG ``ctr(aes)``) against OpenSSL and an independent reference.
+"""The kernel's AES-CTR stream (AF_ALG ``ctr(aes)``) against OpenSSL and an independent
+reference: every transfer (sendmsg, splice, sendfile), the lockstep, and closing.
 
 Tests marked ``kernel`` run where AF_ALG exists: natively, or inside each User Mode Linux
-kernel the harness finds (tests/uml). The others run on any host: they simulate the kernel's
-refusals (EAFNOSUPPORT, ENOENT, EINVAL) at the socket, and on a host that really has no
-AF_ALG they check what ``probe`` and ``open`` say about it.
+kernel the harness finds (tests/uml).
 """
 
 from __future__ import annotations
@@ -14,32 +13,22 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernelsim import no_af_alg, open_fds
 from reference import ctr, keystream, split
-from test_procfs import AESNI
 
-from kstream.backends import afalg
-from kstream.backends.afalg import (
-    AUTO_FD_TRANSFER,
-    KernelBackend,
-    KernelStream,
-    bind_tfm,
-    ctr_aes_drivers,
-    fd_kind,
-    generic_warning,
-    template_cipher,
-)
 from kstream.backends.base import CHUNK, CipherOptions, Transfer
-from kstream.errors import BackendUnavailable, InvalidKey, IOFailure, UsageError
-from kstream.keys import Key
-from kstream.procfs import kernel_pick, parse_proc_crypto, read_proc_crypto
+from kstream.backends.kernel.backend import ctr_aes_drivers
+from kstream.backends.kernel.ctr import AUTO_FD_TRANSFER, KernelStream, fd_kind
+from kstream.backends.kernel.sockets import bind_tfm
+from kstream.errors import BackendUnavailable, IOFailure, UsageError
 from kstream.selftest import NIST_CTR_VECTORS, pieces_of
 
 kernel = pytest.mark.kernel
@@ -72,10 +61,6 @@ def drain_fd(stream: KernelStream, fd: int, max_bytes: int = 1 << 20) -> bytes:
             return b"".join(out) + stream.finalize()
 
 
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
 class PipeWriter:
     """A pipe whose write end a thread fills with ``pieces``, then closes."""
 
@@ -106,159 +91,6 @@ class PipeWriter:
         self.close()
 
 
-def host_has_af_alg() -> bool:
-    try:
-        socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0).close()
-    except OSError:
-        return False
-    return True
-
-
-# -- on any host: the kernel's refusals, simulated at the socket ------------------------------
-
-
-class FakeAlgSocket:
-    """An AF_ALG socket whose ``bind`` or ``setsockopt`` fails with a chosen errno."""
-
-    instances: ClassVar[list[FakeAlgSocket]] = []
-
-    def __init__(self, bind_errno: int = 0, setkey_errno: int = 0) -> None:
-        self.bind_errno = bind_errno
-        self.setkey_errno = setkey_errno
-        self.closed = False
-        FakeAlgSocket.instances.append(self)
-
-    def bind(self, address: tuple[str, str]) -> None:
-        if self.bind_errno:
-            raise OSError(self.bind_errno, os.strerror(self.bind_errno))
-
-    def setsockopt(self, level: int, option: int, value: bytes) -> None:
-        if self.setkey_errno:
-            raise OSError(self.setkey_errno, os.strerror(self.setkey_errno))
-
-    def accept(self) -> tuple[Any, Any]:
-        raise AssertionError("a simulated refusal must stop before accept()")
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@pytest.fixture
-def sysctl(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[int | None], None]:
-    """Set the simulated ``crypto.af_alg_restrict`` (``None``: the sysctl does not exist)."""
-    path = tmp_path / "af_alg_restrict"
-    monkeypatch.setattr(afalg, "AF_ALG_RESTRICT", str(path))
-
-    def set_value(value: int | None) -> None:
-        if value is None:
-            path.unlink(missing_ok=True)
-        else:
-            path.write_text(f"{value}\n")
-
-    return set_value
-
-
-def fake_kernel(monkeypatch: pytest.MonkeyPatch, **errors: int) -> None:
-    FakeAlgSocket.instances = []
-    monkeypatch.setattr(socket, "socket", lambda *args: FakeAlgSocket(**errors))
-    monkeypatch.setattr(afalg, "read_proc_crypto", lambda: parse_proc_crypto(AESNI))
-
-
-def no_af_alg(*args: object) -> socket.socket:
-    raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
-
-
-@pytest.mark.skipif(host_has_af_alg(), reason="this host has AF_ALG")
-def test_probe_on_a_host_without_af_alg() -> None:
-    status = KernelBackend().probe()
-    assert not status.available
-    assert status.reason.startswith("this kernel has no AF_ALG sockets (")
-    with pytest.raises(BackendUnavailable, match="^this kernel has no AF_ALG sockets"):
-        KernelBackend().open(Key(bytes(16)), bytes(16))
-
-
-@pytest.mark.parametrize(
-    ("restrict", "expected"),
-    [
-        (
-            None,
-            "CONFIG_CRYPTO_USER_API_SKCIPHER off or the af_alg module not loadable, or "
-            "af_alg_restrict=2)",
-        ),
-        (2, "(sysctl crypto.af_alg_restrict=2 disables them; set it to 1 or 0 to allow)"),
-        (1, "af_alg module not loadable; crypto.af_alg_restrict=1)"),
-    ],
-)
-def test_eafnosupport_explains(
-    monkeypatch: pytest.MonkeyPatch,
-    sysctl: Callable[[int | None], None],
-    restrict: int | None,
-    expected: str,
-) -> None:
-    sysctl(restrict)
-    monkeypatch.setattr(socket, "socket", no_af_alg)
-    status = KernelBackend().probe()
-    assert not status.available
-    assert status.reason.startswith("this kernel has no AF_ALG sockets")
-    assert status.reason.endswith(expected)
-    with pytest.raises(BackendUnavailable) as raised:
-        KernelStream(bytes(16), bytes(16))
-    assert str(raised.value) == status.reason
-
-
-def test_enoent_at_bind_explains(
-    monkeypatch: pytest.MonkeyPatch, sysctl: Callable[[int | None], None]
-) -> None:
-    fake_kernel(monkeypatch, bind_errno=errno.ENOENT)
-    sysctl(None)
-    with pytest.raises(BackendUnavailable) as raised:
-        KernelStream(bytes(16), bytes(16))
-    assert str(raised.value) == (
-        "the kernel refused skcipher 'ctr(aes)' for AF_ALG (module algif_skcipher or the "
-        "algorithm's module missing)"
-    )
-    sysctl(1)
-    status = KernelBackend().probe()
-    assert not status.available
-    assert status.reason.endswith(
-        "missing, or not allowed by af_alg_restrict=1 (set sysctl crypto.af_alg_restrict=0))"
-    )
-    assert all(sock.closed for sock in FakeAlgSocket.instances)
-    assert len(FakeAlgSocket.instances) == 2
-
-
-def test_unknown_driver_lists_the_available_ones(
-    monkeypatch: pytest.MonkeyPatch, sysctl: Callable[[int | None], None]
-) -> None:
-    fake_kernel(monkeypatch, bind_errno=errno.ENOENT)
-    sysctl(None)
-    with pytest.raises(BackendUnavailable) as raised:
-        KernelStream(bytes(16), bytes(16), CipherOptions(driver="ctr-aes-vaes-avx512"))
-    assert str(raised.value) == (
-        "the kernel has no ctr(aes) driver 'ctr-aes-vaes-avx512' for AF_ALG; available: "
-        "ctr-aes-aesni, ctr(aes-aesni), ctr(aes-generic)"
-    )
-    assert FakeAlgSocket.instances[0].closed
-
-
-def test_key_refused_at_setkey(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_kernel(monkeypatch, setkey_errno=errno.EINVAL)
-    with pytest.raises(InvalidKey) as raised:
-        KernelStream(bytes(20), bytes(16))
-    assert str(raised.value) == (
-        "the kernel's ctr-aes-aesni refused a 20-byte key; an AES key must be 16, 24 or 32 bytes"
-    )
-    assert FakeAlgSocket.instances[0].closed
-    status = KernelBackend().probe()  # probe's dummy key refused: not usable either
-    assert not status.available and "refused a 16-byte key" in status.reason
-
-
-def test_other_setkey_errors_are_not_called_key_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_kernel(monkeypatch, setkey_errno=errno.ENOMEM)
-    with pytest.raises(BackendUnavailable, match="could not take the key: Cannot allocate"):
-        KernelStream(bytes(16), bytes(16))
-
-
 def test_arguments_checked_before_any_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "socket", no_af_alg)
     with pytest.raises(ValueError, match="IV must be 16 bytes"):
@@ -286,47 +118,7 @@ def test_fd_kind(tmp_path: Path) -> None:
             os.close(write_fd)
 
 
-def test_generic_driver_detection() -> None:
-    assert template_cipher("ctr(aes-generic)") == "aes-generic"
-    assert template_cipher("ctr(ecb(aes-lib))") == "ecb(aes-lib)"
-    assert template_cipher("ctr-aes-aesni") is None
-    assert generic_warning("ctr-aes-aesni") is None
-    assert generic_warning("ctr-aes-ce") is None
-    generic = generic_warning("ctr(aes-generic)")
-    assert generic is not None and "portable C, no AES instructions" in generic
-    lib = generic_warning("ctr(aes-lib)")
-    assert lib is not None and "no dedicated ctr(aes) driver" in lib
-
-
-def test_probe_details_on_a_simulated_aesni_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_kernel(monkeypatch)
-    status = KernelBackend().probe()
-    assert status.available
-    assert status.reason == "ctr(aes) through AF_ALG, driver ctr-aes-aesni (priority 400)"
-    assert status.details == {
-        "driver": "ctr-aes-aesni",
-        "priority": 400,
-        "module": "aesni_intel",
-        "async": True,
-        "generic_only": False,
-    }
-    assert all(sock.closed for sock in FakeAlgSocket.instances)
-
-
 # -- in a kernel with AF_ALG --------------------------------------------------------------------
-
-
-@kernel
-def test_probe_names_the_kernels_pick() -> None:
-    status = KernelBackend().probe()
-    assert status.available, status.reason
-    pick = kernel_pick(read_proc_crypto(), "ctr(aes)", "skcipher")
-    assert pick is not None
-    assert status.details["driver"] == pick.driver
-    assert f"driver {pick.driver} (priority {pick.priority})" in status.reason
-    stream = KernelBackend().open(Key(bytes(16)), bytes(16))
-    assert stream.description == f"kernel {pick.driver}"
-    stream.close()
 
 
 @kernel
@@ -587,33 +379,6 @@ def test_every_listed_driver_by_name() -> None:
 
 
 @kernel
-@pytest.mark.parametrize("size", [0, 1, 15, 17, 31, 33, 64])
-def test_bad_key_length_is_a_clear_error(size: int) -> None:
-    before = open_fds()
-    with pytest.raises(InvalidKey) as raised:
-        KernelStream(os.urandom(size), bytes(16))
-    assert str(raised.value).endswith(
-        f"refused a {size}-byte key; an AES key must be 16, 24 or 32 bytes"
-    )
-    assert str(raised.value).startswith("the kernel's ctr(")
-    assert open_fds() == before
-
-
-@kernel
-def test_unknown_driver_is_a_clear_error() -> None:
-    before = open_fds()
-    pick = ctr_aes_drivers()[0]
-    with pytest.raises(BackendUnavailable) as raised:
-        KernelStream(bytes(16), bytes(16), CipherOptions(driver="ctr-aes-nonexistent"))
-    message = str(raised.value)
-    assert message.startswith("the kernel has no ctr(aes) driver 'ctr-aes-nonexistent'")
-    assert f"available: {pick.driver}" in message
-    with pytest.raises(UsageError, match=r"^'x{80}' is not a valid kernel crypto algorithm name"):
-        KernelStream(bytes(16), bytes(16), CipherOptions(driver="x" * 80))
-    assert open_fds() == before
-
-
-@kernel
 def test_a_driver_of_another_algorithm_is_refused() -> None:
     before = open_fds()
     try:
@@ -624,15 +389,6 @@ def test_a_driver_of_another_algorithm_is_refused() -> None:
     with pytest.raises(UsageError, match=r"^driver 'ecb\(aes\)' implements ecb\(aes\), not ctr"):
         KernelStream(bytes(16), bytes(16), CipherOptions(driver="ecb(aes)"))
     assert open_fds() == before
-
-
-@kernel
-def test_a_missing_algorithm_is_explained() -> None:
-    with pytest.raises(BackendUnavailable) as raised:
-        bind_tfm("skcipher", "ctr(no-such-cipher)")
-    assert str(raised.value).startswith(
-        "the kernel refused skcipher 'ctr(no-such-cipher)' for AF_ALG (module algif_skcipher"
-    )
 
 
 @kernel

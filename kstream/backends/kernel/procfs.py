@@ -6,7 +6,8 @@ blocks separated by blank lines. The kernel resolves a name to the registered, n
 self-tested implementation with the highest priority (on a tie, the one listed first, which
 is the one registered last). Template instances such as ``ctr(aes-generic)`` only appear
 once something has asked for them, so callers that want the kernel's choice should bind the
-name once (see :mod:`kstream.backends.afalg`) before reading this file.
+name once (see :func:`kstream.backends.kernel.backend.ctr_aes_drivers`) before reading
+this file.
 """
 
 from __future__ import annotations

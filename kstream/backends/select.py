@@ -1,0 +1,123 @@
+"""The backend registry, the ``auto`` / ``kernel`` / ``openssl`` selection policy, and the
+key a run uses with the chosen backend.
+
+Only :mod:`kstream.engine.plan` resolves a backend (once per run); everything below it gets
+the resolved backend object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from kstream.backends.base import Backend
+from kstream.backends.kernel import KernelBackend
+from kstream.backends.openssl import OpenSSLBackend
+from kstream.errors import BackendUnavailable, UsageError
+from kstream.keys import Key
+
+Notify = Callable[[str], None]
+
+BACKEND_NAMES = ("auto", "kernel", "openssl")
+
+
+def all_backends() -> list[Backend]:
+    """Every backend kstream knows, in ``auto``'s order of preference."""
+    return [KernelBackend(), OpenSSLBackend()]
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name`` (``kernel`` or ``openssl``), whether or not it works."""
+    for backend in all_backends():
+        if backend.name == name:
+            return backend
+    raise UsageError(f"unknown backend '{name}'; choose one of {', '.join(BACKEND_NAMES)}")
+
+
+def select_backend(
+    name: str = "auto",
+    notify: Callable[[str], None] | None = None,
+) -> Backend:
+    """Resolve a user's ``--backend`` choice to a working backend.
+
+    ``auto`` prefers the kernel and falls back to OpenSSL, telling ``notify`` why in one
+    line; naming a backend explicitly never falls back: it fails with the reason instead.
+    """
+    if name == "auto":
+        kernel = KernelBackend()
+        status = kernel.probe()
+        if status.available:
+            return kernel
+        if notify is not None:
+            notify(f"kernel backend unavailable ({status.reason}); using openssl")
+        return OpenSSLBackend()
+    backend = get_backend(name)
+    status = backend.probe()
+    if not status.available:
+        raise BackendUnavailable(f"the {name} backend is not available: {status.reason}")
+    return backend
+
+
+def openssl_reads_warning(key: Key) -> str:
+    ref = key.keyring_ref
+    label = ref.label if ref is not None else "the key"
+    return (f"warning: --backend openssl reads {label} out of the kernel keyring: the key's "
+            "bytes now enter this process's memory")
+
+
+def choose_backend(key: Key, backend: str, notify: Notify) -> Backend:
+    """The backend for ``key``: the user's choice, except that a keyring key needs the kernel.
+
+    A ``logon`` key cannot leave the kernel, so only the kernel backend can use it, and
+    ``auto`` does not fall back. A ``user`` key could be read out; that happens only when the
+    caller names ``openssl`` explicitly, with a warning through ``notify``.
+    """
+    ref = key.keyring_ref
+    if ref is None:
+        return select_backend(backend, notify)
+    if backend == "openssl":
+        if ref.type != "user":
+            raise UsageError(
+                f"{ref.label} cannot be used with --backend openssl: a {ref.type} key never "
+                "leaves the kernel, so only the kernel backend can use it (Linux ≥ 6.2)"
+            )
+        notify(openssl_reads_warning(key))
+        return OpenSSLBackend()
+    if backend not in ("auto", "kernel"):
+        get_backend(backend)  # raises the usual message for an unknown backend name
+    kernel = KernelBackend()
+    status = kernel.probe()
+    if not status.available:
+        why = ("; --backend openssl can read this user key into process memory instead"
+               if ref.type == "user" else "")
+        raise BackendUnavailable(
+            f"{ref.label} can only be used through the kernel crypto API, which is not "
+            f"available here: {status.reason}{why}"
+        )
+    return kernel
+
+
+@contextlib.contextmanager
+def prepared_key(key: Key, backend: str, notify: Notify) -> Iterator[Key]:
+    """``key`` as the run will use it; a temporary copy is wiped when the run ends.
+
+    A ``user`` keyring key with an explicit ``backend="openssl"`` is read once here (with
+    the warning), so the cipher and the MAC derivation use the same bytes and nothing asks
+    the kernel for the key twice. Every other key is used as it is.
+    """
+    ref = key.keyring_ref
+    if ref is None or backend != "openssl":
+        yield key
+        return
+    if ref.type != "user":
+        choose_backend(key, backend, notify)  # raises the explanation
+    notify(openssl_reads_warning(key))
+    copy = Key(key.material())
+    try:
+        yield copy
+    finally:
+        copy.wipe()
+
+
+__all__ = ["BACKEND_NAMES", "all_backends", "choose_backend", "get_backend", "prepared_key",
+           "select_backend"]
