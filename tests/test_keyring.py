@@ -33,7 +33,7 @@ from reference import ctr, unframe
 from streams import corrupt_kernel_output
 
 import kstream
-from kstream import cli, keyring
+from kstream import keyring
 from kstream.backends.base import Availability
 from kstream.backends.kernel.backend import KernelBackend
 from kstream.backends.kernel.ecb_ctr import KernelEcbCtrStream, counter_blocks
@@ -46,6 +46,7 @@ from kstream.backends.kernel.sockets import (
     set_key,
 )
 from kstream.backends.select import choose_backend
+from kstream.cli import main as cli
 from kstream.errors import (
     BackendUnavailable,
     IntegrityError,
@@ -371,71 +372,6 @@ async def test_user_key_with_explicit_openssl_is_read_with_a_warning(
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def test_cli_key_options_are_exclusive_and_checked(capsys: pytest.CaptureFixture[str],
-                                                   tmp_path: Path) -> None:
-    with pytest.raises(SystemExit) as info:
-        cli.main(["encrypt", "--key-name", "x", "-k", "kf", "a", "b"])
-    assert info.value.code == 2
-    one_error(capsys.readouterr().err, "argument -k/--key-file: not allowed with argument "
-              "--key-name")
-    with pytest.raises(SystemExit):
-        cli.main(["decrypt", "--key-serial", "twelve", "a", "b"])
-    one_error(capsys.readouterr().err, "'twelve' is not a key serial number")
-    with pytest.raises(SystemExit):
-        cli.main(["key"])
-    one_error(capsys.readouterr().err, "required: ACTION")
-    for action in ("add", "gen"):
-        code, _, err = run_main(capsys, "key", action, "x", "--keyring", "process")
-        assert code == 2
-        one_error(err, "--keyring process would put the key in this command's own keyring")
-    (tmp_path / "p").write_bytes(b"x")
-    code, _, err = run_main(capsys, "encrypt", "--key-name", "bad name", tmp_path / "p",
-                            tmp_path / "c")
-    assert code == 2
-    one_error(err, "invalid key name 'bad name'")
-    code, _, err = run_main(capsys, "encrypt", tmp_path / "p", tmp_path / "c")
-    one_error(err, "no key given: use -k/--key-file PATH, --key-fd N, --key-name NAME or "
-              "--key-serial N")
-
-
-def test_cli_key_add_refuses_a_terminal(monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(os, "isatty", lambda fd: True)
-    code, out, err = run_main(capsys, "key", "add", "x")
-    assert code == 2 and out == ""
-    one_error(err, "refusing to read a key from the terminal")
-
-
-def test_cli_maps_keyring_errors_to_one_line(monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str],
-                                             tmp_path: Path) -> None:
-    def search(ring: str, key_type: str, description: str) -> int:
-        raise OSError(errno.EKEYREVOKED, "revoked")
-
-    monkeypatch.setattr(keyring, "search", search)
-    (tmp_path / "p").write_bytes(b"x")
-    code, _, err = run_main(capsys, "encrypt", "--key-name", "gone", tmp_path / "p",
-                            tmp_path / "c")
-    assert code == 2
-    one_error(err, "key 'kstream:gone' has been revoked")
-    assert not (tmp_path / "c").exists()
-
-
-def test_key_gen_removes_its_backup_when_the_keyring_refuses(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        tmp_path: Path) -> None:
-    monkeypatch.setattr(keyring, "ensure_absent", lambda description, ring: None)
-
-    def refuse(key_type: str, description: str, payload: bytes, ring: str) -> int:
-        raise UsageError("the keyring refused the key (simulated)")
-
-    monkeypatch.setattr(keyring, "add_key", refuse)
-    code, out, err = run_main(capsys, "key", "gen", "x", "--save", tmp_path / "backup.key")
-    assert code == 2 and out == ""
-    one_error(err, "the keyring refused the key (simulated)")
-    assert not (tmp_path / "backup.key").exists()
 
 
 @pytest.mark.skipif(not keyring_usable(), reason="keyring system calls not usable here")

@@ -19,6 +19,7 @@ from kstream.backends.base import BLOCK, Backend, CipherOptions, CipherStream, c
 from kstream.backends.kernel import KernelEcbCtrStream
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.backends.select import choose_backend, prepared_key
+from kstream.backends.verify import VerifyingStream
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import Sink, Source, iterate
 from kstream.engine.pipe import accepts_fd, pump, pump_from_fd
@@ -36,7 +37,6 @@ from kstream.segments import (
     mac_for_key,
     segment_count,
 )
-from kstream.verify import VerifyingStream
 
 Notify = Callable[[str], None]
 Progress = Callable[[int], None]

@@ -40,14 +40,3 @@ def test_registers_on_a_cli_parser() -> None:
     args = parser.parse_args(["bench"])
     assert not args.files and args.seconds is None and args.plot is None
 
-
-def test_wired_into_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    from kstream import cli
-
-    if "bench" not in cli.COMMANDS:
-        pytest.skip("kstream.cli does not register 'bench' yet")
-    assert cli.COMMANDS["bench"] is bench_cli.cmd_bench
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["bench", "--help"])
-    assert exc.value.code == 0
-    assert "--files" in capsys.readouterr().out

@@ -1,8 +1,8 @@
-"""``kstream key ...``: keys that live in the kernel keyring, and ``--key-name``/``--key-serial``.
+"""``kstream keygen`` and ``kstream key ...``: key files, keys that live in the kernel
+keyring, and ``--key-name``/``--key-serial``.
 
-Kept apart from :mod:`kstream.cli` so that the keyring feature is one module: the CLI only
-registers the subcommand, adds the two options to the encrypt/decrypt key group and asks
-:func:`load_keyring_key` for the key.
+The keyring feature is this one module: the encrypt/decrypt commands only add the two
+options to their key group and ask :func:`load_keyring_key` for the key.
 
 A ``logon`` key (the default) can never be read back by any process, so ``key gen`` is
 the only moment its bytes exist outside the kernel: ``--save`` writes the one backup there
@@ -14,20 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
 from kstream import keyring
+from kstream.cli import tui
 from kstream.errors import UsageError
 from kstream.keys import Key
 
 KEYRING_CHOICES = ("user", "session", "process")
 TYPE_CHOICES = ("logon", "user")
-
-
-def _say(kind: str, message: str) -> None:
-    sys.stderr.write(f"kstream: {kind}: {message}\n")
-    sys.stderr.flush()
 
 
 def _serial(text: str) -> int:
@@ -61,13 +56,22 @@ def load_keyring_key(args: argparse.Namespace) -> Key | None:
     key = Key.from_keyring(name) if name is not None else Key.from_keyring(serial=serial)
     ref = key.keyring_ref
     if ref is not None and ref.type == "user" and getattr(args, "backend", None) == "openssl":
-        _say("warning", f"--backend openssl reads {ref.label} out of the kernel keyring: the "
-             "key's bytes now enter this process's memory")
+        tui.warning(f"--backend openssl reads {ref.label} out of the kernel keyring: the "
+                    "key's bytes now enter this process's memory")
         return Key(key.material())
     return key
 
 
 # --------------------------------------------------------------------------- parser
+
+
+def add_keygen_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``kstream keygen`` on the top-level subparsers ``sub``."""
+    p = sub.add_parser("keygen", parents=[common],
+                       help="create a random key file (mode 0600)")
+    p.add_argument("output", metavar="OUT", help="new key file, or '-' for stdout (hex)")
+    p.add_argument("--bits", type=int, choices=(128, 192, 256), default=128,
+                   help="key size (default 128)")
 
 
 def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -124,18 +128,31 @@ def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- commands
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    key = Key.generate(args.bits)
+    try:
+        if args.output == "-":
+            tui.refuse_terminal(
+                1, "refusing to print a key on a terminal; redirect stdout or give a file"
+            )
+            os.write(1, key.hex_text())
+        else:
+            key.save(args.output)
+    finally:
+        key.wipe()
+    return 0
+
+
 def _added(args: argparse.Namespace, key: Key, serial: int, only_copy: bool) -> None:
     """The serial on stdout (for scripts); what happened on stderr unless -q."""
     print(serial)
-    if args.quiet:
-        return
     description = keyring.description_for(args.name)
     message = (f"added {args.key_type} key '{description}' (AES-{key.bits}) to the "
                f"{args.keyring} keyring")
     if only_copy:
         message += ("; no copy exists anywhere else, so it is lost at reboot (use --save "
                     "KEYFILE to keep a backup)")
-    _say("notice", message)
+    tui.notice(message, quiet=args.quiet)
 
 
 def _check_ring(args: argparse.Namespace) -> None:
@@ -151,11 +168,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     _check_ring(args)
     keyring.description_for(args.name)  # a bad name fails before the key is read
     if args.keyfile == "-":
-        if os.isatty(0):
-            raise UsageError(
-                "refusing to read a key from the terminal; give KEYFILE or pipe the key in "
-                "(e.g. 'kstream keygen - | kstream key add NAME')"
-            )
+        tui.refuse_terminal(
+            0, "refusing to read a key from the terminal; give KEYFILE or pipe the key in "
+            "(e.g. 'kstream keygen - | kstream key add NAME')"
+        )
         key = Key.from_fd(0)
     else:
         key = Key.from_file(args.keyfile)
@@ -222,4 +238,11 @@ def cmd_key(args: argparse.Namespace) -> int:
     return KEY_COMMANDS[args.key_command](args)
 
 
-__all__ = ["add_key_parser", "add_keyring_options", "cmd_key", "load_keyring_key"]
+__all__ = [
+    "add_key_parser",
+    "add_keygen_parser",
+    "add_keyring_options",
+    "cmd_key",
+    "cmd_keygen",
+    "load_keyring_key",
+]

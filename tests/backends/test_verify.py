@@ -8,9 +8,9 @@ import pytest
 from reference import ctr
 
 from kstream.backends.openssl import OpenSSLBackend
+from kstream.backends.verify import VerifyingStream
 from kstream.errors import IntegrityError
 from kstream.keys import Key
-from kstream.verify import VerifyingStream
 
 KEY = Key(bytes(range(16)))
 IV = bytes(16)

@@ -1,101 +1,26 @@
-"""The kstream command, run as a real subprocess: files, pipes, errors, atomic output."""
+"""``kstream encrypt/decrypt/inspect`` run as a real subprocess: files, pipes, errors, atomic
+output (kstream.cli.cipher)."""
 
 from __future__ import annotations
 
 import json
 import os
-import pty
 import resource
 import shutil
 import signal
-import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from clirun import KST, fails, keybytes, kst
 from reference import ctr, unframe
 
 from kstream.format import HEADER_SIZE, Header
 from kstream.selftest import NIST_CTR_VECTORS, CtrVector
 
-KST = [sys.executable, "-m", "kstream"]
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
                                    reason="the openssl command is not installed")
-
-
-def kst(*args: object, input: bytes | None = None, check: bool = True,
-        **kw: object) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run([*KST, *map(str, args)], input=input, capture_output=True,
-                          timeout=120, **kw)  # type: ignore[call-overload]
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}: {proc.stderr.decode()}")
-    return proc  # type: ignore[no-any-return]
-
-
-def fails(*args: object, code: int, match: str, **kw: object) -> str:
-    """Run kstream expecting one clean error line; return it."""
-    proc = kst(*args, check=False, **kw)
-    err = proc.stderr.decode()
-    assert proc.returncode == code, err
-    lines = [ln for ln in err.splitlines() if not ln.startswith("kstream: notice:")]
-    assert len(lines) == 1 and lines[0].startswith("kstream: error: "), err
-    assert "Traceback" not in err
-    assert match in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture
-def keyfile(tmp_path: Path) -> Path:
-    path = tmp_path / "key"
-    kst("keygen", "--bits", 256, path)
-    return path
-
-
-def keybytes(path: Path) -> bytes:
-    return bytes.fromhex(path.read_text())
-
-
-@pytest.fixture
-def plain(tmp_path: Path) -> tuple[Path, bytes]:
-    data = os.urandom(200_003)
-    path = tmp_path / "plain"
-    path.write_bytes(data)
-    return path, data
-
-
-def test_version_and_help() -> None:
-    assert kst("--version").stdout.decode().startswith("kstream 0.")
-    out = kst("encrypt", "--help").stdout.decode()
-    for word in ("--key-file", "--key-fd", "--backend", "--raw", "--iv", "--force",
-                 "--progress", "exit status", "130"):
-        assert word in out
-
-
-def test_python_dash_m_and_console_script_agree() -> None:
-    # The script pip installed beside this interpreter (`.venv/bin/python -m pytest` does not
-    # put .venv/bin on PATH), else one on PATH.
-    beside = Path(sys.executable).with_name("kstream")
-    script = str(beside) if os.access(beside, os.X_OK) else shutil.which("kstream")
-    if script is None:
-        pytest.skip("no kstream console script beside the interpreter or on PATH "
-                    "(package not installed)")
-    out = subprocess.run([script, "--version"], capture_output=True, check=True).stdout
-    assert out == kst("--version").stdout
-
-
-@pytest.mark.parametrize("bits", [128, 192, 256])
-def test_keygen(tmp_path: Path, bits: int) -> None:
-    path = tmp_path / "k"
-    kst("keygen", "--bits", bits, path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert len(keybytes(path)) == bits // 8
-    before = path.read_bytes()
-    fails("keygen", path, code=2, match="already exists; refusing to overwrite")
-    assert path.read_bytes() == before
-    piped = kst("keygen", "--bits", bits, "-").stdout
-    assert len(bytes.fromhex(piped.decode())) == bits // 8
 
 
 @pytest.mark.parametrize("bits", [128, 192, 256])
@@ -260,34 +185,6 @@ def test_backend_kernel_fails_clearly_without_af_alg(tmp_path: Path, keyfile: Pa
     assert not (tmp_path / "c").exists()
 
 
-def test_key_material_never_in_messages(tmp_path: Path) -> None:
-    secret = b"TOPSECRETKEYBYTES!"  # 18 bytes: a bad length
-    (tmp_path / "k").write_bytes(secret)
-    (tmp_path / "p").write_bytes(b"x")
-    line = fails("encrypt", "-k", tmp_path / "k", tmp_path / "p", tmp_path / "c", code=2,
-                 match="holds 18 bytes")
-    assert "TOPSECRET" not in line
-    proc = kst("encrypt", "--debug", "-k", tmp_path / "k", tmp_path / "p", tmp_path / "c",
-               check=False)
-    assert b"Traceback" in proc.stderr and b"TOPSECRET" not in proc.stderr
-
-
-def test_refuses_ciphertext_to_terminal(tmp_path: Path, keyfile: Path,
-                                       plain: tuple[Path, bytes]) -> None:
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.run([*KST, "encrypt", "-k", str(keyfile), str(plain[0]), "-"],
-                              stdout=slave, stderr=subprocess.PIPE, timeout=60)
-        assert proc.returncode == 2
-        assert b"refusing to write ciphertext to a terminal" in proc.stderr
-        proc = subprocess.run([*KST, "keygen", "-"], stdout=slave, stderr=subprocess.PIPE,
-                              timeout=60)
-        assert proc.returncode == 2 and b"refusing to print a key" in proc.stderr
-    finally:
-        os.close(master)
-        os.close(slave)
-
-
 def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -362,30 +259,6 @@ def test_sigkill_leaves_only_a_named_temp_file(tmp_path: Path, keyfile: Path) ->
     names = sorted(os.listdir(tmp_path))
     assert "out" not in names
     assert next(n for n in names if n != "key").startswith(".out.")
-
-
-def test_closed_downstream_pipe_is_quiet(tmp_path: Path, keyfile: Path) -> None:
-    big = tmp_path / "big"
-    big.write_bytes(os.urandom(8 << 20))
-    kst("encrypt", "-k", keyfile, big, tmp_path / "c")
-    script = (f"{' '.join(KST)} decrypt -q -k {keyfile} {tmp_path / 'c'} - | head -c 100 "
-              "> /dev/null; echo ${PIPESTATUS[0]}")
-    proc = subprocess.run(["bash", "-c", script], capture_output=True, timeout=60)
-    assert proc.stdout.decode().strip() == "141"
-    assert proc.stderr == b""
-
-
-def test_progress_bar_on_request(tmp_path: Path, keyfile: Path,
-                                 plain: tuple[Path, bytes]) -> None:
-    proc = kst("encrypt", "-q", "--progress", "-k", keyfile, plain[0], tmp_path / "c")
-    assert b"%" in proc.stderr or b"B/s" in proc.stderr
-    assert kst("encrypt", "-q", "-k", keyfile, plain[0], tmp_path / "c2").stderr == b""
-
-
-def test_demo() -> None:
-    out = kst("demo").stdout.decode()
-    assert "round trip:  OK" in out and "4b535452 45414d1a" in out
-    assert "tampering:   one flipped bit is refused: authentication failed" in out
 
 
 @pytest.mark.parametrize("vector", NIST_CTR_VECTORS, ids=lambda v: v.section)

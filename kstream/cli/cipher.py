@@ -1,0 +1,213 @@
+"""``kstream encrypt``, ``decrypt`` and ``inspect``: the commands that read kstream data.
+
+Only argument handling lives here; the work is done by the same coroutine API that library
+users call (:mod:`kstream.api`), so the tool and the library cannot disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import binascii
+import json
+import os
+import stat
+from typing import Any
+
+from kstream.api import decrypt_file, encrypt_file, open_source
+from kstream.backends import BACKEND_NAMES, CipherOptions
+from kstream.cli import tui
+from kstream.cli.key import add_keyring_options, load_keyring_key
+from kstream.cli.runner import run
+from kstream.engine.fdio import FdSource
+from kstream.engine.iterate import read_exact
+from kstream.errors import FormatError, UsageError
+from kstream.format import HEADER_SIZE, IV_SIZE, Header
+from kstream.keys import Key
+from kstream.segments import plaintext_size
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _parse_iv(text: str) -> bytes:
+    compact = "".join(text.split())
+    if len(compact) != 2 * IV_SIZE:
+        raise UsageError(f"--iv must be {2 * IV_SIZE} hex digits, got {len(compact)} characters")
+    try:
+        return binascii.unhexlify(compact)
+    except (binascii.Error, ValueError):
+        raise UsageError("--iv must be hex digits (0-9, a-f)") from None
+
+
+def _load_key(args: argparse.Namespace) -> Key:
+    if args.key_file is not None:
+        return Key.from_file(args.key_file)
+    if args.key_fd is not None:
+        return Key.from_fd(args.key_fd)
+    keyring_key = load_keyring_key(args)
+    if keyring_key is not None:
+        return keyring_key
+    raise UsageError("no key given: use -k/--key-file PATH, --key-fd N, --key-name NAME or "
+                     "--key-serial N")
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="IN", help="input file, or '-' for stdin")
+    p.add_argument("output", metavar="OUT", help="output file, or '-' for stdout")
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument("-k", "--key-file", metavar="PATH",
+                      help="key file: 16, 24 or 32 raw bytes, or the same as hex text")
+    keys.add_argument("--key-fd", metavar="N", type=int,
+                      help="read the key from inherited file descriptor N")
+    add_keyring_options(keys)
+    p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
+                   help="crypto backend (default: auto = kernel if usable, else openssl)")
+    p.add_argument("--driver", metavar="NAME",
+                   help="kernel backend: use this ctr(aes) driver, e.g. ctr-aes-aesni")
+    p.add_argument("--transfer", choices=("auto", "sendmsg", "splice", "sendfile"),
+                   default="auto", help="kernel backend: how data enters the kernel")
+    p.add_argument("--verify", action="store_true",
+                   help="check every output byte of the kernel backend against OpenSSL")
+    p.add_argument("--raw", action="store_true",
+                   help="no header: bare AES-CTR, as 'openssl enc -aes-N-ctr'; needs --iv")
+    p.add_argument("--iv", metavar="HEX", help="32 hex digits; only with --raw")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="allow overwriting an existing OUT")
+    p.add_argument("-j", "--jobs", type=_positive, metavar="N", default=None,
+                   help="parallel ranges for a regular-file IN and a file OUT "
+                   "(default: the number of CPUs)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: only when stderr is a terminal)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
+
+
+def add_cipher_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``kstream encrypt`` and ``kstream decrypt`` on the top-level subparsers."""
+    for name, what in (("encrypt", "encrypt IN into OUT"), ("decrypt", "decrypt IN into OUT")):
+        p = sub.add_parser(name, help=what, description=f"{what.capitalize()}.",
+                           parents=[common], epilog=tui.EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_cipher_arguments(p)
+
+
+def add_inspect_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``kstream inspect`` on the top-level subparsers."""
+    p = sub.add_parser("inspect", parents=[common],
+                       help="show the header of a kstream file")
+    p.add_argument("file", metavar="FILE", help="kstream file, or '-' for stdin")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _input_size(path: str) -> int | None:
+    try:
+        st = os.stat(path) if path != "-" else os.fstat(0)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def cmd_cipher(args: argparse.Namespace) -> int:
+    encrypt = args.command == "encrypt"
+    if args.iv is not None and not args.raw:
+        raise UsageError("--iv is only allowed with --raw; kstream files get a random IV")
+    iv = _parse_iv(args.iv) if args.iv is not None else None
+    if args.raw and iv is None:
+        raise UsageError("--raw needs --iv HEX (32 hex digits): raw output has no header")
+    if encrypt and args.output == "-":
+        tui.refuse_terminal(
+            1, "refusing to write ciphertext to a terminal; redirect stdout or give an output file"
+        )
+    if args.input != "-" and args.input == args.output:
+        raise UsageError(f"input and output are the same file ('{args.input}')")
+    key = _load_key(args)
+    total = _input_size(args.input)
+    if total is not None and not encrypt and not args.raw:
+        total = max(total - HEADER_SIZE, 0)
+    transform = encrypt_file if encrypt else decrypt_file
+    with tui.progress_bar(args.progress, total) as progress:
+        try:
+            run(transform(
+                0 if args.input == "-" else args.input,
+                1 if args.output == "-" else args.output,
+                key=key,
+                backend=args.backend,
+                force=args.force,
+                raw=args.raw,
+                iv=iv,
+                verify=args.verify,
+                options=CipherOptions(driver=args.driver, transfer=args.transfer),
+                notify=tui.notifier(args.quiet),
+                progress=progress,
+                jobs=args.jobs,
+            ))
+        finally:
+            key.wipe()
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    async def read() -> tuple[Header, int]:
+        source, owned_fd = await open_source(0 if args.file == "-" else args.file)
+        try:
+            data = await read_exact(source, HEADER_SIZE)
+            if not data:
+                raise FormatError("input is empty: not a kstream file")
+            header = Header.parse(data)
+            size = source.size_hint() if isinstance(source, FdSource) else None
+            if size is None:
+                size = 0
+                while (got := (await source.read_parts(1 << 20))[1]):
+                    size += got
+            return header, size
+        finally:
+            if owned_fd is not None:
+                os.close(owned_fd)
+
+    result: list[tuple[Header, int]] = []
+
+    async def go() -> None:
+        result.append(await read())
+
+    run(go())
+    header, body = result[0]
+    info = {
+        "format": "kstream",
+        "version": header.version,
+        "cipher": header.suite.label,
+        "cipher_id": int(header.suite),
+        "key_bits": header.suite.key_size * 8,
+        "iv": header.iv.hex(),
+        "authentication": header.auth_scheme.label,
+        "auth_scheme": int(header.auth_scheme),
+        "segment_size": header.auth_param,
+        "header_size": HEADER_SIZE,
+        "body_size": body,
+        "plaintext_size": plaintext_size(body, header.auth_param),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"format:          kstream version {info['version']}")
+        print(f"cipher:          {info['cipher']} (needs a {info['key_bits']}-bit key)")
+        print(f"iv:              {info['iv']}")
+        print(f"authentication:  {info['authentication']} (scheme {info['auth_scheme']}), "
+              f"segments of {header.auth_param} bytes")
+        print(f"header:          {HEADER_SIZE} bytes")
+        print(f"body:            {body} bytes")
+        plain = info["plaintext_size"]
+        print(f"plaintext:       {plain} bytes" if plain is not None else
+              "plaintext:       unknown: the body size fits no plaintext (truncated or damaged)")
+    return 0

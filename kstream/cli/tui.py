@@ -1,0 +1,189 @@
+"""Every rule for what ``kstream`` shows on the terminal, in one place.
+
+Scripts parse kstream's stderr and rely on its exit status, so how a message looks must not
+depend on which command produced it. The command modules therefore never write to stderr or
+ask whether a stream is a terminal themselves; they call this module. Their results (a
+table, JSON, a serial number) still go to stdout with ``print``, since that is data, not
+presentation.
+
+The rules:
+
+* everything kstream says goes to stderr as one line ``kstream: KIND: message``, with KIND
+  ``error``, ``warning`` or ``notice`` and a lowercase message;
+* an error is one line; a traceback is added only with ``--debug``, and an error that is
+  not a :class:`~kstream.errors.KstreamError` (a bug) is marked ``unexpected``;
+* ``-q/--quiet`` silences notices only; warnings are shown regardless, because they tell
+  the user that something less safe than asked for is happening;
+* the progress bar appears only when stderr is a terminal, unless ``--progress`` or
+  ``--no-progress`` says otherwise;
+* ciphertext and keys are never written to a terminal, and a key is never read from one;
+* the exit status comes from the exception's class (:data:`EXIT_CODES` is the table that
+  ``--help`` shows), and signals get the shell's ``128 + N`` convention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+from kstream.engine.iterate import Progress
+from kstream.errors import Interrupted, KstreamError, UsageError
+
+PROG = "kstream"
+
+EXIT_CODES = """\
+exit status:
+  0    success
+  1    cryptographic or data error (not a kstream file, damaged header, failed check)
+  2    usage error (bad arguments, unusable key, output exists, refused terminal)
+  3    the requested backend is not available here
+  4    input/output error (cannot read input, disk full, cannot write output)
+  130  interrupted (SIGINT); 143 terminated (SIGTERM); 141 output pipe closed"""
+
+EXIT_USAGE = 2
+#: An exception that is not a :class:`KstreamError`: a bug (``EX_SOFTWARE`` of sysexits.h).
+EXIT_SOFTWARE = 70
+EXIT_SIGPIPE = 141
+EXIT_SIGTERM = 143
+
+#: What an interrupted run says; the output it was writing is always removed by then.
+INTERRUPTED = "interrupted; a partial output file was removed"
+TERMINATED = "terminated; a partial output file was removed"
+
+Notify = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def say(kind: str, message: str) -> None:
+    """Write ``kstream: KIND: message`` to stderr at once (stderr may be a pipe)."""
+    sys.stderr.write(f"{PROG}: {kind}: {message}\n")
+    sys.stderr.flush()
+
+
+def error(message: str) -> None:
+    say("error", message)
+
+
+def warning(message: str) -> None:
+    """Shown even with ``-q``: the user should learn that something is less safe."""
+    say("warning", message)
+
+
+def notice(message: str, *, quiet: bool) -> None:
+    if not quiet:
+        say("notice", message)
+
+
+def notifier(quiet: bool) -> Notify:
+    """The ``notify`` callback for the API: its messages are notices."""
+
+    def notify(message: str) -> None:
+        notice(message, quiet=quiet)
+
+    return notify
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one ``kstream: error:`` line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        error(f"{message}; see '{self.prog} --help'")
+        sys.exit(EXIT_USAGE)
+
+
+def show_help(parser: argparse.ArgumentParser) -> int:
+    """Help on stderr for a command line that names no command; the run is a usage error."""
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+# --------------------------------------------------------------------------- terminals
+
+
+def refuse_terminal(fd: int, message: str) -> None:
+    """Raise a usage error if ``fd`` is a terminal: ciphertext and keys do not belong there."""
+    if os.isatty(fd):
+        raise UsageError(message)
+
+
+@contextmanager
+def progress_bar(wanted: bool | None, total: int | None) -> Iterator[Progress | None]:
+    """A byte counter on stderr, or ``None`` when there is to be no bar.
+
+    ``wanted`` is ``--progress``/``--no-progress``, ``None`` if neither was given: then the
+    bar is shown only to a person (stderr is a terminal), never into a log file. The bar is
+    removed when the block ends so that an error line after it starts on a clean line.
+    """
+    if not (wanted if wanted is not None else sys.stderr.isatty()):
+        yield None
+        return
+    from tqdm import tqdm  # only when a bar is drawn: it costs import time on every run
+
+    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+               leave=False, dynamic_ncols=True)
+
+    def progress(n: int) -> None:
+        bar.update(n)
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
+# --------------------------------------------------------------------------- endings
+
+
+def interrupted(*, terminated: bool = False) -> Interrupted:
+    """The error for Ctrl-C (exit 130) or SIGTERM (exit 143)."""
+    err = Interrupted(TERMINATED if terminated else INTERRUPTED)
+    if terminated:
+        err.exit_code = EXIT_SIGTERM
+    return err
+
+
+def silence_stdout() -> None:
+    """After EPIPE on stdout, point fd 1 at /dev/null so no later flush can complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def report(exc: Exception, *, debug: bool) -> int:
+    """Show ``exc`` as kstream's one error line (no line for a closed stdout pipe), and
+    return the exit status for it. Call it from an ``except`` block, for ``--debug``."""
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (``| head``): as quiet as a process killed by SIGPIPE.
+        silence_stdout()
+        return EXIT_SIGPIPE
+    if debug:
+        traceback.print_exc()
+    if isinstance(exc, KstreamError):
+        error(str(exc))
+        return exc.exit_code
+    # Not a user mistake: a bug or an unexpected OS condition. Still one line unless
+    # --debug, and never key material (keys are not part of any exception text).
+    error(f"unexpected {type(exc).__name__}: {exc}; rerun with --debug and report this")
+    return EXIT_SOFTWARE
+
+
+def flush(code: int) -> int:
+    """Flush stdout and stderr before the process exits; a reader that closed stdout
+    early turns a success into the SIGPIPE status."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        silence_stdout()
+        code = code or EXIT_SIGPIPE
+    sys.stderr.flush()
+    return code

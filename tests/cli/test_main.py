@@ -1,0 +1,108 @@
+"""The ``kstream`` parser, dispatch and entry points (kstream.cli.main), and the layering of
+the kstream.cli package."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from clirun import kst
+
+import kstream.cli
+from kstream.bench import cli as bench
+from kstream.cli import main as cli
+
+#: Each module of kstream.cli may import only the ones listed before it.
+LAYERS = ["tui", "runner", "key", "cipher", "info", "main"]
+
+
+def test_version_and_help() -> None:
+    assert kst("--version").stdout.decode().startswith("kstream 0.")
+    out = kst("encrypt", "--help").stdout.decode()
+    for word in ("--key-file", "--key-fd", "--backend", "--raw", "--iv", "--force",
+                 "--progress", "exit status", "130"):
+        assert word in out
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    # The script pip installed beside this interpreter (`.venv/bin/python -m pytest` does not
+    # put .venv/bin on PATH), else one on PATH.
+    beside = Path(sys.executable).with_name("kstream")
+    script = str(beside) if os.access(beside, os.X_OK) else shutil.which("kstream")
+    if script is None:
+        pytest.skip("no kstream console script beside the interpreter or on PATH "
+                    "(package not installed)")
+    out = subprocess.run([script, "--version"], capture_output=True, check=True).stdout
+    assert out == kst("--version").stdout
+
+
+def test_no_command_is_help_on_stderr_and_a_usage_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: kstream ") and "exit status:" in err
+
+
+def test_wired_into_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.COMMANDS["bench"] is bench.cmd_bench
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--help"])
+    assert exc.value.code == 0
+    assert "--files" in capsys.readouterr().out
+
+
+def test_building_the_parser_imports_no_measuring_or_drawing() -> None:
+    """The parser is built on every run, so what only ``bench``, ``backends`` or a progress
+    bar needs must stay unimported until then."""
+    code = ("import sys\nfrom kstream.cli.main import build_parser\n"
+            "build_parser().parse_args(['encrypt', 'a', 'b'])\n"
+            "print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
+                                text=True).stdout.split())
+    assert "kstream.bench" in loaded and "kstream.cli.main" in loaded
+    for lazy in ("kstream.bench.memory", "kstream.bench.files", "kstream.bench.plot",
+                 "kstream.backends.report", "kstream.selftest", "tqdm", "matplotlib"):
+        assert lazy not in loaded, lazy
+
+
+def _cli_imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module is not None:
+            if node.module == "kstream.cli":
+                names.update(alias.name for alias in node.names)
+            elif node.module.startswith("kstream.cli."):
+                names.add(node.module.removeprefix("kstream.cli."))
+        elif isinstance(node, ast.Import):
+            names.update(a.name.removeprefix("kstream.cli.") for a in node.names
+                         if a.name.startswith("kstream.cli."))
+    return names
+
+
+def test_cli_modules_import_in_one_direction() -> None:
+    package = Path(kstream.cli.__file__).parent
+    modules = sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__")
+    assert sorted(LAYERS) == modules
+    assert _cli_imports(package / "__init__.py") == set()
+    for i, name in enumerate(LAYERS):
+        assert _cli_imports(package / f"{name}.py") <= set(LAYERS[:i]), name
+
+
+def test_nothing_else_in_kstream_imports_the_cli() -> None:
+    root = Path(kstream.cli.__file__).parent.parent
+    for path in root.rglob("*.py"):
+        if path.parent.name == "cli" or path.name == "__main__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("kstream.cli"), path
+                assert not (node.module == "kstream" and any(
+                    a.name == "cli" for a in node.names)), path
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("kstream.cli") for a in node.names), path
