@@ -3,7 +3,6 @@ the kstream.cli package."""
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 import subprocess
@@ -13,12 +12,8 @@ from pathlib import Path
 import pytest
 from clirun import kst
 
-import kstream.cli
 from kstream.bench import cli as bench
 from kstream.cli import main as cli
-
-#: Each module of kstream.cli may import only the ones listed before it.
-LAYERS = ["tui", "runner", "key", "cipher", "info", "main"]
 
 
 def test_version_and_help() -> None:
@@ -68,41 +63,3 @@ def test_building_the_parser_imports_no_measuring_or_drawing() -> None:
     for lazy in ("kstream.bench.memory", "kstream.bench.files", "kstream.bench.plot",
                  "kstream.backends.report", "kstream.selftest", "tqdm", "matplotlib"):
         assert lazy not in loaded, lazy
-
-
-def _cli_imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module is not None:
-            if node.module == "kstream.cli":
-                names.update(alias.name for alias in node.names)
-            elif node.module.startswith("kstream.cli."):
-                names.add(node.module.removeprefix("kstream.cli."))
-        elif isinstance(node, ast.Import):
-            names.update(a.name.removeprefix("kstream.cli.") for a in node.names
-                         if a.name.startswith("kstream.cli."))
-    return names
-
-
-def test_cli_modules_import_in_one_direction() -> None:
-    package = Path(kstream.cli.__file__).parent
-    modules = sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__")
-    assert sorted(LAYERS) == modules
-    assert _cli_imports(package / "__init__.py") == set()
-    for i, name in enumerate(LAYERS):
-        assert _cli_imports(package / f"{name}.py") <= set(LAYERS[:i]), name
-
-
-def test_nothing_else_in_kstream_imports_the_cli() -> None:
-    root = Path(kstream.cli.__file__).parent.parent
-    for path in root.rglob("*.py"):
-        if path.parent.name == "cli" or path.name == "__main__.py":
-            continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                assert not (node.module or "").startswith("kstream.cli"), path
-                assert not (node.module == "kstream" and any(
-                    a.name == "cli" for a in node.names)), path
-            elif isinstance(node, ast.Import):
-                assert not any(a.name.startswith("kstream.cli") for a in node.names), path
