@@ -14,7 +14,7 @@ import os
 import stat
 import tempfile
 
-from kstream.errors import IOFailure, UsageError
+from kstream.errors import UsageError, io_errors
 
 PARTIAL_SUFFIX = ".kstream-partial"
 
@@ -23,11 +23,10 @@ def check_output_path(path: str, *, force: bool, src: str | None = None) -> None
     """Refuse outputs that would destroy data: an existing OUT without ``force``, IN itself,
     a directory, or anything that is not a regular file."""
     try:
-        st = os.stat(path)
+        with io_errors("check output", f"'{path}'", passthrough=(FileNotFoundError,)):
+            st = os.stat(path)
     except FileNotFoundError:
         return
-    except OSError as exc:
-        raise IOFailure(f"cannot check output '{path}': {exc.strerror or exc}") from None
     if src is not None:
         with contextlib.suppress(OSError):
             if os.path.samefile(src, path):
@@ -54,30 +53,25 @@ class AtomicFile:
         self.force = force
         directory, base = os.path.split(os.path.abspath(path))
         self._dir = directory
-        try:
+        with io_errors("create output in", f"'{directory}'"):
             self.fd, self.tmp_path = tempfile.mkstemp(
                 prefix=f".{base}.", suffix=PARTIAL_SUFFIX, dir=directory
             )
-        except OSError as exc:
-            raise IOFailure(
-                f"cannot create output in '{directory}': {exc.strerror or exc}"
-            ) from None
         self._open = True
 
     def commit(self) -> None:
         """Make the output visible under its final name, durably."""
         done = False
         try:
-            os.fsync(self.fd)
-            os.close(self.fd)
-            self._open = False
-            if self.force:
-                os.replace(self.tmp_path, self.path)
-            else:
-                self._link_no_clobber()
+            with io_errors("write output", f"'{self.path}'"):
+                os.fsync(self.fd)
+                os.close(self.fd)
+                self._open = False
+                if self.force:
+                    os.replace(self.tmp_path, self.path)
+                else:
+                    self._link_no_clobber()
             done = True
-        except OSError as exc:
-            raise IOFailure(f"cannot write output '{self.path}': {exc.strerror or exc}") from None
         finally:
             if not done:
                 self.abort()
@@ -87,17 +81,17 @@ class AtomicFile:
         # link() fails if OUT appeared meanwhile, where rename() would silently replace it.
         try:
             os.link(self.tmp_path, self.path)
-        except FileExistsError:
+        except FileExistsError as exc:
             raise UsageError(
                 f"output '{self.path}' already exists; use --force to overwrite it"
-            ) from None
+            ) from exc
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
                 raise
             if os.path.lexists(self.path):  # filesystem without hard links
                 raise UsageError(
                     f"output '{self.path}' already exists; use --force to overwrite it"
-                ) from None
+                ) from exc
             os.rename(self.tmp_path, self.path)
             return
         os.unlink(self.tmp_path)

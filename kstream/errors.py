@@ -64,19 +64,20 @@ class Interrupted(KstreamError):
 
 
 @contextlib.contextmanager
-def io_errors(action: str, name: str, *, passthrough: tuple[type[OSError], ...] = ()
-              ) -> Iterator[None]:
-    """Map an ``OSError`` at an I/O edge to :class:`IOFailure`: ``cannot ACTION NAME: why``.
+def io_errors(action: str, name: str, *, passthrough: tuple[type[OSError], ...] = (),
+              error: type[KstreamError] = IOFailure) -> Iterator[None]:
+    """Map an ``OSError`` at an I/O edge to ``error``: ``cannot ACTION NAME: why``.
 
     The OS error stays the cause (``--debug`` shows its errno); ``passthrough`` lists errors
-    the caller handles itself (e.g. ``BrokenPipeError`` on a pipe the reader closed).
+    the caller handles itself (e.g. ``BrokenPipeError`` on a pipe the reader closed). Key
+    files map to :class:`InvalidKey` or :class:`UsageError` instead: they decide the exit code.
     """
     try:
         yield
     except passthrough:
         raise
     except OSError as exc:
-        raise IOFailure(f"cannot {action} {name}: {exc.strerror or exc}") from exc
+        raise error(f"cannot {action} {name}: {exc.strerror or exc}") from exc
 
 
 __all__ = [

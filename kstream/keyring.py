@@ -297,7 +297,7 @@ def resolve_keyring(ring: str) -> int:
     try:
         return keyctl(KEYCTL_GET_KEYRING_ID, spec, 1 if ring == "process" else 0)
     except OSError as exc:
-        raise keyring_error(exc, f"the {ring} keyring") from None
+        raise keyring_error(exc, f"the {ring} keyring") from exc
 
 
 def describe(serial: int) -> tuple[str, int, int, int, str]:
@@ -355,7 +355,7 @@ def find_key(name: str) -> KeyringRef:
                 serial = search(ring, key_type, description)
             except OSError as exc:
                 if unavailable_reason(exc) is not None:
-                    raise keyring_error(exc, f"key '{description}'") from None
+                    raise keyring_error(exc, f"key '{description}'") from exc
                 if exc.errno in _DEAD_OR_DENIED and dead is None:
                     dead = exc
                 continue
@@ -379,8 +379,8 @@ def key_by_serial(serial: int) -> KeyringRef:
         if exc.errno == errno.ENOKEY:
             raise InvalidKey(
                 f"no key with serial {serial}; see 'kstream key list'"
-            ) from None
-        raise keyring_error(exc, f"key serial {serial}") from None
+            ) from exc
+        raise keyring_error(exc, f"key serial {serial}") from exc
     return _checked_ref(serial, key_type, description, None)
 
 
@@ -428,8 +428,8 @@ def add_key(key_type: str, description: str,
         if exc.errno == errno.EINVAL:
             raise InvalidKey(
                 f"the kernel refused {key_type} key '{description}' ({len(view)} bytes)"
-            ) from None
-        raise keyring_error(exc, f"{key_type} key '{description}'") from None
+            ) from exc
+        raise keyring_error(exc, f"{key_type} key '{description}'") from exc
     finally:
         del buf
         view.release()
@@ -451,7 +451,7 @@ def read_key_payload(ref: KeyringRef) -> bytearray:
     try:
         size = keyctl(KEYCTL_READ, ref.serial, cbuf, len(buf))
     except OSError as exc:
-        raise keyring_error(exc, ref.label) from None
+        raise keyring_error(exc, ref.label) from exc
     finally:
         del cbuf
     if size != ref.size:
@@ -472,7 +472,7 @@ def keyring_members(ring: str) -> list[int]:
     try:
         size = keyctl(KEYCTL_READ, ring_id, buf, len(buf))
     except OSError as exc:
-        raise keyring_error(exc, f"the {ring} keyring") from None
+        raise keyring_error(exc, f"the {ring} keyring") from exc
     count = min(size, len(buf)) // 4
     return list(struct.unpack(f"{count}i", buf.raw[:count * 4]))
 
@@ -482,7 +482,7 @@ def invalidate(ref: KeyringRef) -> None:
     try:
         keyctl(KEYCTL_INVALIDATE, ref.serial)
     except OSError as exc:
-        raise keyring_error(exc, ref.label) from None
+        raise keyring_error(exc, ref.label) from exc
 
 
 @dataclass(frozen=True)

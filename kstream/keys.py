@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from kstream import keyring
-from kstream.errors import InvalidKey, UsageError
+from kstream.errors import InvalidKey, UsageError, io_errors
 from kstream.format import CipherSuite
 from kstream.keyring import KeyringRef
 
@@ -107,11 +107,8 @@ class Key:
     def from_file(cls, path: str | os.PathLike[str]) -> Key:
         """Load a key file: 16/24/32 raw bytes, or the same as hex text."""
         where = f"key file '{os.fspath(path)}'"
-        try:
-            with open(path, "rb") as f:
-                content = f.read(_MAX_KEY_FILE + 1)
-        except OSError as exc:
-            raise InvalidKey(f"cannot read {where}: {exc.strerror or exc}") from None
+        with io_errors("read", where, error=InvalidKey), open(path, "rb") as f:
+            content = f.read(_MAX_KEY_FILE + 1)
         return cls._from_content(content, where)
 
     @classmethod
@@ -120,15 +117,13 @@ class Key:
         where = f"key fd {fd}"
         chunks: list[bytes] = []
         total = 0
-        try:
+        with io_errors("read", where, error=InvalidKey):
             while total <= _MAX_KEY_FILE:
                 chunk = os.read(fd, _MAX_KEY_FILE + 1 - total)
                 if not chunk:
                     break
                 chunks.append(chunk)
                 total += len(chunk)
-        except OSError as exc:
-            raise InvalidKey(f"cannot read {where}: {exc.strerror or exc}") from None
         return cls._from_content(b"".join(chunks), where)
 
     @classmethod
@@ -160,26 +155,20 @@ class Key:
         with the old key unreadable.
         """
         self._refuse_keyring("saved to a file")
+        name = f"key file '{os.fspath(path)}'"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            raise UsageError(
-                f"key file '{os.fspath(path)}' already exists; refusing to overwrite a key"
-            ) from None
-        except OSError as exc:
-            raise UsageError(
-                f"cannot create key file '{os.fspath(path)}': {exc.strerror or exc}"
-            ) from None
+            with io_errors("create", name, passthrough=(FileExistsError,), error=UsageError):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError as exc:
+            raise UsageError(f"{name} already exists; refusing to overwrite a key") from exc
         try:
-            with os.fdopen(fd, "wb") as f:
+            with io_errors("write", name, error=UsageError), os.fdopen(fd, "wb") as f:
                 f.write(self.hex_text())
                 f.flush()
                 os.fsync(f.fileno())
-        except OSError as exc:
+        except UsageError:
             Path(path).unlink(missing_ok=True)
-            raise UsageError(
-                f"cannot write key file '{os.fspath(path)}': {exc.strerror or exc}"
-            ) from None
+            raise
 
     def _refuse_keyring(self, action: str) -> None:
         if self._ref is not None:

@@ -16,7 +16,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from kstream.bench.units import format_size
-from kstream.errors import IOFailure, UsageError
+from kstream.errors import UsageError, io_errors
 
 if TYPE_CHECKING:
     from kstream.bench.memory import MemoryReport
@@ -87,9 +87,8 @@ def plot_memory(report: MemoryReport, path: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise IOFailure(f"cannot write the plot '{path}': {exc.strerror or exc}") from None
+        with io_errors("write the plot", f"'{path}'"):
+            fig.savefig(path, dpi=100)
     finally:
         plt.close(fig)
 
