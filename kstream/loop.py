@@ -6,7 +6,7 @@ kstream awaits once or more per MiB (its own reads and writes, kstream's worker-
 hops), each a round trip through the loop. Measured on the development machine, 1 GiB read
 and written with aiofiles through :func:`kstream.encrypt_stream`: about 0.68 s on uvloop
 and 0.72 s on asyncio's default loop (0.80 s and 0.93 s before ``encrypt_stream`` stopped
-copying each batch twice, when the loop's share was larger). uvloop is a dependency on
+copying each segment twice, when the loop's share was larger). uvloop is a dependency on
 every platform it supports; where it is missing this falls back without complaint.
 """
 

@@ -6,7 +6,7 @@ another keeps returning memory to the OS and faulting it back in page by page. M
 on the development machine (1 GiB through ``encrypt_stream`` with aiofiles I/O): 2.4 s
 with the defaults, 1.1 s with one arena and fixed thresholds, which is roughly what the
 encryption and the I/O cost. Memory use stays bounded: kstream never has more than a few
-batches in flight, so the heap stays small whatever the trim threshold.
+segments in flight, so the heap stays small whatever the trim threshold.
 
 This changes process-wide allocator settings, so it is applied once, when kstream first
 encrypts or decrypts, and only on glibc; elsewhere it does nothing.

@@ -186,13 +186,13 @@ async def run_iterable(plan: Plan, source: Source,
     try:
         if plan.prefix:
             yield plan.prefix
-        batches = iterate(source, codec, progress)
+        outputs = iterate(source, codec, progress)
         try:
-            async for out in batches:
+            async for out in outputs:
                 yield out
         finally:
             # Closed explicitly, so that its read-ahead has stopped before the cipher closes.
-            await batches.aclose()
+            await outputs.aclose()
     finally:
         codec.cipher.close()
 
