@@ -35,7 +35,7 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 def unframe(body: bytes) -> bytes:
     """The CTR ciphertext inside an authenticated body: frames and tags removed.
 
-    Written from README's format description, independently of ``kstream.auth``.
+    Written from README's format description, independently of ``kstream.segments``.
     """
     out = bytearray()
     pos = 0

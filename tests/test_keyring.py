@@ -35,7 +35,6 @@ from streams import corrupt_kernel_output
 import kstream
 from kstream import cli, keyring
 from kstream.api import choose_backend
-from kstream.segments import derive_mac_key, mac_key_info
 from kstream.backends.afalg import (
     ALG_SET_KEY_BY_KEY_SERIAL,
     NO_KEY_BY_SERIAL,
@@ -58,6 +57,7 @@ from kstream.errors import (
 from kstream.format import HEADER_SIZE, Header
 from kstream.keyring import KeyringRef
 from kstream.keys import Key
+from kstream.segments import derive_mac_key, mac_key_info
 
 KST = [sys.executable, "-m", "kstream"]
 RAW = bytes(range(32))
