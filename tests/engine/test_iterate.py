@@ -207,3 +207,24 @@ async def test_memory_stays_bounded_for_a_large_stream() -> None:
         consumed += len(out)
     assert consumed == produced >= total
     assert peak <= 8 * S  # a few segments in flight, never the whole input
+
+
+@pytest.mark.kernel
+async def test_kernel_stream_encrypts_pieces_that_are_not_whole_blocks() -> None:
+    """The real kernel stream holds a partial block back between pieces: encrypt_stream with
+    odd-sized pieces (and --verify against OpenSSL) still gives README's bytes."""
+    import kstream
+    from kstream.engine.plan import make_plan, run_iterable
+
+    key = kstream.Key(KEY)
+    data = os.urandom(2 * S + 333)
+    pieces = [data[i:i + 100_001] for i in range(0, len(data), 100_001)]
+    header = Header(suite=CipherSuite.AES_128_CTR, iv=IV)
+    for verify in (False, True):
+        plan = make_plan(encrypt=True, key=key, raw_iv=None, header=header, backend="kernel",
+                         verify=verify, notify=print)
+        out = b"".join([o async for o in run_iterable(plan, IterSource(each(pieces)))])
+        assert out == seal(KEY, header.encode(), data, S)
+    back = kstream.decrypt_stream(each([out[i:i + 77_777] for i in range(0, len(out), 77_777)]),
+                                  key=key, backend="kernel")
+    assert b"".join([p async for p in back]) == data
