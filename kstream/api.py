@@ -145,9 +145,10 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *, key:
             out = AtomicFile(dst_path, force=force)
             try:
                 fd_sink = FdSink(out.fd, f"output '{dst_path}'")
-                if not await _ranges(direction, source, fd_sink, key, jobs, progress, kw):
-                    await run(await _plan(direction, source, key, **kw), source, fd_sink,
-                              progress)
+                done = await _ranges(direction, source, fd_sink, key, jobs, progress, kw)
+                if done is not True:
+                    plan = done or await _plan(direction, source, key, **kw)
+                    await run(plan, source, fd_sink, progress)
                 await run_blocking(out.commit)
             except BaseException:
                 out.abort()
@@ -158,9 +159,12 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *, key:
 
 
 async def _ranges(direction: Direction, source: Source, sink: FdSink, key: Key,
-                  jobs: int | None, progress: Progress | None, kw: dict[str, Any]) -> bool:
-    """Run a regular input file by parallel ranges; False if that does not apply (a pipe,
-    an explicit splice/sendfile, or an input whose size fits no intact file)."""
+                  jobs: int | None, progress: Progress | None, kw: dict[str, Any]
+                  ) -> bool | Plan:
+    """Run a regular input file by parallel ranges: True when done, False if that does not
+    apply (a pipe, an explicit splice/sendfile), or the plan (its backend resolved once per
+    run) for the fd stream driver to go on with, past the header, if the input's size fits
+    no intact file."""
     if not isinstance(source, FdSource) or not ranges_apply(source, kw.get("options")):
         return False
     base = source.position()
@@ -170,8 +174,12 @@ async def _ranges(direction: Direction, source: Source, sink: FdSink, key: Key,
         with io_errors("read", source.name):
             header = check_header(os.pread(source.fd, HEADER_SIZE, base), key)
     plan = await _plan(direction, None, key, header=header, **kw)
-    return await run_ranges_plan(plan, source, sink, size, base, jobs or os.cpu_count() or 1,
-                                 progress)
+    if await run_ranges_plan(plan, source, sink, size, base, jobs or os.cpu_count() or 1,
+                             progress):
+        return True
+    if header is not None:
+        os.lseek(source.fd, base + HEADER_SIZE, os.SEEK_SET)
+    return plan
 
 
 async def encrypt_file(

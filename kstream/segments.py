@@ -221,9 +221,7 @@ class RawCodec:
         """The ciphertext of ``pieces`` (``n`` bytes in all) in one new buffer."""
         out = bytearray(n + BLOCK)
         with memoryview(out) as view:
-            _pieces_into(self.cipher, pieces, view)
-        if last:
-            self.cipher.finalize()
+            _pieces_into(self.cipher, pieces, n, view, last)
         del out[n:]
         self.index += 1
         return out
@@ -252,9 +250,7 @@ class SealCodec:
         input is read once, by the cipher, and nothing is copied after it."""
         out = bytearray(OVERHEAD + n + BLOCK)
         with memoryview(out) as view:
-            _pieces_into(self.cipher, pieces, view[FRAME_SIZE:])
-            if last:
-                self.cipher.finalize()
+            _pieces_into(self.cipher, pieces, n, view[FRAME_SIZE:], last)
             with view[FRAME_SIZE:FRAME_SIZE + n] as ciphertext:
                 frame, tag = seal_parts(self.mac, self.index, last, ciphertext)
             view[:FRAME_SIZE] = frame
@@ -264,18 +260,31 @@ class SealCodec:
         return out
 
 
-def _pieces_into(cipher: CipherStream, pieces: Sequence[Buffer], out: memoryview) -> None:
-    """Encrypt ``pieces`` one after another into ``out`` (room for all, plus BLOCK)."""
+def _pieces_into(cipher: CipherStream, pieces: Sequence[Buffer], n: int, out: memoryview,
+                 last: bool) -> None:
+    """Encrypt ``pieces`` (``n`` bytes in all) one after another into ``out`` (room for all,
+    plus BLOCK); ``last`` ends the cipher stream.
+
+    The caller's pieces need not be whole blocks, and a cipher without ``update_into`` (the
+    kernel's) may hold a partial block back until the next piece: its output is placed where
+    the previous output ended, and only the segment as a whole must come out complete.
+    """
     offset = 0
     for piece in pieces:
         if isinstance(cipher, InPlaceStream):
             cipher.update_into(piece, out[offset:])
+            offset += len(piece)
         else:
             data = cipher.update(piece)
-            if len(data) != len(piece):
-                raise RuntimeError(f"{cipher.description} held back bytes of a piece")
             out[offset:offset + len(data)] = data
-        offset += len(piece)
+            offset += len(data)
+    if last:
+        data = cipher.finalize()
+        out[offset:offset + len(data)] = data
+        offset += len(data)
+    if offset != n:
+        raise RuntimeError(f"{cipher.description} held back {n - offset} bytes "
+                           "of a whole number of blocks")
 
 
 class OpenCodec:

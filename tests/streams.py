@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pytest
+
+    from kstream.keys import Key
 
 
 class Collect:
@@ -44,3 +46,54 @@ def corrupt_kernel_output(monkeypatch: pytest.MonkeyPatch, offset: int = 100) ->
         return bytes(out)
 
     monkeypatch.setattr(KernelStream, "update", corrupt)
+
+
+class NoInPlace:
+    """OpenSSL CTR behind only the :class:`~kstream.backends.base.CipherStream` methods (no
+    ``update_into``), so the codec must take its general path: new bytes per call, as with
+    the kernel backend. Optionally holds output back to whole blocks, as the kernel does."""
+
+    description = "openssl without update_into (test double)"
+
+    def __init__(self, key: bytes, iv: bytes, blockwise: bool = False) -> None:
+        from kstream.backends.openssl import OpenSSLStream
+
+        self._inner = OpenSSLStream(key, iv)
+        self._blockwise = blockwise
+        self._pending = bytearray()
+        self.updates = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        self.updates += 1
+        self._pending += self._inner.update(data)
+        n = len(self._pending) // 16 * 16 if self._blockwise else len(self._pending)
+        out = bytes(self._pending[:n])
+        del self._pending[:n]
+        return out
+
+    def finalize(self) -> bytes:
+        out = bytes(self._pending) + self._inner.finalize()
+        self._pending.clear()
+        return out
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class NoInPlaceBackend:
+    """A backend whose streams are :class:`NoInPlace` (for ``Plan.backend``)."""
+
+    name = "openssl-no-update-into"
+
+    def __init__(self, blockwise: bool = False) -> None:
+        self.blockwise = blockwise
+        self.opened = 0
+
+    def probe(self) -> Any:
+        from kstream.backends.openssl import OpenSSLBackend
+
+        return OpenSSLBackend().probe()
+
+    def open(self, key: Key, iv: bytes, options: Any = None) -> NoInPlace:
+        self.opened += 1
+        return NoInPlace(key.material(), iv, self.blockwise)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -239,7 +240,10 @@ async def iterate(
         assert progress is not None
         progress(item[1])
 
-    async for out in read_ahead(read, work, lambda item: item[1] < unit,
-                                counted if progress else None):
-        if out:
-            yield out
+    # Closed explicitly: closing this generator must stop the read-ahead's tasks now, not
+    # whenever the loop finalizes the inner generator (the caller closes the cipher next).
+    async with contextlib.aclosing(read_ahead(read, work, lambda item: item[1] < unit,
+                                              counted if progress else None)) as outputs:
+        async for out in outputs:
+            if out:
+                yield out
