@@ -169,7 +169,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             size = source.size_hint() if isinstance(source, FdSource) else None
             if size is None:
                 size = 0
-                while (got := (await source.read_parts(1 << 20))[1]):
+                while (got := (await source.read_pieces(1 << 20))[1]):
                     size += got
             return header, size
         finally:

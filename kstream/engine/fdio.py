@@ -65,7 +65,7 @@ class FdSource:
         del buf[got:]
         return bytes(buf)
 
-    async def read_parts(self, n: int) -> tuple[list[Buffer], int]:
+    async def read_pieces(self, n: int) -> tuple[list[Buffer], int]:
         """Exactly ``n`` bytes (fewer only at the end), as one piece, and the count."""
         data = await run_blocking(self._fill, n, wait_on_cancel=False)
         return [data], len(data)
@@ -111,17 +111,17 @@ class FdSink:
         self.name = name
         widen_pipe(fd)
 
-    def write_parts(self, parts: Sequence[Buffer]) -> None:
-        """Write all of ``parts`` in order with ``writev`` (a closed pipe stays a
+    def write_buffers(self, buffers: Sequence[Buffer]) -> None:
+        """Write all of ``buffers`` in order with ``writev`` (a closed pipe stays a
         ``BrokenPipeError``: the CLI exits quietly on it, as ``cat`` does)."""
-        views = [memoryview(p) for p in parts if len(p)]
+        views = [memoryview(p) for p in buffers if len(p)]
         with io_errors("write", self.name, passthrough=(BrokenPipeError,)):
             while views:
                 advance(views, os.writev(self.fd, views))
 
-    def pwrite_parts(self, parts: Sequence[Buffer], offset: int) -> int:
-        """Write ``parts`` at ``offset`` (parallel ranges); return the offset after them."""
-        views = [memoryview(p) for p in parts if len(p)]
+    def pwrite_buffers(self, buffers: Sequence[Buffer], offset: int) -> int:
+        """Write ``buffers`` at ``offset`` (parallel ranges); return the offset after them."""
+        views = [memoryview(p) for p in buffers if len(p)]
         with io_errors("write", self.name):
             while views:
                 n = os.pwritev(self.fd, views, offset)
@@ -130,4 +130,4 @@ class FdSink:
         return offset
 
     async def write(self, data: Buffer) -> None:
-        await run_blocking(self.write_parts, [data])
+        await run_blocking(self.write_buffers, [data])

@@ -40,7 +40,7 @@ class Source(Protocol):
     """Something to read segments from: exactly ``n`` bytes per call, fewer only at the
     end, as pieces (views of the caller's buffers where possible) and their total."""
 
-    async def read_parts(self, n: int) -> tuple[list[Buffer], int]: ...
+    async def read_pieces(self, n: int) -> tuple[list[Buffer], int]: ...
 
 
 @runtime_checkable
@@ -52,8 +52,8 @@ class Sink(Protocol):
 
 async def read_exact(source: Source, n: int) -> bytes:
     """Read ``n`` bytes, or fewer only at end of input, as one object."""
-    parts, _ = await source.read_parts(n)
-    return b"".join(parts)
+    pieces, _ = await source.read_pieces(n)
+    return b"".join(pieces)
 
 
 class IterSource:
@@ -61,7 +61,7 @@ class IterSource:
 
     def __init__(self, source: AsyncIterable[bytes] | asyncio.StreamReader) -> None:
         if isinstance(source, asyncio.StreamReader):
-            self._iter: AsyncIterator[bytes] = _stream_reader_chunks(source)
+            self._iter: AsyncIterator[bytes] = _stream_reader_pieces(source)
         else:
             self._iter = aiter(source)
         self._pieces: collections.deque[memoryview] = collections.deque()
@@ -71,23 +71,23 @@ class IterSource:
     async def _pull(self) -> None:
         """Take the next piece from the iterable (or note its end)."""
         try:
-            chunk = await anext(self._iter)
+            given = await anext(self._iter)
         except StopAsyncIteration:
             self._eof = True
             return
-        if not isinstance(chunk, bytes | bytearray | memoryview):
-            raise TypeError(f"source yielded {type(chunk).__name__}, expected bytes")
-        if chunk:
+        if not isinstance(given, bytes | bytearray | memoryview):
+            raise TypeError(f"source yielded {type(given).__name__}, expected bytes")
+        if given:
             # A bytearray or view is copied: the caller may reuse its buffer once it has
             # handed it over, and kstream may hold on to it for a while (read-ahead).
-            piece = memoryview(chunk if isinstance(chunk, bytes) else bytes(chunk))
+            piece = memoryview(given if isinstance(given, bytes) else bytes(given))
             self._pieces.append(piece.cast("B"))
             self._size += len(piece)
 
     def _take(self, n: int) -> list[memoryview]:
         """The first ``n`` buffered bytes (or all there are) as views, splitting a piece
         at the boundary."""
-        parts: list[memoryview] = []
+        pieces: list[memoryview] = []
         got = 0
         while self._pieces and got < n:
             piece = self._pieces.popleft()
@@ -95,45 +95,45 @@ class IterSource:
             if len(piece) > take:
                 self._pieces.appendleft(piece[take:])
                 piece = piece[:take]
-            parts.append(piece)
+            pieces.append(piece)
             got += len(piece)
         self._size -= got
-        return parts
+        return pieces
 
-    async def read_parts(self, n: int) -> tuple[list[Buffer], int]:
+    async def read_pieces(self, n: int) -> tuple[list[Buffer], int]:
         """Exactly ``n`` bytes (fewer only at the end) as pieces, and their total.
 
         Pieces are passed on as views, not joined: a segment that straddles the caller's
         pieces (1 MiB reads against 1008 KiB segments) would otherwise cost a copy of the
-        whole segment. Runs of small pieces are joined, so that tiny chunks cost one cipher
-        call per :data:`SMALL_PIECE`, not one per chunk.
+        whole segment. Runs of small pieces are joined, so that tiny pieces cost one cipher
+        call per :data:`SMALL_PIECE`, not one per piece.
         """
         while self._size < n and not self._eof:
             await self._pull()
-        parts = self._take(n)
-        return coalesce(parts, SMALL_PIECE), sum(len(p) for p in parts)
+        pieces = self._take(n)
+        return coalesce(pieces, SMALL_PIECE), sum(len(p) for p in pieces)
 
 
-def coalesce(parts: Sequence[memoryview], small: int) -> list[Buffer]:
-    """``parts`` with every run of consecutive pieces shorter than ``small`` joined."""
+def coalesce(pieces: Sequence[memoryview], small: int) -> list[Buffer]:
+    """``pieces`` with every run of consecutive pieces shorter than ``small`` joined."""
     out: list[Buffer] = []
     run: list[memoryview] = []
-    for part in parts:
-        if len(part) < small:
-            run.append(part)
+    for piece in pieces:
+        if len(piece) < small:
+            run.append(piece)
             continue
         if run:
             out.append(b"".join(run) if len(run) > 1 else run[0])
             run = []
-        out.append(part)
+        out.append(piece)
     if run:
         out.append(b"".join(run) if len(run) > 1 else run[0])
     return out
 
 
-async def _stream_reader_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    while chunk := await reader.read(DEFAULT_SEGMENT):
-        yield chunk
+async def _stream_reader_pieces(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while piece := await reader.read(DEFAULT_SEGMENT):
+        yield piece
 
 
 class AsyncFileSource:
@@ -142,16 +142,16 @@ class AsyncFileSource:
     def __init__(self, file: object) -> None:
         self._file = file
 
-    async def read_parts(self, n: int) -> tuple[list[Buffer], int]:
-        parts: list[Buffer] = []
+    async def read_pieces(self, n: int) -> tuple[list[Buffer], int]:
+        pieces: list[Buffer] = []
         got = 0
         while got < n:
             data = await self._file.read(n - got)  # type: ignore[attr-defined]
             if not data:
                 break
-            parts.append(bytes(data))
+            pieces.append(bytes(data))
             got += len(data)
-        return parts, got
+        return pieces, got
 
 
 async def read_ahead(
@@ -222,7 +222,7 @@ async def iterate(
     by_pieces = codec if isinstance(codec, SealCodec | RawCodec) else None
 
     async def read() -> tuple[list[Buffer], int]:
-        return await source.read_parts(unit)
+        return await source.read_pieces(unit)
 
     def work(item: tuple[list[Buffer], int]) -> bytes | bytearray:
         pieces, n = item

@@ -61,7 +61,7 @@ class _Pump:
             if isinstance(item, BaseException):
                 raise item
             buf, n = item
-            self.sink.write_parts(self.codec.process(memoryview(buf), n, n < unit))
+            self.sink.write_buffers(self.codec.process(memoryview(buf), n, n < unit))
             if self.progress is not None:
                 self.progress(n)
             self.free.put(buf)
@@ -123,14 +123,14 @@ async def pump_from_fd(source: FdSource, codec: Codec, sink: FdSink,
         """Write the whole segments in ``pending``, and the rest as the last if ``final``."""
         if seal is None:
             if pending:
-                sink.write_parts([bytes(pending)])
+                sink.write_buffers([bytes(pending)])
                 pending.clear()
             return
         while len(pending) >= unit:  # a whole segment is never the last one
-            sink.write_parts(seal(bytes(pending[:unit]), False))
+            sink.write_buffers(seal(bytes(pending[:unit]), False))
             del pending[:unit]
         if final:
-            sink.write_parts(seal(bytes(pending), True))
+            sink.write_buffers(seal(bytes(pending), True))
             pending.clear()
 
     def run() -> None:

@@ -203,7 +203,7 @@ async def run(plan: Plan, source: Source, sink: Sink | FdSink,
     driver, anything else by the async-iterable driver."""
     if isinstance(source, FdSource) and isinstance(sink, FdSink):
         if plan.prefix:
-            sink.write_parts([plan.prefix])
+            sink.write_buffers([plan.prefix])
         await run_fds(plan, source, sink, progress)
         return
     async for out in run_iterable(plan, source, progress):
@@ -228,7 +228,7 @@ async def run_ranges_plan(plan: Plan, source: FdSource, sink: FdSink, size: int,
         ranges = plan_ranges(-(-size // unit), jobs, unit, unit, size, base, 0)
     elif plan.encrypt:
         prefix = plan.prefix
-        sink.pwrite_parts([prefix], 0)
+        sink.pwrite_buffers([prefix], 0)
         ranges = plan_ranges(size // unit + 1, jobs, unit, unit + OVERHEAD, size, base,
                              len(prefix))
     else:

@@ -86,7 +86,7 @@ async def run_ranges(source: FdSource, sink: FdSink, ranges: list[Range],
                     n = min(codec.unit, job.in_end - pos)
                     source.pread_into(view[:n], pos)
                     pos += n
-                    out = sink.pwrite_parts(codec.process(view, n, n < codec.unit), out)
+                    out = sink.pwrite_buffers(codec.process(view, n, n < codec.unit), out)
                     tick(n)
         finally:
             codec.cipher.close()

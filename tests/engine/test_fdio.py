@@ -28,9 +28,9 @@ async def test_fd_source_fills_segments_from_a_pipe() -> None:
 
     feeder = asyncio.get_running_loop().run_in_executor(None, feed)
     source = FdSource(r, "pipe")
-    assert await source.read_parts(S) == ([data[:S]], S)
-    assert await source.read_parts(S) == ([data[S:]], 5)
-    assert await source.read_parts(S) == ([b""], 0)
+    assert await source.read_pieces(S) == ([data[:S]], S)
+    assert await source.read_pieces(S) == ([data[S:]], 5)
+    assert await source.read_pieces(S) == ([b""], 0)
     await feeder
     os.close(r)
 
@@ -54,7 +54,7 @@ async def test_fd_source_read_error_is_an_io_failure_with_its_cause() -> None:
     fd = os.open("/", os.O_RDONLY)
     try:
         with pytest.raises(IOFailure, match="^cannot read dir: Is a directory$") as info:
-            await FdSource(fd, "dir").read_parts(10)
+            await FdSource(fd, "dir").read_pieces(10)
     finally:
         os.close(fd)
     assert isinstance(info.value.__cause__, IsADirectoryError)
@@ -67,11 +67,11 @@ def test_write_error_is_an_io_failure_with_its_cause() -> None:
     try:
         with pytest.raises(IOFailure, match="^cannot write output 'x': No space left on device$"
                            ) as info:
-            FdSink(fd, "output 'x'").write_parts([b"data"])
+            FdSink(fd, "output 'x'").write_buffers([b"data"])
         assert isinstance(info.value.__cause__, OSError)
         assert info.value.__cause__.errno == errno.ENOSPC
         with pytest.raises(IOFailure, match="No space left on device"):
-            FdSink(fd, "output 'x'").pwrite_parts([b"data"], 0)
+            FdSink(fd, "output 'x'").pwrite_buffers([b"data"], 0)
     finally:
         os.close(fd)
 
@@ -106,7 +106,7 @@ def test_pwrite_and_pread_at_offsets(tmp_path: Path) -> None:
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         sink, source = FdSink(fd, "out"), FdSource(fd, "in")
-        assert sink.pwrite_parts([b"abc", b"", memoryview(b"defg")], 3) == 10
+        assert sink.pwrite_buffers([b"abc", b"", memoryview(b"defg")], 3) == 10
         assert (tmp_path / "f").read_bytes() == b"\0\0\0abcdefg"
         buf = bytearray(4)
         source.pread_into(memoryview(buf), 5)

@@ -34,7 +34,7 @@ async def test_iter_source_rejects_non_bytes() -> None:
         yield "text"  # type: ignore[misc]
 
     with pytest.raises(TypeError, match="yielded str, expected bytes"):
-        await IterSource(bad()).read_parts(10)
+        await IterSource(bad()).read_pieces(10)
 
 
 async def test_read_exact_stops_only_at_eof() -> None:
@@ -64,10 +64,10 @@ async def test_async_file_source_reads_until_n_or_eof() -> None:
             return out
 
     source = AsyncFileSource(Dribble(b"0123456789"))
-    parts, n = await source.read_parts(8)
+    parts, n = await source.read_pieces(8)
     assert (b"".join(parts), n) == (b"01234567", 8)
-    assert await source.read_parts(8) == ([b"89"], 2)
-    assert await source.read_parts(8) == ([], 0)
+    assert await source.read_pieces(8) == ([b"89"], 2)
+    assert await source.read_pieces(8) == ([], 0)
 
 
 async def test_read_parts_gives_exact_segments_without_copying_large_pieces() -> None:
@@ -76,7 +76,7 @@ async def test_read_parts_gives_exact_segments_without_copying_large_pieces() ->
     n = 1_000_000
     seen = []
     while True:
-        parts, got = await source.read_parts(n)
+        parts, got = await source.read_pieces(n)
         assert got == sum(len(p) for p in parts)
         seen.append((parts, got))
         if got < n:
@@ -94,11 +94,11 @@ async def test_read_parts_joins_runs_of_small_pieces() -> None:
     small = [bytes([i]) * 100 for i in range(50)]
     big = os.urandom(SMALL_PIECE)
     source = IterSource(each([*small[:20], big, *small[20:]]))
-    parts, got = await source.read_parts(10**6)
+    parts, got = await source.read_pieces(10**6)
     assert got == 5000 + SMALL_PIECE
     assert [len(p) for p in parts] == [2000, SMALL_PIECE, 3000]
     assert b"".join(parts) == b"".join([*small[:20], big, *small[20:]])
-    assert await source.read_parts(10) == ([], 0)
+    assert await source.read_pieces(10) == ([], 0)
 
 
 async def test_iter_source_copies_a_bytearray_the_caller_may_reuse() -> None:
@@ -110,8 +110,8 @@ async def test_iter_source_copies_a_bytearray_the_caller_may_reuse() -> None:
         yield buf
 
     source = IterSource(reuse())
-    parts, _ = await source.read_parts(5)
-    rest, _ = await source.read_parts(5)
+    parts, _ = await source.read_pieces(5)
+    rest, _ = await source.read_pieces(5)
     assert bytes(parts[0]) == b"first" and bytes(rest[0]) == b"later"
 
 
