@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import one_error, run_main
 from reference import ctr, unframe
 from streams import corrupt_kernel_output
 
@@ -46,7 +47,6 @@ from kstream.backends.kernel.sockets import (
     set_key,
 )
 from kstream.backends.select import choose_backend
-from kstream.cli import main as cli
 from kstream.errors import (
     BackendUnavailable,
     IntegrityError,
@@ -80,22 +80,6 @@ PROC_KEYS = """\
 000010e7 I--Q---     1 perm 3f010000     0     0 user      kstream:u: 32
 00000bad I--Q---     1 perm 3d010000     0     0 logon     kstream:short: 20
 """
-
-
-def one_error(err: str, match: str) -> str:
-    """The single ``kstream: error:`` line of ``err`` (notices aside), checked for ``match``."""
-    lines = [ln for ln in err.splitlines() if not ln.startswith("kstream: notice:")]
-    assert len(lines) == 1 and lines[0].startswith("kstream: error: "), err
-    assert "Traceback" not in err
-    assert match in lines[0], lines[0]
-    return lines[0]
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """The CLI in this process (fast: no interpreter start, which matters in UML)."""
-    code = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def kst(*args: object, input: bytes | None = None, prefix: list[str] | None = None,
