@@ -144,11 +144,8 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *, key:
                 return
             out = AtomicFile(dst_path, force=force)
             try:
-                fd_sink = FdSink(out.fd, f"output '{dst_path}'")
-                done = await _ranges(direction, source, fd_sink, key, jobs, progress, kw)
-                if done is not True:
-                    plan = done or await _plan(direction, source, key, **kw)
-                    await run(plan, source, fd_sink, progress)
+                await _run_into_file(direction, source, FdSink(out.fd, f"output '{dst_path}'"),
+                                     key, jobs, progress, kw)
                 await run_blocking(out.commit)
             except BaseException:
                 out.abort()
@@ -158,15 +155,16 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *, key:
                 os.close(owned_fd)
 
 
-async def _ranges(direction: Direction, source: Source, sink: FdSink, key: Key,
-                  jobs: int | None, progress: Progress | None, kw: dict[str, Any]
-                  ) -> bool | Plan:
-    """Run a regular input file by parallel ranges: True when done, False if that does not
-    apply (a pipe, an explicit splice/sendfile), or the plan (its backend resolved once per
-    run) for the fd stream driver to go on with, past the header, if the input's size fits
-    no intact file."""
+async def _run_into_file(direction: Direction, source: Source, sink: FdSink, key: Key,
+                         jobs: int | None, progress: Progress | None, kw: dict[str, Any]
+                         ) -> None:
+    """Into a new file: by parallel ranges when the input is a regular file (and no explicit
+    splice/sendfile asks otherwise), else by the stream driver. One plan either way, also
+    when ranges hand a damaged file (its size fits no intact file) to the stream driver,
+    which then names exactly what is wrong."""
     if not isinstance(source, FdSource) or not ranges_apply(source, kw.get("options")):
-        return False
+        await run(await _plan(direction, source, key, **kw), source, sink, progress)
+        return
     base = source.position()
     size = source.size_hint() or 0
     header = None
@@ -176,10 +174,10 @@ async def _ranges(direction: Direction, source: Source, sink: FdSink, key: Key,
     plan = await _plan(direction, None, key, header=header, **kw)
     if await run_ranges_plan(plan, source, sink, size, base, jobs or os.cpu_count() or 1,
                              progress):
-        return True
-    if header is not None:
-        os.lseek(source.fd, base + HEADER_SIZE, os.SEEK_SET)
-    return plan
+        return
+    assert header is not None  # only a kstream file's body can fit no intact layout
+    os.lseek(source.fd, base + HEADER_SIZE, os.SEEK_SET)  # the header is read already
+    await run(plan, source, sink, progress)
 
 
 async def encrypt_file(
