@@ -10,8 +10,9 @@ The coroutine API::
 run from ``kstream.run(main())`` (uvloop when installed) or any asyncio event loop.
 """
 
-from kstream.api import decrypt_file, decrypt_stream, encrypt_file, encrypt_stream
-from kstream.backends import CipherOptions
+from typing import TYPE_CHECKING, Any
+
+from kstream.backends.base import CipherOptions
 from kstream.errors import (
     BackendUnavailable,
     FormatError,
@@ -24,9 +25,29 @@ from kstream.errors import (
 )
 from kstream.format import CipherSuite, Header
 from kstream.keys import Key
-from kstream.loop import run
+
+if TYPE_CHECKING:
+    from kstream.api import decrypt_file, decrypt_stream, encrypt_file, encrypt_stream
+    from kstream.loop import run
 
 __version__ = "0.1.0"
+
+#: Loaded on first use: asyncio, uvloop and OpenSSL cost more start-up time than a small
+#: file takes to encrypt, and ``kstream --version``, ``keygen`` or ``key list`` need none.
+_LAZY = {"decrypt_file": "kstream.api", "decrypt_stream": "kstream.api",
+         "encrypt_file": "kstream.api", "encrypt_stream": "kstream.api", "run": "kstream.loop"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kstream' has no attribute '{name}'")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BackendUnavailable",

@@ -164,3 +164,32 @@ class Header:
         return cls(
             suite=suite, iv=iv, version=version, flags=flags, auth_scheme=auth, auth_param=param
         )
+
+
+# --- the body's layout: sizes only (the codec that writes and checks it is kstream.segments) ---
+
+#: Each segment is framed by a 4-byte length word before and a 16-byte GMAC tag after it.
+FRAME_SIZE = 4
+TAG_SIZE = 16
+#: Bytes a segment gains when framed: the length word and the tag.
+OVERHEAD = FRAME_SIZE + TAG_SIZE
+
+
+def framed_size(plaintext_size: int, segment: int) -> int:
+    """Body size of a file whose plaintext has ``plaintext_size`` bytes."""
+    full = plaintext_size // segment
+    return plaintext_size + (full + 1) * OVERHEAD
+
+
+def plaintext_size(body_size: int, segment: int) -> int | None:
+    """Inverse of :func:`framed_size`, or ``None`` if no plaintext size gives ``body_size``."""
+    full, rest = divmod(body_size, segment + OVERHEAD)
+    if rest < OVERHEAD:
+        return None
+    return full * segment + rest - OVERHEAD
+
+
+def segment_count(body_size: int, segment: int) -> int | None:
+    """The number of segments of an intact body of ``body_size`` bytes, else ``None``."""
+    plain = plaintext_size(body_size, segment)
+    return None if plain is None else plain // segment + 1

@@ -43,16 +43,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from kstream.backends.base import BLOCK, CipherStream, InPlaceStream
 from kstream.errors import FormatError, IntegrityError
-from kstream.format import Header
+from kstream.format import FRAME_SIZE, OVERHEAD, TAG_SIZE, Header
 
 if TYPE_CHECKING:
     from kstream.keys import Key
 
-TAG_SIZE = 16
 _FRAME = struct.Struct(">I")
-FRAME_SIZE = _FRAME.size
-#: Bytes a segment gains when framed: the length word and the tag.
-OVERHEAD = FRAME_SIZE + TAG_SIZE
+assert _FRAME.size == FRAME_SIZE
 _LAST = 1 << 31
 #: HKDF info label; the complete header follows it.
 MAC_KEY_LABEL = b"kstream v1 segment MAC key: GMAC-AES-256\x00"
@@ -144,26 +141,6 @@ def check_tag(mac: AESGCM, index: int, last: bool, ciphertext: Buffer, tag: Buff
         mac.decrypt(_nonce(index, last), tag, ciphertext)
     except InvalidTag as exc:
         raise auth_failure(index) from exc
-
-
-def framed_size(plaintext_size: int, segment: int) -> int:
-    """Body size of a file whose plaintext has ``plaintext_size`` bytes."""
-    full = plaintext_size // segment
-    return plaintext_size + (full + 1) * OVERHEAD
-
-
-def plaintext_size(body_size: int, segment: int) -> int | None:
-    """Inverse of :func:`framed_size`, or ``None`` if no plaintext size gives ``body_size``."""
-    full, rest = divmod(body_size, segment + OVERHEAD)
-    if rest < OVERHEAD:
-        return None
-    return full * segment + rest - OVERHEAD
-
-
-def segment_count(body_size: int, segment: int) -> int | None:
-    """The number of segments of an intact body of ``body_size`` bytes, else ``None``."""
-    plain = plaintext_size(body_size, segment)
-    return None if plain is None else plain // segment + 1
 
 
 # --- the codec ------------------------------------------------------------------------------------

@@ -15,8 +15,7 @@ from reference import ctr, split, unframe
 
 import kstream
 from kstream.errors import FormatError, InvalidKey, IOFailure, UsageError
-from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, Header
-from kstream.segments import framed_size
+from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, Header, framed_size
 
 BATCH = DEFAULT_SEGMENT  # what every driver hands a worker thread at once
 

@@ -25,11 +25,18 @@ from kstream.backends.openssl import OpenSSLStream
 from kstream.engine.iterate import IterSource
 from kstream.errors import FormatError, IntegrityError, InvalidKey
 from kstream.format import DEFAULT_SEGMENT as S
-from kstream.format import HEADER_SIZE, CipherSuite, Header
+from kstream.format import (
+    HEADER_SIZE,
+    OVERHEAD,
+    CipherSuite,
+    Header,
+    framed_size,
+    plaintext_size,
+    segment_count,
+)
 from kstream.keys import Key
 from kstream.segments import (
     MAC_KEY_LABEL,
-    OVERHEAD,
     Buffers,
     Codec,
     OpenCodec,
@@ -38,11 +45,8 @@ from kstream.segments import (
     apply_cipher,
     derive_mac,
     derive_mac_key,
-    framed_size,
     mac_key_info,
     parse_frame,
-    plaintext_size,
-    segment_count,
 )
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "kstream-v1.json").read_text())

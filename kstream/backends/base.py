@@ -25,6 +25,8 @@ BLOCK = 16
 CHUNK = 64512
 
 Transfer = Literal["auto", "sendmsg", "splice", "sendfile"]
+#: What ``--backend`` accepts (:mod:`kstream.backends.select` resolves it).
+BACKEND_NAMES = ("auto", "kernel", "openssl")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from kstream.backends.base import Backend
+from kstream.backends.base import BACKEND_NAMES, Backend
 from kstream.backends.kernel import KernelBackend
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import BackendUnavailable, UsageError
@@ -18,7 +18,6 @@ from kstream.keys import Key
 
 Notify = Callable[[str], None]
 
-BACKEND_NAMES = ("auto", "kernel", "openssl")
 
 
 def all_backends() -> list[Backend]:

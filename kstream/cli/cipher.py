@@ -13,17 +13,12 @@ import os
 import stat
 from typing import Any
 
-from kstream.api import decrypt_file, encrypt_file, open_source
-from kstream.backends import BACKEND_NAMES, CipherOptions
+from kstream.backends.base import BACKEND_NAMES, CipherOptions
 from kstream.cli import tui
 from kstream.cli.key import add_keyring_options, load_keyring_key
-from kstream.cli.runner import run
-from kstream.engine.fdio import FdSource
-from kstream.engine.iterate import read_exact
 from kstream.errors import FormatError, UsageError
-from kstream.format import HEADER_SIZE, IV_SIZE, Header
+from kstream.format import HEADER_SIZE, IV_SIZE, Header, plaintext_size
 from kstream.keys import Key
-from kstream.segments import plaintext_size
 
 
 def _positive(text: str) -> int:
@@ -136,6 +131,10 @@ def cmd_cipher(args: argparse.Namespace) -> int:
     total = _input_size(args.input)
     if total is not None and not encrypt and not args.raw:
         total = max(total - HEADER_SIZE, 0)
+    # Imported here: --help, keygen and inspect must not pay for asyncio and OpenSSL.
+    from kstream.api import decrypt_file, encrypt_file
+    from kstream.cli.runner import run
+
     transform = encrypt_file if encrypt else decrypt_file
     with tui.progress_bar(args.progress, total) as progress:
         try:
@@ -159,6 +158,11 @@ def cmd_cipher(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from kstream.api import open_source
+    from kstream.cli.runner import run
+    from kstream.engine.fdio import FdSource
+    from kstream.engine.iterate import read_exact
+
     async def read() -> tuple[Header, int]:
         source, owned_fd = await open_source(0 if args.file == "-" else args.file)
         try:

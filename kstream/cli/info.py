@@ -13,8 +13,6 @@ import os
 import tempfile
 from typing import Any
 
-from kstream.api import decrypt_file, encrypt_file
-from kstream.cli.runner import run
 from kstream.errors import KstreamError
 from kstream.format import HEADER_SIZE
 from kstream.keys import Key
@@ -57,6 +55,9 @@ SAMPLE = (
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from kstream.api import decrypt_file, encrypt_file
+    from kstream.cli.runner import run
+
     with tempfile.TemporaryDirectory(prefix="kstream-demo-") as tmp:
         key_path = os.path.join(tmp, "demo.key")
         plain = os.path.join(tmp, "sample.txt")

@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from kstream.engine.iterate import Progress
 from kstream.errors import Interrupted, KstreamError, UsageError
+
+Progress = Callable[[int], None]
 
 PROG = "kstream"
 

@@ -25,18 +25,10 @@ from kstream.engine.iterate import Sink, Source, iterate
 from kstream.engine.pipe import accepts_fd, pump, pump_from_fd
 from kstream.engine.ranges import plan_ranges, run_ranges
 from kstream.errors import FormatError, InvalidKey, UsageError
-from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, Header
+from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, OVERHEAD, Header, segment_count
 from kstream.keys import Key
 from kstream.memory import tune_malloc
-from kstream.segments import (
-    OVERHEAD,
-    Codec,
-    OpenCodec,
-    RawCodec,
-    SealCodec,
-    mac_for_key,
-    segment_count,
-)
+from kstream.segments import Codec, OpenCodec, RawCodec, SealCodec, mac_for_key
 
 Notify = Callable[[str], None]
 Progress = Callable[[int], None]

@@ -63,3 +63,38 @@ def test_building_the_parser_imports_no_measuring_or_drawing() -> None:
     for lazy in ("kstream.bench.memory", "kstream.bench.files", "kstream.bench.plot",
                  "kstream.backends.report", "kstream.selftest", "tqdm", "matplotlib"):
         assert lazy not in loaded, lazy
+
+
+#: What costs start-up time and only encryption and decryption need.
+HEAVY = ("asyncio", "uvloop", "aiofiles", "tqdm", "cryptography")
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["keygen", "-"], ["key", "list"]])
+def test_commands_that_need_no_cipher_start_without_asyncio_or_openssl(
+        argv: list[str], tmp_path: Path) -> None:
+    """Loaded modules of a real run, read in the same process after it ends."""
+    code = ("import sys\nfrom kstream.cli.main import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
+    with open(tmp_path / "out", "wb") as out:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=subprocess.PIPE,
+                              text=True, check=True, stdin=subprocess.DEVNULL)
+    loaded = set(proc.stderr.split()[-1000:])
+    assert "kstream.cli.main" in loaded  # the run really happened
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY}, argv
+
+
+def test_encrypting_loads_what_it_needs_and_no_progress_bar(tmp_path: Path) -> None:
+    (tmp_path / "in").write_bytes(b"x" * 5000)
+    key = tmp_path / "k"
+    key.write_text("00" * 32)
+    code = ("import sys\nfrom kstream.cli.main import main\n"
+            f"main(['encrypt', '-q', '-k', {str(key)!r}, {str(tmp_path / 'in')!r}, "
+            f"{str(tmp_path / 'out')!r}])\n"
+            "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, stdin=subprocess.DEVNULL)
+    loaded = {m.split(".")[0] for m in proc.stderr.split()}
+    assert {"asyncio", "cryptography"} <= loaded
+    assert "tqdm" not in loaded  # stderr is not a terminal: no bar, no tqdm
+    assert (tmp_path / "out").stat().st_size > 5000
