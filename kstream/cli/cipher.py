@@ -22,7 +22,7 @@ from kstream.engine.fdio import FdSource
 from kstream.engine.iterate import read_exact
 from kstream.errors import FormatError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header
-from kstream.keys import Key
+from kstream.keys import Key, readable_by_others
 from kstream.segments import plaintext_size
 
 
@@ -48,7 +48,11 @@ def _parse_iv(text: str) -> bytes:
 
 def _load_key(args: argparse.Namespace) -> Key:
     if args.key_file is not None:
-        return Key.from_file(args.key_file)
+        key = Key.from_file(args.key_file)
+        loose = readable_by_others(args.key_file)
+        if loose is not None:
+            tui.warning(loose, quiet=args.quiet)
+        return key
     if args.key_fd is not None:
         return Key.from_fd(args.key_fd)
     keyring_key = load_keyring_key(args)

@@ -272,3 +272,24 @@ def test_nist_vectors_through_raw_mode(tmp_path: Path, vector: CtrVector) -> Non
     piped = kst(direction, "--raw", "--iv", vector.counter.hex(), "-k", tmp_path / "k", "-",
                 "-", input=vector.input).stdout
     assert piped == vector.output
+
+
+@pytest.mark.parametrize(("mode", "who"), [(0o640, "its group"), (0o604, "others"),
+                                           (0o644, "its group and others")])
+def test_a_key_file_readable_by_others_is_used_with_one_warning(
+        tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes], mode: int, who: str) -> None:
+    keyfile.chmod(mode)
+    proc = kst("encrypt", "--backend", "openssl", "-k", keyfile, plain[0], tmp_path / "c")
+    assert proc.stderr.decode().splitlines() == [
+        f"kstream: warning: key file '{keyfile}' is readable by {who} (mode {mode:04o}); "
+        f"anyone who can read it can decrypt with it: chmod 600 '{keyfile}'"]
+    assert kst("decrypt", "-q", "-k", keyfile, tmp_path / "c", tmp_path / "d").stderr == b""
+    assert (tmp_path / "d").read_bytes() == plain[1]
+
+
+def test_a_private_key_file_gets_no_warning(tmp_path: Path, keyfile: Path,
+                                            plain: tuple[Path, bytes]) -> None:
+    assert keyfile.stat().st_mode & 0o777 == 0o600
+    keyfile.chmod(0o400)
+    proc = kst("encrypt", "--backend", "openssl", "-k", keyfile, plain[0], tmp_path / "c")
+    assert proc.stderr == b""
