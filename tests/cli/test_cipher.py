@@ -293,3 +293,33 @@ def test_a_private_key_file_gets_no_warning(tmp_path: Path, keyfile: Path,
     keyfile.chmod(0o400)
     proc = kst("encrypt", "--backend", "openssl", "-k", keyfile, plain[0], tmp_path / "c")
     assert proc.stderr == b""
+
+
+def test_raw_iv_random_prints_the_iv_that_decrypts(tmp_path: Path, keyfile: Path,
+                                                   plain: tuple[Path, bytes]) -> None:
+    """One stderr line, also with -q; the raw output is CTR at exactly that IV, and two
+    runs pick different IVs."""
+    ivs = []
+    for out in ("c1", "c2"):
+        proc = kst("encrypt", "-q", "--raw", "--iv", "random", "-k", keyfile, plain[0],
+                   tmp_path / out)
+        [line] = proc.stderr.decode().splitlines()
+        assert line.startswith("kstream: iv: ")
+        ivs.append(bytes.fromhex(line.removeprefix("kstream: iv: ")))
+        assert len(ivs[-1]) == 16
+        assert (tmp_path / out).read_bytes() == ctr(keybytes(keyfile), ivs[-1], plain[1])
+    assert ivs[0] != ivs[1]
+    kst("decrypt", "-q", "--raw", "--iv", ivs[0].hex(), "-k", keyfile, tmp_path / "c1",
+        tmp_path / "d")
+    assert (tmp_path / "d").read_bytes() == plain[1]
+
+
+def test_raw_iv_random_is_refused_for_decryption_and_explained_in_help(
+        tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
+    fails("decrypt", "--raw", "--iv", "random", "-k", keyfile, plain[0], tmp_path / "d",
+          code=2, match="--iv random only works when encrypting; to decrypt, give the IV "
+          "that encryption printed")
+    assert not (tmp_path / "d").exists()
+    help_text = " ".join(kst("encrypt", "--help").stdout.decode().split())
+    assert "reveal the XOR of their plaintexts" in help_text
+    assert "reuses that file's keystream" in help_text
