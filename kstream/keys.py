@@ -1,9 +1,11 @@
 """AES keys: loading, generating and saving them without ever showing their bytes.
 
 A :class:`Key` validates its length when it is made (16, 24 or 32 bytes select AES-128,
--192 or -256), keeps the bytes in a private ``bytearray`` that :meth:`Key.wipe` overwrites,
-and has a repr, str and pickle behaviour that cannot leak them. Error messages name the key
-file and the size found, never the content.
+-192 or -256), keeps the bytes in a private ``bytearray`` that :meth:`Key.wipe` overwrites
+(best effort: immutable ``bytes`` copies, such as the file read and what
+:meth:`Key.material` hands to a cipher, are only freed, never overwritten), and has a repr,
+str and pickle behaviour that cannot leak them. Error messages name the key file and the
+size found, never the content.
 
 A key can instead live in the kernel keyring (:meth:`Key.from_keyring`): then the object
 holds only the key's serial number, type and size, and the kernel backend hands the serial

@@ -113,7 +113,9 @@ def choose_backend(key: Key, backend: str, notify: Notify,
 
 @contextlib.contextmanager
 def prepared_key(key: Key, backend: str, notify: Notify) -> Iterator[Key]:
-    """``key`` as the run will use it; a temporary copy is wiped when the run ends.
+    """``key`` as the run will use it; a temporary copy's buffer is wiped when the run ends
+    (best effort: the ``bytes`` copies that reading it and keying the cipher make are only
+    freed).
 
     A ``user`` keyring key with an explicit ``backend="openssl"`` is read once here (with
     the warning), so the cipher and the MAC derivation use the same bytes and nothing asks
