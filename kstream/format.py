@@ -36,10 +36,13 @@ _FIXED = struct.Struct(">8sBBBBI16s")
 HEADER_SIZE = _FIXED.size  # 32
 
 
-#: Segment sizes a reader accepts: whole AES blocks, at least one block, and small enough
-#: that a segment (which is held in memory until its tag is checked) cannot exhaust memory.
+#: Segment sizes a reader accepts: whole AES blocks, at least one block, and at most 4 MiB.
+#: S comes from the header, which nothing has authenticated when the first segment buffer
+#: is allocated, so the cap is what bounds a reader's memory against a crafted file: 4 MiB
+#: leaves room above the 1008 KiB kstream writes (about 4x) while a few buffers of the
+#: largest accepted S stay far below the 64 MiB that a run is allowed (README, "Segment size").
 MIN_SEGMENT = 16
-MAX_SEGMENT = 64 << 20
+MAX_SEGMENT = 4 << 20
 #: The segment size kstream writes: 16 x 63 KiB = 1008 KiB (see README, "Segment size").
 DEFAULT_SEGMENT = 16 * 64512
 

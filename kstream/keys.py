@@ -1,9 +1,11 @@
 """AES keys: loading, generating and saving them without ever showing their bytes.
 
 A :class:`Key` validates its length when it is made (16, 24 or 32 bytes select AES-128,
--192 or -256), keeps the bytes in a private ``bytearray`` that :meth:`Key.wipe` overwrites,
-and has a repr, str and pickle behaviour that cannot leak them. Error messages name the key
-file and the size found, never the content.
+-192 or -256), keeps the bytes in a private ``bytearray`` that :meth:`Key.wipe` overwrites
+(best effort: immutable ``bytes`` copies, such as the file read and what
+:meth:`Key.material` hands to a cipher, are only freed, never overwritten), and has a repr,
+str and pickle behaviour that cannot leak them. Error messages name the key file and the
+size found, never the content.
 
 A key can instead live in the kernel keyring (:meth:`Key.from_keyring`): then the object
 holds only the key's serial number, type and size, and the kernel backend hands the serial
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import binascii
 import os
+import stat
 import string
 from pathlib import Path
 from typing import NoReturn
@@ -53,16 +56,25 @@ def _decode(content: bytes, where: str) -> bytearray:
     return bytearray(content)
 
 
-def _fill_random(buf: bytearray) -> None:
-    """Fill ``buf`` in place from the OS CSPRNG (no immutable copy of the bytes is made)."""
-    with open("/dev/urandom", "rb", buffering=0) as f:
-        filled = 0
-        with memoryview(buf) as view:
-            while filled < len(buf):
-                n = f.readinto(view[filled:])
-                if not n:
-                    raise OSError("short read from /dev/urandom")
-                filled += n
+def readable_by_others(path: str | os.PathLike[str], what: str = "key file") -> str | None:
+    """One line warning that the secret file ``path`` can be read by its group or by others
+    (as ssh and gpg warn), or ``None`` when it cannot, or is not a regular file (a pipe,
+    ``/dev/stdin``), or cannot be examined.
+
+    Only a warning, never a refusal: the file is the user's. ``what`` names the file in
+    the message (``"key file"``, ``"passphrase file"``).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        return None
+    who = " and ".join(name for bit, name in ((stat.S_IRGRP, "its group"),
+                                              (stat.S_IROTH, "others")) if st.st_mode & bit)
+    return (f"{what} '{os.fspath(path)}' is readable by {who} (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}); anyone who can read it can decrypt with it: "
+            f"chmod 600 '{os.fspath(path)}'")
 
 
 class Key:
@@ -82,12 +94,11 @@ class Key:
         if bits not in (128, 192, 256):
             raise UsageError(f"key size must be 128, 192 or 256 bits, not {bits}")
         key = cls.__new__(cls)
-        key._material = bytearray(bits // 8)
+        # getrandom(2) through os.urandom: blocks until the kernel's RNG is seeded (unlike a
+        # read of /dev/urandom early at boot) and needs no device node (chroots). The
+        # immutable bytes object is dropped at once; wiping is best effort in Python.
+        key._material = bytearray(os.urandom(bits // 8))
         key._ref = None
-        try:
-            _fill_random(key._material)
-        except OSError:  # no /dev/urandom (a chroot): the CSPRNG call instead
-            key._material[:] = os.urandom(bits // 8)
         return key
 
     @classmethod
@@ -233,4 +244,4 @@ class Key:
         raise TypeError("kstream.Key cannot be pickled (it would copy key material)")
 
 
-__all__ = ["KEY_SIZES", "Key"]
+__all__ = ["KEY_SIZES", "Key", "readable_by_others"]

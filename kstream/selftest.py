@@ -7,6 +7,13 @@ streaming paths (partial blocks held back, requests chained) are where a CTR imp
 goes wrong, not the single-shot one. An unavailable kernel backend is reported as skipped,
 not as a failure: only a wrong answer, or an error from a backend that is there, fails.
 
+Counter-carry vectors follow: counters that cross the 2^32, 2^64 and 2^96 boundaries and
+wrap at 2^128, for AES-128 and AES-256, fed the same ways. Their expected output is
+OpenSSL's AES-ECB of the explicit counter blocks (built here with Python integers), so it
+shares no counter logic with any CTR implementation under test: a driver with a 32- or
+64-bit counter (hardware drivers have shipped such bugs) writes files that authenticate on
+its own machine and decrypt to garbage elsewhere.
+
 The vectors live here, once; the tests import them from this module.
 """
 
@@ -16,6 +23,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from kstream.backends.base import CipherOptions, CipherStream, FdCipherStream
 from kstream.backends.kernel import KernelStream, ctr_aes_drivers
@@ -80,6 +89,38 @@ def _vectors() -> tuple[CtrVector, ...]:
 
 #: NIST SP 800-38A F.5.1-F.5.6, in order (encrypt and decrypt for 128, 192, 256-bit keys).
 NIST_CTR_VECTORS: tuple[CtrVector, ...] = _vectors()
+
+#: Where each carry vector's counter starts: three blocks before the boundary it crosses.
+CARRY_BOUNDARIES = (32, 64, 96, 128)
+#: Six blocks and five bytes: the crossing sits inside the run, the end is a partial block.
+CARRY_LENGTH = 6 * 16 + 5
+
+
+def _ecb_ctr(key: bytes, counter: bytes, data: bytes) -> bytes:
+    """AES-CTR computed from its definition: OpenSSL's AES-ECB of explicit counter blocks."""
+    start = int.from_bytes(counter, "big")
+    blocks = -(-len(data) // 16)
+    counters = b"".join(((start + i) % (1 << 128)).to_bytes(16, "big") for i in range(blocks))
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305 (CTR by hand)
+    stream = encryptor.update(counters) + encryptor.finalize()
+    return bytes(a ^ b for a, b in zip(data, stream, strict=False))
+
+
+def _carry_vectors() -> tuple[CtrVector, ...]:
+    vectors = []
+    plaintext = (NIST_PLAINTEXT * 2)[:CARRY_LENGTH]
+    for bits in (128, 256):
+        for boundary in CARRY_BOUNDARIES:
+            low = (1 << boundary) - 3  # ...fffd: blocks fd, fe, ff, then the carry
+            high = int.from_bytes(NIST_COUNTER, "big") >> boundary << boundary
+            counter = ((high | low) % (1 << 128)).to_bytes(16, "big")
+            vectors.append(CtrVector(f"carry 2^{boundary}", f"AES{bits}", _KEYS[bits], counter,
+                                     plaintext, _ecb_ctr(_KEYS[bits], counter, plaintext)))
+    return tuple(vectors)
+
+
+#: Counter-carry vectors (2^32, 2^64, 2^96 and the 2^128 wrap; AES-128 and AES-256).
+CARRY_VECTORS: tuple[CtrVector, ...] = _carry_vectors()
 
 #: Piece sizes the "pieces" feed cycles through: below, just under and just over a block.
 PIECES = (1, 15, 17)
@@ -202,7 +243,7 @@ def _check(
     feeds: Sequence[tuple[str, Feed, CipherOptions]],
 ) -> list[SelftestRow]:
     rows = []
-    for vector in NIST_CTR_VECTORS:
+    for vector in NIST_CTR_VECTORS + CARRY_VECTORS:
         for feed_name, feed, options in feeds:
             where = (backend, implementation, vector.label, feed_name)
             try:
@@ -264,7 +305,8 @@ def _kernel_rows() -> list[SelftestRow]:
 
 
 def run_selftest(*, kernel: bool = True, openssl: bool = True) -> SelftestReport:
-    """Run the NIST CTR vectors on OpenSSL and on every kernel ``ctr(aes)`` driver."""
+    """Run the NIST CTR and the carry vectors on OpenSSL and on every kernel ``ctr(aes)``
+    driver."""
     rows: list[SelftestRow] = []
     if openssl:
         rows += _openssl_rows()
@@ -295,6 +337,7 @@ def format_table(report: SelftestReport) -> str:
 
 
 __all__ = [
+    "CARRY_VECTORS",
     "NIST_COUNTER",
     "NIST_CTR_VECTORS",
     "NIST_PLAINTEXT",

@@ -61,7 +61,7 @@ def _patched(offset: int, value: int) -> bytes:
         (_patched(11, 2), "authentication scheme 2, which this kstream does not support"),
         (_patched(11, 0), "file is not authenticated"),
         (_patched(15, 1), "segment size 1032193 is not a multiple of 16"),
-        (_patched(12, 0x10), "between 16 and 67108864"),
+        (_patched(12, 0x10), "between 16 and 4194304"),
         (bytes(EXAMPLE[:12]) + bytes(4) + EXAMPLE[16:], "segment size 0"),
     ],
 )

@@ -99,3 +99,33 @@ def test_wipe_overwrites() -> None:
     key = Key(RAW[:16])
     key.wipe()
     assert key.material() == bytes(16)
+
+
+def test_generate_uses_getrandom_not_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.urandom (getrandom(2)) is the source: no file is opened, its bytes are the key."""
+    import builtins
+
+    import kstream.keys as keys_module
+
+    def no_open(*args: object, **kw: object) -> object:
+        raise AssertionError(f"opened {args[0]!r}")
+
+    monkeypatch.setattr(builtins, "open", no_open)
+    monkeypatch.setattr(keys_module.os, "urandom", lambda n: bytes(range(n)))
+    assert Key.generate(256).hex_text() == bytes(range(32)).hex().encode() + b"\n"
+
+
+def test_readable_by_others(tmp_path: Path) -> None:
+    from kstream.keys import readable_by_others
+
+    path = tmp_path / "secret"
+    path.write_text("x")
+    for mode in (0o600, 0o400, 0o700, 0o622, 0o611):
+        path.chmod(mode)
+        assert readable_by_others(path) is None, oct(mode)
+    path.chmod(0o640)
+    assert readable_by_others(path, "passphrase file") == (
+        f"passphrase file '{path}' is readable by its group (mode 0640); anyone who can read "
+        f"it can decrypt with it: chmod 600 '{path}'")
+    assert readable_by_others(tmp_path / "missing") is None
+    assert readable_by_others("/dev/null") is None  # not a regular file

@@ -12,6 +12,7 @@ from kstream.backends.kernel.procfs import implementations, read_proc_crypto
 from kstream.backends.openssl import OpenSSLStream
 from kstream.errors import BackendUnavailable
 from kstream.selftest import (
+    CARRY_VECTORS,
     NIST_COUNTER,
     NIST_CTR_VECTORS,
     NIST_PLAINTEXT,
@@ -48,18 +49,18 @@ def test_vectors_are_sp800_38a_f5() -> None:
 def test_openssl_only_passes() -> None:
     report = run_selftest(kernel=False)
     assert report.ok
-    assert len(report.rows) == 12
+    assert len(report.rows) == 28
     assert {row.backend for row in report.rows} == {"openssl"}
     assert {row.feed for row in report.rows} == {"whole", "pieces 1/15/17"}
     assert all(row.status == "ok" and row.result == "ok" for row in report.rows)
     table = format_table(report)
     lines = table.splitlines()
     assert lines[0].split() == ["backend", "implementation", "vector", "feed", "result"]
-    assert len(lines) == 14
-    assert lines[-1] == "selftest passed (12 ok, 0 failed, 0 skipped)"
+    assert len(lines) == 30
+    assert lines[-1] == "selftest passed (28 ok, 0 failed, 0 skipped)"
     data = report.to_json()
     assert json.loads(json.dumps(data)) == data
-    assert data["ok"] is True and len(data["rows"]) == 12
+    assert data["ok"] is True and len(data["rows"]) == 28
     assert data["rows"][0]["vector"] == "F.5.1 CTR-AES128.Encrypt"
 
 
@@ -74,7 +75,7 @@ def test_unavailable_kernel_is_skipped_not_failed(monkeypatch: pytest.MonkeyPatc
     assert skipped.status == "skipped"
     assert skipped.result == "skipped: this kernel has no AF_ALG sockets (simulated)"
     assert not skipped.failed
-    assert format_table(report).endswith("(12 ok, 0 failed, 1 skipped)")
+    assert format_table(report).endswith("(28 ok, 0 failed, 1 skipped)")
 
 
 class _WrongStream:
@@ -105,11 +106,11 @@ def test_a_wrong_answer_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     report = run_selftest(kernel=False)
     assert not report.ok
     rows = [row for row in report.rows if row.failed]
-    assert len(rows) == 12
+    assert len(rows) == 28
     assert {row.status for row in rows} == {"FAIL"}
     assert rows[0].result == "FAIL: wrong output from byte 40 (64 of 64 bytes returned)"
     assert report.to_json()["ok"] is False
-    assert format_table(report).splitlines()[-1].startswith("selftest FAILED: 12 check(s) wrong")
+    assert format_table(report).splitlines()[-1].startswith("selftest FAILED: 28 check(s) wrong")
 
 
 class _ShortStream(_WrongStream):
@@ -138,7 +139,7 @@ def test_an_error_from_an_available_backend_fails(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(selftest, "KernelStream", broken)
     report = run_selftest(openssl=False)
     assert not report.ok
-    assert len(report.rows) == 6 * 4
+    assert len(report.rows) == 14 * 4
     assert {row.implementation for row in report.rows} == {"ctr(aes-simulated)"}
     assert {row.feed for row in report.rows} == {
         "whole",
@@ -159,7 +160,9 @@ def test_selftest_in_the_kernel_covers_every_driver() -> None:
     assert drivers
     kernel_rows = [row for row in report.rows if row.backend == "kernel"]
     assert {row.implementation for row in kernel_rows} == set(drivers)
-    assert len(kernel_rows) == len(drivers) * 6 * 4
+    assert len(kernel_rows) == len(drivers) * 14 * 4
+    assert {row.vector for row in kernel_rows if row.vector.startswith("carry")} == {
+        f"carry 2^{b} AES{bits}" for b in (32, 64, 96, 128) for bits in (128, 256)}
     assert all(row.status == "ok" for row in kernel_rows)
 
 
@@ -170,3 +173,54 @@ def test_report_ok_semantics() -> None:
     assert SelftestReport((*rows, skipped)).ok
     assert not SelftestReport((*rows, error)).ok
     assert SelftestReport(()).ok
+
+
+def test_carry_vectors_cross_each_boundary_and_match_the_reference() -> None:
+    assert [v.label for v in CARRY_VECTORS] == [
+        f"carry 2^{b} AES{bits}" for bits in (128, 256) for b in (32, 64, 96, 128)]
+    for vector in CARRY_VECTORS:
+        boundary = int(vector.section.removeprefix("carry 2^"))
+        start = int.from_bytes(vector.counter, "big")
+        blocks = -(-len(vector.input) // 16)
+        assert len(vector.input) % 16  # ends with a partial block
+        assert start % (1 << boundary) > (1 << boundary) - blocks  # crosses inside the run
+        assert ctr(vector.key, vector.counter, vector.input) == vector.output
+
+
+class _NarrowCounter:
+    """CTR whose counter is only the low ``width`` bits (as buggy hardware drivers had)."""
+
+    description = "narrow"
+    width = 32
+
+    def __init__(self, key: bytes, iv: bytes) -> None:
+        self.key, self.iv, self.data = key, iv, bytearray()
+
+    def update(self, data: bytes) -> bytes:
+        self.data += data
+        return b""
+
+    def finalize(self) -> bytes:
+        start = int.from_bytes(self.iv, "big")
+        mask = (1 << self.width) - 1
+        out = bytearray()
+        for i in range(0, len(self.data), 16):
+            counter = (start & ~mask) | ((start + i // 16) & mask)
+            block = bytes(self.data[i:i + 16])
+            out += ctr(self.key, counter.to_bytes(16, "big"), block)
+        return bytes(out)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("width", "wrong"), [(32, {32, 64, 96, 128}), (64, {64, 96, 128}),
+                                              (96, {96, 128})])
+def test_a_narrow_counter_fails_exactly_the_carry_vectors_it_gets_wrong(
+        monkeypatch: pytest.MonkeyPatch, width: int, wrong: set[int]) -> None:
+    narrow = type("Narrow", (_NarrowCounter,), {"width": width})
+    monkeypatch.setattr(selftest, "OpenSSLStream", narrow)
+    report = run_selftest(kernel=False)
+    failed = {row.vector for row in report.rows if row.failed}
+    assert failed == {f"carry 2^{b} AES{bits}" for b in wrong for bits in (128, 256)}
+    assert not report.ok

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from kstream.backends.base import BACKEND_NAMES, Backend
+from kstream.backends.base import BACKEND_NAMES, Backend, CipherOptions
 from kstream.backends.kernel import KernelBackend
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import BackendUnavailable, UsageError
@@ -36,24 +36,33 @@ def get_backend(name: str) -> Backend:
 def select_backend(
     name: str = "auto",
     notify: Callable[[str], None] | None = None,
+    options: CipherOptions | None = None,
 ) -> Backend:
     """Resolve a user's ``--backend`` choice to a working backend.
 
     ``auto`` prefers the kernel and falls back to OpenSSL, telling ``notify`` why in one
     line; naming a backend explicitly never falls back: it fails with the reason instead.
+    The kernel counts as working only when the driver ``options`` name (or the kernel's
+    pick) also passes the counter-carry known answer (:meth:`KernelBackend.carry_check`).
     """
     if name == "auto":
         kernel = KernelBackend()
         status = kernel.probe()
-        if status.available:
+        failure = kernel.carry_check(options) if status.available else None
+        if status.available and failure is None:
             return kernel
         if notify is not None:
-            notify(f"kernel backend unavailable ({status.reason}); using openssl")
+            why = failure if failure is not None else status.reason
+            notify(f"kernel backend unavailable ({why}); using openssl")
         return OpenSSLBackend()
     backend = get_backend(name)
     status = backend.probe()
     if not status.available:
         raise BackendUnavailable(f"the {name} backend is not available: {status.reason}")
+    if isinstance(backend, KernelBackend):
+        failure = backend.carry_check(options)
+        if failure is not None:
+            raise BackendUnavailable(f"{failure}; use another --driver or --backend openssl")
     return backend
 
 
@@ -64,7 +73,8 @@ def openssl_reads_warning(key: Key) -> str:
             "bytes now enter this process's memory")
 
 
-def choose_backend(key: Key, backend: str, notify: Notify) -> Backend:
+def choose_backend(key: Key, backend: str, notify: Notify,
+                   options: CipherOptions | None = None) -> Backend:
     """The backend for ``key``: the user's choice, except that a keyring key needs the kernel.
 
     A ``logon`` key cannot leave the kernel, so only the kernel backend can use it, and
@@ -73,7 +83,7 @@ def choose_backend(key: Key, backend: str, notify: Notify) -> Backend:
     """
     ref = key.keyring_ref
     if ref is None:
-        return select_backend(backend, notify)
+        return select_backend(backend, notify, options)
     if backend == "openssl":
         if ref.type != "user":
             raise UsageError(
@@ -93,12 +103,18 @@ def choose_backend(key: Key, backend: str, notify: Notify) -> Backend:
             f"{ref.label} can only be used through the kernel crypto API, which is not "
             f"available here: {status.reason}{why}"
         )
+    failure = kernel.carry_check(options)
+    if failure is not None:
+        raise BackendUnavailable(f"{failure}; {ref.label} can only be used through the kernel"
+                                 " crypto API: try another --driver")
     return kernel
 
 
 @contextlib.contextmanager
 def prepared_key(key: Key, backend: str, notify: Notify) -> Iterator[Key]:
-    """``key`` as the run will use it; a temporary copy is wiped when the run ends.
+    """``key`` as the run will use it; a temporary copy's buffer is wiped when the run ends
+    (best effort: the ``bytes`` copies that reading it and keying the cipher make are only
+    freed).
 
     A ``user`` keyring key with an explicit ``backend="openssl"`` is read once here (with
     the warning), so the cipher and the MAC derivation use the same bytes and nothing asks

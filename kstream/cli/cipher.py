@@ -18,7 +18,7 @@ from kstream.cli import tui
 from kstream.cli.key import add_keyring_options, load_keyring_key
 from kstream.errors import FormatError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header, plaintext_size
-from kstream.keys import Key
+from kstream.keys import Key, readable_by_others
 
 
 def _positive(text: str) -> int:
@@ -41,9 +41,36 @@ def _parse_iv(text: str) -> bytes:
         raise UsageError("--iv must be hex digits (0-9, a-f)") from None
 
 
+def _raw_iv(text: str | None, encrypt: bool) -> bytes | None:
+    """``--iv``: hex, or ``random``: 16 fresh bytes from the OS CSPRNG (see :func:`_show_iv`)."""
+    if text is None:
+        return None
+    if text.strip().lower() != "random":
+        return _parse_iv(text)
+    if not encrypt:
+        raise UsageError("--iv random only works when encrypting; to decrypt, give the IV "
+                         "that encryption printed")
+    return os.urandom(IV_SIZE)
+
+
+def _show_iv(text: str | None, iv: bytes | None) -> None:
+    """Print a random IV as ``kstream: iv: HEX`` once the key has loaded, before any output.
+
+    Printed whatever ``-q`` says, since the output cannot be decrypted without it; one line
+    with a fixed prefix, so a script takes it with ``sed -n 's/^kstream: iv: //p'`` from
+    stderr. If the run then fails, its output is removed and the IV was never used.
+    """
+    if text is not None and iv is not None and text.strip().lower() == "random":
+        tui.say("iv", iv.hex())
+
+
 def _load_key(args: argparse.Namespace) -> Key:
     if args.key_file is not None:
-        return Key.from_file(args.key_file)
+        key = Key.from_file(args.key_file)
+        loose = readable_by_others(args.key_file)
+        if loose is not None:
+            tui.warning(loose, quiet=args.quiet)
+        return key
     if args.key_fd is not None:
         return Key.from_fd(args.key_fd)
     keyring_key = load_keyring_key(args)
@@ -75,7 +102,12 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
                    help="check every output byte of the kernel backend against OpenSSL")
     p.add_argument("--raw", action="store_true",
                    help="no header: bare AES-CTR, as 'openssl enc -aes-N-ctr'; needs --iv")
-    p.add_argument("--iv", metavar="HEX", help="32 hex digits; only with --raw")
+    p.add_argument("--iv", metavar="HEX|random",
+                   help="32 hex digits; only with --raw. Never reuse an IV with the same key: "
+                   "two raw outputs under one key and IV reveal the XOR of their plaintexts, "
+                   "and a raw IV at or just above a kstream file's IV (its header is public) "
+                   "reuses that file's keystream. 'random' (encrypt only) picks a fresh IV and "
+                   "prints it on stderr as 'kstream: iv: HEX' (also with -q)")
     p.add_argument("-f", "--force", action="store_true",
                    help="allow overwriting an existing OUT")
     p.add_argument("-j", "--jobs", type=_positive, metavar="N", default=None,
@@ -118,7 +150,7 @@ def cmd_cipher(args: argparse.Namespace) -> int:
     encrypt = args.command == "encrypt"
     if args.iv is not None and not args.raw:
         raise UsageError("--iv is only allowed with --raw; kstream files get a random IV")
-    iv = _parse_iv(args.iv) if args.iv is not None else None
+    iv = _raw_iv(args.iv, encrypt)
     if args.raw and iv is None:
         raise UsageError("--raw needs --iv HEX (32 hex digits): raw output has no header")
     if encrypt and args.output == "-":
@@ -128,6 +160,7 @@ def cmd_cipher(args: argparse.Namespace) -> int:
     if args.input != "-" and args.input == args.output:
         raise UsageError(f"input and output are the same file ('{args.input}')")
     key = _load_key(args)
+    _show_iv(args.iv, iv)
     total = _input_size(args.input)
     if total is not None and not encrypt and not args.raw:
         total = max(total - HEADER_SIZE, 0)

@@ -12,8 +12,10 @@ The rules:
   ``error``, ``warning`` or ``notice`` and a lowercase message;
 * an error is one line; a traceback is added only with ``--debug``, and an error that is
   not a :class:`~kstream.errors.KstreamError` (a bug) is marked ``unexpected``;
-* ``-q/--quiet`` silences notices only; warnings are shown regardless, because they tell
-  the user that something less safe than asked for is happening;
+* ``-q/--quiet`` silences notices; warnings are shown regardless, because they tell the
+  user that something less safe than asked for is happening, except advisories about the
+  user's own setup that ``-q`` is the documented way to silence (a key file readable by
+  others, as gpg lets its permission warning be turned off);
 * the progress bar appears only when stderr is a terminal, unless ``--progress`` or
   ``--no-progress`` says otherwise;
 * ciphertext and keys are never written to a terminal, and a key is never read from one;
@@ -72,9 +74,11 @@ def error(message: str) -> None:
     say("error", message)
 
 
-def warning(message: str) -> None:
-    """Shown even with ``-q``: the user should learn that something is less safe."""
-    say("warning", message)
+def warning(message: str, *, quiet: bool = False) -> None:
+    """Shown even with ``-q`` (the user should learn that something is less safe), unless
+    the caller passes ``quiet`` for an advisory about the user's own setup."""
+    if not quiet:
+        say("warning", message)
 
 
 def notice(message: str, *, quiet: bool) -> None:

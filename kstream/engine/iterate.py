@@ -159,6 +159,8 @@ async def read_ahead(
     work: Callable[[T], U],
     is_last: Callable[[T], bool],
     done: Callable[[T], None] | None = None,
+    *,
+    hold_first: bool = False,
 ) -> AsyncGenerator[U, None]:
     """Yield ``work(item)``, run in a worker thread, for each item ``read`` returns, up to
     and including the one ``is_last`` accepts; ``done(item)`` runs on the loop after each.
@@ -166,10 +168,15 @@ async def read_ahead(
     A reader task and a worker stage each stay up to two items ahead, so input I/O, the
     work and whatever the consumer does with each result (write it, send it) overlap. An
     error in reading or in the work is raised to the consumer in order, after the results
-    before it.
+    before it. With ``hold_first`` nothing is read ahead until the first item's work has
+    succeeded (decryption: the first tag verified, so the segment size that sizes every
+    item is authentic before more than one item is held).
     """
     inbox: asyncio.Queue[T | Exception] = asyncio.Queue(_QUEUE_DEPTH)
     outbox: asyncio.Queue[U | Exception | None] = asyncio.Queue(_QUEUE_DEPTH)
+    first_done = asyncio.Event()
+    if not hold_first:
+        first_done.set()
 
     async def reader() -> None:
         try:
@@ -178,6 +185,7 @@ async def read_ahead(
                 await inbox.put(item)
                 if is_last(item):
                     return
+                await first_done.wait()
         except Exception as exc:  # handed on, and raised to the consumer in order
             await inbox.put(exc)
 
@@ -188,6 +196,7 @@ async def read_ahead(
                 if isinstance(item, Exception):
                     raise item
                 out = await run_blocking(work, item)
+                first_done.set()
                 if done is not None:
                     done(item)
                 await outbox.put(out)
@@ -243,7 +252,8 @@ async def iterate(
     # Closed explicitly: closing this generator must stop the read-ahead's tasks now, not
     # whenever the loop finalizes the inner generator (the caller closes the cipher next).
     async with contextlib.aclosing(read_ahead(read, work, lambda item: item[1] < unit,
-                                              counted if progress else None)) as outputs:
+                                              counted if progress else None,
+                                              hold_first=by_pieces is None)) as outputs:
         async for out in outputs:
             if out:
                 yield out

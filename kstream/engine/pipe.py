@@ -25,6 +25,9 @@ from kstream.errors import io_errors
 from kstream.segments import Codec, OpenCodec, SealCodec
 
 Progress = Callable[[int], None]
+#: Buffers in flight once segment 0 has gone through the codec (one being read, one being
+#: ciphered and written, one spare). Before that only one exists: the segment size comes
+#: from an unauthenticated header, so memory is not spent on it until a tag has verified.
 _POOL = 3
 
 
@@ -39,8 +42,12 @@ class _Pump:
         self.ready: queue.SimpleQueue[tuple[bytearray, int] | BaseException | None] = (
             queue.SimpleQueue())
         self.stopped = threading.Event()
-        for _ in range(_POOL):
-            self.free.put(bytearray(codec.unit + BLOCK))
+        #: How many segment buffers exist (1 until segment 0 has been processed).
+        self.allocated = 1
+        self.free.put(self._new_buffer())
+
+    def _new_buffer(self) -> bytearray:
+        return bytearray(self.codec.unit + BLOCK)
 
     def read_all(self) -> None:
         """Fill buffers until the input ends (the reader thread)."""
@@ -67,6 +74,9 @@ class _Pump:
             self.free.put(buf)
             if n < unit:
                 return
+            while self.allocated < _POOL:  # segment 0 passed the codec: now overlap
+                self.allocated += 1
+                self.free.put(self._new_buffer())
 
     def stop(self) -> None:
         self.stopped.set()

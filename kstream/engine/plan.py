@@ -139,7 +139,7 @@ def make_plan(
     """Resolve the backend (once) and the per-file MAC. For encryption of a kstream file a
     header with 16 fresh random bytes from the OS CSPRNG as IV is made unless given (given
     only to reproduce published test vectors); to decrypt one, pass the file's header."""
-    chosen = choose_backend(key, backend, notify)
+    chosen = choose_backend(key, backend, notify, options)
     if verify and chosen.name == "openssl":
         notify(NOTHING_TO_VERIFY)
         verify = False

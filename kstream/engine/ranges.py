@@ -11,7 +11,9 @@ Why it pays although ``cryptography`` holds the GIL while it encrypts: a file co
 by the kernel's read and write work (page cache, tmpfs page allocation), which runs without
 the GIL; two ranges keep two cores busy in the kernel while Python encrypts. Each range is
 one worker-thread hop, so the event loop only starts them and waits; each reuses one
-segment buffer.
+segment buffer. Ranges after the first allocate theirs only once segment 0 has gone through
+its codec (for decryption: its tag verified), because the segment size comes from a header
+that nothing has authenticated before that.
 """
 
 from __future__ import annotations
@@ -69,13 +71,25 @@ async def run_ranges(source: FdSource, sink: FdSink, ranges: list[Range],
     the first error in file order is raised, after every range has stopped."""
     loop = asyncio.get_running_loop()
     cancelled = threading.Event()
+    #: Set once segment 0 went through its codec, or when the run is over for any reason.
+    first_done = threading.Event()
 
     def tick(n: int) -> None:
         if progress is not None:
             loop.call_soon_threadsafe(progress, n)
 
     def work(job: Range) -> None:
-        codec = open_codec(job.first)
+        if job.first != 0:
+            first_done.wait()
+            if cancelled.is_set():
+                return
+        try:
+            codec = open_codec(job.first)
+        except BaseException:
+            if job.first == 0:
+                cancelled.set()
+                first_done.set()
+            raise
         try:
             buf = bytearray(codec.unit + BLOCK)
             pos, out = job.in_start, job.out_start
@@ -88,12 +102,22 @@ async def run_ranges(source: FdSource, sink: FdSink, ranges: list[Range],
                     pos += n
                     out = sink.pwrite_buffers(codec.process(view, n, n < codec.unit), out)
                     tick(n)
+                    first_done.set()
+        except BaseException:
+            if job.first == 0 and not first_done.is_set():
+                cancelled.set()  # segment 0 failed: the other ranges need not start
+            raise
         finally:
+            first_done.set()  # whatever happened, nobody waits for it any longer
             codec.cipher.close()
+
+    def stop() -> None:
+        cancelled.set()
+        first_done.set()
 
     futures = [loop.run_in_executor(None, work, job) for job in ranges]
     results = await wait_for_worker(
-        asyncio.gather(*futures, return_exceptions=True), cancelled.set)
+        asyncio.gather(*futures, return_exceptions=True), stop)
     for result in results:
         if isinstance(result, BaseException):
             raise result

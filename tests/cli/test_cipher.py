@@ -272,3 +272,54 @@ def test_nist_vectors_through_raw_mode(tmp_path: Path, vector: CtrVector) -> Non
     piped = kst(direction, "--raw", "--iv", vector.counter.hex(), "-k", tmp_path / "k", "-",
                 "-", input=vector.input).stdout
     assert piped == vector.output
+
+
+@pytest.mark.parametrize(("mode", "who"), [(0o640, "its group"), (0o604, "others"),
+                                           (0o644, "its group and others")])
+def test_a_key_file_readable_by_others_is_used_with_one_warning(
+        tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes], mode: int, who: str) -> None:
+    keyfile.chmod(mode)
+    proc = kst("encrypt", "--backend", "openssl", "-k", keyfile, plain[0], tmp_path / "c")
+    assert proc.stderr.decode().splitlines() == [
+        f"kstream: warning: key file '{keyfile}' is readable by {who} (mode {mode:04o}); "
+        f"anyone who can read it can decrypt with it: chmod 600 '{keyfile}'"]
+    assert kst("decrypt", "-q", "-k", keyfile, tmp_path / "c", tmp_path / "d").stderr == b""
+    assert (tmp_path / "d").read_bytes() == plain[1]
+
+
+def test_a_private_key_file_gets_no_warning(tmp_path: Path, keyfile: Path,
+                                            plain: tuple[Path, bytes]) -> None:
+    assert keyfile.stat().st_mode & 0o777 == 0o600
+    keyfile.chmod(0o400)
+    proc = kst("encrypt", "--backend", "openssl", "-k", keyfile, plain[0], tmp_path / "c")
+    assert proc.stderr == b""
+
+
+def test_raw_iv_random_prints_the_iv_that_decrypts(tmp_path: Path, keyfile: Path,
+                                                   plain: tuple[Path, bytes]) -> None:
+    """One stderr line, also with -q; the raw output is CTR at exactly that IV, and two
+    runs pick different IVs."""
+    ivs = []
+    for out in ("c1", "c2"):
+        proc = kst("encrypt", "-q", "--raw", "--iv", "random", "-k", keyfile, plain[0],
+                   tmp_path / out)
+        [line] = proc.stderr.decode().splitlines()
+        assert line.startswith("kstream: iv: ")
+        ivs.append(bytes.fromhex(line.removeprefix("kstream: iv: ")))
+        assert len(ivs[-1]) == 16
+        assert (tmp_path / out).read_bytes() == ctr(keybytes(keyfile), ivs[-1], plain[1])
+    assert ivs[0] != ivs[1]
+    kst("decrypt", "-q", "--raw", "--iv", ivs[0].hex(), "-k", keyfile, tmp_path / "c1",
+        tmp_path / "d")
+    assert (tmp_path / "d").read_bytes() == plain[1]
+
+
+def test_raw_iv_random_is_refused_for_decryption_and_explained_in_help(
+        tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
+    fails("decrypt", "--raw", "--iv", "random", "-k", keyfile, plain[0], tmp_path / "d",
+          code=2, match="--iv random only works when encrypting; to decrypt, give the IV "
+          "that encryption printed")
+    assert not (tmp_path / "d").exists()
+    help_text = " ".join(kst("encrypt", "--help").stdout.decode().split())
+    assert "reveal the XOR of their plaintexts" in help_text
+    assert "reuses that file's keystream" in help_text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -228,3 +229,48 @@ async def test_kernel_stream_encrypts_pieces_that_are_not_whole_blocks() -> None
     back = kstream.decrypt_stream(each([out[i:i + 77_777] for i in range(0, len(out), 77_777)]),
                                   key=key, backend="kernel")
     assert b"".join([p async for p in back]) == data
+
+
+async def test_read_ahead_holds_back_until_the_first_item_is_done() -> None:
+    """With hold_first nothing after item 0 is read before its work has succeeded; after
+    that the reader runs ahead again."""
+    reads: list[int] = []
+    items = iter(range(6))
+    first_work_done = False
+    read_before_first_done: list[int] = []
+
+    async def read() -> int:
+        i = next(items)
+        reads.append(i)
+        if not first_work_done:
+            read_before_first_done.append(i)
+        return i
+
+    def work(i: int) -> int:
+        nonlocal first_work_done
+        time.sleep(0.05 if i == 0 else 0)
+        first_work_done = True
+        return i
+
+    got = [out async for out in read_ahead(read, work, lambda i: i == 5, hold_first=True)]
+    assert got == list(range(6))
+    assert read_before_first_done == [0]
+
+
+async def test_read_ahead_reads_nothing_more_when_the_first_item_fails() -> None:
+    reads: list[int] = []
+    items = iter(range(6))
+
+    async def read() -> int:
+        reads.append(next(items))
+        await asyncio.sleep(0)
+        return reads[-1]
+
+    def work(i: int) -> int:
+        time.sleep(0.05)
+        raise IOFailure("segment 0 refused")
+
+    with pytest.raises(IOFailure, match="segment 0 refused"):
+        async for _ in read_ahead(read, work, lambda i: i == 5, hold_first=True):
+            pass
+    assert reads == [0]

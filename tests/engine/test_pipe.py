@@ -221,3 +221,47 @@ def test_opening_never_pulls_from_the_fd() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+class RefusesFirst(RawCodec):
+    """A codec whose first segment fails, as a forged segment 0 does when decrypting."""
+
+    def __init__(self) -> None:
+        super().__init__(OpenSSLStream(KEY, IV), S)
+
+    def process(self, view: memoryview, n: int, last: bool) -> Buffers:
+        raise IOFailure("segment 0 refused")
+
+
+@pytest.mark.parametrize(("codec", "allocated"), [(RefusesFirst, 1), (Counting, 3)])
+async def test_pump_holds_one_buffer_until_segment_0_went_through_the_codec(
+        tmp_path: Path, codec: type[RawCodec], allocated: int) -> None:
+    """The segment size comes from an unauthenticated header: no second buffer before
+    segment 0 passed (the input has far more than three segments ready to read)."""
+    import kstream.engine.pipe as pipe_module
+
+    src = tmp_path / "in"
+    src.write_bytes(os.urandom(6 * S))
+    made: list[object] = []
+    original = pipe_module._Pump._new_buffer
+
+    def counted(self: pipe_module._Pump) -> bytearray:
+        made.append(None)
+        return original(self)
+
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(pipe_module._Pump, "_new_buffer", counted)
+            sink_fd = os.open(os.devnull, os.O_WRONLY)
+            try:
+                if codec is RefusesFirst:
+                    with pytest.raises(IOFailure, match="segment 0 refused"):
+                        await pump(FdSource(fd, "in"), codec(), FdSink(sink_fd, "out"))
+                else:
+                    await pump(FdSource(fd, "in"), codec(), FdSink(sink_fd, "out"))
+            finally:
+                os.close(sink_fd)
+    finally:
+        os.close(fd)
+    assert len(made) == allocated

@@ -114,9 +114,9 @@ def resolutions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     real_select = select_module.select_backend
     real_probe = KernelBackend.probe
 
-    def counting_select(name: str = "auto", notify: Any = None) -> Backend:
+    def counting_select(name: str = "auto", notify: Any = None, options: Any = None) -> Backend:
         seen.append(f"select {name}")
-        return real_select(name, notify)
+        return real_select(name, notify, options)
 
     def counting_probe(self: KernelBackend) -> Any:
         seen.append("probe kernel")

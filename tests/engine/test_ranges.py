@@ -13,6 +13,7 @@ from reference import ctr
 from streams import Collect, NoInPlaceBackend, one
 
 import kstream
+import kstream.segments
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import IterSource
 from kstream.engine.plan import Plan, make_plan, run, run_ranges_plan
@@ -206,3 +207,33 @@ async def test_general_path_without_in_place_api(tmp_path: Path, size: int, jobs
     assert (tmp_path / "d").read_bytes() == data
     segments = size // S + 1
     assert backend.opened == 2 * min(jobs, segments)
+
+
+async def test_other_ranges_start_only_after_segment_0_verified(tmp_path: Path) -> None:
+    """A forged segment 0 (wrong key here) stops the run before any other range has opened
+    a codec or allocated its segment buffer: memory sized by an unauthenticated header is
+    one segment, whatever --jobs says."""
+    key = Key.generate()
+    (tmp_path / "p").write_bytes(os.urandom(6 * S))
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, jobs=1)
+    header = Header.parse((tmp_path / "c").read_bytes()[:HEADER_SIZE])
+    plan = make_plan(encrypt=False, key=Key.generate(), raw_iv=None, header=header,
+                     backend="openssl", notify=lambda _: None)
+    opened: list[int] = []
+    make_codec = plan.codec
+
+    def codec(first: int) -> kstream.segments.Codec:
+        opened.append(first)
+        return make_codec(first)
+
+    plan.codec = codec  # type: ignore[method-assign]
+    size = (tmp_path / "c").stat().st_size
+    in_fd = os.open(tmp_path / "c", os.O_RDONLY)
+    out_fd = os.open(tmp_path / "d", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(IntegrityError, match=r"\(segment 0\)$"):
+            await run_ranges_plan(plan, FdSource(in_fd, "c"), FdSink(out_fd, "d"), size, 0, 4)
+    finally:
+        os.close(in_fd)
+        os.close(out_fd)
+    assert opened == [0]

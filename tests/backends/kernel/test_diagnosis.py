@@ -55,6 +55,8 @@ def simulate(
     monkeypatch.setattr(
         KernelBackend, "probe", lambda self: Availability("kernel", kernel_available, reason)
     )
+    # The simulated kernel computes nothing: its driver passes the counter-carry check.
+    monkeypatch.setattr(KernelBackend, "carry_check", lambda self, options=None: None)
     if serial is not None:
         monkeypatch.setattr(diagnosis, "key_by_serial_support", lambda: serial)
 
