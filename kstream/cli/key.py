@@ -70,8 +70,8 @@ def add_keygen_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("keygen", parents=[common],
                        help="create a random key file (mode 0600)")
     p.add_argument("output", metavar="OUT", help="new key file, or '-' for stdout (hex)")
-    p.add_argument("--bits", type=int, choices=(128, 192, 256), default=128,
-                   help="key size (default 128)")
+    p.add_argument("--bits", type=int, choices=(128, 192, 256), default=256,
+                   help="key size (default 256)")
 
 
 def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -107,8 +107,8 @@ def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                         "as kstream:NAME; prints the serial. Without --save no copy exists "
                         "anywhere else: the key is lost with its keyring (reboot).")
     q.add_argument("name", metavar="NAME", help="the key's name (stored as kstream:NAME)")
-    q.add_argument("--bits", type=int, choices=(128, 192, 256), default=128,
-                   help="key size (default 128)")
+    q.add_argument("--bits", type=int, choices=(128, 192, 256), default=256,
+                   help="key size (default 256)")
     q.add_argument("--save", metavar="KEYFILE",
                    help="also write a backup key file (hex, mode 0600, never overwritten); "
                    "the only chance to keep a copy of a logon key")
@@ -143,9 +143,22 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Why a 16-byte key in the keyring is weaker than it looks (README "Keeping the key in
+#: the kernel"): AF_ALG takes a key by serial for *any* algorithm, and ``ghash`` keyed with
+#: a 16-byte H maps the block 80 00..00 to H itself.
+SHORT_KEY_WARNING = (
+    "a 128-bit key in the kernel keyring can be read back by any process that can use it, "
+    "on kernels with the ghash or polyval hash (AF_ALG keyed by its serial returns the key; "
+    "'kstream backends' says whether this kernel has them); use 256 bits"
+)
+
+
 def _added(args: argparse.Namespace, key: Key, serial: int, only_copy: bool) -> None:
-    """The serial on stdout (for scripts); what happened on stderr unless -q."""
+    """The serial on stdout (for scripts); what happened on stderr unless -q; a warning
+    (even with -q) for a 128-bit key."""
     print(serial)
+    if key.bits == 128:
+        tui.warning(SHORT_KEY_WARNING)
     description = keyring.description_for(args.name)
     message = (f"added {args.key_type} key '{description}' (AES-{key.bits}) to the "
                f"{args.keyring} keyring")
