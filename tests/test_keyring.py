@@ -168,8 +168,8 @@ def test_find_key_prefers_session_then_logon_and_takes_the_size(
     monkeypatch.setattr(keyring, "search", search)
     monkeypatch.setattr(keyring, "read_proc_keys", lambda: keyring.parse_proc_keys(PROC_KEYS))
     ref = keyring.find_key("x")
-    assert asked == [("session", "logon"), ("session", "user"), ("user", "logon"),
-                     ("user", "user")]
+    assert asked == [("session", "logon"), ("session", "encrypted"), ("session", "user"),
+                     ("user", "logon"), ("user", "encrypted"), ("user", "user")]
     # /proc/keys says serial 2a3b5aea holds 24 bytes (its description there differs: the
     # size is looked up by serial only).
     assert ref == KeyringRef(0x2A3B5AEA, "user", "kstream:x", 24, "user")
@@ -186,7 +186,8 @@ def test_wrong_sizes_and_types_are_refused_at_lookup(monkeypatch: pytest.MonkeyP
         keyring.find_key("short")
     monkeypatch.setattr(keyring, "describe",
                         lambda serial: ("keyring", 0, 0, 0x1F3F0000, "_uid.0"))
-    with pytest.raises(InvalidKey, match="^serial 77 is a keyring, not a logon or user key"):
+    with pytest.raises(InvalidKey,
+                       match="^serial 77 is a keyring, not a logon, encrypted or user key"):
         keyring.key_by_serial(77)
 
     def gone(serial: int) -> tuple[str, int, int, int, str]:
@@ -398,7 +399,7 @@ $K key list >{tmp_path}/list.txt
         tmp_path / "p").read_bytes()
     listing = (tmp_path / "list.txt").read_text().splitlines()
     assert listing[0].split() == ["SERIAL", "TYPE", "BITS", "KEYRING", "EXPIRY",
-                                  "PERMISSIONS", "NAME"]
+                                  "PERMISSIONS", "MASTER", "NAME"]
     # a was removed; c was never added, as its backup file could not be written
     assert [line.split()[-1] for line in listing[1:]] == ["b"]
 
@@ -803,7 +804,7 @@ def test_key_list_rm_and_the_session_keyring(names: list[str], tmp_path: Path,
     # The session keyring here is the per-user one, so another process finds the key too.
     found = kst("key", "list").stdout.decode()
     assert f"  {a}\n" in found and f"  {b}\n" in found
-    assert Key.from_keyring(b).keyring_ref == KeyringRef(serial_b, "user", f"kstream:{b}", 16,
+    assert Key.from_keyring(b).keyring_ref == KeyringRef(serial_b, "user", f"kstream:{b}", 32,
                                                           "session")
     code, out, _ = run_main(capsys, "key", "rm", a)
     assert out == f"removed logon key 'kstream:{a}' (serial {serial_a})\n"
