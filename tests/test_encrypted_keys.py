@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -272,3 +273,74 @@ def test_durable_key_in_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert code == 2
     one_error(err, f"does not open with master key 'user:kstream:{master}'")
     run_main(capsys, "key", "rm", master)
+
+
+# --------------------------------------------------------------------------- two boots
+
+BOOT_SCRIPT = r'''
+import os, subprocess, sys
+from pathlib import Path
+W = Path(os.environ["DURABLE_WORK"])
+helper = Path("/proc/sys/kernel/modprobe").read_text().strip()
+for m in ("cbc", "ecb", "hmac", "sha256", "encrypted-keys"):
+    subprocess.run([helper, m], check=True)
+K = [sys.executable, "-m", "kstream"]
+def run(*args, stdin=None, out=None):
+    with open(stdin, "rb") if stdin else open(os.devnull, "rb") as i, \
+         open(out, "wb") if out else open(os.devnull, "wb") as o:
+        p = subprocess.run([*K, *map(str, args)], stdin=i, stdout=o, stderr=subprocess.PIPE)
+    with open(W / "log", "a") as log:
+        log.write(f"{args[:2]} -> {p.returncode} {p.stderr.decode()}")
+    if p.returncode:
+        sys.exit(p.returncode)
+if sys.argv[1] == "1":
+    run("key", "add", "kmk", W / "master.key", "--type", "user", "-q")
+    run("key", "gen", "data", "--durable", "--master", "kmk", out=W / "gen.out")
+    run("encrypt", "--key-name", "data", W / "plain", W / "file.kst")
+    run("encrypt", "--key-name", "data", "-", "-", stdin=W / "plain", out=W / "pipe.kst")
+else:
+    run("key", "add", "kmk", W / "master.key", "--type", "user", "-q")
+    run("key", "load", "data", "--blob", W / "xdg/kstream/keys/data.blob", "-q")
+    run("decrypt", "--verify", "--key-name", "data", W / "file.kst", W / "file.out")
+    run("decrypt", "--verify", "--key-name", "data", "-", "-", stdin=W / "pipe.kst",
+        out=W / "pipe.out")
+(W / f"done{sys.argv[1]}").write_text("ok")
+'''
+
+
+def test_a_durable_key_survives_a_reboot(tmp_path: Path) -> None:
+    """Boot 1 makes a durable key and encrypts a file and a pipe; boot 2 (a new kernel: an
+    empty keyring) loads the master and the blob and decrypts both, byte-equal, --verify."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from uml.bootcheck import check
+    from uml.harness import UmlBoot, discover_kernels, inner_environment
+    kernels = [k for k in discover_kernels() if k.version >= (6, 2)]
+    if os.getenv("KSTREAM_IN_UML") == "1" or not kernels:
+        pytest.skip("no User Mode Linux kernel >= 6.2 here (.ci/install-uml.sh)")
+    usable = [k for k in kernels
+              if check(k, tmp_path / f"check-{k.name}").status == "ok"]
+    if not usable:
+        pytest.skip("no User Mode Linux kernel >= 6.2 can run on this host CPU")
+    kernel = usable[-1]
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "master.key").write_bytes(os.urandom(32))
+    plain = os.urandom(2_500_000)
+    (work / "plain").write_bytes(plain)
+    (work / "boot.py").write_text(BOOT_SCRIPT)
+    for n in ("1", "2"):
+        boot_dir = tmp_path / f"boot{n}"
+        boot_dir.mkdir()
+        env = inner_environment(kernel, boot_dir, boot_dir / "report.jsonl")
+        env.update(DURABLE_WORK=str(work), XDG_DATA_HOME=str(work / "xdg"))
+        boot = UmlBoot(kernel, boot_dir, argv=[sys.executable, str(work / "boot.py"), n],
+                       cwd=work, env=env, timeout=180)
+        result = boot.wait()
+        log = (work / "log").read_text() if (work / "log").exists() else ""
+        assert (work / f"done{n}").exists(), f"boot {n}: {log}\n{result.console_tail(30)}"
+    blob = (work / "xdg/kstream/keys/data.blob").read_text()
+    printed = (work / "gen.out").read_text() + (work / "log").read_text()
+    assert blob.split()[3] not in printed
+    assert (work / "file.out").read_bytes() == plain
+    assert (work / "pipe.out").read_bytes() == plain
+    assert (work / "file.kst").read_bytes() != (work / "pipe.kst").read_bytes()  # fresh IVs
