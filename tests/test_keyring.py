@@ -572,8 +572,10 @@ def test_keys_added_by_keyctl_work(names: list[str], tmp_path: Path, bits: int,
     # The same bytes through `kstream key add` (hex key file on stdin) decrypt it too.
     (tmp_path / "hex").write_text(raw.hex() + "\n")
     added = kst("key", "add", names[1], input=(tmp_path / "hex").read_bytes())
-    assert added.stderr.decode() == (f"kstream: notice: added logon key 'kstream:{names[1]}' "
-                                     f"(AES-{bits}) to the user keyring\n")
+    from kstream.cli.key import SHORT_KEY_WARNING
+    warning = f"kstream: warning: {SHORT_KEY_WARNING}\n" if bits == 128 else ""
+    assert added.stderr.decode() == (warning + f"kstream: notice: added logon key "
+                                     f"'kstream:{names[1]}' (AES-{bits}) to the user keyring\n")
     assert run_main(capsys, "decrypt", "--key-name", names[1], "-f", tmp_path / "c",
                     tmp_path / "d")[0] == 0
     assert (tmp_path / "d").read_bytes() == plain
@@ -706,7 +708,7 @@ def test_keyring_errors_are_one_line(names: list[str], tmp_path: Path,
     fails(2, "no key with serial 2147483000; see 'kstream key list'", "--key-serial",
           2147483000)
     user_ring = keyring.resolve_keyring("user")
-    fails(2, f"serial {user_ring} is a keyring, not a logon or user key", "--key-serial",
+    fails(2, f"serial {user_ring} is a keyring, not a logon, encrypted or user key", "--key-serial",
           user_ring)
     serial = add(short, bytes(20))
     fails(2, f"logon key 'kstream:{short}' (serial {serial}) holds 20 bytes; an AES key must "
