@@ -89,7 +89,7 @@ class Key:
         self._ref: KeyringRef | None = None
 
     @classmethod
-    def generate(cls, bits: int = 128) -> Key:
+    def generate(cls, bits: int = 256) -> Key:
         """A fresh random key of ``bits`` (128, 192 or 256) from the OS CSPRNG."""
         if bits not in (128, 192, 256):
             raise UsageError(f"key size must be 128, 192 or 256 bits, not {bits}")

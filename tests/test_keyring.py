@@ -168,8 +168,8 @@ def test_find_key_prefers_session_then_logon_and_takes_the_size(
     monkeypatch.setattr(keyring, "search", search)
     monkeypatch.setattr(keyring, "read_proc_keys", lambda: keyring.parse_proc_keys(PROC_KEYS))
     ref = keyring.find_key("x")
-    assert asked == [("session", "logon"), ("session", "user"), ("user", "logon"),
-                     ("user", "user")]
+    assert asked == [("session", "logon"), ("session", "encrypted"), ("session", "user"),
+                     ("user", "logon"), ("user", "encrypted"), ("user", "user")]
     # /proc/keys says serial 2a3b5aea holds 24 bytes (its description there differs: the
     # size is looked up by serial only).
     assert ref == KeyringRef(0x2A3B5AEA, "user", "kstream:x", 24, "user")
@@ -186,7 +186,8 @@ def test_wrong_sizes_and_types_are_refused_at_lookup(monkeypatch: pytest.MonkeyP
         keyring.find_key("short")
     monkeypatch.setattr(keyring, "describe",
                         lambda serial: ("keyring", 0, 0, 0x1F3F0000, "_uid.0"))
-    with pytest.raises(InvalidKey, match="^serial 77 is a keyring, not a logon or user key"):
+    with pytest.raises(InvalidKey,
+                       match="^serial 77 is a keyring, not a logon, encrypted or user key"):
         keyring.key_by_serial(77)
 
     def gone(serial: int) -> tuple[str, int, int, int, str]:
@@ -398,7 +399,7 @@ $K key list >{tmp_path}/list.txt
         tmp_path / "p").read_bytes()
     listing = (tmp_path / "list.txt").read_text().splitlines()
     assert listing[0].split() == ["SERIAL", "TYPE", "BITS", "KEYRING", "EXPIRY",
-                                  "PERMISSIONS", "NAME"]
+                                  "PERMISSIONS", "MASTER", "NAME"]
     # a was removed; c was never added, as its backup file could not be written
     assert [line.split()[-1] for line in listing[1:]] == ["b"]
 
@@ -571,8 +572,10 @@ def test_keys_added_by_keyctl_work(names: list[str], tmp_path: Path, bits: int,
     # The same bytes through `kstream key add` (hex key file on stdin) decrypt it too.
     (tmp_path / "hex").write_text(raw.hex() + "\n")
     added = kst("key", "add", names[1], input=(tmp_path / "hex").read_bytes())
-    assert added.stderr.decode() == (f"kstream: notice: added logon key 'kstream:{names[1]}' "
-                                     f"(AES-{bits}) to the user keyring\n")
+    from kstream.cli.key import SHORT_KEY_WARNING
+    warning = f"kstream: warning: {SHORT_KEY_WARNING}\n" if bits == 128 else ""
+    assert added.stderr.decode() == (warning + f"kstream: notice: added logon key "
+                                     f"'kstream:{names[1]}' (AES-{bits}) to the user keyring\n")
     assert run_main(capsys, "decrypt", "--key-name", names[1], "-f", tmp_path / "c",
                     tmp_path / "d")[0] == 0
     assert (tmp_path / "d").read_bytes() == plain
@@ -705,7 +708,7 @@ def test_keyring_errors_are_one_line(names: list[str], tmp_path: Path,
     fails(2, "no key with serial 2147483000; see 'kstream key list'", "--key-serial",
           2147483000)
     user_ring = keyring.resolve_keyring("user")
-    fails(2, f"serial {user_ring} is a keyring, not a logon or user key", "--key-serial",
+    fails(2, f"serial {user_ring} is a keyring, not a logon, encrypted or user key", "--key-serial",
           user_ring)
     serial = add(short, bytes(20))
     fails(2, f"logon key 'kstream:{short}' (serial {serial}) holds 20 bytes; an AES key must "
@@ -803,7 +806,7 @@ def test_key_list_rm_and_the_session_keyring(names: list[str], tmp_path: Path,
     # The session keyring here is the per-user one, so another process finds the key too.
     found = kst("key", "list").stdout.decode()
     assert f"  {a}\n" in found and f"  {b}\n" in found
-    assert Key.from_keyring(b).keyring_ref == KeyringRef(serial_b, "user", f"kstream:{b}", 16,
+    assert Key.from_keyring(b).keyring_ref == KeyringRef(serial_b, "user", f"kstream:{b}", 32,
                                                           "session")
     code, out, _ = run_main(capsys, "key", "rm", a)
     assert out == f"removed logon key 'kstream:{a}' (serial {serial_a})\n"

@@ -40,6 +40,11 @@ def _yes_no(value: object) -> str:
     return "unknown" if value is None else "yes" if value else "no"
 
 
+def _readable(short: dict[str, Any]) -> str:
+    binds = ", ".join(f"{name} {code}" for name, code in short["bind"].items())
+    return f"{_yes_no(short['readable'])} (hash bind: {binds})"
+
+
 def format_backends_text(report: dict[str, Any]) -> str:
     """``report`` (from :func:`backends_report`) as aligned plain text for a terminal."""
     lines = ["backends:"]
@@ -56,6 +61,7 @@ def format_backends_text(report: dict[str, Any]) -> str:
         f"kernel: Linux {kernel['release']}",
         "  af_alg_restrict: " + ("not present" if restrict is None else str(restrict)),
         f"  key by serial:   {_yes_no(serial['supported'])} ({serial['how']}: {serial['detail']})",
+        "  16-byte keyring key readable: " + _readable(kernel["short_keyring_key_readable"]),
     ]
     for algorithm in report["algorithms"]:
         lines += ["", f"{algorithm['name']} ({algorithm['socket_type']}):"]

@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
-from kstream import keyring
+from kstream import encrypted_keys, keyring
 from kstream.cli import tui
 from kstream.errors import UsageError
 from kstream.keys import Key
@@ -53,13 +54,33 @@ def load_keyring_key(args: argparse.Namespace) -> Key | None:
     serial = getattr(args, "key_serial", None)
     if name is None and serial is None:
         return None
-    key = Key.from_keyring(name) if name is not None else Key.from_keyring(serial=serial)
+    if name is not None:
+        try:
+            key = Key.from_keyring(name)
+        except keyring.KeyNotFound:
+            if not _autoload(name, getattr(args, "quiet", False)):
+                raise
+            key = Key.from_keyring(name)
+    else:
+        key = Key.from_keyring(serial=serial)
     ref = key.keyring_ref
     if ref is not None and ref.type == "user" and getattr(args, "backend", None) == "openssl":
         tui.warning(f"--backend openssl reads {ref.label} out of the kernel keyring: the "
                     "key's bytes now enter this process's memory")
         return Key(key.material())
     return key
+
+
+def _autoload(name: str, quiet: bool) -> bool:
+    """Load durable key NAME from its blob at the default path, if there is one (its master
+    must be loaded: else that is the error); whether it was loaded."""
+    blob = encrypted_keys.blob_path(name)
+    if not blob.exists():
+        return False
+    serial = encrypted_keys.load(name, blob, "user")
+    tui.notice(f"loaded encrypted key '{keyring.description_for(name)}' (serial {serial}) "
+               f"from {blob} into the user keyring", quiet=quiet)
+    return True
 
 
 # --------------------------------------------------------------------------- parser
@@ -70,14 +91,14 @@ def add_keygen_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("keygen", parents=[common],
                        help="create a random key file (mode 0600)")
     p.add_argument("output", metavar="OUT", help="new key file, or '-' for stdout (hex)")
-    p.add_argument("--bits", type=int, choices=(128, 192, 256), default=128,
-                   help="key size (default 128)")
+    p.add_argument("--bits", type=int, choices=(128, 192, 256), default=256,
+                   help="key size (default 256)")
 
 
 def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kstream key {add,gen,list,rm}`` on the top-level subparsers ``sub``."""
     p = sub.add_parser("key", parents=[common],
-                       help="manage keys in the kernel keyring (add, gen, list, rm)",
+                       help="manage keys in the kernel keyring (add, gen, load, list, rm)",
                        description="Keys kept in the Linux kernel keyring as kstream:NAME. "
                        "A logon key (the default) can never be read back by any process; "
                        "encrypt and decrypt use it with --key-name NAME (Linux ≥ 6.2).")
@@ -107,12 +128,33 @@ def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                         "as kstream:NAME; prints the serial. Without --save no copy exists "
                         "anywhere else: the key is lost with its keyring (reboot).")
     q.add_argument("name", metavar="NAME", help="the key's name (stored as kstream:NAME)")
-    q.add_argument("--bits", type=int, choices=(128, 192, 256), default=128,
-                   help="key size (default 128)")
+    q.add_argument("--bits", type=int, choices=(128, 192, 256), default=256,
+                   help="key size (default 256)")
     q.add_argument("--save", metavar="KEYFILE",
                    help="also write a backup key file (hex, mode 0600, never overwritten); "
                    "the only chance to keep a copy of a logon key")
+    q.add_argument("--durable", action="store_true",
+                   help="an encrypted key: the kernel generates it (AES-256) and kstream saves "
+                   "only its blob, wrapped by --master; 'kstream key load' brings it back "
+                   "after a reboot")
+    q.add_argument("--master", metavar="MASTER",
+                   help="with --durable: a kstream key name (user key kstream:MASTER), or "
+                   "user:DESC / trusted:DESC")
+    q.add_argument("--blob", metavar="PATH",
+                   help="with --durable: the blob file (default "
+                   "$XDG_DATA_HOME/kstream/keys/NAME.blob; mode 0600, never overwritten)")
     placement(q)
+
+    q = keys.add_parser("load", parents=[common], help="load a durable key from its blob",
+                        description="Re-create the encrypted key kstream:NAME from the blob "
+                        "that 'kstream key gen --durable' wrote (its master key must be "
+                        "loaded); prints the serial.")
+    q.add_argument("name", metavar="NAME", help="the key's name (stored as kstream:NAME)")
+    q.add_argument("--blob", metavar="PATH",
+                   help="the blob file (default $XDG_DATA_HOME/kstream/keys/NAME.blob)")
+    q.add_argument("--keyring", choices=KEYRING_CHOICES, default="user",
+                   help="user (default) or session")
+    q.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
 
     q = keys.add_parser("list", parents=[common], help="list kstream's keys in the keyrings",
                         description="kstream's keys that this process can see: serial, type, "
@@ -143,9 +185,22 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Why a 16-byte key in the keyring is weaker than it looks (README "Keeping the key in
+#: the kernel"): AF_ALG takes a key by serial for *any* algorithm, and ``ghash`` keyed with
+#: a 16-byte H maps the block 80 00..00 to H itself.
+SHORT_KEY_WARNING = (
+    "a 128-bit key in the kernel keyring can be read back by any process that can use it, "
+    "on kernels with the ghash or polyval hash (AF_ALG keyed by its serial returns the key; "
+    "'kstream backends' says whether this kernel has them); use 256 bits"
+)
+
+
 def _added(args: argparse.Namespace, key: Key, serial: int, only_copy: bool) -> None:
-    """The serial on stdout (for scripts); what happened on stderr unless -q."""
+    """The serial on stdout (for scripts); what happened on stderr unless -q; a warning
+    (even with -q) for a 128-bit key."""
     print(serial)
+    if key.bits == 128:
+        tui.warning(SHORT_KEY_WARNING)
     description = keyring.description_for(args.name)
     message = (f"added {args.key_type} key '{description}' (AES-{key.bits}) to the "
                f"{args.keyring} keyring")
@@ -183,7 +238,46 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _blob(args: argparse.Namespace) -> Path:
+    return Path(args.blob) if args.blob else encrypted_keys.blob_path(args.name)
+
+
+def cmd_gen_durable(args: argparse.Namespace) -> int:
+    _check_ring(args)
+    if args.master is None:
+        raise UsageError("--durable needs --master MASTER: the key that wraps its blob (a "
+                         "kstream key name, or user:DESC / trusted:DESC)")
+    for given, why in ((args.save is not None, "--save"), (args.key_type != "logon", "--type"),
+                       (args.bits != 256, "--bits")):
+        if given:
+            raise UsageError(f"{why} does not apply to --durable: the kernel generates an "
+                             "AES-256 encrypted key, and its blob is the backup")
+    blob = _blob(args)
+    serial = encrypted_keys.generate(args.name, args.master, blob, args.keyring)
+    print(serial)
+    master = encrypted_keys.master_descriptor(args.master)
+    tui.notice(f"added encrypted key '{keyring.description_for(args.name)}' (AES-256, "
+               f"master {master}) to the {args.keyring} keyring; blob written to {blob} "
+               "(after a reboot: load the master, then 'kstream key load "
+               f"{keyring.name_of(keyring.description_for(args.name))}')", quiet=args.quiet)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    _check_ring(args)
+    blob = _blob(args)
+    serial = encrypted_keys.load(args.name, blob, args.keyring)
+    print(serial)
+    tui.notice(f"loaded encrypted key '{keyring.description_for(args.name)}' from {blob} "
+               f"into the {args.keyring} keyring", quiet=args.quiet)
+    return 0
+
+
 def cmd_gen(args: argparse.Namespace) -> int:
+    if args.durable:
+        return cmd_gen_durable(args)
+    if args.master is not None or args.blob is not None:
+        raise UsageError("--master and --blob need --durable")
     _check_ring(args)
     description = keyring.description_for(args.name)
     keyring.ensure_absent(description, args.keyring)  # before a backup file is written
@@ -205,7 +299,8 @@ def cmd_gen(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    listed = keyring.list_keys()
+    listed = keyring.list_keys(master_of=lambda description: encrypted_keys.master_in(
+        encrypted_keys.blob_path(keyring.name_of(description))))
     if args.json:
         print(json.dumps([k.to_json() for k in listed], indent=2))
         return 0
@@ -213,9 +308,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no kstream keys in the keyrings this process can see "
               "(create one with 'kstream key gen NAME')")
         return 0
-    rows = [("SERIAL", "TYPE", "BITS", "KEYRING", "EXPIRY", "PERMISSIONS", "NAME")]
+    rows = [("SERIAL", "TYPE", "BITS", "KEYRING", "EXPIRY", "PERMISSIONS", "MASTER", "NAME")]
     rows += [(str(k.serial), k.type, str(k.bits or "?"), ",".join(k.keyrings), k.expiry,
-              keyring.format_perm(k.perm), k.name) for k in listed]
+              keyring.format_perm(k.perm),
+              (k.master or "?") if k.type == "encrypted" else "-", k.name) for k in listed]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
@@ -230,7 +326,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return 0
 
 
-KEY_COMMANDS = {"add": cmd_add, "gen": cmd_gen, "list": cmd_list, "rm": cmd_rm}
+KEY_COMMANDS = {"add": cmd_add, "gen": cmd_gen, "list": cmd_list, "load": cmd_load,
+                "rm": cmd_rm}
 
 
 def cmd_key(args: argparse.Namespace) -> int:

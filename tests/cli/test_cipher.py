@@ -140,7 +140,7 @@ def test_decrypt_rejections(tmp_path: Path, keyfile: Path, plain: tuple[Path, by
         fails("decrypt", "-k", keyfile, "-", "-", input=content, code=1, match=message)
         assert not (tmp_path / "out").exists()
     small = tmp_path / "k128"
-    kst("keygen", small)
+    kst("keygen", "--bits", 128, small)
     fails("decrypt", "-k", small, tmp_path / "c", tmp_path / "out", code=2,
           match="the key is AES-128 (16 bytes) but the file was encrypted with AES-256-CTR")
 

@@ -93,3 +93,33 @@ def test_key_gen_removes_its_backup_when_the_keyring_refuses(
     assert code == 2 and out == ""
     one_error(err, "the keyring refused the key (simulated)")
     assert not (tmp_path / "backup.key").exists()
+
+
+def test_defaults_are_256_bits_and_128_bits_into_the_keyring_warns(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """keygen, key gen and Key.generate default to AES-256; a 128-bit key added to or
+    generated in the keyring warns (even with -q) and names the reason."""
+    from kstream.cli.key import SHORT_KEY_WARNING
+    from kstream.keys import Key
+    assert Key.generate().bits == 256
+    assert run_main(capsys, "keygen", tmp_path / "k")[0] == 0
+    assert len(keybytes(tmp_path / "k")) == 32
+    added: list[int] = []
+    monkeypatch.setattr(keyring, "ensure_absent", lambda description, ring: 7)
+
+    def add(key_type: str, description: str, payload: bytearray, ring: str) -> int:
+        added.append(len(payload))
+        return 1000 + len(added)
+
+    monkeypatch.setattr(keyring, "add_key", add)
+    code, out, err = run_main(capsys, "key", "gen", "x", "-q")
+    assert (code, out, err, added) == (0, "1001\n", "", [32])
+    warning = f"kstream: warning: {SHORT_KEY_WARNING}\n"
+    assert "ghash" in SHORT_KEY_WARNING and "polyval" in SHORT_KEY_WARNING
+    assert run_main(capsys, "key", "gen", "x", "--bits", 128, "-q") == (0, "1002\n", warning)
+    kst("keygen", "--bits", 128, tmp_path / "k128")
+    assert run_main(capsys, "key", "add", "y", tmp_path / "k128", "-q") == (0, "1003\n", warning)
+    code, _, err = run_main(capsys, "key", "add", "z", tmp_path / "k")
+    assert code == 0 and "warning" not in err
+    assert added == [32, 16, 16, 32]

@@ -30,6 +30,9 @@ from kstream.backends.kernel.sockets import (
 #: The algorithms kstream uses or will use: the cipher, and the MAC of authenticated formats.
 ALGORITHMS = ((CTR_AES, "skcipher"), ("hmac(sha256)", "hash"))
 KEY_BY_SERIAL_SINCE = (6, 2)
+#: Hashes whose key is a 16-byte field element that one block reveals: keyed by a keyring
+#: serial, they turn a 16-byte key into readable output (ghash(H, 80 00..00) = H).
+SHORT_KEY_LEAKS = ("ghash", "polyval")
 
 
 def bind_errno(socket_type: str, name: str) -> int:
@@ -86,6 +89,20 @@ def key_by_serial_support() -> dict[str, Any]:
     }
 
 
+def short_key_readability() -> dict[str, Any]:
+    """Whether a 16-byte keyring key can be read back here: can a ``hash`` socket bind
+    ``ghash`` or ``polyval``? (A bind that succeeds means yes: such a socket takes any key by
+    serial, and one block of output is the key, or its image under a field inversion.)"""
+    binds = {name: bind_errno("hash", name) for name in SHORT_KEY_LEAKS}
+    found = [name for name, code in binds.items() if code == 0]
+    return {
+        "readable": bool(found),
+        "via": found,
+        "bind": {name: "ok" if code == 0 else errno.errorcode.get(code, str(code))
+                 for name, code in binds.items()},
+    }
+
+
 def algorithm_report(name: str, socket_type: str) -> dict[str, Any]:
     """Every implementation of ``name`` that ``/proc/crypto`` lists, and the kernel's pick."""
     code = bind_errno(socket_type, name)
@@ -113,7 +130,8 @@ def algorithm_report(name: str, socket_type: str) -> dict[str, Any]:
 
 
 def _diagnosis(
-    algorithms: list[dict[str, Any]], restrict: int | None, serial: dict[str, Any]
+    algorithms: list[dict[str, Any]], restrict: int | None, serial: dict[str, Any],
+    short: dict[str, Any] | None = None,
 ) -> list[str]:
     lines: list[str] = []
     binds = {entry["name"]: entry for entry in algorithms}
@@ -136,6 +154,12 @@ def _diagnosis(
             "keys by keyring serial are not supported (ALG_SET_KEY_BY_KEY_SERIAL needs "
             f"Linux 6.2 or later; {serial['detail']})"
         )
+    if short is not None and short["readable"] and serial["supported"] is not False:
+        lines.append(
+            "a 16-byte (AES-128) keyring key is readable here: AF_ALG "
+            f"{' and '.join(short['via'])} keyed by its serial returns it; keep keyring keys "
+            "at 256 bits (the default of 'kstream key gen')"
+        )
     ctr = binds.get(CTR_AES)
     if ctr is not None and ctr["picked"] is not None:
         warning = generic_warning(ctr["picked"])
@@ -149,12 +173,14 @@ def kernel_report() -> dict[str, Any]:
     algorithms = [algorithm_report(name, socket_type) for name, socket_type in ALGORITHMS]
     restrict = af_alg_restrict()
     serial = key_by_serial_support()
-    diagnosis = _diagnosis(algorithms, restrict, serial)
+    short = short_key_readability()
+    diagnosis = _diagnosis(algorithms, restrict, serial, short)
     return {
         "kernel": {
             "release": os.uname().release,
             "af_alg_restrict": restrict,
             "key_by_serial": serial,
+            "short_keyring_key_readable": short,
         },
         "algorithms": algorithms,
         "diagnosis": diagnosis or ["no problems found"],
@@ -167,4 +193,5 @@ __all__ = [
     "bind_errno",
     "kernel_report",
     "key_by_serial_support",
+    "short_key_readability",
 ]

@@ -7,10 +7,12 @@ backend's probe and, for key-by-serial, the socket module. Everything else runs 
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,8 @@ def simulate(
     """A kernel whose binds end with ``binds[name]`` (an errno, 0 for success)."""
     algs = parse_proc_crypto(proc_crypto)
     monkeypatch.setattr(procfs, "read_proc_crypto", lambda: algs)
-    monkeypatch.setattr(diagnosis, "bind_errno", lambda socket_type, name: binds[name])
+    monkeypatch.setattr(diagnosis, "bind_errno",
+                        lambda socket_type, name: binds.get(name, errno.ENOENT))
     sysctl = tmp_path / "af_alg_restrict"
     if restrict is not None:
         sysctl.write_text(f"{restrict}\n")
@@ -106,6 +109,36 @@ def test_aesni_kernel_report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert text.count("<- kernel's pick") == 2  # one per algorithm
     assert "af_alg_restrict: not present" in text
     assert text.rstrip().endswith("- no problems found")
+
+
+@pytest.mark.parametrize(("ghash", "polyval", "readable", "via"), [
+    (0, errno.ENOENT, True, ["ghash"]),
+    (errno.ENOENT, 0, True, ["polyval"]),
+    (0, 0, True, ["ghash", "polyval"]),
+    (errno.ENOENT, errno.ENOENT, False, []),
+])
+def test_short_keyring_key_readability(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                       ghash: int, polyval: int, readable: bool,
+                                       via: list[str]) -> None:
+    """A ghash/polyval hash socket that binds means a 16-byte keyring key is readable: said
+    in --json, in the text and in the diagnosis; a kernel without both says no."""
+    simulate(monkeypatch, tmp_path, proc_crypto=AESNI,
+             binds={**OK_BINDS, "ghash": ghash, "polyval": polyval}, serial=SERIAL_OK)
+    report = backends_report()
+    short = report["kernel"]["short_keyring_key_readable"]
+    assert short == {"readable": readable, "via": via,
+                     "bind": {"ghash": "ok" if ghash == 0 else "ENOENT",
+                              "polyval": "ok" if polyval == 0 else "ENOENT"}}
+    text = format_backends_text(report)
+    line = next(ln for ln in text.splitlines() if "16-byte keyring key readable" in ln)
+    assert line.split(": ", 1)[1].startswith("yes" if readable else "no")
+    if readable:
+        [warning] = report["diagnosis"]
+        assert warning.startswith("a 16-byte (AES-128) keyring key is readable here: AF_ALG "
+                                  + " and ".join(via))
+        assert "256 bits" in warning
+    else:
+        assert report["diagnosis"] == ["no problems found"]
 
 
 def test_generic_only_and_old_kernel_diagnosis(
@@ -289,3 +322,61 @@ def test_real_report_in_a_kernel_with_af_alg() -> None:
     assert serial["how"] == "probe"
     assert serial["supported"] is ((major, minor) >= (6, 2))
     assert ctr["picked"] in format_backends_text(report)
+
+
+def _hash_binds(name: str) -> bool:
+    with socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0) as sock:
+        try:
+            sock.bind(("hash", name))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.kernel
+def test_short_key_check_matches_this_kernel() -> None:
+    """The check's answer is what a bind of ghash/polyval does here (7.2's UML build has
+    neither, so there it must say no; Debian's 6.1/6.12 load ghash-generic, so yes)."""
+    short = diagnosis.short_key_readability()
+    binds = {name: _hash_binds(name) for name in ("ghash", "polyval")}
+    assert short["readable"] is any(binds.values())
+    assert short["via"] == [name for name, ok in binds.items() if ok]
+
+
+def _ghash_by_serial(serial: int, data: bytes) -> bytes:
+    with socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0) as tfm:
+        tfm.bind(("hash", "ghash"))
+        tfm.setsockopt(socket.SOL_ALG, sockets.ALG_SET_KEY_BY_KEY_SERIAL,
+                       struct.pack("i", serial))
+        op, _ = tfm.accept()
+        with op:
+            op.sendall(data)
+            return op.recv(16)
+
+
+@pytest.mark.kernel
+def test_a_16_byte_logon_key_is_read_back_through_ghash() -> None:
+    """The attack for real: a logon key that no process may read (KEYCTL_READ refuses) comes
+    back through ghash keyed by its serial, and kstream's check says so."""
+    if not _hash_binds("ghash"):
+        pytest.skip(f"this kernel ({os.uname().release}) has no ghash hash for AF_ALG "
+                    "(Debian's UML 7.2 build has neither ghash nor polyval; 6.1/6.12 do)")
+    if key_by_serial_support()["supported"] is not True:
+        pytest.skip("this kernel cannot key AF_ALG by serial (needs 6.2)")
+    from kstream import keyring
+    secret = os.urandom(16)
+    name = f"kstream:ghash-{os.getpid()}"
+    serial = keyring.add_key("logon", name, bytearray(secret), "user")
+    try:
+        with pytest.raises(OSError):  # no process can read it the normal way
+            keyring.keyctl(keyring.KEYCTL_READ, serial, ctypes.create_string_buffer(64), 64)
+        assert _ghash_by_serial(serial, b"\x80" + bytes(15)) == secret
+        assert diagnosis.short_key_readability()["readable"] is True
+        long_serial = keyring.add_key("logon", name + "-32", bytearray(os.urandom(32)), "user")
+        try:  # ghash takes only 16-byte keys: a 32-byte key is refused, not revealed
+            with pytest.raises(OSError):
+                _ghash_by_serial(long_serial, b"\x80" + bytes(15))
+        finally:
+            keyring.keyctl(keyring.KEYCTL_INVALIDATE, long_serial)
+    finally:
+        keyring.keyctl(keyring.KEYCTL_INVALIDATE, serial)
