@@ -29,7 +29,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from kstream.errors import Interrupted, KstreamError, UsageError
 
@@ -115,8 +115,8 @@ def refuse_terminal(fd: int, message: str) -> None:
 
 
 @contextmanager
-def progress_bar(wanted: bool | None, total: int | None) -> Iterator[Progress | None]:
-    """A byte counter on stderr, or ``None`` when there is to be no bar.
+def _bar(wanted: bool | None, total: int | None) -> Iterator[Any]:
+    """A tqdm byte counter on stderr, or ``None`` when there is to be no bar.
 
     ``wanted`` is ``--progress``/``--no-progress``, ``None`` if neither was given: then the
     bar is shown only to a person (stderr is a terminal), never into a log file. The bar is
@@ -129,14 +129,37 @@ def progress_bar(wanted: bool | None, total: int | None) -> Iterator[Progress | 
 
     bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                leave=False, dynamic_ncols=True)
-
-    def progress(n: int) -> None:
-        bar.update(n)
-
     try:
-        yield progress
+        yield bar
     finally:
         bar.close()
+
+
+@contextmanager
+def progress_bar(wanted: bool | None, total: int | None) -> Iterator[Progress | None]:
+    """A byte counter (see :func:`_bar`): the callback to report bytes, or ``None``."""
+    with _bar(wanted, total) as bar:
+        yield None if bar is None else bar.update
+
+
+@contextmanager
+def files_bar(wanted: bool | None, total: int, files: int
+              ) -> Iterator[tuple[Progress | None, Callable[[], None] | None]]:
+    """A byte counter that also counts files (``3/10 files``) for many-files runs: the
+    callbacks for bytes and for a finished file, or ``(None, None)`` without a bar."""
+    with _bar(wanted, total) as bar:
+        if bar is None:
+            yield None, None
+            return
+        count = 0
+
+        def file_done() -> None:
+            nonlocal count
+            count += 1
+            bar.set_postfix_str(f"{count}/{files} files")
+
+        bar.set_postfix_str(f"0/{files} files")
+        yield bar.update, file_done
 
 
 # --------------------------------------------------------------------------- endings
