@@ -62,10 +62,20 @@ Notify = Callable[[str], None]
 # --------------------------------------------------------------------------- messages
 
 
+#: The progress bar on screen, if any: a message must not land on the bar's line.
+_bar_shown: Any = None
+
+
 def say(kind: str, message: str) -> None:
-    """Write ``kstream: KIND: message`` to stderr at once (stderr may be a pipe)."""
+    """Write ``kstream: KIND: message`` to stderr at once (stderr may be a pipe); a progress
+    bar on screen is cleared first and drawn again below the message."""
+    bar = _bar_shown
+    if bar is not None:
+        bar.clear()
     sys.stderr.write(f"{PROG}: {kind}: {message}\n")
     sys.stderr.flush()
+    if bar is not None:
+        bar.refresh()
 
 
 def error(message: str) -> None:
@@ -127,11 +137,14 @@ def _bar(wanted: bool | None, total: int | None) -> Iterator[Any]:
         return
     from tqdm import tqdm  # only when a bar is drawn: it costs import time on every run
 
+    global _bar_shown
     bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                leave=False, dynamic_ncols=True)
+    _bar_shown = bar
     try:
         yield bar
     finally:
+        _bar_shown = None
         bar.close()
 
 
