@@ -28,7 +28,7 @@ ORDER = {
     "kstream.backends.kernel": [["procfs"], ["drivers"], ["sockets"], ["ctr", "ecb_ctr", "hmac"],
                                 ["backend"], ["diagnosis"]],
     "kstream.engine": [["threads"], ["fdio"], ["iterate", "pipe", "ranges"], ["plan"]],
-    "kstream.cli": [["tui"], ["runner"], ["key"], ["cipher"], ["info"], ["main"]],
+    "kstream.cli": [["tui"], ["runner"], ["key"], ["many"], ["cipher"], ["info"], ["main"]],
     "kstream.bench": [["units"], ["machine"], ["memory", "workfiles"], ["plot", "commands"],
                       ["files"], ["cli"], ["__main__"]],
 }

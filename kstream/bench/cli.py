@@ -117,6 +117,10 @@ def add_bench_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.Argu
     files.add_argument("--rss-size", type=parse_size, default=None, metavar="SIZE",
                        help="also show peak RSS when encrypting a sparse input of SIZE, "
                        "e.g. 10G (written to /dev/null)")
+    files.add_argument("--many", action=argparse.BooleanOptionalAction, default=True,
+                       help="also time many files (1,000 of 4 KiB, 100 of 10 MiB; one "
+                       "kstream command each way against a shell loop of openssl enc, and "
+                       "of age where installed) and start-up (default: yes)")
     return p
 
 
@@ -153,6 +157,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             key_bits=(args.key_bits or [128])[0],
             rss_size=args.rss_size,
+            many=args.many,
             progress=_progress_printer(),
         )
         print(json.dumps(report.to_json(), indent=2) if args.json

@@ -95,6 +95,8 @@ class FilesReport:
     goals: list[dict[str, Any]]
     rss_runs: list[dict[str, Any]]
     warnings: list[str]
+    many: list[dict[str, Any]] = field(default_factory=list)
+    startup: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,8 @@ class FilesReport:
             "entries": self.entries,
             "goals": self.goals,
             "rss_runs": self.rss_runs,
+            "many": self.many,
+            "startup": self.startup,
             "warnings": self.warnings,
         }
 
@@ -318,6 +322,7 @@ def run_files(
     rss_size: int | None = None,
     backends: Sequence[str] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    many: bool = True,
 ) -> FilesReport:
     """Generate the input, run ``warmup + repeat`` interleaved rounds, clean everything up."""
     directory = directory or default_dir()
@@ -374,6 +379,15 @@ def run_files(
                 if r >= warmup:
                     entry.times.append(sample.seconds)
         rss_runs = _rss_runs(paths, rss_size, backends) if rss_size else []
+        many_rows, startup = [], []
+        if many:
+            from kstream.bench.many import run_many, run_startup
+
+            many_rows = run_many(workdir, paths.key, key.hex(), iv.hex(), key_bits,
+                                 repeat=repeat, warmup=warmup, progress=(
+                                     None if progress is None else
+                                     lambda label: progress(steps, steps, label)))
+            startup = run_startup(workdir, paths.key, repeat=repeat)
         floor = run_command(["true"], measure_rss=True).rss_kib
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -411,7 +425,7 @@ def run_files(
         "rss_floor_mib": None if floor is None else round(floor / 1024, 1),
     }
     return FilesReport(machine_info(), settings, rows, _goals(entries, on_disk), rss_runs,
-                       warnings)
+                       warnings, many_rows, startup)
 
 
 # --------------------------------------------------------------------------- output
@@ -468,6 +482,10 @@ def format_files_report(report: FilesReport) -> str:
         lines.append(f"  (peak RSS is measured once per entry through a small launcher, which "
                      f"shows {s['rss_floor_mib']:.0f} MiB even for 'true'; the API runs in "
                      "this process and has no RSS of its own)")
+    if report.many or report.startup:
+        from kstream.bench.many import format_many
+
+        lines += format_many(report.many, report.startup)
     if report.warnings:
         lines.append("")
         lines += [f"WARNING: {warning}" for warning in report.warnings]

@@ -16,6 +16,7 @@ from typing import Any
 from kstream.backends.base import BACKEND_NAMES, CipherOptions
 from kstream.cli import tui
 from kstream.cli.key import add_keyring_options, load_keyring_key
+from kstream.cli.many import DEFAULT_SUFFIX, FILES_IN_FLIGHT, run_files
 from kstream.errors import FormatError, UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header, plaintext_size
 from kstream.keys import Key, readable_by_others
@@ -84,8 +85,10 @@ def _load_key(args: argparse.Namespace) -> Key:
 
 
 def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", metavar="IN", help="input file, or '-' for stdin")
-    p.add_argument("output", metavar="OUT", help="output file, or '-' for stdout")
+    p.add_argument("paths", metavar="FILE", nargs="+",
+                   help="IN OUT: input and output, each a path or '-' (stdin/stdout); or "
+                   "FILE... with --suffix/--output-dir, one output per FILE (one FILE alone "
+                   "is the same as --suffix .kst)")
     keys = p.add_mutually_exclusive_group()
     keys.add_argument("-k", "--key-file", metavar="PATH",
                       help="key file: 16, 24 or 32 raw bytes, or the same as hex text")
@@ -111,8 +114,14 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true",
                    help="allow overwriting an existing OUT")
     p.add_argument("-j", "--jobs", type=_positive, metavar="N", default=None,
-                   help="parallel ranges for a regular-file IN and a file OUT "
-                   "(default: the number of CPUs)")
+                   help="parallel ranges for a regular-file IN and a file OUT (default: the "
+                   "number of CPUs); with many files: files in flight (default: "
+                   f"{FILES_IN_FLIGHT})")
+    p.add_argument("--suffix", metavar="SUF",
+                   help="many files: encrypting writes FILE+SUF, decrypting FILE without SUF "
+                   f"(default {DEFAULT_SUFFIX})")
+    p.add_argument("--output-dir", metavar="DIR",
+                   help="many files: write the outputs into DIR under their base names")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: only when stderr is a terminal)")
     p.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
@@ -147,6 +156,19 @@ def _input_size(path: str) -> int | None:
 
 
 def cmd_cipher(args: argparse.Namespace) -> int:
+    """``IN OUT`` as always; many-files mode with --suffix/--output-dir or one lone FILE."""
+    paths = args.paths
+    if args.suffix is not None or args.output_dir is not None or (
+            len(paths) == 1 and paths[0] != "-"):
+        return run_files(args, _load_key, CipherOptions(driver=args.driver,
+                                                        transfer=args.transfer))
+    if len(paths) != 2:
+        raise UsageError("give IN and OUT, or FILE... with --suffix or --output-dir")
+    args.input, args.output = paths
+    return _cmd_one(args)
+
+
+def _cmd_one(args: argparse.Namespace) -> int:
     encrypt = args.command == "encrypt"
     if args.iv is not None and not args.raw:
         raise UsageError("--iv is only allowed with --raw; kstream files get a random IV")

@@ -31,7 +31,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from kstream.errors import Interrupted, KstreamError, UsageError
 
@@ -64,10 +64,20 @@ Notify = Callable[[str], None]
 # --------------------------------------------------------------------------- messages
 
 
+#: The progress bar on screen, if any: a message must not land on the bar's line.
+_bar_shown: Any = None
+
+
 def say(kind: str, message: str) -> None:
-    """Write ``kstream: KIND: message`` to stderr at once (stderr may be a pipe)."""
+    """Write ``kstream: KIND: message`` to stderr at once (stderr may be a pipe); a progress
+    bar on screen is cleared first and drawn again below the message."""
+    bar = _bar_shown
+    if bar is not None:
+        bar.clear()
     sys.stderr.write(f"{PROG}: {kind}: {message}\n")
     sys.stderr.flush()
+    if bar is not None:
+        bar.refresh()
 
 
 def error(message: str) -> None:
@@ -119,8 +129,8 @@ def refuse_terminal(fd: int, message: str) -> None:
 
 
 @contextmanager
-def progress_bar(wanted: bool | None, total: int | None) -> Iterator[Progress | None]:
-    """A byte counter on stderr, or ``None`` when there is to be no bar.
+def _bar(wanted: bool | None, total: int | None) -> Iterator[Any]:
+    """A tqdm byte counter on stderr, or ``None`` when there is to be no bar.
 
     ``wanted`` is ``--progress``/``--no-progress``, ``None`` if neither was given: then the
     bar is shown only to a person (stderr is a terminal), never into a log file. The bar is
@@ -131,16 +141,42 @@ def progress_bar(wanted: bool | None, total: int | None) -> Iterator[Progress | 
         return
     from tqdm import tqdm  # only when a bar is drawn: it costs import time on every run
 
+    global _bar_shown
     bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                leave=False, dynamic_ncols=True)
-
-    def progress(n: int) -> None:
-        bar.update(n)
-
+    _bar_shown = bar
     try:
-        yield progress
+        yield bar
     finally:
+        _bar_shown = None
         bar.close()
+
+
+@contextmanager
+def progress_bar(wanted: bool | None, total: int | None) -> Iterator[Progress | None]:
+    """A byte counter (see :func:`_bar`): the callback to report bytes, or ``None``."""
+    with _bar(wanted, total) as bar:
+        yield None if bar is None else bar.update
+
+
+@contextmanager
+def files_bar(wanted: bool | None, total: int, files: int
+              ) -> Iterator[tuple[Progress | None, Callable[[], None] | None]]:
+    """A byte counter that also counts files (``3/10 files``) for many-files runs: the
+    callbacks for bytes and for a finished file, or ``(None, None)`` without a bar."""
+    with _bar(wanted, total) as bar:
+        if bar is None:
+            yield None, None
+            return
+        count = 0
+
+        def file_done() -> None:
+            nonlocal count
+            count += 1
+            bar.set_postfix_str(f"{count}/{files} files")
+
+        bar.set_postfix_str(f"0/{files} files")
+        yield bar.update, file_done
 
 
 # --------------------------------------------------------------------------- endings

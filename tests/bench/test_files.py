@@ -20,7 +20,7 @@ def files_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
         pytest.skip("the openssl command is not installed")
     where = tmp_path_factory.mktemp("bench-files")
     report = files.run_files(size=4 << 20, directory=str(where), repeat=2, warmup=0,
-                                  rss_size=8 << 20, backends=["openssl"])
+                             rss_size=8 << 20, backends=["openssl"], many=False)
     return where, report
 
 

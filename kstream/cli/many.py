@@ -1,0 +1,197 @@
+"""Many files in one run: ``kstream encrypt --suffix .kst FILE...`` and its decrypt.
+
+Starting Python costs more than encrypting a small file, so one command does many files,
+concurrently in one event loop, each output atomic exactly as with ``IN OUT``. One file's
+failure is reported with its name and the others still complete; the exit status is the
+most severe one met (:data:`SEVERITY`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from kstream.backends.base import CipherOptions
+from kstream.cli import tui
+from kstream.errors import KstreamError, UsageError
+from kstream.keys import Key
+
+#: Exit statuses from the least to the most severe: a bad file (1) < a usage error for one
+#: file, such as an existing output (2) < an I/O error (4) < no backend at all (3) < a
+#: signal (143 SIGTERM, 130 SIGINT). The run exits with the most severe one met.
+SEVERITY = (0, 1, 2, 4, 3, 143, 130)
+DEFAULT_SUFFIX = ".kst"
+#: Files in flight by default: measured in README "Many files".
+FILES_IN_FLIGHT = 4
+
+
+def most_severe(codes: Sequence[int]) -> int:
+    return max(codes, key=lambda c: SEVERITY.index(c) if c in SEVERITY else len(SEVERITY),
+               default=0)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One file of the run: where it comes from and where its output goes."""
+
+    src: str
+    dst: str
+
+
+def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
+                 output_dir: str | None) -> tuple[list[Task], list[tuple[str, KstreamError]]]:
+    """Each input's output name, and the inputs refused before anything runs.
+
+    Encrypting adds ``suffix``; decrypting removes it (a name without it is an error for
+    that file). Outputs go next to their inputs, or into ``output_dir`` under their base
+    names. Two inputs that would write the same output refuse the whole run.
+    """
+    if "-" in files:
+        raise UsageError("'-' (stdin/stdout) is not accepted with several files, --suffix or "
+                         "--output-dir; use 'IN OUT' for a pipe")
+    if not suffix:
+        raise UsageError("--suffix must not be empty: each output needs a name of its own")
+    if output_dir is not None and not os.path.isdir(output_dir):
+        raise UsageError(f"--output-dir '{output_dir}' is not a directory")
+    tasks: list[Task] = []
+    refused: list[tuple[str, KstreamError]] = []
+    for src in files:
+        directory, base = os.path.split(src)
+        if encrypt:
+            name = base + suffix
+        elif base.endswith(suffix) and len(base) > len(suffix):
+            name = base[:-len(suffix)]
+        else:
+            refused.append((src, UsageError(f"the name does not end in '{suffix}'; "
+                                            "give the suffix with --suffix")))
+            continue
+        tasks.append(Task(src, os.path.join(output_dir if output_dir is not None else directory,
+                                            name)))
+    seen: dict[str, str] = {}
+    for task in tasks:
+        real = os.path.realpath(task.dst)
+        if real in seen:
+            raise UsageError(f"'{seen[real]}' and '{task.src}' would both be written to "
+                             f"'{task.dst}'")
+        seen[real] = task.src
+    return tasks, refused
+
+
+@dataclass
+class Tally:
+    """What the run did, for the summary line."""
+
+    files: int
+    done: int = 0
+    failed: int = 0
+    bytes: int = 0
+    codes: list[int] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def summary(self) -> str:
+        seconds = time.monotonic() - self.started
+        size = f"{self.bytes / 1e6:,.1f} MB" if self.bytes >= 100_000 else f"{self.bytes:,} B"
+        left = self.files - self.done - self.failed
+        not_started = f", {left} not done" if left else ""
+        return (f"{self.files} files: {self.done} done, {self.failed} failed{not_started}, "
+                f"{size} in {seconds:.2f} s")
+
+
+def fail(tally: Tally, src: str, exc: KstreamError) -> None:
+    tally.failed += 1
+    tally.codes.append(exc.exit_code)
+    tui.error(f"{src}: {exc}")
+
+
+async def run_all(tasks: Sequence[Task], one: Callable[[Task], Awaitable[None]], *, jobs: int,
+                  tally: Tally, file_done: Callable[[], None] | None = None) -> None:
+    """Run ``one`` for every task with at most ``jobs`` in flight.
+
+    On cancellation (Ctrl-C, SIGTERM) no new file starts and the ones in flight are
+    cancelled: their partial outputs are removed, completed ones stay as they are.
+    """
+    import asyncio  # here: the parser imports this module, and --help needs no event loop
+
+    from kstream.engine.threads import run_together
+
+    slots = asyncio.Semaphore(jobs)
+
+    async def guarded(task: Task) -> None:
+        async with slots:
+            try:
+                await one(task)
+            except KstreamError as exc:
+                fail(tally, task.src, exc)
+            else:
+                tally.done += 1
+                tally.bytes += file_size(task.src)
+            if file_done is not None:
+                file_done()
+
+    # A bug in one file (not a KstreamError) cancels the rest instead of leaving them running.
+    await run_together(*(guarded(task) for task in tasks))
+
+
+def file_size(path: str) -> int:
+    """For the bar and the summary only: 0 where the size cannot be known."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def run_files(args: argparse.Namespace, load_key: Callable[[argparse.Namespace], Key],
+              options: CipherOptions) -> int:
+    """``kstream encrypt|decrypt [--suffix SUF] [--output-dir DIR] FILE...``; the status."""
+    encrypt = args.command == "encrypt"
+    if args.raw:
+        raise UsageError("--raw is for one IN and OUT: with several files every output would "
+                         "reuse the same IV (and keystream)")
+    tasks, refused = plan_outputs(args.paths, encrypt=encrypt,
+                                  suffix=DEFAULT_SUFFIX if args.suffix is None else args.suffix,
+                                  output_dir=args.output_dir)
+    key = load_key(args)
+    tally = Tally(len(args.paths))
+    for src, exc in refused:
+        fail(tally, src, exc)
+    from kstream.api import decrypt_file, encrypt_file
+    from kstream.cli.runner import run
+
+    transform = encrypt_file if encrypt else decrypt_file
+    notify = once(tui.notifier(args.quiet))
+    try:
+        with tui.files_bar(args.progress, sum(file_size(t.src) for t in tasks),
+                           len(tasks)) as (progress, file_done):
+
+            async def one(task: Task) -> None:
+                await transform(task.src, task.dst, key=key, backend=args.backend,
+                                force=args.force, verify=args.verify, options=options,
+                                notify=notify, progress=progress, jobs=1)
+
+            async def go() -> None:
+                try:
+                    await run_all(tasks, one, jobs=args.jobs or FILES_IN_FLIGHT, tally=tally,
+                                  file_done=file_done)
+                finally:
+                    if len(args.paths) > 1:
+                        tui.notice(tally.summary(), quiet=args.quiet)
+
+            run(go())
+    finally:
+        key.wipe()
+    return most_severe(tally.codes)
+
+
+def once(notify: Callable[[str], None]) -> Callable[[str], None]:
+    """``notify``, saying each distinct message once per run (not once per file)."""
+    said: set[str] = set()
+
+    def say(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            notify(message)
+
+    return say

@@ -1,0 +1,49 @@
+"""The many-files and start-up part of ``kstream bench --files``, on tiny sets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kstream.bench import many
+
+
+@pytest.fixture
+def keyfile(tmp_path: Path) -> Path:
+    path = tmp_path / "key"
+    path.write_text("00" * 16 + "\n")
+    return path
+
+
+def test_many_files_rows_compare_kstream_with_the_loops(tmp_path: Path, keyfile: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    rows = many.run_many(str(tmp_path), str(keyfile), "00" * 16, "11" * 16, 128, repeat=2,
+                         warmup=0, sets=((4, 4096, 0.35, 0.5), (2, 70_000, 0.6, None)))
+    sets = {row["set"] for row in rows}
+    assert sets == {"4 files of 4 KiB", "2 files of 68.4 KiB"}
+    judged = [row for row in rows if "goal" in row]
+    # one kstream row per set against openssl, and one against age where it is installed
+    with_age = shutil.which("age") is not None and shutil.which("age-keygen") is not None
+    assert len(judged) == 2 + (1 if with_age else 0)
+    for row in judged:
+        assert row["ratio"] > 0 and row["verdict"] in ("PASS", "MISS")
+        expected = ("PASS" if row["ratio"] <= float(row["goal"].split()[1].rstrip("x"))
+                    else "MISS")
+        assert row["verdict"] == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == (
+        ["age.key", "dec", "key"] if with_age else ["dec", "key"])  # the sets are removed
+    text = "\n".join(many.format_many(rows, []))
+    assert "kstream (" in text and "shell loop: openssl enc" in text
+
+
+def test_startup_rows(tmp_path: Path, keyfile: Path) -> None:
+    rows = many.run_startup(str(tmp_path), str(keyfile), repeat=1)
+    assert [row["id"] for row in rows] == ["version", "one-small"]
+    for row in rows:
+        assert 0 < row["median_s"] < 30
+        assert row["verdict"] == ("PASS" if row["median_s"] <= many.STARTUP_GOALS[row["id"]]
+                                  else "MISS")
+    assert "ms  goal <= 20 ms" in "\n".join(many.format_many([], rows))
