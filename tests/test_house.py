@@ -29,7 +29,7 @@ ORDER = {
                                 ["backend"], ["diagnosis"]],
     "kstream.engine": [["threads"], ["fdio"], ["iterate", "pipe", "ranges"], ["plan"]],
     "kstream.cli": [["tui"], ["runner"], ["key"], ["many"], ["cipher"], ["info"], ["main"]],
-    "kstream.bench": [["units"], ["machine"], ["memory", "workfiles"], ["plot", "commands"],
+    "kstream.bench": [["units"], ["machine"], ["memory", "workfiles"], ["plot", "commands", "many"],
                       ["files"], ["cli"], ["__main__"]],
 }
 #: Floors below the engine: they never import the engine, the codec, the API or the CLI.
