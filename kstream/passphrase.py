@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from kstream.errors import FormatError, UsageError
+from kstream.errors import FormatError, UsageError, io_errors
 from kstream.format import SALT_SIZE, KdfParams
 from kstream.keys import Key
 
@@ -104,5 +104,48 @@ def derive(passphrase: bytes | bytearray, params: KdfParams) -> Key:
     return Key(kdf.derive(passphrase))  # a bytearray is read in place, not copied
 
 
+
+
+_MAX_LINE = 64 << 10  # a passphrase line; refuse to slurp a large file by mistake
+
+
+def _first_line(content: bytes, where: str) -> bytearray:
+    line = bytearray(content.split(b"\n", 1)[0])
+    if line.endswith(b"\r"):
+        del line[-1:]
+    if len(line) > _MAX_LINE:
+        raise UsageError(f"{where} does not start with a passphrase line "
+                         f"(the first line is over {_MAX_LINE} bytes)")
+    if not line:
+        raise UsageError(f"{where} gives an empty passphrase (its first line is empty)")
+    return line
+
+
+def read_passphrase_file(path: str | os.PathLike[str]) -> bytearray:
+    """The first line of the file at ``path``, without its newline (``\\n`` or ``\\r\\n``)."""
+    where = f"passphrase file '{os.fspath(path)}'"
+    with io_errors("read", where, error=UsageError), open(path, "rb") as f:
+        content = f.read(_MAX_LINE + 2)
+    return _first_line(content, where)
+
+
+def read_passphrase_fd(fd: int) -> bytearray:
+    """The first line read from inherited file descriptor ``fd`` (up to the newline or end
+    of input: a writer may keep the descriptor open after the line)."""
+    where = f"passphrase fd {fd}"
+    content = bytearray()
+    with io_errors("read", where, error=UsageError):
+        while b"\n" not in content and len(content) <= _MAX_LINE + 1:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            content += chunk
+    try:
+        return _first_line(bytes(content), where)
+    finally:
+        wipe(content)
+
+
 __all__ = ["DEFAULT_WORK_FACTOR", "MAX_WORK_FACTOR", "MIN_WORK_FACTOR", "PassphraseArg",
-           "check_work_factor", "derive", "new_params", "passphrase_bytes", "wipe"]
+           "check_work_factor", "derive", "new_params", "passphrase_bytes",
+           "read_passphrase_fd", "read_passphrase_file", "wipe"]

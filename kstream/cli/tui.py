@@ -17,6 +17,9 @@ The rules:
 * the progress bar appears only when stderr is a terminal, unless ``--progress`` or
   ``--no-progress`` says otherwise;
 * ciphertext and keys are never written to a terminal, and a key is never read from one;
+* a passphrase is asked for on the controlling terminal (``/dev/tty``, never stdin, which
+  may be the data), with echo off, as ``kstream: enter passphrase:``; without a terminal
+  that is a usage error naming ``--passphrase-fd`` and ``--passphrase-file``;
 * the exit status comes from the exception's class (:data:`EXIT_CODES` is the table that
   ``--help`` shows), and signals get the shell's ``128 + N`` convention.
 """
@@ -25,11 +28,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import termios
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Never, NoReturn
 
 from kstream.engine.iterate import Progress
 from kstream.errors import Interrupted, KstreamError, UsageError
@@ -126,16 +132,91 @@ def progress_bar(wanted: bool | None, total: int | None) -> Iterator[Progress | 
         return
     from tqdm import tqdm  # only when a bar is drawn: it costs import time on every run
 
-    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-               leave=False, dynamic_ncols=True)
+    bars: list[tqdm[Never]] = []
 
     def progress(n: int) -> None:
-        bar.update(n)
+        # Drawn at the first data, not before: a passphrase prompt may come first.
+        if not bars:
+            bars.append(tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                             file=sys.stderr, leave=False, dynamic_ncols=True))
+        bars[0].update(n)
 
     try:
         yield progress
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
+
+
+# --------------------------------------------------------------------------- passphrases
+
+_MAX_PASSPHRASE = 64 << 10
+NO_TERMINAL = ("no terminal to ask for the passphrase on; give it with --passphrase-fd N "
+               "or --passphrase-file PATH")
+
+
+def ask_passphrase(*, confirm: bool) -> bytearray:
+    """Ask for a passphrase on the controlling terminal with echo off; twice if ``confirm``
+    (encryption: a typo would lock the data away). An empty or mismatched answer is a usage
+    error. Ctrl-C at the prompt ends the run as an interruption (exit 130)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(NO_TERMINAL) from exc
+    try:
+        first = _ask(fd, f"{PROG}: enter passphrase: ")
+        if not first:
+            raise UsageError("the passphrase is empty; refusing to use it")
+        if confirm:
+            second = _ask(fd, f"{PROG}: confirm passphrase: ")
+            same = second == first
+            _wipe(second)
+            if not same:
+                _wipe(first)
+                raise UsageError("the passphrases do not match; nothing was encrypted")
+        return first
+    finally:
+        os.close(fd)
+
+
+def _wipe(buf: bytearray) -> None:
+    for i in range(len(buf)):
+        buf[i] = 0
+
+
+def _ask(fd: int, prompt: str) -> bytearray:
+    """One line from terminal ``fd`` with echo off, its newline removed.
+
+    SIGINT raises at once while waiting here, also inside the event loop (whose own handler
+    would only cancel the task and leave this read waiting); the terminal's echo setting is
+    restored on every way out.
+    """
+    old = termios.tcgetattr(fd)
+    new = list(old)
+    new[3] &= ~termios.ECHO
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+    line = bytearray()
+    try:
+        os.write(fd, prompt.encode())
+        termios.tcsetattr(fd, termios.TCSAFLUSH, new)
+        while b"\n" not in line and len(line) <= _MAX_PASSPHRASE:
+            chunk = os.read(fd, 1024)
+            if not chunk:  # Ctrl-D
+                break
+            line += chunk
+    except KeyboardInterrupt:
+        _wipe(line)
+        raise Interrupted("interrupted at the passphrase prompt") from None
+    finally:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+        os.write(fd, b"\n")
+        if main:
+            signal.signal(signal.SIGINT, handler)
+    end = line.find(b"\n")
+    if end >= 0:
+        del line[end:]
+    return line
 
 
 # --------------------------------------------------------------------------- endings
