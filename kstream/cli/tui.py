@@ -198,8 +198,9 @@ def _ask(fd: int, prompt: str) -> bytearray:
     handler = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
     line = bytearray()
     try:
-        os.write(fd, prompt.encode())
+        # Echo off before the prompt shows: TCSAFLUSH drops what was typed before it.
         termios.tcsetattr(fd, termios.TCSAFLUSH, new)
+        os.write(fd, prompt.encode())
         while b"\n" not in line and len(line) <= _MAX_PASSPHRASE:
             chunk = os.read(fd, 1024)
             if not chunk:  # Ctrl-D
