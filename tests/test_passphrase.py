@@ -149,14 +149,14 @@ def test_readme_passphrase_example() -> None:
 
 
 def test_scrypt_memory_is_released_before_streaming() -> None:
-    """log2 N = 18 makes scrypt allocate 256 MiB; when derive returns it is gone again, so
+    """log2 N = 17 makes scrypt allocate 128 MiB; when derive returns it is gone again, so
     the streaming memory bound holds from then on (README "Passphrases")."""
     def rss() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
     before = rss()
-    derive(bytearray(b"x"), KdfParams(log2n=18, salt=SALT)).wipe()
+    derive(bytearray(b"x"), KdfParams(log2n=17, salt=SALT)).wipe()
     assert rss() - before < 32 << 20
 
 
