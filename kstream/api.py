@@ -1,6 +1,7 @@
 """The coroutine API: encrypt and decrypt files, file descriptors and async byte streams.
 
-Each coroutine is the same few steps: check the key, read or make the header, make the plan
+Each coroutine is the same few steps: check the key or passphrase, read or make the header
+(deriving a passphrase's key from it), make the plan
 (:mod:`kstream.engine.plan`: backend, codec, driver), run it. The CLI is built on the same
 functions, so the library and the tool cannot disagree.
 """
@@ -10,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from kstream.atomic import AtomicFile, check_output_path
@@ -19,9 +21,10 @@ from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import AsyncFileSource, IterSource, Sink, Source, read_exact
 from kstream.engine.plan import (
     Plan,
-    check_header,
     check_iv,
+    check_key_fits,
     make_plan,
+    parse_header,
     ranges_apply,
     run,
     run_iterable,
@@ -30,8 +33,18 @@ from kstream.engine.plan import (
 )
 from kstream.engine.threads import run_blocking
 from kstream.errors import UsageError, io_errors
-from kstream.format import HEADER_SIZE, Header
+from kstream.format import HEADER_SIZE, IV_SIZE, CipherSuite, Header, header_size
 from kstream.keys import Key
+from kstream.passphrase import (
+    DEFAULT_WORK_FACTOR,
+    MAX_WORK_FACTOR,
+    PassphraseArg,
+    check_work_factor,
+    derive,
+    new_params,
+    passphrase_bytes,
+    wipe,
+)
 
 log = logging.getLogger("kstream")
 
@@ -47,50 +60,144 @@ def _log_notice(message: str) -> None:
     log.info("%s", message)
 
 
-def _usable_key(key: object, backend: str, notify: Notify | None
-                ) -> contextlib.AbstractContextManager[Key]:
-    return usable_key(key, backend, notify or _log_notice)
+KEY_OPTIONS = "-k/--key-file, --key-fd, --key-name or --key-serial"
+PHRASE_OPTIONS = ("-p/--passphrase (asks on the terminal), --passphrase-fd N or "
+                      "--passphrase-file PATH")
 
 
-async def read_header(source: Source, key: Key) -> Header:
-    """Read and check the header at the start of ``source`` against ``key``."""
-    return check_header(await read_exact(source, HEADER_SIZE), key)
+@dataclass(repr=False)
+class Secret:
+    """What unlocks a run: a key, or a passphrase (or a function that returns one, so that
+    the command line asks only once the header says the file needs a passphrase)."""
+
+    key: Key | None = None
+    passphrase: PassphraseArg | None = None
+    work_factor: int = DEFAULT_WORK_FACTOR
+    max_work_factor: int = MAX_WORK_FACTOR
+
+    def __repr__(self) -> str:  # never the passphrase
+        return f"<kstream Secret: {'key' if self.key is not None else 'passphrase'}>"
 
 
-async def _plan(direction: Direction, source: Source | None, key: Key, *, raw: bool = False,
-                iv: bytes | None = None, header: Header | None = None,
-                header_iv: bytes | None = None, backend: str = "auto",
-                options: CipherOptions | None = None, verify: bool = False,
-                notify: Notify | None = None) -> Plan:
-    """The plan for one run. To decrypt a kstream file its header is read from ``source``
-    unless given; ``header_iv`` exists only to reproduce published test vectors."""
+def make_secret(key: Key | None, passphrase: PassphraseArg | None,
+                work_factor: int | None = None, max_work_factor: int | None = None) -> Secret:
+    """Check that exactly one of ``key`` and ``passphrase`` is given."""
+    if (key is None) == (passphrase is None):
+        raise UsageError("give exactly one of key= (a kstream.Key) and passphrase= "
+                         "(bytes or str)")
+    if key is not None and not isinstance(key, Key):
+        raise UsageError("key must be a kstream.Key (use Key.from_file or Key.generate)")
+    return Secret(key, passphrase,
+                  DEFAULT_WORK_FACTOR if work_factor is None else work_factor,
+                  MAX_WORK_FACTOR if max_work_factor is None else max_work_factor)
+
+
+async def read_header(source: Source) -> Header:
+    """Read and parse the whole header at the start of ``source``: the fixed 32 bytes,
+    then the passphrase block if the flags announce one."""
+    data = await read_exact(source, HEADER_SIZE)
+    if (size := header_size(data)) > len(data) == HEADER_SIZE:
+        data += await read_exact(source, size - HEADER_SIZE)
+    return parse_header(data)
+
+
+def pread_header(source: FdSource, base: int) -> Header:
+    """:func:`read_header` for a regular file at ``base``, without moving its position."""
+    with io_errors("read", source.name):
+        data = os.pread(source.fd, HEADER_SIZE, base)
+        if (size := header_size(data)) > len(data) == HEADER_SIZE:
+            data += os.pread(source.fd, size - HEADER_SIZE, base + HEADER_SIZE)
+    return parse_header(data)
+
+
+@contextlib.contextmanager
+def _unlocked(encrypt: bool, secret: Secret, header: Header | None,
+              header_iv: bytes | None) -> Iterator[tuple[Key, Header | None]]:
+    """The key for this run and the header to use. A passphrase is derived into a key
+    (and the key wiped when the run ends); a key is refused for a passphrase file and the
+    other way round, naming what the file needs."""
+    if secret.key is not None:
+        if not encrypt and header is not None and header.kdf is not None:
+            raise UsageError("this file is protected by a passphrase, not a key: give the "
+                             f"passphrase with {PHRASE_OPTIONS}")
+        if encrypt and header is None and header_iv is not None:
+            header = Header(suite=secret.key.suite, iv=header_iv)
+        yield secret.key, header
+        return
+    assert secret.passphrase is not None
+    if encrypt:
+        if header is None:
+            iv = header_iv if header_iv is not None else os.urandom(IV_SIZE)
+            header = Header(suite=CipherSuite.AES_256_CTR, iv=iv,
+                            kdf=new_params(secret.work_factor))
+    elif header is None:
+        raise UsageError("a passphrase needs a kstream file's header (it holds the salt); "
+                         "raw mode takes a key")
+    elif header.kdf is None:
+        raise UsageError("this file was encrypted with a key, not a passphrase: give the "
+                         f"key with {KEY_OPTIONS}")
+    else:
+        check_work_factor(header.kdf, secret.max_work_factor)
+    if header.kdf is None:
+        raise UsageError("a passphrase run needs a header with a passphrase block")
+    phrase = passphrase_bytes(secret.passphrase)
+    try:
+        key = derive(phrase, header.kdf)  # scrypt's memory is freed before streaming
+    finally:
+        wipe(phrase)
+    try:
+        yield key, header
+    finally:
+        key.wipe()
+
+
+@contextlib.asynccontextmanager
+async def _planned(direction: Direction, source: Source | None, secret: Secret, *,
+                   raw: bool = False, iv: bytes | None = None, header: Header | None = None,
+                   header_iv: bytes | None = None, backend: str = "auto",
+                   options: CipherOptions | None = None, verify: bool = False,
+                   notify: Notify | None = None) -> AsyncIterator[Plan]:
+    """The plan for one run, with its key usable while the block runs. To decrypt a kstream
+    file its header is read from ``source`` unless given; ``header_iv`` (and a ``header``
+    for encryption) exist only to reproduce published test vectors."""
+    notify = notify or _log_notice
     raw_iv = check_iv(iv, raw)
-    if raw_iv is None and header is None:
-        if direction == "decrypt":
-            assert source is not None
-            header = await read_header(source, key)
-        elif header_iv is not None:
-            header = Header(suite=key.suite, iv=header_iv)
-    return make_plan(encrypt=direction == "encrypt", key=key, raw_iv=raw_iv, header=header,
-                     backend=backend, options=options, verify=verify,
-                     notify=notify or _log_notice)
+    if raw_iv is not None and secret.key is None:
+        raise UsageError("a passphrase needs the kstream format (its header holds the salt); "
+                         "--raw takes a key")
+    if raw_iv is None and header is None and direction == "decrypt":
+        assert source is not None
+        header = await read_header(source)
+    encrypt = direction == "encrypt"
+    with _unlocked(encrypt, secret, header, header_iv) as (key, header), \
+            usable_key(key, backend, notify) as key:
+        if header is not None and not encrypt:
+            check_key_fits(header, key)
+        yield make_plan(encrypt=encrypt, key=key, raw_iv=raw_iv, header=header,
+                        backend=backend, options=options, verify=verify, notify=notify)
 
 
-async def encrypt_to(source: Source, sink: Sink | FdSink, *, key: Key,
+async def encrypt_to(source: Source, sink: Sink | FdSink, *, key: Key | None = None,
+                     passphrase: PassphraseArg | None = None, work_factor: int | None = None,
                      progress: Progress | None = None, **kw: Any) -> None:
     """Encrypt everything from ``source`` into ``sink`` (header first unless ``raw``).
 
-    ``kw``: raw, iv, header_iv (test vectors only), backend, options, verify, notify.
+    ``kw``: raw, iv, header_iv and header (test vectors only), backend, options, verify,
+    notify.
     """
-    with _usable_key(key, kw.get("backend", "auto"), kw.get("notify")) as key:
-        await run(await _plan("encrypt", source, key, **kw), source, sink, progress)
+    secret = make_secret(key, passphrase, work_factor)
+    async with _planned("encrypt", source, secret, **kw) as plan:
+        await run(plan, source, sink, progress)
 
 
-async def decrypt_to(source: Source, sink: Sink | FdSink, *, key: Key,
+async def decrypt_to(source: Source, sink: Sink | FdSink, *, key: Key | None = None,
+                     passphrase: PassphraseArg | None = None,
+                     max_work_factor: int | None = None,
                      progress: Progress | None = None, **kw: Any) -> None:
     """Decrypt everything from ``source`` into ``sink``, checking every segment's tag."""
-    with _usable_key(key, kw.get("backend", "auto"), kw.get("notify")) as key:
-        await run(await _plan("decrypt", source, key, **kw), source, sink, progress)
+    secret = make_secret(key, passphrase, max_work_factor=max_work_factor)
+    async with _planned("decrypt", source, secret, **kw) as plan:
+        await run(plan, source, sink, progress)
 
 
 def _name_of(arg: FileArg) -> str:
@@ -123,7 +230,9 @@ def _sink_for(dst: FileArg) -> Sink | FdSink:
     raise UsageError(f"cannot write to {type(dst).__name__}: give a path or a file")
 
 
-async def process_file(direction: Direction, src: FileArg, dst: FileArg, *, key: Key,
+async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
+                       key: Key | None = None, passphrase: PassphraseArg | None = None,
+                       work_factor: int | None = None, max_work_factor: int | None = None,
                        force: bool = False, jobs: int | None = None,
                        progress: Progress | None = None, **kw: Any) -> None:
     """Encrypt or decrypt ``src`` into ``dst`` with atomic output when ``dst`` is a path.
@@ -131,31 +240,32 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *, key:
     A regular input file into a path is processed by ``jobs`` parallel ranges (default: the
     CPU count); everything else streams through the fd stream or async-iterable driver.
     """
+    secret = make_secret(key, passphrase, work_factor, max_work_factor)
     dst_path = os.fspath(dst) if isinstance(dst, str | os.PathLike) else None
     if dst_path is not None:
         src_path = os.fspath(src) if isinstance(src, str | os.PathLike) else None
         check_output_path(dst_path, force=force, src=src_path)
-    with _usable_key(key, kw.get("backend", "auto"), kw.get("notify")) as key:
-        source, owned_fd = await open_source(src)
+    source, owned_fd = await open_source(src)
+    try:
+        if dst_path is None:
+            sink = _sink_for(dst)
+            async with _planned(direction, source, secret, **kw) as plan:
+                await run(plan, source, sink, progress)
+            return
+        out = AtomicFile(dst_path, force=force)
         try:
-            if dst_path is None:
-                sink = _sink_for(dst)
-                await run(await _plan(direction, source, key, **kw), source, sink, progress)
-                return
-            out = AtomicFile(dst_path, force=force)
-            try:
-                await _run_into_file(direction, source, FdSink(out.fd, f"output '{dst_path}'"),
-                                     key, jobs, progress, kw)
-                await run_blocking(out.commit)
-            except BaseException:
-                out.abort()
-                raise
-        finally:
-            if owned_fd is not None:
-                os.close(owned_fd)
+            await _run_into_file(direction, source, FdSink(out.fd, f"output '{dst_path}'"),
+                                 secret, jobs, progress, kw)
+            await run_blocking(out.commit)
+        except BaseException:
+            out.abort()
+            raise
+    finally:
+        if owned_fd is not None:
+            os.close(owned_fd)
 
 
-async def _run_into_file(direction: Direction, source: Source, sink: FdSink, key: Key,
+async def _run_into_file(direction: Direction, source: Source, sink: FdSink, secret: Secret,
                          jobs: int | None, progress: Progress | None, kw: dict[str, Any]
                          ) -> None:
     """Into a new file: by parallel ranges when the input is a regular file (and no explicit
@@ -163,56 +273,67 @@ async def _run_into_file(direction: Direction, source: Source, sink: FdSink, key
     when ranges hand a damaged file (its size fits no intact file) to the stream driver,
     which then names exactly what is wrong."""
     if not isinstance(source, FdSource) or not ranges_apply(source, kw.get("options")):
-        await run(await _plan(direction, source, key, **kw), source, sink, progress)
+        async with _planned(direction, source, secret, **kw) as plan:
+            await run(plan, source, sink, progress)
         return
     base = source.position()
     size = source.size_hint() or 0
     header = None
     if direction == "decrypt" and check_iv(kw.get("iv"), kw.get("raw", False)) is None:
-        with io_errors("read", source.name):
-            header = check_header(os.pread(source.fd, HEADER_SIZE, base), key)
-    plan = await _plan(direction, None, key, header=header, **kw)
-    if await run_ranges_plan(plan, source, sink, size, base, jobs or os.cpu_count() or 1,
-                             progress):
-        return
-    assert header is not None  # only a kstream file's body can fit no intact layout
-    os.lseek(source.fd, base + HEADER_SIZE, os.SEEK_SET)  # the header is read already
-    await run(plan, source, sink, progress)
+        header = pread_header(source, base)
+    async with _planned(direction, None, secret, header=header, **kw) as plan:
+        if await run_ranges_plan(plan, source, sink, size, base,
+                                 jobs or os.cpu_count() or 1, progress):
+            return
+        assert header is not None  # only a kstream file's body can fit no intact layout
+        os.lseek(source.fd, base + header.size, os.SEEK_SET)  # the header is read already
+        await run(plan, source, sink, progress)
 
 
 async def encrypt_file(
-    src: FileArg, dst: FileArg, *, key: Key, backend: BackendName = "auto",
-    force: bool = False, raw: bool = False, iv: bytes | None = None, verify: bool = False,
-    options: CipherOptions | None = None, notify: Notify | None = None,
-    progress: Progress | None = None, jobs: int | None = None,
+    src: FileArg, dst: FileArg, *, key: Key | None = None,
+    passphrase: PassphraseArg | None = None, work_factor: int | None = None,
+    backend: BackendName = "auto", force: bool = False, raw: bool = False,
+    iv: bytes | None = None, verify: bool = False, options: CipherOptions | None = None,
+    notify: Notify | None = None, progress: Progress | None = None, jobs: int | None = None,
 ) -> None:
-    """Encrypt ``src`` into ``dst``.
+    """Encrypt ``src`` into ``dst`` with ``key``, or with ``passphrase`` (exactly one).
 
     ``dst`` as a path is written atomically (temp file, fsync, rename) and is refused if it
     exists unless ``force``. ``raw=True`` writes bare AES-CTR starting at ``iv`` with no
     header (for interoperating with ``openssl enc``); otherwise the IV is fresh and random.
+    A passphrase (bytes, str, or a function returning one) is turned into an AES-256 key
+    by scrypt with log2 N = ``work_factor`` (default 18) and a fresh random salt.
     """
-    await process_file("encrypt", src, dst, key=key, force=force, backend=backend, raw=raw,
+    await process_file("encrypt", src, dst, key=key, passphrase=passphrase,
+                       work_factor=work_factor, force=force, backend=backend, raw=raw,
                        iv=iv, verify=verify, options=options, notify=notify,
                        progress=progress, jobs=jobs)
 
 
 async def decrypt_file(
-    src: FileArg, dst: FileArg, *, key: Key, backend: BackendName = "auto",
-    force: bool = False, raw: bool = False, iv: bytes | None = None, verify: bool = False,
-    options: CipherOptions | None = None, notify: Notify | None = None,
-    progress: Progress | None = None, jobs: int | None = None,
+    src: FileArg, dst: FileArg, *, key: Key | None = None,
+    passphrase: PassphraseArg | None = None, max_work_factor: int | None = None,
+    backend: BackendName = "auto", force: bool = False, raw: bool = False,
+    iv: bytes | None = None, verify: bool = False, options: CipherOptions | None = None,
+    notify: Notify | None = None, progress: Progress | None = None, jobs: int | None = None,
 ) -> None:
-    """Decrypt ``src`` into ``dst``; same output guarantees as :func:`encrypt_file`."""
-    await process_file("decrypt", src, dst, key=key, force=force, backend=backend, raw=raw,
-                       iv=iv, verify=verify, options=options, notify=notify,
+    """Decrypt ``src`` into ``dst``; same output guarantees as :func:`encrypt_file`.
+
+    A passphrase file's work factor above ``max_work_factor`` (default 20) is refused
+    before any work: the header is the file's, and the file may be an attacker's.
+    """
+    await process_file("decrypt", src, dst, key=key, passphrase=passphrase,
+                       max_work_factor=max_work_factor, force=force, backend=backend,
+                       raw=raw, iv=iv, verify=verify, options=options, notify=notify,
                        progress=progress, jobs=jobs)
 
 
 async def encrypt_stream(
-    source: AsyncIterable[bytes] | Any, *, key: Key, backend: BackendName = "auto",
-    raw: bool = False, iv: bytes | None = None, verify: bool = False,
-    options: CipherOptions | None = None, notify: Notify | None = None,
+    source: AsyncIterable[bytes] | Any, *, key: Key | None = None,
+    passphrase: PassphraseArg | None = None, work_factor: int | None = None,
+    backend: BackendName = "auto", raw: bool = False, iv: bytes | None = None,
+    verify: bool = False, options: CipherOptions | None = None, notify: Notify | None = None,
 ) -> AsyncIterator[bytes | bytearray]:
     """Encrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives.
 
@@ -220,25 +341,26 @@ async def encrypt_stream(
     a new object the caller may keep: ``bytearray`` where the cipher encrypts the caller's
     pieces straight into it (saving a copy of every segment), ``bytes`` otherwise.
     """
-    with _usable_key(key, backend, notify) as key:
-        src = IterSource(source)
-        plan = await _plan("encrypt", src, key, raw=raw, iv=iv, backend=backend,
-                           options=options, verify=verify, notify=notify)
-        async with contextlib.aclosing(run_iterable(plan, src)) as outputs:
-            async for out in outputs:
-                yield out
+    secret = make_secret(key, passphrase, work_factor)
+    src = IterSource(source)
+    async with _planned("encrypt", src, secret, raw=raw, iv=iv, backend=backend,
+                        options=options, verify=verify, notify=notify) as plan, \
+            contextlib.aclosing(run_iterable(plan, src)) as outputs:
+        async for out in outputs:
+            yield out
 
 
 async def decrypt_stream(
-    source: AsyncIterable[bytes] | Any, *, key: Key, backend: BackendName = "auto",
-    raw: bool = False, iv: bytes | None = None, verify: bool = False,
-    options: CipherOptions | None = None, notify: Notify | None = None,
+    source: AsyncIterable[bytes] | Any, *, key: Key | None = None,
+    passphrase: PassphraseArg | None = None, max_work_factor: int | None = None,
+    backend: BackendName = "auto", raw: bool = False, iv: bytes | None = None,
+    verify: bool = False, options: CipherOptions | None = None, notify: Notify | None = None,
 ) -> AsyncIterator[bytes]:
     """Decrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives."""
-    with _usable_key(key, backend, notify) as key:
-        src = IterSource(source)
-        plan = await _plan("decrypt", src, key, raw=raw, iv=iv, backend=backend,
-                           options=options, verify=verify, notify=notify)
-        async with contextlib.aclosing(run_iterable(plan, src)) as outputs:
-            async for out in outputs:
-                yield bytes(out) if not isinstance(out, bytes) else out
+    secret = make_secret(key, passphrase, max_work_factor=max_work_factor)
+    src = IterSource(source)
+    async with _planned("decrypt", src, secret, raw=raw, iv=iv, backend=backend,
+                        options=options, verify=verify, notify=notify) as plan, \
+            contextlib.aclosing(run_iterable(plan, src)) as outputs:
+        async for out in outputs:
+            yield bytes(out) if not isinstance(out, bytes) else out

@@ -6,10 +6,23 @@ Layout of format version 1 (32 bytes, all integers big-endian)::
          0     8  magic          b"KSTREAM\x1a"
          8     1  version        1
          9     1  cipher suite   1 = AES-128-CTR, 2 = AES-192-CTR, 3 = AES-256-CTR
-        10     1  flags          0 (no flag is defined in v1; any set bit is refused)
+        10     1  flags          0, or 0x01: a passphrase block follows (any other bit is
+                                 refused)
         11     1  auth scheme    1 = GMAC-AES-256 over segments (0 = none, refused)
         12     4  auth parameter the segment size S in bytes (scheme 1)
         16    16  IV             the initial 128-bit counter block, fresh per file
+
+With flag 0x01 (the key is derived from a passphrase) a 20-byte passphrase block follows
+at offset 32, and the header is 52 bytes::
+
+        32     1  KDF id         1 = scrypt (RFC 7914)
+        33     1  log2 N         scrypt's cost parameter N = 2^log2N (the work factor)
+        34     1  r              scrypt's block size (kstream writes 8; readers take 1..8)
+        35     1  p              scrypt's parallelism (kstream writes 1; readers take only 1)
+        36    16  salt           16 fresh random bytes per file
+
+The block is part of the header everywhere the header counts: in the per-file MAC key's
+derivation (``kstream.segments``), so a changed salt or parameter fails at segment 0.
 
 The body is AES-CTR of the plaintext, counter starting at the IV, cut into segments of S
 ciphertext bytes, each framed with a length word and followed by a 16-byte tag (see
@@ -33,7 +46,18 @@ MAGIC = b"KSTREAM\x1a"
 VERSION = 1
 IV_SIZE = 16
 _FIXED = struct.Struct(">8sBBBBI16s")
-HEADER_SIZE = _FIXED.size  # 32
+HEADER_SIZE = _FIXED.size  # 32: the fixed header; a passphrase block may follow it
+
+#: Header flag: a passphrase block (:class:`KdfParams`) follows the fixed header.
+FLAG_PASSPHRASE = 0x01
+KDF_SCRYPT = 1
+SALT_SIZE = 16
+_KDF = struct.Struct(">BBBB16s")
+KDF_BLOCK_SIZE = _KDF.size  # 20
+#: scrypt parameters a reader accepts besides the work factor (which the caller caps): the
+#: work factor alone then bounds the cost, at most 128 * 8 * 2^log2N bytes of memory.
+MAX_SCRYPT_R = 8
+SCRYPT_P = 1
 
 
 #: Segment sizes a reader accepts: whole AES blocks, at least one block, and at most 4 MiB.
@@ -85,6 +109,61 @@ class CipherSuite(enum.IntEnum):
 
 
 @dataclass(frozen=True)
+class KdfParams:
+    """How a passphrase becomes the file's key: scrypt's parameters and the file's salt.
+
+    Only parameters; deriving is :mod:`kstream.passphrase`'s job. Equal parameters (salt
+    included) derive the same key from the same passphrase, so the object can key a cache.
+    """
+
+    log2n: int
+    salt: bytes
+    r: int = 8
+    p: int = 1
+    kdf: int = KDF_SCRYPT
+
+    def __post_init__(self) -> None:
+        if len(self.salt) != SALT_SIZE:
+            raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(self.salt)}")
+        if not (1 <= self.r <= MAX_SCRYPT_R and self.p == SCRYPT_P
+                and 1 <= self.log2n < 16 * self.r):  # RFC 7914: N < 2^(128 * r / 8)
+            raise ValueError(f"unsupported scrypt parameters log2 N = {self.log2n}, "
+                             f"r = {self.r}, p = {self.p}")
+
+    @property
+    def memory(self) -> int:
+        """Bytes scrypt needs: 128 * r * N."""
+        return 128 * self.r << self.log2n
+
+    @property
+    def label(self) -> str:
+        return f"scrypt, log2 N = {self.log2n} (work factor), r = {self.r}, p = {self.p}"
+
+    def encode(self) -> bytes:
+        return _KDF.pack(self.kdf, self.log2n, self.r, self.p, self.salt)
+
+    @classmethod
+    def parse(cls, block: bytes) -> KdfParams:
+        kdf, log2n, r, p, salt = _KDF.unpack(block)
+        if kdf != KDF_SCRYPT:
+            raise FormatError(f"file uses key derivation function {kdf}, which this kstream "
+                              "does not support; the file is damaged or needs a newer kstream")
+        try:
+            return cls(log2n=log2n, salt=salt, r=r, p=p, kdf=kdf)
+        except ValueError as exc:
+            raise FormatError(f"damaged header or a newer kstream's file: {exc}") from None
+
+
+def header_size(fixed: bytes) -> int:
+    """The size of the whole header that starts with ``fixed`` (its first 32 bytes or
+    fewer): what a reader must read before it can parse it. Unknown flags are left to
+    :meth:`Header.parse` to refuse."""
+    if len(fixed) > 10 and fixed[10] & FLAG_PASSPHRASE:
+        return HEADER_SIZE + KDF_BLOCK_SIZE
+    return HEADER_SIZE
+
+
+@dataclass(frozen=True)
 class Header:
     """A parsed or to-be-written header. Validates its fields on construction."""
 
@@ -94,14 +173,25 @@ class Header:
     flags: int = 0
     auth_scheme: AuthScheme = AuthScheme.GMAC_SEGMENTS
     auth_param: int = DEFAULT_SEGMENT
+    #: The passphrase block: set exactly when ``flags`` has :data:`FLAG_PASSPHRASE`.
+    kdf: KdfParams | None = None
 
     def __post_init__(self) -> None:
         if len(self.iv) != IV_SIZE:
             raise ValueError(f"IV must be {IV_SIZE} bytes, got {len(self.iv)}")
+        if self.kdf is not None and not self.flags & FLAG_PASSPHRASE:
+            object.__setattr__(self, "flags", self.flags | FLAG_PASSPHRASE)
+        if (self.kdf is None) != (not self.flags & FLAG_PASSPHRASE):
+            raise ValueError("the passphrase flag needs a passphrase block")
+
+    @property
+    def size(self) -> int:
+        """Bytes the header takes at the start of the file: 32, or 52 with a passphrase."""
+        return HEADER_SIZE + (KDF_BLOCK_SIZE if self.kdf is not None else 0)
 
     def encode(self) -> bytes:
-        """The 32 header bytes as written at the start of a file."""
-        return _FIXED.pack(
+        """The complete header as written at the start of a file (passphrase block too)."""
+        fixed = _FIXED.pack(
             MAGIC,
             self.version,
             int(self.suite),
@@ -110,6 +200,7 @@ class Header:
             self.auth_param,
             self.iv,
         )
+        return fixed + self.kdf.encode() if self.kdf is not None else fixed
 
     @classmethod
     def parse(cls, data: bytes) -> Header:
@@ -142,7 +233,7 @@ class Header:
                 f"unknown cipher suite id {suite_id} in header; the file is damaged or "
                 "needs a newer kstream"
             ) from None
-        if flags:
+        if flags & ~FLAG_PASSPHRASE:
             raise FormatError(
                 f"header flags 0x{flags:02x} are not defined in format version {VERSION}; "
                 "the file is damaged or needs a newer kstream"
@@ -164,8 +255,20 @@ class Header:
                 f"damaged header: segment size {param} is not a multiple of 16 between "
                 f"{MIN_SEGMENT} and {MAX_SEGMENT}"
             )
+        kdf = None
+        if flags & FLAG_PASSPHRASE:
+            if len(data) < HEADER_SIZE + KDF_BLOCK_SIZE:
+                raise FormatError(
+                    f"file is truncated: the kstream header with its passphrase block needs "
+                    f"{HEADER_SIZE + KDF_BLOCK_SIZE} bytes, found {len(data)}"
+                )
+            kdf = KdfParams.parse(data[HEADER_SIZE:HEADER_SIZE + KDF_BLOCK_SIZE])
+            if suite is not CipherSuite.AES_256_CTR:
+                raise FormatError(f"damaged header: a passphrase file is AES-256-CTR, this "
+                                  f"header says {suite.label}")
         return cls(
-            suite=suite, iv=iv, version=version, flags=flags, auth_scheme=auth, auth_param=param
+            suite=suite, iv=iv, version=version, flags=flags, auth_scheme=auth, auth_param=param,
+            kdf=kdf,
         )
 
 

@@ -10,7 +10,9 @@ so every file ends with a segment flagged last. Each segment is written as::
                      over the ciphertext as associated data
 
 The GMAC key is per file: HKDF-SHA256-Expand (RFC 5869) with the user's key as PRK and, as
-info, a fixed label followed by the complete 32-byte header (which holds the random IV).
+info, a fixed label followed by the complete header (which holds the random IV): its 32
+fixed bytes and, in a passphrase file, the passphrase block with the KDF's parameters and
+salt, so a changed parameter or salt fails at segment 0 like any other header change.
 The nonce is the segment index (11 bytes, big-endian) followed by the last flag (1 byte).
 So each tag binds:
 
@@ -117,13 +119,15 @@ def seal_parts(mac: AESGCM, index: int, last: bool, ciphertext: Buffer) -> tuple
     return frame, mac.encrypt(_nonce(index, last), b"", ciphertext)
 
 
-def auth_failure(index: int) -> IntegrityError:
+def auth_failure(index: int, unlocked_by: str = "key") -> IntegrityError:
+    """``unlocked_by`` is what unlocked the file, ``key`` or ``passphrase``: the likelier cause."""
     return IntegrityError(
-        f"authentication failed: wrong key or the file was modified (segment {index})"
+        f"authentication failed: wrong {unlocked_by} or the file was modified (segment {index})"
     )
 
 
-def parse_frame(data: Buffer, offset: int, segment: int, index: int) -> tuple[bool, int]:
+def parse_frame(data: Buffer, offset: int, segment: int, index: int,
+                unlocked_by: str = "key") -> tuple[bool, int]:
     """``(last, ciphertext length)`` of the segment whose frame word is at ``offset``.
 
     A length no writer produces (over S, or short but not last) is a modified file.
@@ -131,16 +135,17 @@ def parse_frame(data: Buffer, offset: int, segment: int, index: int) -> tuple[bo
     (word,) = _FRAME.unpack_from(data, offset)
     last, size = bool(word & _LAST), word & ~_LAST
     if size > segment or (not last and size != segment):
-        raise auth_failure(index)
+        raise auth_failure(index, unlocked_by)
     return last, size
 
 
-def check_tag(mac: AESGCM, index: int, last: bool, ciphertext: Buffer, tag: Buffer) -> None:
+def check_tag(mac: AESGCM, index: int, last: bool, ciphertext: Buffer, tag: Buffer,
+              unlocked_by: str = "key") -> None:
     """Raise :class:`IntegrityError` unless ``tag`` authenticates segment ``index``."""
     try:
         mac.decrypt(_nonce(index, last), tag, ciphertext)
     except InvalidTag as exc:
-        raise auth_failure(index) from exc
+        raise auth_failure(index, unlocked_by) from exc
 
 
 # --- the codec ------------------------------------------------------------------------------------
@@ -273,10 +278,12 @@ class OpenCodec:
     """
 
     def __init__(self, cipher: CipherStream, mac: AESGCM, segment: int,
-                 first_index: int = 0) -> None:
+                 first_index: int = 0, unlocked_by: str = "key") -> None:
         self.cipher, self.mac, self.segment = cipher, mac, segment
         self.unit = segment + OVERHEAD
         self.index = first_index
+        #: Named in authentication failures: ``key``, or ``passphrase`` for a passphrase file.
+        self.unlocked_by = unlocked_by
 
     def process(self, view: memoryview, n: int, last: bool) -> Buffers:
         index = self.index
@@ -287,12 +294,13 @@ class OpenCodec:
                 raise FormatError(f"file is truncated: it ends after segment {index - 1} "
                                   "without the final segment")
             raise FormatError("file is truncated: no segment follows the header")
-        final, size = parse_frame(view, 0, self.segment, index)
+        final, size = parse_frame(view, 0, self.segment, index, self.unlocked_by)
         end = FRAME_SIZE + size + TAG_SIZE
         if n < end:
             raise FormatError(f"file is truncated: segment {index} is incomplete")
         ciphertext = view[FRAME_SIZE:FRAME_SIZE + size]
-        check_tag(self.mac, index, final, ciphertext, view[end - TAG_SIZE:end])
+        check_tag(self.mac, index, final, ciphertext, view[end - TAG_SIZE:end],
+                  self.unlocked_by)
         if final and n > end:
             raise FormatError("trailing data after the end of the encrypted file: "
                               f"{n - end} or more bytes were appended")

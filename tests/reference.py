@@ -70,3 +70,24 @@ def seal(key: bytes, header: bytes, plaintext: bytes, segment: int) -> bytes:
         out += ((last << 31) | len(piece)).to_bytes(4, "big") + piece
         out += gmac.encrypt(index.to_bytes(11, "big") + bytes([last]), b"", piece)
     return bytes(out)
+
+
+def passphrase_key(passphrase: bytes, header: bytes) -> bytes:
+    """The AES-256 key of a passphrase file, from README's description of the passphrase
+    block alone: scrypt (Python's ``hashlib``, not kstream's ``cryptography`` call) with the
+    block's log2 N, r, p and salt, 32 bytes."""
+    import hashlib
+
+    assert header[10] & 1, "not a passphrase file"
+    kdf, log2n, r, p = header[32:36]
+    assert kdf == 1
+    salt = header[36:52]
+    return hashlib.scrypt(passphrase, salt=salt, n=1 << log2n, r=r, p=p, dklen=32,
+                          maxmem=256 * r << log2n)
+
+
+def seal_with_passphrase(passphrase: bytes, header: bytes, plaintext: bytes,
+                         segment: int) -> bytes:
+    """A whole passphrase file: the key from :func:`passphrase_key`, then :func:`seal`, whose
+    MAC key binds all 52 header bytes."""
+    return seal(passphrase_key(passphrase, header), header, plaintext, segment)

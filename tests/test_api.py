@@ -275,3 +275,115 @@ async def test_raw_stream_of_mib_pieces_is_bare_ctr() -> None:
     out = await collect(kstream.encrypt_stream(agen(split(data, cuts)), key=key,
                                                backend="openssl", raw=True, iv=iv))
     assert out == ctr(key.material(), iv, data)
+
+
+# --- passphrases ------------------------------------------------------------------------------
+
+PHRASE = "correct horse"
+
+
+def _patched(blob: bytes, offset: int, value: int) -> bytes:
+    out = bytearray(blob)
+    out[offset] = value
+    return bytes(out)
+
+
+@pytest.mark.parametrize("length", [0, 5, BATCH, 2 * BATCH + 9])
+@pytest.mark.parametrize("jobs", [1, 3])
+async def test_passphrase_file_roundtrip_ranges_and_stream(tmp_path: Path, length: int,
+                                                           jobs: int) -> None:
+    from reference import seal_with_passphrase
+
+    data = os.urandom(length)
+    (tmp_path / "p").write_bytes(data)
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", passphrase=PHRASE,
+                               work_factor=10, backend="openssl", jobs=jobs)
+    blob = (tmp_path / "c").read_bytes()
+    header = Header.parse(blob)
+    assert header.size == 52 and header.kdf is not None
+    assert (header.kdf.log2n, header.kdf.r, header.kdf.p) == (10, 8, 1)
+    assert blob == seal_with_passphrase(PHRASE.encode(), blob[:52], data, DEFAULT_SEGMENT)
+    # Ranges (pread of the header and its block), the fd stream, and the async stream.
+    await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase=PHRASE.encode(),
+                               backend="openssl", jobs=jobs)
+    assert (tmp_path / "d").read_bytes() == data
+    with open(tmp_path / "c", "rb") as src:
+        fd = os.open(tmp_path / "e", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            await kstream.decrypt_file(src.fileno(), fd, passphrase=PHRASE, backend="openssl")
+        finally:
+            os.close(fd)
+    assert (tmp_path / "e").read_bytes() == data
+    assert await collect(kstream.decrypt_stream(agen(split(blob, [7, 33, 51, 52, 99])),
+                                                passphrase=PHRASE, backend="openssl")) == data
+    again = await collect(kstream.encrypt_stream(agen([data]), passphrase=PHRASE,
+                                                 work_factor=10, backend="openssl"))
+    assert again[36:52] != blob[36:52]  # a fresh salt per file
+    assert await collect(kstream.decrypt_stream(agen([again]), passphrase=lambda: PHRASE,
+                                                backend="openssl")) == data
+
+
+async def test_passphrase_changes_to_the_header_fail_at_segment_0(tmp_path: Path) -> None:
+    """Salt and parameters are authenticated: each change gives another key or K_mac."""
+    data = os.urandom(1000)
+    blob = await collect(kstream.encrypt_stream(agen([data]), passphrase=PHRASE,
+                                                work_factor=10, backend="openssl"))
+    changed = [_patched(blob, 36, blob[36] ^ 1), _patched(blob, 51, blob[51] ^ 0x80),
+               _patched(blob, 33, 11), _patched(blob, 33, 9), _patched(blob, 34, 7),
+               _patched(blob, 16, blob[16] ^ 1)]
+    for bad in [blob, *changed]:
+        phrase = "wrong" if bad is blob else PHRASE
+        with pytest.raises(kstream.IntegrityError) as info:
+            await collect(kstream.decrypt_stream(agen([bad]), passphrase=phrase,
+                                                 backend="openssl"))
+        assert str(info.value) == ("authentication failed: wrong passphrase or the file "
+                                   "was modified (segment 0)")
+
+
+async def test_passphrase_work_factor_cap(tmp_path: Path) -> None:
+    data = b"x" * 100
+    blob = await collect(kstream.encrypt_stream(agen([data]), passphrase=PHRASE,
+                                                work_factor=10, backend="openssl"))
+    with pytest.raises(FormatError, match="work factor is 10 .* limit of 9; .* "
+                       "--max-work-factor 10"):
+        await collect(kstream.decrypt_stream(agen([blob]), passphrase=PHRASE,
+                                             max_work_factor=9, backend="openssl"))
+    asked: list[int] = []
+
+    def ask() -> str:
+        asked.append(1)
+        return PHRASE
+
+    # A crafted factor of 40 (a TiB) is refused before the passphrase is even asked for.
+    crafted = _patched(blob, 33, 40)
+    (tmp_path / "c").write_bytes(crafted)
+    with pytest.raises(FormatError, match="work factor is 40 .* limit of 20"):
+        await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase=ask,
+                                   backend="openssl")
+    assert not asked and not list(tmp_path.glob("*partial*")) and not (tmp_path / "d").exists()
+    assert await collect(kstream.decrypt_stream(agen([blob]), passphrase=PHRASE,
+                                                max_work_factor=10, backend="openssl")) == data
+
+
+async def test_passphrase_or_key_exactly_one_and_the_right_one(tmp_path: Path) -> None:
+    key = kstream.Key.generate(256)
+    (tmp_path / "p").write_bytes(b"data")
+    for kw in ({}, {"key": key, "passphrase": PHRASE}):
+        with pytest.raises(UsageError, match="exactly one of key= .* and passphrase="):
+            await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", **kw)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="passphrase needs the kstream format"):
+        await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", passphrase=PHRASE, raw=True,
+                                   iv=bytes(16))
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "k.kst", key=key, backend="openssl")
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "p.kst", passphrase=PHRASE,
+                               work_factor=10, backend="openssl")
+    with pytest.raises(UsageError, match="this file was encrypted with a key, not a passphrase: "
+                       "give the key with -k/--key-file"):
+        await kstream.decrypt_file(tmp_path / "k.kst", tmp_path / "d", passphrase=PHRASE)
+    with pytest.raises(UsageError, match="this file is protected by a passphrase, not a key: "
+                       "give the passphrase with -p/--passphrase"):
+        await kstream.decrypt_file(tmp_path / "p.kst", tmp_path / "d", key=key)
+    assert not (tmp_path / "d").exists() and not list(tmp_path.glob("*partial*"))
+    with pytest.raises(FormatError, match="passphrase block needs 52 bytes, found 40"):
+        await collect(kstream.decrypt_stream(agen([(tmp_path / "p.kst").read_bytes()[:40]]),
+                                             passphrase=PHRASE))

@@ -7,7 +7,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kstream.errors import FormatError
-from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, MAGIC, AuthScheme, CipherSuite, Header
+from kstream.format import (
+    DEFAULT_SEGMENT,
+    FLAG_PASSPHRASE,
+    HEADER_SIZE,
+    KDF_BLOCK_SIZE,
+    MAGIC,
+    AuthScheme,
+    CipherSuite,
+    Header,
+    KdfParams,
+    header_size,
+)
 
 IV = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 # AES-256-CTR, GMAC segments of 1008 KiB (0x000fc000), IV 00 01 .. 0f.
@@ -57,7 +68,9 @@ def _patched(offset: int, value: int) -> bytes:
         (_patched(8, 0), "unsupported kstream format version 0"),
         (_patched(9, 4), "unknown cipher suite id 4"),
         (_patched(9, 0), "unknown cipher suite id 0"),
-        (_patched(10, 1), "header flags 0x01"),
+        (_patched(10, 2), "header flags 0x02"),
+        (_patched(10, 0x81), "header flags 0x81"),
+        (_patched(10, 1), "passphrase block needs 52 bytes, found 32"),
         (_patched(11, 2), "authentication scheme 2, which this kstream does not support"),
         (_patched(11, 0), "file is not authenticated"),
         (_patched(15, 1), "segment size 1032193 is not a multiple of 16"),
@@ -81,4 +94,58 @@ def test_parse_raises_only_format_error(data: bytes) -> None:
         header = Header.parse(data)
     except FormatError:
         return
-    assert header.encode() == data[:HEADER_SIZE]
+    assert header.encode() == data[:header.size]
+
+
+# --- the passphrase block (flag 0x01) -----------------------------------------------------
+
+SALT = bytes(range(0x40, 0x50))
+# EXAMPLE with flag 01, then: scrypt (01), log2 N 18 (0x12), r 8, p 1, salt 40 41 .. 4f.
+PASSPHRASE_EXAMPLE = bytes.fromhex(
+    "4b53545245414d1a" "01" "03" "01" "01" "000fc000" "000102030405060708090a0b0c0d0e0f"
+    "01" "12" "08" "01" "404142434445464748494a4b4c4d4e4f"
+)
+
+
+def test_passphrase_block_matches_documented_layout() -> None:
+    header = Header(suite=CipherSuite.AES_256_CTR, iv=IV, kdf=KdfParams(log2n=18, salt=SALT))
+    assert header.flags == FLAG_PASSPHRASE
+    assert header.encode() == PASSPHRASE_EXAMPLE
+    assert header.size == len(PASSPHRASE_EXAMPLE) == HEADER_SIZE + KDF_BLOCK_SIZE == 52
+    assert header_size(PASSPHRASE_EXAMPLE[:HEADER_SIZE]) == 52
+    assert header_size(EXAMPLE) == 32
+    parsed = Header.parse(PASSPHRASE_EXAMPLE + b"body")
+    assert parsed == header
+    assert parsed.kdf is not None and parsed.kdf.memory == 256 << 20
+
+
+def _block_patched(offset: int, value: int) -> bytes:
+    data = bytearray(PASSPHRASE_EXAMPLE)
+    data[offset] = value
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (PASSPHRASE_EXAMPLE[:51], "passphrase block needs 52 bytes, found 51"),
+        (_block_patched(32, 2), "key derivation function 2, which this kstream does not"),
+        (_block_patched(32, 0), "key derivation function 0"),
+        (_block_patched(33, 0), "log2 N = 0"),
+        (_block_patched(34, 9), "r = 9"),
+        (_block_patched(34, 0), "r = 0"),
+        (_block_patched(35, 2), "p = 2"),
+        (_block_patched(34, 1), "log2 N = 18, r = 1"),  # RFC 7914: N < 2^(16 r)
+        (_block_patched(9, 1), "a passphrase file is AES-256-CTR, this header says AES-128"),
+    ],
+)
+def test_passphrase_block_errors_are_specific(data: bytes, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        Header.parse(data)
+
+
+def test_passphrase_flag_and_block_go_together() -> None:
+    with pytest.raises(ValueError, match="passphrase flag needs a passphrase block"):
+        Header(suite=CipherSuite.AES_256_CTR, iv=IV, flags=FLAG_PASSPHRASE)
+    with pytest.raises(ValueError, match="salt must be 16 bytes"):
+        KdfParams(log2n=18, salt=b"short")

@@ -22,8 +22,8 @@ from reference import seal, split
 from streams import each
 
 import kstream
-from kstream.api import check_header
 from kstream.backends.openssl import OpenSSLStream
+from kstream.engine.plan import check_header
 from kstream.errors import KstreamError
 from kstream.format import CipherSuite, Header
 from kstream.keys import Key

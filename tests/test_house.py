@@ -34,7 +34,7 @@ ORDER = {
 }
 #: Floors below the engine: they never import the engine, the codec, the API or the CLI.
 LOWER = ("kstream.backends", "kstream.format", "kstream.keys", "kstream.keyring",
-         "kstream.encrypted_keys",
+         "kstream.encrypted_keys", "kstream.passphrase",
          "kstream.errors", "kstream.atomic", "kstream.memory", "kstream.loop")
 ABOVE_BACKENDS = ("kstream.engine", "kstream.segments", "kstream.api", "kstream.cli",
                   "kstream.bench", "kstream.selftest")

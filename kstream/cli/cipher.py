@@ -13,13 +13,22 @@ import os
 import stat
 from typing import Any
 
+from kstream.atomic import check_output_path
 from kstream.backends.base import BACKEND_NAMES, CipherOptions
 from kstream.cli import tui
 from kstream.cli.key import add_keyring_options, load_keyring_key
 from kstream.cli.many import DEFAULT_SUFFIX, FILES_IN_FLIGHT, run_files
-from kstream.errors import FormatError, UsageError
+from kstream.errors import UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, Header, plaintext_size
 from kstream.keys import Key, readable_by_others
+from kstream.passphrase import (
+    DEFAULT_WORK_FACTOR,
+    MAX_WORK_FACTOR,
+    PassphraseArg,
+    read_passphrase_fd,
+    read_passphrase_file,
+    wipe,
+)
 
 
 def _positive(text: str) -> int:
@@ -77,8 +86,27 @@ def _load_key(args: argparse.Namespace) -> Key:
     keyring_key = load_keyring_key(args)
     if keyring_key is not None:
         return keyring_key
-    raise UsageError("no key given: use -k/--key-file PATH, --key-fd N, --key-name NAME or "
-                     "--key-serial N")
+    raise UsageError("no key given: use -k/--key-file PATH, --key-fd N, --key-name NAME, "
+                     "--key-serial N or -p/--passphrase")
+
+
+def _key_given(args: argparse.Namespace) -> bool:
+    return any(getattr(args, name, None) is not None
+               for name in ("key_file", "key_fd", "key_name", "key_serial"))
+
+
+def _passphrase(args: argparse.Namespace, encrypt: bool) -> PassphraseArg | None:
+    """The passphrase for this run, or None for a key. Encryption asks now (twice);
+    decryption without a key asks only once the header says the file needs a passphrase."""
+    if args.passphrase_fd is not None:
+        return read_passphrase_fd(args.passphrase_fd)
+    if args.passphrase_file is not None:
+        return read_passphrase_file(args.passphrase_file)
+    if encrypt:
+        return tui.ask_passphrase(confirm=True) if args.passphrase else None
+    if not args.raw and (args.passphrase or not _key_given(args)):
+        return lambda: tui.ask_passphrase(confirm=False)
+    return None
 
 
 # --------------------------------------------------------------------------- parser
@@ -95,6 +123,13 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
     keys.add_argument("--key-fd", metavar="N", type=int,
                       help="read the key from inherited file descriptor N")
     add_keyring_options(keys)
+    keys.add_argument("-p", "--passphrase", action="store_true",
+                      help="a passphrase, asked on the terminal (/dev/tty, no echo); "
+                      "decrypt asks by itself when the file needs one")
+    keys.add_argument("--passphrase-fd", metavar="N", type=int,
+                      help="read the passphrase (its first line) from file descriptor N")
+    keys.add_argument("--passphrase-file", metavar="PATH",
+                      help="read the passphrase from the first line of PATH")
     p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
                    help="crypto backend (default: auto = kernel if usable, else openssl)")
     p.add_argument("--driver", metavar="NAME",
@@ -134,6 +169,15 @@ def add_cipher_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                            parents=[common], epilog=tui.EXIT_CODES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_cipher_arguments(p)
+        if name == "encrypt":
+            p.add_argument("--work-factor", metavar="N", type=_positive, default=None,
+                           help="passphrase: scrypt's log2 N (default "
+                           f"{DEFAULT_WORK_FACTOR}: 256 MiB of memory; each step doubles "
+                           "memory and time)")
+        else:
+            p.add_argument("--max-work-factor", metavar="N", type=_positive, default=None,
+                           help="passphrase: accept a file's scrypt log2 N up to N "
+                           f"(default {MAX_WORK_FACTOR}: 1 GiB of memory)")
 
 
 def add_inspect_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -181,7 +225,20 @@ def _cmd_one(args: argparse.Namespace) -> int:
         )
     if args.input != "-" and args.input == args.output:
         raise UsageError(f"input and output are the same file ('{args.input}')")
-    key = _load_key(args)
+    wants_phrase = (args.passphrase or args.passphrase_fd is not None
+                    or args.passphrase_file is not None)
+    factor = getattr(args, "work_factor" if encrypt else "max_work_factor")
+    if factor is not None and _key_given(args):
+        option = "--work-factor" if encrypt else "--max-work-factor"
+        raise UsageError(f"{option} applies to a passphrase, not to a key")
+    if args.raw and wants_phrase:
+        raise UsageError("--raw takes a key: raw output has no header to hold a passphrase's "
+                         "salt")
+    if args.output != "-":  # before asking: a passphrase typed twice for nothing annoys
+        check_output_path(args.output, force=args.force,
+                          src=args.input if args.input != "-" else None)
+    passphrase = _passphrase(args, encrypt)
+    key = _load_key(args) if passphrase is None else None
     _show_iv(args.iv, iv)
     total = _input_size(args.input)
     if total is not None and not encrypt and not args.raw:
@@ -197,6 +254,7 @@ def _cmd_one(args: argparse.Namespace) -> int:
                 0 if args.input == "-" else args.input,
                 1 if args.output == "-" else args.output,
                 key=key,
+                passphrase=passphrase,
                 backend=args.backend,
                 force=args.force,
                 raw=args.raw,
@@ -206,25 +264,25 @@ def _cmd_one(args: argparse.Namespace) -> int:
                 notify=tui.notifier(args.quiet),
                 progress=progress,
                 jobs=args.jobs,
+                **({"work_factor": factor} if encrypt else {"max_work_factor": factor}),
             ))
         finally:
-            key.wipe()
+            if key is not None:
+                key.wipe()
+            if isinstance(passphrase, bytearray):
+                wipe(passphrase)
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from kstream.api import open_source
+    from kstream.api import open_source, read_header
     from kstream.cli.runner import run
     from kstream.engine.fdio import FdSource
-    from kstream.engine.iterate import read_exact
 
     async def read() -> tuple[Header, int]:
         source, owned_fd = await open_source(0 if args.file == "-" else args.file)
         try:
-            data = await read_exact(source, HEADER_SIZE)
-            if not data:
-                raise FormatError("input is empty: not a kstream file")
-            header = Header.parse(data)
+            header = await read_header(source)
             size = source.size_hint() if isinstance(source, FdSource) else None
             if size is None:
                 size = 0
@@ -252,7 +310,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "authentication": header.auth_scheme.label,
         "auth_scheme": int(header.auth_scheme),
         "segment_size": header.auth_param,
-        "header_size": HEADER_SIZE,
+        "header_size": header.size,
+        "kdf": None if header.kdf is None else {
+            "name": "scrypt", "log2_n": header.kdf.log2n, "r": header.kdf.r,
+            "p": header.kdf.p, "salt": header.kdf.salt.hex(), "memory": header.kdf.memory},
         "body_size": body,
         "plaintext_size": plaintext_size(body, header.auth_param),
     }
@@ -264,7 +325,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"iv:              {info['iv']}")
         print(f"authentication:  {info['authentication']} (scheme {info['auth_scheme']}), "
               f"segments of {header.auth_param} bytes")
-        print(f"header:          {HEADER_SIZE} bytes")
+        if header.kdf is not None:
+            kdf = header.kdf
+            print(f"passphrase:      {kdf.label}: {kdf.memory >> 20} MiB of memory to derive "
+                  "the key")
+            print(f"salt:            {kdf.salt.hex()}")
+        else:
+            print("key:             a key (key file or keyring), not a passphrase")
+        print(f"header:          {header.size} bytes")
         print(f"body:            {body} bytes")
         plain = info["plaintext_size"]
         print(f"plaintext:       {plain} bytes" if plain is not None else

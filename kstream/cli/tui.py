@@ -19,6 +19,9 @@ The rules:
 * the progress bar appears only when stderr is a terminal, unless ``--progress`` or
   ``--no-progress`` says otherwise;
 * ciphertext and keys are never written to a terminal, and a key is never read from one;
+* a passphrase is asked for on the controlling terminal (``/dev/tty``, never stdin, which
+  may be the data), with echo off, as ``kstream: enter passphrase:``; without a terminal
+  that is a usage error naming ``--passphrase-fd`` and ``--passphrase-file``;
 * the exit status comes from the exception's class (:data:`EXIT_CODES` is the table that
   ``--help`` shows), and signals get the shell's ``128 + N`` convention.
 """
@@ -27,7 +30,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import termios
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -128,22 +134,56 @@ def refuse_terminal(fd: int, message: str) -> None:
         raise UsageError(message)
 
 
+class _Bar:
+    """A tqdm byte counter on stderr that appears at the first data, not before (a
+    passphrase prompt may come first), and can be cleared for a message line."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.postfix = ""
+        self._bar: Any = None
+
+    def update(self, n: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm  # only when a bar is drawn: it costs import time
+
+            self._bar = tqdm(total=self.total, unit="B", unit_scale=True, unit_divisor=1024,
+                             file=sys.stderr, leave=False, dynamic_ncols=True)
+            if self.postfix:
+                self._bar.set_postfix_str(self.postfix, refresh=False)
+        self._bar.update(n)
+
+    def set_postfix(self, text: str) -> None:
+        self.postfix = text
+        if self._bar is not None:
+            self._bar.set_postfix_str(text)
+
+    def clear(self) -> None:
+        if self._bar is not None:
+            self._bar.clear()
+
+    def refresh(self) -> None:
+        if self._bar is not None:
+            self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 @contextmanager
-def _bar(wanted: bool | None, total: int | None) -> Iterator[Any]:
-    """A tqdm byte counter on stderr, or ``None`` when there is to be no bar.
+def _bar(wanted: bool | None, total: int | None) -> Iterator[_Bar | None]:
+    """A byte counter on stderr, or ``None`` when there is to be no bar.
 
     ``wanted`` is ``--progress``/``--no-progress``, ``None`` if neither was given: then the
     bar is shown only to a person (stderr is a terminal), never into a log file. The bar is
     removed when the block ends so that an error line after it starts on a clean line.
     """
+    global _bar_shown
     if not (wanted if wanted is not None else sys.stderr.isatty()):
         yield None
         return
-    from tqdm import tqdm  # only when a bar is drawn: it costs import time on every run
-
-    global _bar_shown
-    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-               leave=False, dynamic_ncols=True)
+    bar = _Bar(total)
     _bar_shown = bar
     try:
         yield bar
@@ -173,10 +213,84 @@ def files_bar(wanted: bool | None, total: int, files: int
         def file_done() -> None:
             nonlocal count
             count += 1
-            bar.set_postfix_str(f"{count}/{files} files")
+            bar.set_postfix(f"{count}/{files} files")
 
-        bar.set_postfix_str(f"0/{files} files")
+        bar.set_postfix(f"0/{files} files")
         yield bar.update, file_done
+
+
+# --------------------------------------------------------------------------- passphrases
+
+_MAX_PASSPHRASE = 64 << 10
+NO_TERMINAL = ("no terminal to ask for the passphrase on; give it with --passphrase-fd N "
+               "or --passphrase-file PATH")
+
+
+def ask_passphrase(*, confirm: bool) -> bytearray:
+    """Ask for a passphrase on the controlling terminal with echo off; twice if ``confirm``
+    (encryption: a typo would lock the data away). An empty or mismatched answer is a usage
+    error. Ctrl-C at the prompt ends the run as an interruption (exit 130)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(NO_TERMINAL) from exc
+    try:
+        first = _ask(fd, f"{PROG}: enter passphrase: ")
+        if not first:
+            raise UsageError("the passphrase is empty; refusing to use it")
+        if confirm:
+            second = _ask(fd, f"{PROG}: confirm passphrase: ")
+            same = second == first
+            _wipe(second)
+            if not same:
+                _wipe(first)
+                raise UsageError("the passphrases do not match; nothing was encrypted")
+        return first
+    finally:
+        os.close(fd)
+
+
+def _wipe(buf: bytearray) -> None:
+    for i in range(len(buf)):
+        buf[i] = 0
+
+
+def _ask(fd: int, prompt: str) -> bytearray:
+    """One line from terminal ``fd`` with echo off, its newline removed.
+
+    SIGINT raises at once while waiting here, also inside the event loop (whose own handler
+    would only cancel the task and leave this read waiting); the terminal's echo setting is
+    restored on every way out.
+    """
+    old = termios.tcgetattr(fd)
+    new = list(old)
+    new[3] &= ~termios.ECHO
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+    line = bytearray()
+    try:
+        # Echo off before the prompt shows: TCSAFLUSH drops what was typed before it.
+        termios.tcsetattr(fd, termios.TCSAFLUSH, new)
+        os.write(fd, prompt.encode())
+        while b"\n" not in line and len(line) <= _MAX_PASSPHRASE:
+            chunk = os.read(fd, 1024)
+            if not chunk:  # Ctrl-D
+                break
+            line += chunk
+    except KeyboardInterrupt:
+        _wipe(line)
+        raise Interrupted("interrupted at the passphrase prompt") from None
+    finally:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+        os.write(fd, b"\n")
+        if main:
+            signal.signal(signal.SIGINT, handler)
+    end = line.find(b"\n")
+    if end >= 0:
+        del line[end:]
+    return line
+
+
 
 
 # --------------------------------------------------------------------------- endings

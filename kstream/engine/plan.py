@@ -25,7 +25,7 @@ from kstream.engine.iterate import Sink, Source, iterate
 from kstream.engine.pipe import accepts_fd, pump, pump_from_fd
 from kstream.engine.ranges import plan_ranges, run_ranges
 from kstream.errors import FormatError, InvalidKey, UsageError
-from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, IV_SIZE, OVERHEAD, Header, segment_count
+from kstream.format import DEFAULT_SEGMENT, IV_SIZE, OVERHEAD, Header, segment_count
 from kstream.keys import Key
 from kstream.memory import tune_malloc
 from kstream.segments import Codec, OpenCodec, RawCodec, SealCodec, mac_for_key
@@ -62,17 +62,27 @@ def check_iv(iv: bytes | None, raw: bool) -> bytes | None:
     return None
 
 
-def check_header(data: bytes, key: Key) -> Header:
-    """Parse the first bytes of a file and check that ``key`` fits its cipher suite."""
+def parse_header(data: bytes) -> Header:
+    """Parse the first bytes of a file (the whole header: see ``format.header_size``)."""
     if not data:
         raise FormatError("input is empty: not a kstream file")
-    header = Header.parse(data)
+    return Header.parse(data)
+
+
+def check_header(data: bytes, key: Key) -> Header:
+    """Parse the first bytes of a file and check that ``key`` fits its cipher suite."""
+    header = parse_header(data)
+    check_key_fits(header, key)
+    return header
+
+
+def check_key_fits(header: Header, key: Key) -> None:
+    """Refuse a key whose size is not the one the file's cipher suite needs."""
     if header.suite.key_size != key.size:
         raise InvalidKey(
             f"the key is AES-{key.bits} ({key.size} bytes) but the file was encrypted with "
             f"{header.suite.label}; use the key the file was encrypted with"
         )
-    return header
 
 
 @dataclass
@@ -128,7 +138,8 @@ class Plan:
             return RawCodec(cipher, self.segment, first_segment)
         if self.encrypt:
             return SealCodec(cipher, self.mac, self.segment, first_segment)
-        return OpenCodec(cipher, self.mac, self.segment, first_segment)
+        unlocked_by = "key" if self.header is None or self.header.kdf is None else "passphrase"
+        return OpenCodec(cipher, self.mac, self.segment, first_segment, unlocked_by)
 
 
 def make_plan(
@@ -224,10 +235,10 @@ async def run_ranges_plan(plan: Plan, source: FdSource, sink: FdSink, size: int,
         ranges = plan_ranges(size // unit + 1, jobs, unit, unit + OVERHEAD, size, base,
                              len(prefix))
     else:
-        count = segment_count(size - HEADER_SIZE, unit)
+        head = plan.header.size  # the fixed header and, in a passphrase file, its block
+        count = segment_count(size - head, unit)
         if count is None:
             return False
-        ranges = plan_ranges(count, jobs, unit + OVERHEAD, unit, size - HEADER_SIZE,
-                             base + HEADER_SIZE, 0)
+        ranges = plan_ranges(count, jobs, unit + OVERHEAD, unit, size - head, base + head, 0)
     await run_ranges(source, sink, ranges, plan.codec, progress)
     return True

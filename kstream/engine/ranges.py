@@ -4,8 +4,9 @@ CTR is seekable: the keystream for byte offset ``o`` starts at counter ``IV + o/
 file can be cut into ranges of whole segments that are processed concurrently, each by its
 own codec and cipher stream (with the kernel backend, its own AF_ALG socket), read with
 ``pread`` and written with ``pwrite`` straight to where the fd stream driver puts them:
-segment ``i`` of an authenticated file always sits at ``HEADER_SIZE + i * (S + 20)``, its
-plaintext at ``i * S``. Output is byte-identical to the other drivers (a test checks this).
+segment ``i`` of an authenticated file always sits at ``H + i * (S + 20)`` (H: the header's
+size, 32, or 52 with a passphrase block), its plaintext at ``i * S``. Output is
+byte-identical to the other drivers (a test checks this).
 
 Why it pays although ``cryptography`` holds the GIL while it encrypts: a file copy is bound
 by the kernel's read and write work (page cache, tmpfs page allocation), which runs without

@@ -53,8 +53,8 @@ def test_cli_key_options_are_exclusive_and_checked(capsys: pytest.CaptureFixture
     assert code == 2
     one_error(err, "invalid key name 'bad name'")
     code, _, err = run_main(capsys, "encrypt", tmp_path / "p", tmp_path / "c")
-    one_error(err, "no key given: use -k/--key-file PATH, --key-fd N, --key-name NAME or "
-              "--key-serial N")
+    one_error(err, "no key given: use -k/--key-file PATH, --key-fd N, --key-name NAME, "
+              "--key-serial N or -p/--passphrase")
 
 
 def test_cli_key_add_refuses_a_terminal(monkeypatch: pytest.MonkeyPatch,

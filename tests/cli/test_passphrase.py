@@ -1,0 +1,214 @@
+"""``kstream encrypt/decrypt`` with passphrases: prompts on a real pseudo-terminal (the
+child's controlling terminal, while stdin and stdout are pipes), fd and file sources, no
+terminal at all, the work-factor cap, ``inspect``, and the usage errors."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from clirun import KST, fails, kst
+
+PHRASE = b"correct horse battery"
+
+
+class Tty:
+    """``kstream ARGS`` in a new session whose controlling terminal is a fresh pty; stdin
+    and stdout are pipes (fed and drained by a thread), stderr is captured."""
+
+    def __init__(self, *args: object, input: bytes = b"") -> None:
+        self.master, slave = os.openpty()
+        self._slave = slave
+        name = os.ttyname(slave)
+
+        def take_terminal() -> None:  # after setsid: the first tty opened becomes ours
+            os.open(name, os.O_RDWR)
+
+        self.proc = subprocess.Popen([*KST, *map(str, args)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True, preexec_fn=take_terminal)
+        self.result: tuple[bytes, bytes] = (b"", b"")
+        self.screen = b""
+        self._io = threading.Thread(target=self._communicate, args=(input,))
+        self._io.start()
+
+    def _communicate(self, data: bytes) -> None:
+        self.result = self.proc.communicate(data, timeout=120)
+
+    def expect(self, text: bytes, timeout: float = 60) -> None:
+        """Read the terminal until ``text`` has appeared on it."""
+        end = time.monotonic() + timeout
+        while text not in self.screen:
+            ready, _, _ = select.select([self.master], [], [], max(0, end - time.monotonic()))
+            if not ready:
+                raise AssertionError(f"no {text!r} on the terminal, only {self.screen!r}")
+            self.screen += os.read(self.master, 1024)
+
+    def type(self, line: bytes) -> None:
+        os.write(self.master, line)
+
+    def finish(self) -> tuple[int, bytes, str]:
+        self._io.join(130)
+        os.close(self.master)
+        os.close(self._slave)
+        return self.proc.returncode, self.result[0], self.result[1].decode()
+
+
+def test_encrypt_asks_twice_on_the_terminal_with_pipes_on_stdin_and_stdout(
+        tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    tty = Tty("encrypt", "-p", "--work-factor", 10, "--backend", "openssl", "-", "-",
+              input=data)
+    tty.expect(b"kstream: enter passphrase: ")
+    tty.type(PHRASE + b"\n")
+    tty.expect(b"kstream: confirm passphrase: ")
+    tty.type(PHRASE + b"\n")
+    code, out, err = tty.finish()
+    assert code == 0, err
+    assert PHRASE not in tty.screen  # echo was off
+    assert out[10] == 1 and out[33] == 10  # the passphrase flag; log2 N
+    (tmp_path / "c").write_bytes(out)
+    (tmp_path / "pw").write_bytes(PHRASE + b"\n")
+    back = kst("decrypt", "--passphrase-file", tmp_path / "pw", tmp_path / "c", "-").stdout
+    assert back == data
+
+    # decrypt asks once by itself (no option given), stdin and stdout pipes again
+    tty = Tty("decrypt", "-", "-", input=out)
+    tty.expect(b"kstream: enter passphrase: ")
+    tty.type(PHRASE + b"\n")
+    code, back, err = tty.finish()
+    assert (code, back) == (0, data), err
+    assert b"confirm" not in tty.screen and PHRASE not in tty.screen
+
+
+def test_encrypt_refuses_a_mismatch_and_an_empty_passphrase(tmp_path: Path) -> None:
+    (tmp_path / "p").write_bytes(b"data")
+    tty = Tty("encrypt", "-p", tmp_path / "p", tmp_path / "c")
+    tty.expect(b"enter passphrase: ")
+    tty.type(PHRASE + b"\n")
+    tty.expect(b"confirm passphrase: ")
+    tty.type(PHRASE + b"!\n")
+    code, _, err = tty.finish()
+    assert code == 2
+    assert err == "kstream: error: the passphrases do not match; nothing was encrypted\n"
+    tty = Tty("encrypt", "-p", tmp_path / "p", tmp_path / "c")
+    tty.expect(b"enter passphrase: ")
+    tty.type(b"\n")
+    code, _, err = tty.finish()
+    assert (code, err) == (2, "kstream: error: the passphrase is empty; refusing to use it\n")
+    assert sorted(os.listdir(tmp_path)) == ["p"]
+
+
+def test_decrypt_wrong_passphrase_on_the_terminal(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "p").write_bytes(os.urandom(5000))
+    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10, "-q",
+        tmp_path / "p", tmp_path / "c")
+    tty = Tty("decrypt", "-q", tmp_path / "c", tmp_path / "d")
+    tty.expect(b"enter passphrase: ")
+    tty.type(b"not it\n")
+    code, _, err = tty.finish()
+    assert code == 1
+    assert err == ("kstream: error: authentication failed: wrong passphrase or the file was "
+                   "modified (segment 0)\n")
+    assert sorted(os.listdir(tmp_path)) == ["c", "p", "pw"]
+
+
+def test_ctrl_c_at_the_prompt(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "p").write_bytes(b"x")
+    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
+        tmp_path / "p", tmp_path / "c")
+    tty = Tty("decrypt", tmp_path / "c", tmp_path / "d")
+    tty.expect(b"enter passphrase: ")
+    tty.type(b"\x03")  # the terminal's INTR character: SIGINT to the foreground group
+    code, _, err = tty.finish()
+    assert code == 130
+    assert err.endswith("kstream: error: interrupted at the passphrase prompt\n")
+    assert sorted(os.listdir(tmp_path)) == ["c", "p", "pw"]
+
+
+def test_no_terminal_and_no_passphrase_source_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "p").write_bytes(b"x" * 100)
+    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
+        tmp_path / "p", tmp_path / "c")
+    message = ("no terminal to ask for the passphrase on; give it with --passphrase-fd N or "
+               "--passphrase-file PATH")
+    for args in (("decrypt", tmp_path / "c", tmp_path / "d"), ("decrypt", "-p", "-", "-"),
+                 ("encrypt", "-p", tmp_path / "p", tmp_path / "e")):
+        proc = subprocess.run([*KST, *map(str, args)], input=(tmp_path / "c").read_bytes(),
+                              capture_output=True, start_new_session=True, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr.decode().splitlines()[-1] == f"kstream: error: {message}"
+        assert proc.stdout == b""
+    assert sorted(os.listdir(tmp_path)) == ["c", "p", "pw"]
+
+
+def test_fd_and_file_sources_and_inspect(tmp_path: Path) -> None:
+    data = os.urandom(2 * 1032192 + 17)
+    (tmp_path / "p").write_bytes(data)
+    (tmp_path / "pw").write_bytes(PHRASE + b"\nignored\n")
+    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 11,
+        tmp_path / "p", tmp_path / "c")
+    r, w = os.pipe()
+    os.write(w, PHRASE + b"\n")
+    os.close(w)
+    try:
+        proc = subprocess.run([*KST, "decrypt", "--passphrase-fd", str(r), "-j", "2",
+                               str(tmp_path / "c"), str(tmp_path / "d")], pass_fds=(r,),
+                              capture_output=True, start_new_session=True, timeout=120)
+    finally:
+        os.close(r)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "d").read_bytes() == data
+    text = kst("inspect", tmp_path / "c").stdout.decode()
+    assert "passphrase:      scrypt, log2 N = 11 (work factor), r = 8, p = 1: 2 MiB" in text
+    assert "header:          52 bytes" in text and f"plaintext:       {len(data)} bytes" in text
+    salt = (tmp_path / "c").read_bytes()[36:52].hex()
+    assert f"salt:            {salt}" in text
+
+
+def test_work_factor_cap_on_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "p").write_bytes(b"x" * 100)
+    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 12,
+        tmp_path / "p", tmp_path / "c")
+    fails("decrypt", "--passphrase-file", tmp_path / "pw", "--max-work-factor", 11,
+          tmp_path / "c", tmp_path / "d", code=1,
+          match="work factor is 12 (scrypt needs 4 MiB of memory), above the limit of 11; "
+          "if you trust the file, allow it with --max-work-factor 12")
+    assert not (tmp_path / "d").exists()
+    kst("decrypt", "--passphrase-file", tmp_path / "pw", "--max-work-factor", 12,
+        tmp_path / "c", tmp_path / "d")
+    assert (tmp_path / "d").read_bytes() == b"x" * 100
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (("decrypt", "-k", "{key}", "{c}", "{d}"), "this file is protected by a passphrase, not a "
+     "key: give the passphrase with -p/--passphrase"),
+    (("decrypt", "--passphrase-file", "{pw}", "{k}", "{d}"), "this file was encrypted with a "
+     "key, not a passphrase: give the key with -k/--key-file"),
+    (("encrypt", "-k", "{key}", "--work-factor", "12", "{p}", "{d}"),
+     "--work-factor applies to a passphrase, not to a key"),
+    (("encrypt", "-p", "--raw", "--iv", "00" * 16, "{p}", "{d}"), "--raw takes a key"),
+    (("encrypt", "--passphrase-file", "{pw}", "--work-factor", "9", "{p}", "{d}"),
+     "work factor must be between 10 and 30"),
+    (("encrypt", "-p", "-k", "{key}", "{p}", "{d}"), "not allowed with argument"),
+])
+def test_usage_errors_name_what_the_file_needs(tmp_path: Path, keyfile: Path,
+                                               args: tuple[str, ...], match: str) -> None:
+    (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "p").write_bytes(b"x")
+    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
+        tmp_path / "p", tmp_path / "c")
+    kst("encrypt", "-k", keyfile, tmp_path / "p", tmp_path / "k")
+    names = {"key": keyfile, "c": tmp_path / "c", "d": tmp_path / "d", "pw": tmp_path / "pw",
+             "k": tmp_path / "k", "p": tmp_path / "p"}
+    fails(*[a.format(**names) for a in args], code=2, match=match, start_new_session=True)
+    assert not (tmp_path / "d").exists()
