@@ -38,6 +38,7 @@ from kstream.keys import Key
 from kstream.passphrase import (
     DEFAULT_WORK_FACTOR,
     MAX_WORK_FACTOR,
+    Derivations,
     PassphraseArg,
     check_work_factor,
     derive,
@@ -71,7 +72,7 @@ class Secret:
     the command line asks only once the header says the file needs a passphrase)."""
 
     key: Key | None = None
-    passphrase: PassphraseArg | None = None
+    passphrase: PassphraseArg | Derivations | None = None
     work_factor: int = DEFAULT_WORK_FACTOR
     max_work_factor: int = MAX_WORK_FACTOR
 
@@ -79,7 +80,7 @@ class Secret:
         return f"<kstream Secret: {'key' if self.key is not None else 'passphrase'}>"
 
 
-def make_secret(key: Key | None, passphrase: PassphraseArg | None,
+def make_secret(key: Key | None, passphrase: PassphraseArg | Derivations | None,
                 work_factor: int | None = None, max_work_factor: int | None = None) -> Secret:
     """Check that exactly one of ``key`` and ``passphrase`` is given."""
     if (key is None) == (passphrase is None):
@@ -125,11 +126,13 @@ def _unlocked(encrypt: bool, secret: Secret, header: Header | None,
         yield secret.key, header
         return
     assert secret.passphrase is not None
+    shared = secret.passphrase if isinstance(secret.passphrase, Derivations) else None
     if encrypt:
         if header is None:
             iv = header_iv if header_iv is not None else os.urandom(IV_SIZE)
             header = Header(suite=CipherSuite.AES_256_CTR, iv=iv,
-                            kdf=new_params(secret.work_factor))
+                            kdf=(new_params(secret.work_factor) if shared is None
+                                 else shared.encryption_params()))
     elif header is None:
         raise UsageError("a passphrase needs a kstream file's header (it holds the salt); "
                          "raw mode takes a key")
@@ -140,6 +143,10 @@ def _unlocked(encrypt: bool, secret: Secret, header: Header | None,
         check_work_factor(header.kdf, secret.max_work_factor)
     if header.kdf is None:
         raise UsageError("a passphrase run needs a header with a passphrase block")
+    if shared is not None:  # many files: one derivation per salt, wiped by the run's owner
+        yield shared.key_for(header.kdf), header
+        return
+    assert not isinstance(secret.passphrase, Derivations)
     phrase = passphrase_bytes(secret.passphrase)
     try:
         key = derive(phrase, header.kdf)  # scrypt's memory is freed before streaming
@@ -178,7 +185,8 @@ async def _planned(direction: Direction, source: Source | None, secret: Secret, 
 
 
 async def encrypt_to(source: Source, sink: Sink | FdSink, *, key: Key | None = None,
-                     passphrase: PassphraseArg | None = None, work_factor: int | None = None,
+                     passphrase: PassphraseArg | Derivations | None = None,
+                     work_factor: int | None = None,
                      progress: Progress | None = None, **kw: Any) -> None:
     """Encrypt everything from ``source`` into ``sink`` (header first unless ``raw``).
 
@@ -191,7 +199,7 @@ async def encrypt_to(source: Source, sink: Sink | FdSink, *, key: Key | None = N
 
 
 async def decrypt_to(source: Source, sink: Sink | FdSink, *, key: Key | None = None,
-                     passphrase: PassphraseArg | None = None,
+                     passphrase: PassphraseArg | Derivations | None = None,
                      max_work_factor: int | None = None,
                      progress: Progress | None = None, **kw: Any) -> None:
     """Decrypt everything from ``source`` into ``sink``, checking every segment's tag."""
@@ -231,7 +239,8 @@ def _sink_for(dst: FileArg) -> Sink | FdSink:
 
 
 async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
-                       key: Key | None = None, passphrase: PassphraseArg | None = None,
+                       key: Key | None = None,
+                       passphrase: PassphraseArg | Derivations | None = None,
                        work_factor: int | None = None, max_work_factor: int | None = None,
                        force: bool = False, jobs: int | None = None,
                        progress: Progress | None = None, **kw: Any) -> None:
@@ -292,7 +301,7 @@ async def _run_into_file(direction: Direction, source: Source, sink: FdSink, sec
 
 async def encrypt_file(
     src: FileArg, dst: FileArg, *, key: Key | None = None,
-    passphrase: PassphraseArg | None = None, work_factor: int | None = None,
+    passphrase: PassphraseArg | Derivations | None = None, work_factor: int | None = None,
     backend: BackendName = "auto", force: bool = False, raw: bool = False,
     iv: bytes | None = None, verify: bool = False, options: CipherOptions | None = None,
     notify: Notify | None = None, progress: Progress | None = None, jobs: int | None = None,
@@ -313,7 +322,7 @@ async def encrypt_file(
 
 async def decrypt_file(
     src: FileArg, dst: FileArg, *, key: Key | None = None,
-    passphrase: PassphraseArg | None = None, max_work_factor: int | None = None,
+    passphrase: PassphraseArg | Derivations | None = None, max_work_factor: int | None = None,
     backend: BackendName = "auto", force: bool = False, raw: bool = False,
     iv: bytes | None = None, verify: bool = False, options: CipherOptions | None = None,
     notify: Notify | None = None, progress: Progress | None = None, jobs: int | None = None,
@@ -331,7 +340,7 @@ async def decrypt_file(
 
 async def encrypt_stream(
     source: AsyncIterable[bytes] | Any, *, key: Key | None = None,
-    passphrase: PassphraseArg | None = None, work_factor: int | None = None,
+    passphrase: PassphraseArg | Derivations | None = None, work_factor: int | None = None,
     backend: BackendName = "auto", raw: bool = False, iv: bytes | None = None,
     verify: bool = False, options: CipherOptions | None = None, notify: Notify | None = None,
 ) -> AsyncIterator[bytes | bytearray]:
@@ -352,7 +361,7 @@ async def encrypt_stream(
 
 async def decrypt_stream(
     source: AsyncIterable[bytes] | Any, *, key: Key | None = None,
-    passphrase: PassphraseArg | None = None, max_work_factor: int | None = None,
+    passphrase: PassphraseArg | Derivations | None = None, max_work_factor: int | None = None,
     backend: BackendName = "auto", raw: bool = False, iv: bytes | None = None,
     verify: bool = False, options: CipherOptions | None = None, notify: Notify | None = None,
 ) -> AsyncIterator[bytes]:

@@ -105,6 +105,56 @@ def derive(passphrase: bytes | bytearray, params: KdfParams) -> Key:
     return Key(kdf.derive(passphrase))  # a bytearray is read in place, not copied
 
 
+class Derivations:
+    """One passphrase for a run over many files: obtained once, derived once per set of
+    parameters.
+
+    scrypt is meant to be slow (about a second at the default), so it must not run once per
+    file: files encrypted in one run share one salt and so one derivation (each file keeps
+    its own random IV, so no keystream repeats), and decryption keeps the keys it derived by
+    their parameters, salt included. Pass an instance as ``passphrase=``; call :meth:`wipe`
+    when the run ends (the keys are not wiped per file).
+    """
+
+    def __init__(self, passphrase: PassphraseArg,
+                 work_factor: int = DEFAULT_WORK_FACTOR) -> None:
+        self._source: PassphraseArg | None = passphrase
+        self._phrase: bytearray | None = None
+        self._work_factor = work_factor
+        self._params: KdfParams | None = None
+        self._keys: dict[KdfParams, Key] = {}
+
+    def __repr__(self) -> str:  # never the passphrase
+        return f"<kstream Derivations: {len(self._keys)} keys>"
+
+    def encryption_params(self) -> KdfParams:
+        """The parameters (one salt) for every file this run encrypts."""
+        if self._params is None:
+            self._params = new_params(self._work_factor)
+        return self._params
+
+    def key_for(self, params: KdfParams) -> Key:
+        """The key for ``params``, derived on first use (the passphrase is asked or read
+        then, once)."""
+        key = self._keys.get(params)
+        if key is None:
+            if self._phrase is None:
+                if self._source is None:
+                    raise ValueError("these derivations were wiped")
+                self._phrase = passphrase_bytes(self._source)
+                self._source = None
+            key = self._keys[params] = derive(self._phrase, params)
+        return key
+
+    def wipe(self) -> None:
+        if self._phrase is not None:
+            wipe(self._phrase)
+        for key in self._keys.values():
+            key.wipe()
+        self._keys.clear()
+        self._source = None
+
+
 _MAX_LINE = 64 << 10  # a passphrase line; refuse to slurp a large file by mistake
 
 

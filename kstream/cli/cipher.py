@@ -90,6 +90,24 @@ def _load_key(args: argparse.Namespace) -> Key:
                      "--key-serial N or -p/--passphrase")
 
 
+def unlock(args: argparse.Namespace) -> tuple[Key | None, PassphraseArg | None, int | None]:
+    """The run's key or passphrase, and the work factor option (``--work-factor`` when
+    encrypting, ``--max-work-factor`` when decrypting). Encryption asks for a passphrase
+    now; decryption only once a header shows a file needs one."""
+    encrypt = args.command == "encrypt"
+    wants_phrase = (args.passphrase or args.passphrase_fd is not None
+                    or args.passphrase_file is not None)
+    factor = getattr(args, "work_factor" if encrypt else "max_work_factor")
+    if factor is not None and _key_given(args):
+        option = "--work-factor" if encrypt else "--max-work-factor"
+        raise UsageError(f"{option} applies to a passphrase, not to a key")
+    if args.raw and wants_phrase:
+        raise UsageError("--raw takes a key: raw output has no header to hold a passphrase's "
+                         "salt")
+    passphrase = _passphrase(args, encrypt)
+    return (_load_key(args) if passphrase is None else None), passphrase, factor
+
+
 def _key_given(args: argparse.Namespace) -> bool:
     return any(getattr(args, name, None) is not None
                for name in ("key_file", "key_fd", "key_name", "key_serial"))
@@ -101,7 +119,11 @@ def _passphrase(args: argparse.Namespace, encrypt: bool) -> PassphraseArg | None
     if args.passphrase_fd is not None:
         return read_passphrase_fd(args.passphrase_fd)
     if args.passphrase_file is not None:
-        return read_passphrase_file(args.passphrase_file)
+        phrase = read_passphrase_file(args.passphrase_file)
+        loose = readable_by_others(args.passphrase_file, "passphrase file")
+        if loose is not None:
+            tui.warning(loose, quiet=args.quiet)
+        return phrase
     if encrypt:
         return tui.ask_passphrase(confirm=True) if args.passphrase else None
     if not args.raw and (args.passphrase or not _key_given(args)):
@@ -204,8 +226,8 @@ def cmd_cipher(args: argparse.Namespace) -> int:
     paths = args.paths
     if args.suffix is not None or args.output_dir is not None or (
             len(paths) == 1 and paths[0] != "-"):
-        return run_files(args, _load_key, CipherOptions(driver=args.driver,
-                                                        transfer=args.transfer))
+        return run_files(args, unlock, CipherOptions(driver=args.driver,
+                                                     transfer=args.transfer))
     if len(paths) != 2:
         raise UsageError("give IN and OUT, or FILE... with --suffix or --output-dir")
     args.input, args.output = paths
@@ -225,20 +247,10 @@ def _cmd_one(args: argparse.Namespace) -> int:
         )
     if args.input != "-" and args.input == args.output:
         raise UsageError(f"input and output are the same file ('{args.input}')")
-    wants_phrase = (args.passphrase or args.passphrase_fd is not None
-                    or args.passphrase_file is not None)
-    factor = getattr(args, "work_factor" if encrypt else "max_work_factor")
-    if factor is not None and _key_given(args):
-        option = "--work-factor" if encrypt else "--max-work-factor"
-        raise UsageError(f"{option} applies to a passphrase, not to a key")
-    if args.raw and wants_phrase:
-        raise UsageError("--raw takes a key: raw output has no header to hold a passphrase's "
-                         "salt")
     if args.output != "-":  # before asking: a passphrase typed twice for nothing annoys
         check_output_path(args.output, force=args.force,
                           src=args.input if args.input != "-" else None)
-    passphrase = _passphrase(args, encrypt)
-    key = _load_key(args) if passphrase is None else None
+    key, passphrase, factor = unlock(args)
     _show_iv(args.iv, iv)
     total = _input_size(args.input)
     if total is not None and not encrypt and not args.raw:

@@ -13,11 +13,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kstream.backends.base import CipherOptions
 from kstream.cli import tui
 from kstream.errors import KstreamError, UsageError
 from kstream.keys import Key
+from kstream.passphrase import DEFAULT_WORK_FACTOR, Derivations, PassphraseArg, wipe
 
 #: Exit statuses from the least to the most severe: a bad file (1) < a usage error for one
 #: file, such as an existing output (2) < an I/O error (4) < no backend at all (3) < a
@@ -143,8 +145,10 @@ def file_size(path: str) -> int:
         return 0
 
 
-def run_files(args: argparse.Namespace, load_key: Callable[[argparse.Namespace], Key],
-              options: CipherOptions) -> int:
+Unlock = Callable[[argparse.Namespace], tuple[Key | None, PassphraseArg | None, int | None]]
+
+
+def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) -> int:
     """``kstream encrypt|decrypt [--suffix SUF] [--output-dir DIR] FILE...``; the status."""
     encrypt = args.command == "encrypt"
     if args.raw:
@@ -153,7 +157,10 @@ def run_files(args: argparse.Namespace, load_key: Callable[[argparse.Namespace],
     tasks, refused = plan_outputs(args.paths, encrypt=encrypt,
                                   suffix=DEFAULT_SUFFIX if args.suffix is None else args.suffix,
                                   output_dir=args.output_dir)
-    key = load_key(args)
+    key, phrase, factor = unlock(args)
+    # A passphrase is asked once and derived once per salt for the whole run.
+    shared = None if phrase is None else Derivations(
+        phrase, DEFAULT_WORK_FACTOR if factor is None or not encrypt else factor)
     tally = Tally(len(args.paths))
     for src, exc in refused:
         fail(tally, src, exc)
@@ -167,9 +174,12 @@ def run_files(args: argparse.Namespace, load_key: Callable[[argparse.Namespace],
                            len(tasks)) as (progress, file_done):
 
             async def one(task: Task) -> None:
-                await transform(task.src, task.dst, key=key, backend=args.backend,
-                                force=args.force, verify=args.verify, options=options,
-                                notify=notify, progress=progress, jobs=1)
+                limit: dict[str, Any] = ({} if encrypt or factor is None
+                                         else {"max_work_factor": factor})
+                await transform(task.src, task.dst, key=key, passphrase=shared,
+                                backend=args.backend, force=args.force, verify=args.verify,
+                                options=options, notify=notify, progress=progress, jobs=1,
+                                **limit)
 
             async def go() -> None:
                 try:
@@ -181,7 +191,12 @@ def run_files(args: argparse.Namespace, load_key: Callable[[argparse.Namespace],
 
             run(go())
     finally:
-        key.wipe()
+        if key is not None:
+            key.wipe()
+        if shared is not None:
+            shared.wipe()
+        if isinstance(phrase, bytearray):
+            wipe(phrase)
     return most_severe(tally.codes)
 
 

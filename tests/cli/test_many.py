@@ -233,3 +233,53 @@ def test_many_files_through_the_kernel_backend(tmp_path: Path, keyfile: Path) ->
         *[p.with_name(p.name + ".kst") for p in files])
     for path, data in files.items():
         assert path.read_bytes() == data
+
+
+def test_a_passphrase_is_derived_once_per_run(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files encrypted in one run share one salt (one scrypt), each with its own IV;
+    decryption derives once per salt, however many files carry it."""
+    import kstream.passphrase
+
+    files = make_files(tmp_path, [100, 2000, 70_000])
+    phrase = tmp_path / "phrase"
+    phrase.write_text("correct horse\n")
+    phrase.chmod(0o600)
+    real = kstream.passphrase.derive
+    calls: list[int] = []
+
+    def counting(passphrase: Any, params: Any) -> Any:
+        calls.append(params.log2n)
+        return real(passphrase, params)
+
+    monkeypatch.setattr(kstream.passphrase, "derive", counting)
+    code, _, err = run_main(capsys, "encrypt", "-q", "--passphrase-file", phrase,
+                            "--work-factor", "12", "--suffix", ".kst", *files)
+    assert code == 0, err
+    assert calls == [12]
+    headers = [p.with_name(p.name + ".kst").read_bytes()[:52] for p in files]
+    assert len({h[36:52] for h in headers}) == 1  # one salt for the run
+    assert len({h[16:32] for h in headers}) == 3  # a fresh IV per file
+    for path in files:
+        path.unlink()
+    calls.clear()
+    code, _, err = run_main(capsys, "decrypt", "-q", "--passphrase-file", phrase, "--suffix",
+                            ".kst", *[p.with_name(p.name + ".kst") for p in files])
+    assert code == 0, err
+    assert calls == [12]
+    assert {p: p.read_bytes() for p in files} == files
+    # a file from another run (another salt) costs one more derivation, not one per file
+    other = tmp_path / "other"
+    other.write_bytes(b"x")
+    run_main(capsys, "encrypt", "-q", "--passphrase-file", phrase, "--work-factor", "12",
+             other)
+    for path in [*files, other]:
+        path.unlink()
+    calls.clear()
+    code, _, err = run_main(capsys, "decrypt", "-q", "--passphrase-file", phrase, "--suffix",
+                            ".kst", other.with_name("other.kst"),
+                            *[p.with_name(p.name + ".kst") for p in files])
+    assert code == 0, err
+    assert calls == [12, 12]  # two salts: two derivations for four files
+    assert {p: p.read_bytes() for p in files} == files and other.read_bytes() == b"x"
