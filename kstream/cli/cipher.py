@@ -18,8 +18,8 @@ from kstream.backends.base import BACKEND_NAMES, CipherOptions
 from kstream.cli import tui
 from kstream.cli.key import add_keyring_options, load_keyring_key
 from kstream.cli.many import DEFAULT_SUFFIX, FILES_IN_FLIGHT, run_files
-from kstream.errors import UsageError
-from kstream.format import HEADER_SIZE, IV_SIZE, Header, plaintext_size
+from kstream.errors import FormatError, UsageError, io_errors
+from kstream.format import HEADER_SIZE, IV_SIZE, Header, header_size, plaintext_size
 from kstream.keys import Key, readable_by_others
 from kstream.passphrase import (
     DEFAULT_WORK_FACTOR,
@@ -286,32 +286,44 @@ def _cmd_one(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_up_to(fd: int, n: int, name: str) -> bytes:
+    """``n`` bytes, or fewer only at the end of the input."""
+    out = bytearray()
+    with io_errors("read", name):
+        while len(out) < n and (got := os.read(fd, n - len(out))):
+            out += got
+    return bytes(out)
+
+
+def _inspected(fd: int, name: str) -> tuple[Header, int]:
+    """The header at the start of ``fd`` and the size of the body after it. Plain reads: a
+    header needs neither the event loop nor OpenSSL (see ``kstream --help``'s start-up)."""
+    data = _read_up_to(fd, HEADER_SIZE, name)
+    if not data:
+        raise FormatError("input is empty: not a kstream file")
+    if (size := header_size(data)) > len(data) == HEADER_SIZE:
+        data += _read_up_to(fd, size - HEADER_SIZE, name)
+    header = Header.parse(data)
+    with io_errors("read", name):
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return header, max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR), 0)
+        body = 0
+        while chunk := os.read(fd, 1 << 20):
+            body += len(chunk)
+    return header, body
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from kstream.api import open_source, read_header
-    from kstream.cli.runner import run
-    from kstream.engine.fdio import FdSource
-
-    async def read() -> tuple[Header, int]:
-        source, owned_fd = await open_source(0 if args.file == "-" else args.file)
+    if args.file == "-":
+        header, body = _inspected(0, "stdin")
+    else:
+        with io_errors("open input", f"'{args.file}'"):
+            fd = os.open(args.file, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            header = await read_header(source)
-            size = source.size_hint() if isinstance(source, FdSource) else None
-            if size is None:
-                size = 0
-                while (got := (await source.read_pieces(1 << 20))[1]):
-                    size += got
-            return header, size
+            header, body = _inspected(fd, f"input '{args.file}'")
         finally:
-            if owned_fd is not None:
-                os.close(owned_fd)
-
-    result: list[tuple[Header, int]] = []
-
-    async def go() -> None:
-        result.append(await read())
-
-    run(go())
-    header, body = result[0]
+            os.close(fd)
     info = {
         "format": "kstream",
         "version": header.version,

@@ -69,10 +69,16 @@ def test_building_the_parser_imports_no_measuring_or_drawing() -> None:
 HEAVY = ("asyncio", "uvloop", "aiofiles", "tqdm", "cryptography")
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["keygen", "-"], ["key", "list"]])
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["keygen", "-"], ["key", "list"],
+                                  ["inspect", "FILE"], ["inspect", "--json", "FILE"]])
 def test_commands_that_need_no_cipher_start_without_asyncio_or_openssl(
         argv: list[str], tmp_path: Path) -> None:
     """Loaded modules of a real run, read in the same process after it ends."""
+    if "FILE" in argv:
+        (tmp_path / "k").write_text("00" * 32)
+        (tmp_path / "p").write_bytes(b"x" * 3000)
+        kst("encrypt", "-q", "-k", tmp_path / "k", tmp_path / "p", tmp_path / "p.kst")
+        argv = [str(tmp_path / "p.kst") if a == "FILE" else a for a in argv]
     code = ("import sys\nfrom kstream.cli.main import main\n"
             f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
             "print(' '.join(sorted(sys.modules)), file=sys.stderr)")

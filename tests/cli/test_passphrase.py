@@ -74,6 +74,7 @@ def test_encrypt_asks_twice_on_the_terminal_with_pipes_on_stdin_and_stdout(
     assert out[10] == 1 and out[33] == 10  # the passphrase flag; log2 N
     (tmp_path / "c").write_bytes(out)
     (tmp_path / "pw").write_bytes(PHRASE + b"\n")
+    (tmp_path / "pw").chmod(0o600)  # no permission warning
     back = kst("decrypt", "--passphrase-file", tmp_path / "pw", tmp_path / "c", "-").stdout
     assert back == data
 
@@ -106,6 +107,7 @@ def test_encrypt_refuses_a_mismatch_and_an_empty_passphrase(tmp_path: Path) -> N
 
 def test_decrypt_wrong_passphrase_on_the_terminal(tmp_path: Path) -> None:
     (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "pw").chmod(0o600)  # no permission warning
     (tmp_path / "p").write_bytes(os.urandom(5000))
     kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10, "-q",
         tmp_path / "p", tmp_path / "c")
@@ -121,6 +123,7 @@ def test_decrypt_wrong_passphrase_on_the_terminal(tmp_path: Path) -> None:
 
 def test_ctrl_c_at_the_prompt(tmp_path: Path) -> None:
     (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "pw").chmod(0o600)  # no permission warning
     (tmp_path / "p").write_bytes(b"x")
     kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
         tmp_path / "p", tmp_path / "c")
@@ -135,6 +138,7 @@ def test_ctrl_c_at_the_prompt(tmp_path: Path) -> None:
 
 def test_no_terminal_and_no_passphrase_source_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "pw").chmod(0o600)  # no permission warning
     (tmp_path / "p").write_bytes(b"x" * 100)
     kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
         tmp_path / "p", tmp_path / "c")
@@ -154,6 +158,7 @@ def test_fd_and_file_sources_and_inspect(tmp_path: Path) -> None:
     data = os.urandom(2 * 1032192 + 17)
     (tmp_path / "p").write_bytes(data)
     (tmp_path / "pw").write_bytes(PHRASE + b"\nignored\n")
+    (tmp_path / "pw").chmod(0o600)  # no permission warning
     kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 11,
         tmp_path / "p", tmp_path / "c")
     r, w = os.pipe()
@@ -176,6 +181,7 @@ def test_fd_and_file_sources_and_inspect(tmp_path: Path) -> None:
 
 def test_work_factor_cap_on_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "pw").chmod(0o600)  # no permission warning
     (tmp_path / "p").write_bytes(b"x" * 100)
     kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 12,
         tmp_path / "p", tmp_path / "c")
@@ -204,6 +210,7 @@ def test_work_factor_cap_on_the_command_line(tmp_path: Path) -> None:
 def test_usage_errors_name_what_the_file_needs(tmp_path: Path, keyfile: Path,
                                                args: tuple[str, ...], match: str) -> None:
     (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "pw").chmod(0o600)  # no permission warning
     (tmp_path / "p").write_bytes(b"x")
     kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
         tmp_path / "p", tmp_path / "c")
@@ -212,3 +219,15 @@ def test_usage_errors_name_what_the_file_needs(tmp_path: Path, keyfile: Path,
              "k": tmp_path / "k", "p": tmp_path / "p"}
     fails(*[a.format(**names) for a in args], code=2, match=match, start_new_session=True)
     assert not (tmp_path / "d").exists()
+
+
+def test_a_passphrase_file_readable_by_others_is_used_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_bytes(PHRASE)
+    (tmp_path / "pw").chmod(0o644)
+    (tmp_path / "p").write_bytes(b"data")
+    proc = kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
+               tmp_path / "p", tmp_path / "c")
+    assert ("kstream: warning: passphrase file" in proc.stderr.decode()
+            and "chmod 600" in proc.stderr.decode())
+    quiet = kst("decrypt", "-q", "--passphrase-file", tmp_path / "pw", tmp_path / "c", "-")
+    assert quiet.stdout == b"data" and quiet.stderr == b""
