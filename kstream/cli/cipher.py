@@ -221,6 +221,15 @@ def _input_size(path: str) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
+def _header_size_of(path: str) -> int:
+    """For the progress bar's total: a passphrase file's header is longer."""
+    try:
+        with open(path, "rb") as f:
+            return header_size(f.read(HEADER_SIZE))
+    except OSError:
+        return HEADER_SIZE
+
+
 def cmd_cipher(args: argparse.Namespace) -> int:
     """``IN OUT`` as always; many-files mode with --suffix/--output-dir or one lone FILE."""
     paths = args.paths
@@ -254,7 +263,7 @@ def _cmd_one(args: argparse.Namespace) -> int:
     _show_iv(args.iv, iv)
     total = _input_size(args.input)
     if total is not None and not encrypt and not args.raw:
-        total = max(total - HEADER_SIZE, 0)
+        total = max(total - _header_size_of(args.input), 0)
     # Imported here: --help, keygen and inspect must not pay for asyncio and OpenSSL.
     from kstream.api import decrypt_file, encrypt_file
     from kstream.cli.runner import run

@@ -20,7 +20,7 @@ from typing import Any
 from kstream import encrypted_keys, keyring
 from kstream.cli import tui
 from kstream.errors import UsageError
-from kstream.keys import Key
+from kstream.keys import Key, readable_by_others
 
 KEYRING_CHOICES = ("user", "session", "process")
 TYPE_CHOICES = ("logon", "user")
@@ -230,6 +230,9 @@ def cmd_add(args: argparse.Namespace) -> int:
         key = Key.from_fd(0)
     else:
         key = Key.from_file(args.keyfile)
+        loose = readable_by_others(args.keyfile)
+        if loose is not None:
+            tui.warning(loose, quiet=args.quiet)
     try:
         serial = key.add_to_keyring(args.name, args.key_type, args.keyring)
         _added(args, key, serial, only_copy=False)

@@ -123,3 +123,16 @@ def test_defaults_are_256_bits_and_128_bits_into_the_keyring_warns(
     code, _, err = run_main(capsys, "key", "add", "z", tmp_path / "k")
     assert code == 0 and "warning" not in err
     assert added == [32, 16, 16, 32]
+
+
+def test_key_add_warns_about_a_key_file_others_can_read(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    monkeypatch.setattr(keyring, "ensure_absent", lambda description, ring: 7)
+    monkeypatch.setattr(keyring, "add_key", lambda *args: 4242)
+    run_main(capsys, "keygen", tmp_path / "k")
+    (tmp_path / "k").chmod(0o640)
+    code, out, err = run_main(capsys, "key", "add", "x", tmp_path / "k")
+    assert (code, out) == (0, "4242\n")
+    assert err.startswith("kstream: warning: key file") and "chmod 600" in err
+    assert run_main(capsys, "key", "add", "x", tmp_path / "k", "-q") == (0, "4242\n", "")
