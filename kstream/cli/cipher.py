@@ -17,7 +17,12 @@ from kstream.atomic import check_output_path
 from kstream.backends.base import BACKEND_NAMES, CipherOptions
 from kstream.cli import tui
 from kstream.cli.key import add_keyring_options, load_keyring_key
-from kstream.cli.many import DEFAULT_SUFFIX, FILES_IN_FLIGHT, run_files
+from kstream.cli.many import (
+    DEFAULT_SUFFIX,
+    FILES_IN_FLIGHT,
+    SMALL_FILES_IN_FLIGHT,
+    run_files,
+)
 from kstream.errors import FormatError, UsageError, io_errors
 from kstream.format import HEADER_SIZE, IV_SIZE, Header, header_size, plaintext_size
 from kstream.keys import Key, readable_by_others
@@ -173,7 +178,8 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--jobs", type=_positive, metavar="N", default=None,
                    help="parallel ranges for a regular-file IN and a file OUT (default: the "
                    "number of CPUs); with many files: files in flight (default: "
-                   f"{FILES_IN_FLIGHT})")
+                   f"{FILES_IN_FLIGHT}, or {SMALL_FILES_IN_FLIGHT} when the files average "
+                   "under 1 MiB)")
     p.add_argument("--suffix", metavar="SUF",
                    help="many files: encrypting writes FILE+SUF, decrypting FILE without SUF "
                    f"(default {DEFAULT_SUFFIX})")

@@ -283,3 +283,11 @@ def test_a_passphrase_is_derived_once_per_run(tmp_path: Path,
     assert code == 0, err
     assert calls == [12, 12]  # two salts: two derivations for four files
     assert {p: p.read_bytes() for p in files} == files and other.read_bytes() == b"x"
+
+
+def test_default_files_in_flight_follows_the_mean_size() -> None:
+    from kstream.cli.many import FILES_IN_FLIGHT, SMALL_FILES_IN_FLIGHT, files_in_flight
+
+    assert files_in_flight([4096] * 1000) == SMALL_FILES_IN_FLIGHT == 1
+    assert files_in_flight([10 << 20] * 100) == FILES_IN_FLIGHT == 4
+    assert files_in_flight([]) == FILES_IN_FLIGHT
