@@ -12,7 +12,6 @@ run from ``kstream.run(main())`` (uvloop when installed) or any asyncio event lo
 
 from typing import TYPE_CHECKING, Any
 
-from kstream.backends.base import CipherOptions
 from kstream.errors import (
     BackendUnavailable,
     FormatError,
@@ -23,11 +22,12 @@ from kstream.errors import (
     KstreamError,
     UsageError,
 )
-from kstream.format import CipherSuite, Header
-from kstream.keys import Key
 
 if TYPE_CHECKING:
     from kstream.api import decrypt_file, decrypt_stream, encrypt_file, encrypt_stream
+    from kstream.backends.base import CipherOptions
+    from kstream.format import CipherSuite, Header
+    from kstream.keys import Key
     from kstream.loop import run
 
 __version__ = "0.1.0"
@@ -35,7 +35,9 @@ __version__ = "0.1.0"
 #: Loaded on first use: asyncio, uvloop and OpenSSL cost more start-up time than a small
 #: file takes to encrypt, and ``kstream --version``, ``keygen`` or ``key list`` need none.
 _LAZY = {"decrypt_file": "kstream.api", "decrypt_stream": "kstream.api",
-         "encrypt_file": "kstream.api", "encrypt_stream": "kstream.api", "run": "kstream.loop"}
+         "encrypt_file": "kstream.api", "encrypt_stream": "kstream.api", "run": "kstream.loop",
+         "CipherOptions": "kstream.backends.base", "CipherSuite": "kstream.format",
+         "Header": "kstream.format", "Key": "kstream.keys"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
 """``python -m kstream`` is the ``kstream`` command."""
 
-from kstream.cli.main import entry
+from kstream.cli import entry
 
 entry()

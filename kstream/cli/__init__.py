@@ -2,7 +2,27 @@
 
 Layers, each importing only those before it: :mod:`~kstream.cli.tui` (everything shown on
 the terminal), :mod:`~kstream.cli.runner` (running a command's coroutine under signals),
-the command modules :mod:`~kstream.cli.key`, :mod:`~kstream.cli.cipher` and
-:mod:`~kstream.cli.info`, and :mod:`~kstream.cli.main`. This file imports nothing, so that
-importing one layer never drags in the others.
+the command modules :mod:`~kstream.cli.key`, :mod:`~kstream.cli.many`,
+:mod:`~kstream.cli.cipher` and :mod:`~kstream.cli.info`, and :mod:`~kstream.cli.main`. This
+file imports none of them at import time, so that importing one layer never drags in the
+others.
 """
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+
+def entry() -> NoReturn:
+    """The console script. ``kstream --version`` answers before anything else is imported:
+    a script that checks the version pays for the interpreter and nothing more."""
+    if sys.argv[1:] == ["--version"]:
+        from kstream import __version__
+
+        sys.stdout.write(f"kstream {__version__}\n")
+        sys.stdout.flush()
+        raise SystemExit(0)
+    from kstream.cli.main import entry as run
+
+    run()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from clirun import kst
 
+from kstream import __version__
 from kstream.bench import cli as bench
 from kstream.cli import main as cli
 
@@ -104,3 +105,17 @@ def test_encrypting_loads_what_it_needs_and_no_progress_bar(tmp_path: Path) -> N
     assert {"asyncio", "cryptography"} <= loaded
     assert "tqdm" not in loaded  # stderr is not a terminal: no bar, no tqdm
     assert (tmp_path / "out").stat().st_size > 5000
+
+
+def test_version_answers_before_the_command_line_is_built() -> None:
+    """The console script's ``--version`` imports nothing of kstream but its version."""
+    code = ("import sys\nsys.argv = ['kstream', '--version']\nfrom kstream.cli import entry\n"
+            "try:\n    entry()\nexcept SystemExit as exc:\n    code = exc.code\n"
+            "print(code, ' '.join(sorted(m for m in sys.modules if m.startswith('kstream'))),"
+            " file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout == f"kstream {__version__}\n"
+    status, *modules = proc.stderr.split()
+    assert status == "0"
+    assert set(modules) <= {"kstream", "kstream.cli", "kstream.errors"}, modules
