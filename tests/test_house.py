@@ -29,8 +29,8 @@ ORDER = {
                                 ["backend"], ["diagnosis"]],
     "kstream.engine": [["threads"], ["fdio"], ["iterate", "pipe", "ranges"], ["plan"]],
     "kstream.cli": [["tui"], ["runner"], ["key"], ["many"], ["cipher"], ["info"], ["main"]],
-    "kstream.bench": [["units"], ["machine"], ["memory", "workfiles"], ["plot", "commands", "many"],
-                      ["files"], ["cli"], ["__main__"]],
+    "kstream.bench": [["units"], ["machine"], ["memory", "workfiles"], ["plot", "commands"],
+                      ["many"], ["files"], ["cli"], ["__main__"]],
 }
 #: Floors below the engine: they never import the engine, the codec, the API or the CLI.
 LOWER = ("kstream.backends", "kstream.format", "kstream.keys", "kstream.keyring",

@@ -14,11 +14,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kstream.bench.commands import BenchError, run_command
 from kstream.bench.units import MIB, format_size, median
 from kstream.bench.workfiles import generate_file, same_content
 
@@ -35,13 +35,7 @@ def kstream_command() -> list[str]:
 
 
 def _timed(argv: Sequence[str]) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - start
-    if proc.returncode:
-        raise RuntimeError(f"'{shlex.join(argv)[:200]}' failed ({proc.returncode}): "
-                           f"{proc.stderr.decode(errors='replace').strip()[:300]}")
-    return elapsed
+    return run_command(argv).seconds
 
 
 def _sh(script: str) -> float:
@@ -159,7 +153,7 @@ def _check(src: str, workdir: str, way: Way) -> None:
     for name in os.listdir(src):
         if (name.startswith("f") and not name.endswith(".enc")
                 and not same_content(os.path.join(src, name), os.path.join(out, name))):
-            raise RuntimeError(f"{way.label}: {name} did not come back equal")
+            raise BenchError(f"{way.label}: {name} did not come back equal")
 
 
 def run_startup(workdir: str, key_path: str, *, repeat: int) -> list[dict[str, Any]]:
