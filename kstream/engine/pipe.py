@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from kstream.backends.base import BLOCK, FdCipherStream
 from kstream.engine.fdio import FdSink, FdSource
-from kstream.engine.threads import wait_for_worker
+from kstream.engine.threads import from_worker, wait_for_worker
 from kstream.errors import io_errors
 from kstream.segments import Codec, OpenCodec, SealCodec
 
@@ -84,23 +84,11 @@ class _Pump:
         self.free.put(None)
 
 
-def _thread_progress(progress: Progress | None) -> Progress | None:
-    """``progress`` made callable from a worker thread (it runs on the loop)."""
-    if progress is None:
-        return None
-    loop = asyncio.get_running_loop()
-
-    def report(n: int) -> None:
-        loop.call_soon_threadsafe(progress, n)
-
-    return report
-
-
 async def pump(source: FdSource, codec: Codec, sink: FdSink,
                progress: Progress | None = None) -> None:
     """Run everything from ``source`` through ``codec`` into ``sink``."""
     loop = asyncio.get_running_loop()
-    state = _Pump(source, codec, sink, _thread_progress(progress))
+    state = _Pump(source, codec, sink, from_worker(progress))
     # The reader may block for good on a pipe that never ends: nothing waits for it.
     loop.run_in_executor(None, state.read_all)
     try:
@@ -127,7 +115,7 @@ async def pump_from_fd(source: FdSource, codec: Codec, sink: FdSink,
     seal = codec.seal if isinstance(codec, SealCodec) else None
     unit = codec.unit
     stopped = threading.Event()
-    report = _thread_progress(progress)
+    report = from_worker(progress)
 
     def emit(pending: bytearray, final: bool) -> None:
         """Write the whole segments in ``pending``, and the rest as the last if ``final``."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from kstream.backends.base import BLOCK
 from kstream.engine.fdio import FdSink, FdSource
-from kstream.engine.threads import wait_for_worker
+from kstream.engine.threads import from_worker, wait_for_worker
 from kstream.segments import Codec
 
 Progress = Callable[[int], None]
@@ -75,10 +75,7 @@ async def run_ranges(source: FdSource, sink: FdSink, ranges: list[Range],
     #: Set once segment 0 went through its codec, or when the run is over for any reason.
     first_done = threading.Event()
 
-    def tick(n: int) -> None:
-        if progress is not None:
-            loop.call_soon_threadsafe(progress, n)
-
+    tick = from_worker(progress)
     def work(job: Range) -> None:
         if job.first != 0:
             first_done.wait()
@@ -102,7 +99,8 @@ async def run_ranges(source: FdSource, sink: FdSink, ranges: list[Range],
                     source.pread_into(view[:n], pos)
                     pos += n
                     out = sink.pwrite_buffers(codec.process(view, n, n < codec.unit), out)
-                    tick(n)
+                    if tick is not None:
+                        tick(n)
                     first_done.set()
         except BaseException:
             if job.first == 0 and not first_done.is_set():

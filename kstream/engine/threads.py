@@ -30,6 +30,19 @@ async def wait_for_worker(
         raise
 
 
+def from_worker(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """``progress`` made callable from a worker thread: each call is run on this loop
+    (progress bars and callers' callbacks are not thread-safe). Call it on the loop."""
+    if progress is None:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def report(n: int) -> None:
+        loop.call_soon_threadsafe(progress, n)
+
+    return report
+
+
 async def run_blocking(fn: Callable[..., T], *args: object, wait_on_cancel: bool = True) -> T:
     """Run ``fn(*args)`` in the default executor.
 
