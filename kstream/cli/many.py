@@ -53,6 +53,8 @@ class Task:
 
     src: str
     dst: str
+    #: The input's size when the run was planned (for the bar, -j and the summary only).
+    size: int = 0
 
 
 def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
@@ -83,7 +85,7 @@ def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
                                             "give the suffix with --suffix")))
             continue
         tasks.append(Task(src, os.path.join(output_dir if output_dir is not None else directory,
-                                            name)))
+                                            name), file_size(src)))
     seen: dict[str, str] = {}
     for task in tasks:
         real = os.path.realpath(task.dst)
@@ -141,7 +143,7 @@ async def run_all(tasks: Sequence[Task], one: Callable[[Task], Awaitable[None]],
                 fail(tally, task.src, exc)
             else:
                 tally.done += 1
-                tally.bytes += file_size(task.src)
+                tally.bytes += task.size
             if file_done is not None:
                 file_done()
 
@@ -181,7 +183,7 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
 
     transform = encrypt_file if encrypt else decrypt_file
     notify = once(tui.notifier(args.quiet))
-    sizes = [file_size(t.src) for t in tasks]
+    sizes = [t.size for t in tasks]
     try:
         with tui.files_bar(args.progress, sum(sizes), len(tasks)) as (progress, file_done):
 
