@@ -44,7 +44,7 @@ from kstream.backends.kernel.sockets import (
     send_limit,
     set_key,
 )
-from kstream.errors import BackendUnavailable, IOFailure, UsageError
+from kstream.errors import BackendUnavailable, IOFailure, KstreamError, UsageError
 
 #: An ``update_from_fd`` call never moves more than this, whatever ``max_bytes`` says, so
 #: its output buffer stays bounded.
@@ -98,6 +98,12 @@ def _input_failure(exc: OSError) -> IOFailure:
     """The input fd failed under ``read``, ``splice`` or ``sendfile``: the user's file, not
     the kernel crypto socket, is at fault."""
     return IOFailure(f"cannot read the input: {exc.strerror or exc}")
+
+
+def _transfer_failure(exc: OSError, action: str) -> KstreamError:
+    """An error of ``splice`` or ``sendfile``, which involve both the input and the socket:
+    the input's for the errnos only an input gives, else the kernel crypto socket's."""
+    return _input_failure(exc) if exc.errno in _INPUT_ERRNOS else kernel_failure(action, exc)
 
 
 def _wait_readable(fd: int) -> None:
@@ -296,9 +302,7 @@ class KernelStream(SocketPair):
                 _wait_readable(fd)
                 continue
             except OSError as exc:
-                if exc.errno in _INPUT_ERRNOS:
-                    raise _input_failure(exc) from exc
-                raise kernel_failure("splicing input", exc) from exc
+                raise _transfer_failure(exc, "splicing input") from exc
             if moved == 0:
                 break
             consumed += moved
@@ -338,9 +342,7 @@ class KernelStream(SocketPair):
             try:
                 moved = os.sendfile(opfd, fd, None, whole)
             except OSError as exc:
-                if exc.errno in _INPUT_ERRNOS:
-                    raise _input_failure(exc) from exc
-                raise kernel_failure("sending the input file", exc) from exc
+                raise _transfer_failure(exc, "sending the input file") from exc
             if moved == 0:
                 break
             if moved % BLOCK:
