@@ -37,11 +37,10 @@ NOTHING_TO_VERIFY = "--verify has nothing to check: openssl is the reference"
 
 
 @contextlib.contextmanager
-def usable_key(key: object, backend: str, notify: Notify) -> Iterator[Key]:
-    """Every run starts here: check the key, tune malloc once (:mod:`kstream.memory`), and
-    read a keyring key out only where the user asked for OpenSSL (with a warning)."""
-    if not isinstance(key, Key):
-        raise UsageError("key must be a kstream.Key (use Key.from_file or Key.generate)")
+def usable_key(key: Key, backend: str, notify: Notify) -> Iterator[Key]:
+    """Every run's key passes here (the API has checked what it was given): tune malloc
+    once (:mod:`kstream.memory`), and read a keyring key out only where the user asked for
+    OpenSSL (with a warning)."""
     tune_malloc()
     with prepared_key(key, backend, notify) as usable:
         yield usable
