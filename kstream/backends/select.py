@@ -19,7 +19,6 @@ from kstream.keys import Key
 Notify = Callable[[str], None]
 
 
-
 def all_backends() -> list[Backend]:
     """Every backend kstream knows, in ``auto``'s order of preference."""
     return [KernelBackend(), OpenSSLBackend()]
