@@ -11,41 +11,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Literal, cast
 
 from kstream.atomic import AtomicFile, check_output_path
 from kstream.backends.base import CipherOptions
+from kstream.engine.drive import ranges_apply, run, run_iterable, run_ranges_plan
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import AsyncFileSource, IterSource, Sink, Source, read_exact
-from kstream.engine.plan import (
-    Plan,
-    check_iv,
-    check_key_fits,
-    make_plan,
-    parse_header,
-    ranges_apply,
-    run,
-    run_iterable,
-    run_ranges_plan,
-    usable_key,
-)
+from kstream.engine.plan import Plan, check_iv, parse_header, planned
 from kstream.engine.threads import run_blocking
+from kstream.engine.unlock import Secret, make_secret
 from kstream.errors import UsageError, io_errors
-from kstream.format import HEADER_SIZE, IV_SIZE, CipherSuite, Header, header_size
+from kstream.format import HEADER_SIZE, Header, header_size
 from kstream.keys import Key
-from kstream.passphrase import (
-    DEFAULT_WORK_FACTOR,
-    MAX_WORK_FACTOR,
-    Derivations,
-    PassphraseArg,
-    check_work_factor,
-    derive,
-    new_params,
-    passphrase_bytes,
-    wipe,
-)
+from kstream.passphrase import Derivations, PassphraseArg
 
 log = logging.getLogger("kstream")
 
@@ -59,38 +39,6 @@ Direction = Literal["encrypt", "decrypt"]
 
 def _log_notice(message: str) -> None:
     log.info("%s", message)
-
-
-KEY_OPTIONS = "-k/--key-file, --key-fd, --key-name or --key-serial"
-PHRASE_OPTIONS = ("-p/--passphrase (asks on the terminal), --passphrase-fd N or "
-                      "--passphrase-file PATH")
-
-
-@dataclass(repr=False)
-class Secret:
-    """What unlocks a run: a key, or a passphrase (or a function that returns one, so that
-    the command line asks only once the header says the file needs a passphrase)."""
-
-    key: Key | None = None
-    passphrase: PassphraseArg | Derivations | None = None
-    work_factor: int = DEFAULT_WORK_FACTOR
-    max_work_factor: int = MAX_WORK_FACTOR
-
-    def __repr__(self) -> str:  # never the passphrase
-        return f"<kstream Secret: {'key' if self.key is not None else 'passphrase'}>"
-
-
-def make_secret(key: Key | None, passphrase: PassphraseArg | Derivations | None,
-                work_factor: int | None = None, max_work_factor: int | None = None) -> Secret:
-    """Check that exactly one of ``key`` and ``passphrase`` is given."""
-    if (key is None) == (passphrase is None):
-        raise UsageError("give exactly one of key= (a kstream.Key) and passphrase= "
-                         "(bytes or str)")
-    if key is not None and not isinstance(key, Key):
-        raise UsageError("key must be a kstream.Key (use Key.from_file or Key.generate)")
-    return Secret(key, passphrase,
-                  DEFAULT_WORK_FACTOR if work_factor is None else work_factor,
-                  MAX_WORK_FACTOR if max_work_factor is None else max_work_factor)
 
 
 async def read_header(source: Source) -> Header:
@@ -111,77 +59,20 @@ def pread_header(source: FdSource, base: int) -> Header:
     return parse_header(data)
 
 
-@contextlib.contextmanager
-def _unlocked(encrypt: bool, secret: Secret, header: Header | None,
-              header_iv: bytes | None) -> Iterator[tuple[Key, Header | None]]:
-    """The key for this run and the header to use. A passphrase is derived into a key
-    (and the key wiped when the run ends); a key is refused for a passphrase file and the
-    other way round, naming what the file needs."""
-    if secret.key is not None:
-        if not encrypt and header is not None and header.kdf is not None:
-            raise UsageError("this file is protected by a passphrase, not a key: give the "
-                             f"passphrase with {PHRASE_OPTIONS}")
-        if encrypt and header is None and header_iv is not None:
-            header = Header(suite=secret.key.suite, iv=header_iv)
-        yield secret.key, header
-        return
-    assert secret.passphrase is not None
-    shared = secret.passphrase if isinstance(secret.passphrase, Derivations) else None
-    if encrypt:
-        if header is None:
-            iv = header_iv if header_iv is not None else os.urandom(IV_SIZE)
-            header = Header(suite=CipherSuite.AES_256_CTR, iv=iv,
-                            kdf=(new_params(secret.work_factor) if shared is None
-                                 else shared.encryption_params()))
-    elif header is None:
-        raise UsageError("a passphrase needs a kstream file's header (it holds the salt); "
-                         "raw mode takes a key")
-    elif header.kdf is None:
-        raise UsageError("this file was encrypted with a key, not a passphrase: give the "
-                         f"key with {KEY_OPTIONS}")
-    else:
-        check_work_factor(header.kdf, secret.max_work_factor)
-    if header.kdf is None:
-        raise UsageError("a passphrase run needs a header with a passphrase block")
-    if shared is not None:  # many files: one derivation per salt, wiped by the run's owner
-        yield shared.key_for(header.kdf), header
-        return
-    assert not isinstance(secret.passphrase, Derivations)
-    phrase = passphrase_bytes(secret.passphrase)
-    try:
-        key = derive(phrase, header.kdf)  # scrypt's memory is freed before streaming
-    finally:
-        wipe(phrase)
-    try:
-        yield key, header
-    finally:
-        key.wipe()
-
-
 @contextlib.asynccontextmanager
 async def _planned(direction: Direction, source: Source | None, secret: Secret, *,
                    raw: bool = False, iv: bytes | None = None, header: Header | None = None,
-                   header_iv: bytes | None = None, backend: str = "auto",
-                   options: CipherOptions | None = None, verify: bool = False,
-                   notify: Notify | None = None) -> AsyncIterator[Plan]:
-    """The plan for one run, with its key usable while the block runs. To decrypt a kstream
-    file its header is read from ``source`` unless given; ``header_iv`` (and a ``header``
-    for encryption) exist only to reproduce published test vectors."""
-    notify = notify or _log_notice
+                   notify: Notify | None = None, **kw: Any) -> AsyncIterator[Plan]:
+    """:func:`~kstream.engine.plan.planned`, after reading a kstream file's header from
+    ``source`` when decrypting one (unless ``header`` is given). ``kw``: header_iv,
+    backend, options, verify."""
     raw_iv = check_iv(iv, raw)
-    if raw_iv is not None and secret.key is None:
-        raise UsageError("a passphrase needs the kstream format (its header holds the salt); "
-                         "--raw takes a key")
     if raw_iv is None and header is None and direction == "decrypt":
         assert source is not None
         header = await read_header(source)
-    encrypt = direction == "encrypt"
-    with _unlocked(encrypt, secret, header, header_iv) as (key, header), \
-            usable_key(key, backend, notify) as key:
-        if header is not None and not encrypt:
-            check_key_fits(header, key)
-        yield make_plan(encrypt=encrypt, key=key, raw_iv=raw_iv, header=header,
-                        backend=backend, options=options, verify=verify, notify=notify)
+    with planned(direction == "encrypt", secret, raw_iv=raw_iv, header=header,
+                 notify=notify or _log_notice, **kw) as plan:
+        yield plan
 
 
 async def encrypt_to(source: Source, sink: Sink | FdSink, *, key: Key | None = None,

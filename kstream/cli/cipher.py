@@ -267,6 +267,15 @@ def _cmd_one(args: argparse.Namespace) -> int:
                           src=args.input if args.input != "-" else None)
     key, passphrase, factor = unlock(args)
     _show_iv(args.iv, iv)
+    options = CipherOptions(driver=args.driver, transfer=args.transfer)
+    try:
+        done = _run_small(args, key, passphrase, factor, iv, options)
+    except BaseException:
+        _wipe_secrets(key, passphrase)
+        raise
+    if done:
+        _wipe_secrets(key, passphrase)
+        return 0
     total = _input_size(args.input)
     if total is not None and not encrypt and not args.raw:
         total = max(total - _header_size_of(args.input), 0)
@@ -287,18 +296,49 @@ def _cmd_one(args: argparse.Namespace) -> int:
                 raw=args.raw,
                 iv=iv,
                 verify=args.verify,
-                options=CipherOptions(driver=args.driver, transfer=args.transfer),
+                options=options,
                 notify=tui.notifier(args.quiet),
                 progress=progress,
                 jobs=args.jobs,
                 **({"work_factor": factor} if encrypt else {"max_work_factor": factor}),
             ))
         finally:
-            if key is not None:
-                key.wipe()
-            if isinstance(passphrase, bytearray):
-                wipe(passphrase)
+            _wipe_secrets(key, passphrase)
     return 0
+
+
+def _wipe_secrets(key: Key | None, passphrase: PassphraseArg | None) -> None:
+    if key is not None:
+        key.wipe()
+    if isinstance(passphrase, bytearray):
+        wipe(passphrase)
+
+
+def _run_small(args: argparse.Namespace, key: Key | None, passphrase: PassphraseArg | None,
+               factor: int | None, iv: bytes | None, options: CipherOptions) -> bool:
+    """Run a small regular file into a new file without an event loop (see
+    :mod:`kstream.engine.small`); False, having done nothing, for any other run. A run
+    that asks for a progress bar or a kernel transfer by name keeps the async path, which
+    is what serves those."""
+    if "-" in (args.input, args.output) or args.progress or options.transfer != "auto":
+        return False
+    from kstream.engine.small import new_file_output, process_small_file, small_input
+
+    if not (small_input(args.input) and new_file_output(args.output)):
+        return False
+    from kstream.cli.runner import run_sync
+    from kstream.engine.plan import check_iv
+    from kstream.engine.unlock import make_secret
+
+    encrypt = args.command == "encrypt"
+    secret = make_secret(key, passphrase, factor if encrypt else None,
+                         None if encrypt else factor)
+    raw_iv = check_iv(iv, args.raw)
+    run_sync(lambda: process_small_file(
+        encrypt, args.input, args.output, secret, raw_iv=raw_iv, force=args.force,
+        backend=args.backend, options=options, verify=args.verify,
+        notify=tui.notifier(args.quiet)))
+    return True
 
 
 def _read_up_to(fd: int, n: int, name: str) -> bytes:

@@ -1,23 +1,43 @@
-"""Running one command's coroutine so that Ctrl-C and SIGTERM end it cleanly.
+"""Running one command's work so that Ctrl-C and SIGTERM end it cleanly.
 
-Both signals must cancel the work rather than kill the process, so that the API's cleanup
-removes a partial output file before kstream exits; :mod:`kstream.cli.tui` says what
-happened and with which status.
+Both signals must stop the work rather than kill the process, so that the cleanup removes a
+partial output file before kstream exits; :mod:`kstream.cli.tui` says what happened and
+with which status. Work is a coroutine (:func:`run`) or, for a small file that is not worth
+an event loop, a plain call (:func:`run_sync`); asyncio is imported only for the first.
 """
 
 from __future__ import annotations
 
-import asyncio
 import signal
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from types import FrameType
+from typing import Any, TypeVar
 
 from kstream.cli import tui
-from kstream.loop import loop_factory
+
+T = TypeVar("T")
+
+
+def run_sync(work: Callable[[], T]) -> T:
+    """Call ``work`` with Ctrl-C and SIGTERM raised as exceptions in it (so its cleanup
+    runs), ending as :func:`run` ends: exit 130 or 143."""
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise tui.interrupted(terminated=True)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return work()
+    except KeyboardInterrupt:
+        raise tui.interrupted() from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 async def _with_sigterm(coro: Coroutine[Any, Any, None]) -> None:
     """Run ``coro``; SIGTERM cancels it (so cleanup runs) and becomes an exit of 143."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -46,6 +66,10 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
     one may sit in a blocking read of a pipe that never ends. The console script exits with
     ``os._exit`` so nothing waits for it.
     """
+    import asyncio
+
+    from kstream.loop import loop_factory
+
     runner = asyncio.Runner(loop_factory=loop_factory())
     try:
         runner.run(_with_sigterm(coro))

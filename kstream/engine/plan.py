@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,12 +20,9 @@ from kstream.backends.kernel import KernelEcbCtrStream
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.backends.select import choose_backend, prepared_key
 from kstream.backends.verify import VerifyingStream
-from kstream.engine.fdio import FdSink, FdSource
-from kstream.engine.iterate import Sink, Source, iterate
-from kstream.engine.pipe import accepts_fd, pump, pump_from_fd
-from kstream.engine.ranges import plan_ranges, run_ranges
+from kstream.engine.unlock import Secret, unlocked
 from kstream.errors import FormatError, InvalidKey, UsageError
-from kstream.format import DEFAULT_SEGMENT, IV_SIZE, OVERHEAD, Header, segment_count
+from kstream.format import DEFAULT_SEGMENT, IV_SIZE, Header
 from kstream.keys import Key
 from kstream.memory import tune_malloc
 from kstream.segments import Codec, OpenCodec, RawCodec, SealCodec, mac_for_key
@@ -166,78 +163,20 @@ def make_plan(
     return plan
 
 
-# --- choosing the driver ----------------------------------------------------------------------
-
-async def run_fds(plan: Plan, source: FdSource, sink: FdSink,
-                  progress: Progress | None = None) -> None:
-    """The fd stream driver (after the prefix has been written)."""
-    codec = plan.codec()
-    try:
-        if accepts_fd(codec, source):
-            await pump_from_fd(source, codec, sink, progress)
-        else:
-            await pump(source, codec, sink, progress)
-    finally:
-        codec.cipher.close()
-
-
-async def run_iterable(plan: Plan, source: Source,
-                       progress: Progress | None = None) -> AsyncGenerator[bytes | bytearray, None]:
-    """The async-iterable driver: yields the prefix, then each segment's output."""
-    codec = plan.codec()
-    try:
-        if plan.prefix:
-            yield plan.prefix
-        outputs = iterate(source, codec, progress)
-        try:
-            async for out in outputs:
-                yield out
-        finally:
-            # Closed explicitly, so that its read-ahead has stopped before the cipher closes.
-            await outputs.aclose()
-    finally:
-        codec.cipher.close()
-
-
-async def run(plan: Plan, source: Source, sink: Sink | FdSink,
-              progress: Progress | None = None) -> None:
-    """Everything from ``source`` through the plan into ``sink``: fd to fd by the fd stream
-    driver, anything else by the async-iterable driver."""
-    if isinstance(source, FdSource) and isinstance(sink, FdSink):
-        if plan.prefix:
-            sink.write_buffers([plan.prefix])
-        await run_fds(plan, source, sink, progress)
-        return
-    async for out in run_iterable(plan, source, progress):
-        await sink.write(bytes(out) if not isinstance(out, bytes) else out)
-
-
-def ranges_apply(source: FdSource, options: CipherOptions | None) -> bool:
-    """Whether the file ranges driver can take this input: a regular file, and no explicit
-    splice/sendfile transfer (those are kept to the fd stream driver)."""
-    if not source.is_regular():
-        return False
-    return options is None or options.transfer in ("auto", "sendmsg")
-
-
-async def run_ranges_plan(plan: Plan, source: FdSource, sink: FdSink, size: int, base: int,
-                          jobs: int, progress: Progress | None = None) -> bool:
-    """Run ``size`` bytes of ``source`` from ``base`` (its header included when
-    decrypting a kstream file) by parallel ranges into ``sink``; False if the input's size
-    fits no intact file (the fd stream driver then says exactly what is wrong)."""
-    unit = plan.segment
-    if plan.header is None:
-        ranges = plan_ranges(-(-size // unit), jobs, unit, unit, size, base, 0)
-    elif plan.encrypt:
-        prefix = plan.prefix
-        sink.pwrite_buffers([prefix], 0)
-        ranges = plan_ranges(size // unit + 1, jobs, unit, unit + OVERHEAD, size, base,
-                             len(prefix))
-    else:
-        head = plan.header.size  # the fixed header and, in a passphrase file, its block
-        count = segment_count(size - head, unit)
-        if count is None:
-            return False
-        ranges = plan_ranges(count, jobs, unit + OVERHEAD, unit, size - head, base + head, 0)
-    await run_ranges(source, sink, ranges, plan.codec, progress)
-    return True
+@contextlib.contextmanager
+def planned(encrypt: bool, secret: Secret, *, raw_iv: bytes | None, header: Header | None,
+            header_iv: bytes | None = None, backend: str = "auto",
+            options: CipherOptions | None = None, verify: bool = False,
+            notify: Notify) -> Iterator[Plan]:
+    """The plan for one run, with its key usable while the block runs (a passphrase's key
+    is wiped when it ends). To decrypt a kstream file, pass its header; ``header_iv`` (and
+    a ``header`` for encryption) exist only to reproduce published test vectors."""
+    if raw_iv is not None and secret.key is None:
+        raise UsageError("a passphrase needs the kstream format (its header holds the salt); "
+                         "--raw takes a key")
+    with unlocked(encrypt, secret, header, header_iv) as (key, header), \
+            usable_key(key, backend, notify) as key:
+        if header is not None and not encrypt:
+            check_key_fits(header, key)
+        yield make_plan(encrypt=encrypt, key=key, raw_iv=raw_iv, header=header,
+                        backend=backend, options=options, verify=verify, notify=notify)

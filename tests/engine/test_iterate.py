@@ -215,7 +215,8 @@ async def test_kernel_stream_encrypts_pieces_that_are_not_whole_blocks() -> None
     """The real kernel stream holds a partial block back between pieces: encrypt_stream with
     odd-sized pieces (and --verify against OpenSSL) still gives README's bytes."""
     import kstream
-    from kstream.engine.plan import make_plan, run_iterable
+    from kstream.engine.drive import run_iterable
+    from kstream.engine.plan import make_plan
 
     key = kstream.Key(KEY)
     data = os.urandom(2 * S + 333)

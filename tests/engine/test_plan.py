@@ -17,18 +17,10 @@ import kstream
 import kstream.backends.select as select_module
 from kstream.backends.base import Backend, CipherOptions
 from kstream.backends.kernel import KernelBackend
+from kstream.engine.drive import ranges_apply, run, run_ranges_plan
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import IterSource
-from kstream.engine.plan import (
-    NOTHING_TO_VERIFY,
-    Plan,
-    check_header,
-    check_iv,
-    make_plan,
-    ranges_apply,
-    run,
-    run_ranges_plan,
-)
+from kstream.engine.plan import NOTHING_TO_VERIFY, Plan, check_header, check_iv, make_plan
 from kstream.errors import FormatError, InvalidKey, UsageError
 from kstream.format import HEADER_SIZE, Header
 from kstream.keys import Key

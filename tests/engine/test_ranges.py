@@ -14,9 +14,10 @@ from streams import Collect, NoInPlaceBackend, one
 
 import kstream
 import kstream.segments
+from kstream.engine.drive import run, run_ranges_plan
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import IterSource
-from kstream.engine.plan import Plan, make_plan, run, run_ranges_plan
+from kstream.engine.plan import Plan, make_plan
 from kstream.engine.ranges import Range, plan_ranges, split_ranges
 from kstream.errors import FormatError, IntegrityError, KstreamError
 from kstream.format import DEFAULT_SEGMENT as S
