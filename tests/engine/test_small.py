@@ -1,0 +1,202 @@
+"""The small-file path: the same bytes and the same errors as the async drivers, no loop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from reference import ctr, unframe
+from streams import NoInPlaceBackend
+
+import kstream
+from kstream.backends.base import Backend
+from kstream.cli import runner
+from kstream.engine.drive import run
+from kstream.engine.fdio import FdSink, FdSource
+from kstream.engine.plan import Plan, make_plan
+from kstream.engine.small import SMALL, new_file_output, process_small_file, run_whole, small_input
+from kstream.engine.unlock import make_secret
+from kstream.errors import FormatError, IntegrityError, Interrupted, KstreamError, UsageError
+from kstream.format import HEADER_SIZE, Header
+
+S = 4096  # a small segment, so that a few KiB make several
+SIZES = [0, 1, 17, S - 1, S, S + 1, 2 * S, 3 * S + 5]
+
+
+def notes(message: str) -> None:
+    pass
+
+
+def _plan(key: kstream.Key, encrypt: bool, header: Header,
+          backend: Backend | None = None) -> Plan:
+    plan = make_plan(encrypt=encrypt, key=key, raw_iv=None, header=header, backend="openssl",
+                     notify=notes)
+    if backend is not None:
+        plan.backend = backend
+    return plan
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("in_place", [True, False], ids=["update_into", "update"])
+async def test_the_whole_driver_writes_what_the_stream_driver_writes(
+        tmp_path: Path, size: int, in_place: bool) -> None:
+    key = kstream.Key.generate(256)
+    header = Header(suite=key.suite, iv=os.urandom(16), auth_param=S)
+    data = os.urandom(size)
+    backend = None if in_place else NoInPlaceBackend(blockwise=True)
+    plan = _plan(key, True, header, backend)
+    whole = plan.prefix + b"".join(run_whole(plan.codec(), memoryview(data)))
+    (tmp_path / "p").write_bytes(data)
+    with open(tmp_path / "p", "rb") as src, open(tmp_path / "c", "wb") as dst:
+        await run(_plan(key, True, header, backend), FdSource(src.fileno(), "p"),
+                  FdSink(dst.fileno(), "c"))
+    assert whole == (tmp_path / "c").read_bytes()
+    assert ctr(key.material(), header.iv, unframe(whole[HEADER_SIZE:])) == data
+    opener = _plan(key, False, header, backend).codec()
+    assert b"".join(run_whole(opener, memoryview(whole)[HEADER_SIZE:])) == data
+
+
+def test_raw_mode_is_openssl_ctr(tmp_path: Path) -> None:
+    key = kstream.Key.generate(128)
+    iv = os.urandom(16)
+    data = os.urandom(3 * S + 1)
+    (tmp_path / "p").write_bytes(data)
+    secret = make_secret(key, None)
+    process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"), secret, raw_iv=iv,
+                       notify=notes)
+    assert (tmp_path / "c").read_bytes() == ctr(key.material(), iv, data)
+
+
+async def _api_error(kind: str, src: Path, dst: Path, **kw: object) -> KstreamError:
+    with pytest.raises(KstreamError) as exc:
+        await getattr(kstream, f"{kind}_file")(src, dst, backend="openssl", **kw)
+    return exc.value
+
+
+def _small_error(kind: str, src: Path, dst: Path, key: kstream.Key | None = None,
+                 passphrase: bytes | None = None) -> KstreamError:
+    with pytest.raises(KstreamError) as exc:
+        process_small_file(kind == "encrypt", str(src), str(dst), make_secret(key, passphrase),
+                           raw_iv=None, backend="openssl", notify=notes)
+    return exc.value
+
+
+def _damaged(blob: bytes, how: str) -> bytes:
+    return {
+        "truncated": blob[:-5],
+        "appended": blob + b"12345",
+        "flipped": blob[:HEADER_SIZE + 40] + bytes([blob[HEADER_SIZE + 40] ^ 1])
+        + blob[HEADER_SIZE + 41:],
+        "header-only": blob[:HEADER_SIZE],
+        "short-header": blob[:20],
+        "empty": b"",
+        "not-kstream": b"hello, world" * 10,
+    }[how]
+
+
+@pytest.mark.parametrize("how", ["truncated", "appended", "flipped", "header-only",
+                                 "short-header", "empty", "not-kstream"])
+async def test_a_damaged_file_fails_with_the_api_s_words_and_leaves_nothing(
+        tmp_path: Path, how: str) -> None:
+    key = kstream.Key.generate(256)
+    (tmp_path / "p").write_bytes(os.urandom(5000))
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, backend="openssl")
+    (tmp_path / "d").write_bytes(_damaged((tmp_path / "c").read_bytes(), how))
+    expected = await _api_error("decrypt", tmp_path / "d", tmp_path / "o1", key=key)
+    got = _small_error("decrypt", tmp_path / "d", tmp_path / "o2", key=key)
+    assert (type(got), str(got)) == (type(expected), str(expected))
+    assert isinstance(got, FormatError | IntegrityError)
+    assert sorted(os.listdir(tmp_path)) == ["c", "d", "p"]  # no output, no partial file
+
+
+async def test_a_wrong_key_and_a_key_for_a_passphrase_file_fail_alike(tmp_path: Path) -> None:
+    key, other = kstream.Key.generate(256), kstream.Key.generate(256)
+    (tmp_path / "p").write_bytes(b"secret" * 100)
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
+    expected = await _api_error("decrypt", tmp_path / "c", tmp_path / "o", key=other)
+    assert str(_small_error("decrypt", tmp_path / "c", tmp_path / "o", key=other)) == str(expected)
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "pc", passphrase=b"pw", work_factor=10)
+    expected = await _api_error("decrypt", tmp_path / "pc", tmp_path / "o", key=key)
+    got = _small_error("decrypt", tmp_path / "pc", tmp_path / "o", key=key)
+    assert isinstance(got, UsageError) and str(got) == str(expected)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_passphrase_file_round_trips_with_the_api(tmp_path: Path) -> None:
+    data = os.urandom(S * 3)
+    (tmp_path / "p").write_bytes(data)
+    secret = make_secret(None, b"correct horse", work_factor=10)
+    process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"), secret, raw_iv=None,
+                       notify=notes)
+    kstream.run(kstream.decrypt_file(tmp_path / "c", tmp_path / "d",
+                                     passphrase=b"correct horse"))
+    assert (tmp_path / "d").read_bytes() == data
+
+
+def test_an_existing_output_is_refused_and_kept(tmp_path: Path) -> None:
+    (tmp_path / "p").write_bytes(b"x")
+    (tmp_path / "c").write_bytes(b"keep me")
+    with pytest.raises(UsageError, match="already exists"):
+        process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"),
+                           make_secret(kstream.Key.generate(), None), raw_iv=None, notify=notes)
+    assert (tmp_path / "c").read_bytes() == b"keep me"
+
+
+def test_what_the_small_path_takes(tmp_path: Path) -> None:
+    (tmp_path / "small").write_bytes(b"x" * SMALL)
+    (tmp_path / "big").write_bytes(b"x" * (SMALL + 1))
+    os.mkfifo(tmp_path / "fifo")
+    assert small_input(str(tmp_path / "small"))
+    assert not small_input(str(tmp_path / "big"))
+    assert not small_input(str(tmp_path / "fifo"))
+    assert not small_input(str(tmp_path / "missing"))  # the async path names the error
+    assert new_file_output(str(tmp_path / "new")) and new_file_output(str(tmp_path / "small"))
+    assert not new_file_output(str(tmp_path / "fifo"))
+    assert not new_file_output("/dev/null")
+
+
+def test_sigterm_and_ctrl_c_end_the_work_with_cleanup() -> None:
+    cleaned = []
+
+    def work(sig: int) -> None:
+        try:
+            os.kill(os.getpid(), sig)
+            signal.pause() if sig == signal.SIGTERM else None
+        finally:
+            cleaned.append(sig)
+
+    with pytest.raises(Interrupted) as exc:
+        runner.run_sync(lambda: work(signal.SIGTERM))
+    assert exc.value.exit_code == 143
+    with pytest.raises(Interrupted) as exc:
+        runner.run_sync(lambda: work(signal.SIGINT))
+    assert exc.value.exit_code == 130
+    assert cleaned == [signal.SIGTERM, signal.SIGINT]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("size, loop", [(5000, False), (SMALL + 1, True)])
+def test_the_command_line_starts_an_event_loop_only_for_bigger_files(
+        tmp_path: Path, size: int, loop: bool) -> None:
+    (tmp_path / "in").write_bytes(os.urandom(size))
+    key = tmp_path / "k"
+    key.write_text("00" * 32)
+    code = ("import sys\nfrom kstream.cli.main import main\n"
+            f"for argv in (['encrypt', '-q', '-k', {str(key)!r}, {str(tmp_path / 'in')!r}, "
+            f"{str(tmp_path / 'c')!r}], ['decrypt', '-q', '-k', {str(key)!r}, "
+            f"{str(tmp_path / 'c')!r}, {str(tmp_path / 'out')!r}]):\n"
+            "    assert main(argv) == 0\n"
+            "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, stdin=subprocess.DEVNULL)
+    loaded = {m.split(".")[0] for m in proc.stderr.split()}
+    assert "cryptography" in loaded
+    if loop:
+        assert {"asyncio", "uvloop"} <= loaded
+    else:
+        assert not loaded & {"asyncio", "uvloop", "aiofiles", "tqdm"}
+    assert (tmp_path / "out").read_bytes() == (tmp_path / "in").read_bytes()
