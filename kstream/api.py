@@ -2,8 +2,9 @@
 
 Each coroutine is the same few steps: check the key or passphrase, read or make the header
 (deriving a passphrase's key from it), make the plan
-(:mod:`kstream.engine.plan`: backend, codec, driver), run it. The CLI is built on the same
-functions, so the library and the tool cannot disagree.
+(:mod:`kstream.engine.plan`: key, backend, codec), run it (:mod:`kstream.engine.drive`). The
+CLI is built on the same functions (and, for one small file, on the same plan and codec run
+without an event loop), so the library and the tool cannot disagree.
 """
 
 from __future__ import annotations
