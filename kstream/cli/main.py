@@ -17,13 +17,15 @@ from kstream import __version__
 from kstream.bench.cli import add_bench_parser, cmd_bench
 from kstream.cli import tui
 from kstream.cli.cipher import add_cipher_parsers, add_inspect_parser, cmd_cipher, cmd_inspect
+from kstream.cli.completion import add_completion_parsers, cmd_completion, cmd_man
 from kstream.cli.info import add_info_parsers, cmd_backends, cmd_demo, cmd_selftest
 from kstream.cli.key import add_key_parser, add_keygen_parser, cmd_key, cmd_keygen
+from kstream.cli.parsing import Parser
 from kstream.memory import tune_malloc
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = tui.Parser(
+    parser = Parser(  # options may stand between positionals in every command
         prog=tui.PROG,
         description="Encrypt and decrypt files and pipes with AES-CTR, streaming, through "
         "the Linux kernel crypto API (AF_ALG) or OpenSSL.",
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kstream {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=tui.Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     # --debug is accepted before or after the command name.
     common = tui.Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_info_parsers(sub, common)
     add_key_parser(sub, common)
     add_bench_parser(sub, common)
+    add_completion_parsers(sub, common)
     return parser
 
 
@@ -57,6 +60,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "key": cmd_key,
     "bench": cmd_bench,
+    # These two describe the command line itself, so they get a parser of their own.
+    "completion": lambda args: cmd_completion(args, build_parser()),
+    "man": lambda args: cmd_man(args, build_parser()),
 }
 
 

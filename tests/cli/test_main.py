@@ -62,7 +62,8 @@ def test_building_the_parser_imports_no_measuring_or_drawing() -> None:
                                 text=True).stdout.split())
     assert "kstream.bench" in loaded and "kstream.cli.main" in loaded
     for lazy in ("kstream.bench.memory", "kstream.bench.files", "kstream.bench.plot",
-                 "kstream.backends.report", "kstream.selftest", "tqdm", "matplotlib"):
+                 "kstream.backends.report", "kstream.selftest", "tqdm", "matplotlib",
+                 "shtab"):
         assert lazy not in loaded, lazy
 
 
@@ -71,7 +72,9 @@ HEAVY = ("asyncio", "uvloop", "aiofiles", "tqdm", "cryptography")
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], ["keygen", "-"], ["key", "list"],
-                                  ["inspect", "FILE"], ["inspect", "--json", "FILE"]])
+                                  ["inspect", "FILE"], ["inspect", "--json", "FILE"],
+                                  ["completion", "bash"], ["man"], ["encrypt", "--help"],
+                                  ["key", "add", "--help"]])
 def test_commands_that_need_no_cipher_start_without_asyncio_or_openssl(
         argv: list[str], tmp_path: Path) -> None:
     """Loaded modules of a real run, read in the same process after it ends."""
@@ -121,3 +124,11 @@ def test_version_answers_before_the_command_line_is_built() -> None:
     status, *modules = proc.stderr.split()
     assert status == "0"
     assert set(modules) <= {"kstream", "kstream.cli", "kstream.errors"}, modules
+
+
+def test_the_license_is_the_mit_license_pyproject_names() -> None:
+    root = Path(__file__).parents[2]
+    text = (root / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) 2026 the kstream authors\n")
+    assert "THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND" in text
+    assert 'license = { text = "MIT" }' in (root / "pyproject.toml").read_text()

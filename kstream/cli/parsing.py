@@ -1,0 +1,121 @@
+"""Command lines whose options may stand between positionals, in every subcommand.
+
+People type ``kstream key add NAME --type user FILE`` and ``kstream encrypt IN -k KEY OUT``
+(as ``cp``, ``openssl`` and ``age`` allow). Plain argparse stops filling positionals at the
+first option and rejects what follows as "unrecognized arguments". Its answer,
+``parse_intermixed_args``, refuses any parser that has subcommands, so it cannot be called
+on the whole command line; and in Python 3.11 it drops the positionals after a ``--`` that
+comes before the first positional (``kstream encrypt -k KEY -- -x OUT``).
+
+So the subcommand action is replaced: argparse still parses the options before the command
+name and picks the command, and the chosen command's parser (a leaf: ``encrypt``,
+``key add``...) reads the rest in two passes of its own, options first, then positionals,
+with everything after ``--`` kept as positionals. A command with its own subcommands
+(``key``) is parsed the ordinary way and hands on to its chosen leaf in turn.
+
+:class:`Parser` carries the replacement: a parser built from it registers the action for
+its ``add_subparsers``, and the parsers it creates for the commands are of the same class,
+so ``key``'s nested subcommands get it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from kstream.cli import tui
+
+if TYPE_CHECKING:
+    _SubParsersBase = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    _SubParsersBase = argparse._SubParsersAction
+
+
+def _has_subcommands(parser: argparse.ArgumentParser) -> bool:
+    return any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+
+
+def parse_intermixed(parser: argparse.ArgumentParser,
+                     args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """``parse_known_intermixed_args`` for a parser without subcommands, but correct about
+    ``--``: options are read from before it only, and everything after it is positional.
+
+    The first pass reads the options with every positional switched off (what argparse's
+    own version does); the strings it leaves are the positionals, parsed in the second pass
+    together with the ones after ``--``.
+    """
+    args = list(args)
+    cut = args.index("--") if "--" in args else len(args)
+    head, tail = args[:cut], args[cut:]  # tail keeps its "--"
+    positionals = [a for a in parser._actions if not a.option_strings]
+    optionals = [a for a in parser._actions if a.option_strings]
+    saved_usage = parser.usage
+    try:
+        if parser.usage is None:  # help and errors in the first pass show the positionals
+            parser.usage = parser.format_usage().removeprefix("usage: ")
+        saved_positionals = [(a, a.nargs, a.default) for a in positionals]
+        try:
+            for action in positionals:
+                action.nargs = argparse.SUPPRESS
+                action.default = argparse.SUPPRESS
+            namespace, rest = parser.parse_known_args(head)
+        finally:
+            for action, nargs, default in saved_positionals:
+                action.nargs, action.default = nargs, default
+        # What the first pass left that looks like an option is unknown; taken out, it
+        # cannot shift the positionals after it into the extras as well.
+        unknown = [s for s in rest if parser._parse_optional(s) is not None]
+        rest = [s for s in rest if s not in unknown]
+        # The options were checked (required ones included) in the first pass.
+        saved_required = [(a, a.required) for a in optionals]
+        saved_groups = [(g, g.required) for g in parser._mutually_exclusive_groups]
+        try:
+            for action in optionals:
+                action.required = False
+            for group in parser._mutually_exclusive_groups:
+                group.required = False
+            namespace, extras = parser.parse_known_args(rest + tail, namespace)
+            return namespace, unknown + extras
+        finally:
+            for action, required in saved_required:
+                action.required = required
+            for group, required in saved_groups:
+                group.required = required
+    finally:
+        parser.usage = saved_usage
+
+
+class _IntermixedSubParsers(_SubParsersBase):
+    """argparse's subcommand action, except that a leaf command is parsed with
+    :func:`parse_intermixed` and reports what it does not know itself (its own ``--help``
+    is the one to read)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        assert isinstance(values, list)  # nargs=PARSER: the command name and what follows
+        name, *rest = values
+        if name not in self._name_parser_map:
+            # argparse's own wording (invalid choice) comes from the same call.
+            super().__call__(parser, namespace, values, option_string)
+            return
+        if self.dest is not argparse.SUPPRESS:
+            setattr(namespace, self.dest, name)
+        command = self._name_parser_map[name]
+        if _has_subcommands(command):
+            sub_namespace, extras = command.parse_known_args(rest)
+        else:
+            sub_namespace, extras = parse_intermixed(command, rest)
+        if extras:
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
+        for key, value in vars(sub_namespace).items():
+            setattr(namespace, key, value)
+
+
+class Parser(tui.Parser):
+    """:class:`kstream.cli.tui.Parser` (one-line usage errors) whose subcommands accept
+    options between positionals."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _IntermixedSubParsers)
