@@ -182,7 +182,7 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
     from kstream.cli.runner import run
 
     transform = encrypt_file if encrypt else decrypt_file
-    notify = once(tui.notifier(args.quiet))
+    notify = once(notifier(args))
     sizes = [t.size for t in tasks]
     try:
         with tui.files_bar(args.progress, sum(sizes), len(tasks)) as (progress, file_done):
@@ -212,6 +212,22 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
         if isinstance(phrase, bytearray):
             wipe(phrase)
     return most_severe(tally.codes)
+
+
+def notifier(args: argparse.Namespace) -> Callable[[str], None]:
+    """The API's ``notify`` for an encrypt or decrypt run: its notices, except the fallback
+    to OpenSSL where the user chose the backend (``args.backend_chosen``: by ``--backend``
+    or ``KSTREAM_BACKEND``), since whoever chose ``auto`` knows it may fall back."""
+    say = tui.notifier(args.quiet)
+    if not getattr(args, "backend_chosen", False):
+        return say
+    from kstream.backends.select import FALLBACK_NOTICE  # here: it imports the backends
+
+    def notify(message: str) -> None:
+        if message != FALLBACK_NOTICE:
+            say(message)
+
+    return notify
 
 
 def once(notify: Callable[[str], None]) -> Callable[[str], None]:
