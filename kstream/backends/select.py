@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from kstream.backends.base import BACKEND_NAMES, Backend, CipherOptions
+from kstream.backends.base import BACKEND_NAMES, FALLBACK_NOTICE, Backend, CipherOptions
 from kstream.backends.kernel import KernelBackend
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import BackendUnavailable, UsageError
@@ -30,12 +30,6 @@ def get_backend(name: str) -> Backend:
         if backend.name == name:
             return backend
     raise UsageError(f"unknown backend '{name}'; choose one of {', '.join(BACKEND_NAMES)}")
-
-
-#: What ``auto`` says when it falls back because the host has no usable AF_ALG (most
-#: containers): on such a host it is said on every run, so it is one short line, and the
-#: reason, which ``kstream backends`` explains in full, is left out.
-FALLBACK_NOTICE = "kernel backend unavailable here; using openssl (see 'kstream backends')"
 
 
 def select_backend(

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kstream.backends.base import CipherOptions
+from kstream.backends.base import FALLBACK_NOTICE, CipherOptions
 from kstream.cli import tui
 from kstream.errors import KstreamError, UsageError
 from kstream.keys import Key
@@ -221,8 +221,6 @@ def notifier(args: argparse.Namespace) -> Callable[[str], None]:
     say = tui.notifier(args.quiet)
     if not getattr(args, "backend_chosen", False):
         return say
-    from kstream.backends.select import FALLBACK_NOTICE  # here: it imports the backends
-
     def notify(message: str) -> None:
         if message != FALLBACK_NOTICE:
             say(message)
