@@ -27,6 +27,11 @@ CHUNK = 64512
 Transfer = Literal["auto", "sendmsg", "splice", "sendfile"]
 #: What ``--backend`` accepts (:mod:`kstream.backends.select` resolves it).
 BACKEND_NAMES = ("auto", "kernel", "openssl")
+#: What ``auto`` says when it falls back because the host has no usable AF_ALG (most
+#: containers): on such a host it is said on every run, so it is one short line, and the
+#: reason, which ``kstream backends`` explains in full, is left out. Here, not in
+#: :mod:`kstream.backends.select`, so that the CLI can recognise it without importing that.
+FALLBACK_NOTICE = "kernel backend unavailable here; using openssl (see 'kstream backends')"
 
 
 @dataclass(frozen=True)

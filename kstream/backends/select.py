@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from kstream.backends.base import BACKEND_NAMES, Backend, CipherOptions
+from kstream.backends.base import BACKEND_NAMES, FALLBACK_NOTICE, Backend, CipherOptions
 from kstream.backends.kernel import KernelBackend
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import BackendUnavailable, UsageError
@@ -39,22 +39,33 @@ def select_backend(
 ) -> Backend:
     """Resolve a user's ``--backend`` choice to a working backend.
 
-    ``auto`` prefers the kernel and falls back to OpenSSL, telling ``notify`` why in one
-    line; naming a backend explicitly never falls back: it fails with the reason instead.
-    The kernel counts as working only when the driver ``options`` name (or the kernel's
-    pick) also passes the counter-carry known answer (:meth:`KernelBackend.carry_check`).
+    ``auto`` prefers the kernel and falls back to OpenSSL, telling ``notify`` in one line;
+    naming a backend explicitly never falls back: it fails with the reason instead. The
+    kernel counts as working only when the driver ``options`` name (or the kernel's pick)
+    also passes the counter-carry known answer (:meth:`KernelBackend.carry_check`). A driver
+    named in ``options`` is an explicit choice of the kernel too: it is never dropped in
+    silence for OpenSSL (see :func:`_refuse_driver`).
     """
     if name == "auto":
         kernel = KernelBackend()
         status = kernel.probe()
-        failure = kernel.carry_check(options) if status.available else None
-        if status.available and failure is None:
+        if not status.available:
+            _refuse_driver(options, "the kernel backend is not available here; see "
+                           "'kstream backends'")
+            if notify is not None:
+                notify(FALLBACK_NOTICE)
+            return OpenSSLBackend()
+        failure = kernel.carry_check(options)
+        if failure is None:
             return kernel
+        if options is not None and options.driver is not None:
+            raise BackendUnavailable(f"{failure}; use another --driver or --backend openssl")
         if notify is not None:
-            why = failure if failure is not None else status.reason
-            notify(f"kernel backend unavailable ({why}); using openssl")
+            notify(f"kernel backend unavailable ({failure}); using openssl")
         return OpenSSLBackend()
     backend = get_backend(name)
+    if backend.name == "openssl":
+        _refuse_driver(options, "openssl does not use kernel drivers")
     status = backend.probe()
     if not status.available:
         raise BackendUnavailable(f"the {name} backend is not available: {status.reason}")
@@ -63,6 +74,14 @@ def select_backend(
         if failure is not None:
             raise BackendUnavailable(f"{failure}; use another --driver or --backend openssl")
     return backend
+
+
+def _refuse_driver(options: CipherOptions | None, why: str) -> None:
+    """A usage error if ``options`` name a kernel driver that the run would not use: the
+    user asked for that driver (perhaps to avoid a slow or broken one), and encrypting
+    through something else without a word would hide that the choice had no effect."""
+    if options is not None and options.driver is not None:
+        raise UsageError(f"--driver {options.driver} cannot be used: {why}")
 
 
 def openssl_reads_warning(key: Key) -> str:
@@ -84,6 +103,7 @@ def choose_backend(key: Key, backend: str, notify: Notify,
     if ref is None:
         return select_backend(backend, notify, options)
     if backend == "openssl":
+        _refuse_driver(options, "openssl does not use kernel drivers")
         if ref.type != "user":
             raise UsageError(
                 f"{ref.label} cannot be used with --backend openssl: a {ref.type} key never "
@@ -133,5 +153,5 @@ def prepared_key(key: Key, backend: str, notify: Notify) -> Iterator[Key]:
         copy.wipe()
 
 
-__all__ = ["BACKEND_NAMES", "all_backends", "choose_backend", "get_backend", "prepared_key",
-           "select_backend"]
+__all__ = ["BACKEND_NAMES", "FALLBACK_NOTICE", "all_backends", "choose_backend", "get_backend",
+           "prepared_key", "select_backend"]

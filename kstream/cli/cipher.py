@@ -21,6 +21,7 @@ from kstream.cli.many import (
     DEFAULT_SUFFIX,
     FILES_IN_FLIGHT,
     SMALL_FILES_IN_FLIGHT,
+    notifier,
     run_files,
 )
 from kstream.errors import FormatError, UsageError, io_errors
@@ -139,6 +140,26 @@ def _passphrase(args: argparse.Namespace, encrypt: bool) -> PassphraseArg | None
 # --------------------------------------------------------------------------- parser
 
 
+#: Sets the default of ``--backend``, for hosts where the answer never changes (a container
+#: without AF_ALG): choosing there, even ``auto``, also silences the fallback notice.
+BACKEND_ENV = "KSTREAM_BACKEND"
+
+
+def backend_choice(flag: str | None) -> tuple[str, bool]:
+    """The run's backend name and whether the user chose it (``--backend``, else
+    :data:`BACKEND_ENV`); a bad value in the environment is a usage error naming it."""
+    if flag is not None:
+        return flag, True
+    value = os.environ.get(BACKEND_ENV, "").strip()
+    if not value:
+        return "auto", False
+    if value not in BACKEND_NAMES:
+        raise UsageError(f"the environment variable {BACKEND_ENV}='{value}' is not a backend; "
+                         "set it to one of "
+                         f"{', '.join(BACKEND_NAMES)}, or unset it")
+    return value, True
+
+
 def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", metavar="FILE", nargs="+",
                    help="IN OUT: input and output, each a path or '-' (stdin/stdout); or "
@@ -157,8 +178,9 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
                       help="read the passphrase (its first line) from file descriptor N")
     keys.add_argument("--passphrase-file", metavar="PATH",
                       help="read the passphrase from the first line of PATH")
-    p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
-                   help="crypto backend (default: auto = kernel if usable, else openssl)")
+    p.add_argument("--backend", choices=BACKEND_NAMES, default=None,
+                   help=f"crypto backend (default: ${BACKEND_ENV} if set, else auto = kernel "
+                   "if usable, else openssl, with a notice)")
     p.add_argument("--driver", metavar="NAME",
                    help="kernel backend: use this ctr(aes) driver, e.g. ctr-aes-aesni")
     p.add_argument("--transfer", choices=("auto", "sendmsg", "splice", "sendfile"),
@@ -192,8 +214,14 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_cipher_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kstream encrypt`` and ``kstream decrypt`` on the top-level subparsers."""
-    for name, what in (("encrypt", "encrypt IN into OUT"), ("decrypt", "decrypt IN into OUT")):
-        p = sub.add_parser(name, help=what, description=f"{what.capitalize()}.",
+    for name, what, many in (
+            ("encrypt", "encrypt a file or a pipe",
+             f"or each FILE into FILE{DEFAULT_SUFFIX}"),
+            ("decrypt", "decrypt a file or a pipe",
+             f"or each FILE{DEFAULT_SUFFIX} back into FILE")):
+        description = (f"{name.capitalize()} IN into OUT (each a path, or '-' for stdin or "
+                       f"stdout), {many}.")
+        p = sub.add_parser(name, help=what, description=description,
                            parents=[common], epilog=tui.EXIT_CODES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_cipher_arguments(p)
@@ -239,6 +267,7 @@ def _header_size_of(path: str) -> int:
 def cmd_cipher(args: argparse.Namespace) -> int:
     """``IN OUT`` as always; many-files mode with --suffix/--output-dir or one lone FILE."""
     paths = args.paths
+    args.backend, args.backend_chosen = backend_choice(args.backend)
     if args.suffix is not None or args.output_dir is not None or (
             len(paths) == 1 and paths[0] != "-"):
         return run_files(args, unlock, CipherOptions(driver=args.driver,
@@ -284,7 +313,7 @@ def _cmd_one(args: argparse.Namespace) -> int:
     from kstream.cli.runner import run
 
     transform = encrypt_file if encrypt else decrypt_file
-    with tui.progress_bar(args.progress, total) as progress:
+    with tui.progress_bar(args.progress, total, stdout_data=args.output == "-") as progress:
         try:
             run(transform(
                 0 if args.input == "-" else args.input,
@@ -297,7 +326,7 @@ def _cmd_one(args: argparse.Namespace) -> int:
                 iv=iv,
                 verify=args.verify,
                 options=options,
-                notify=tui.notifier(args.quiet),
+                notify=notifier(args),
                 progress=progress,
                 jobs=args.jobs,
                 **({"work_factor": factor} if encrypt else {"max_work_factor": factor}),
@@ -337,7 +366,7 @@ def _run_small(args: argparse.Namespace, key: Key | None, passphrase: Passphrase
     run_sync(lambda: process_small_file(
         encrypt, args.input, args.output, secret, raw_iv=raw_iv, force=args.force,
         backend=args.backend, options=options, verify=args.verify,
-        notify=tui.notifier(args.quiet)))
+        notify=notifier(args)))
     return True
 
 

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kstream {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # A dest of its own: a subcommand's -q default would overwrite a shared one.
+    parser.add_argument("-q", "--quiet", action="store_true", dest="quiet_first",
+                        help="no notices on stderr (as the command's own -q)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     # --debug is accepted before or after the command name.
     common = tui.Parser(add_help=False)
@@ -73,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         return tui.show_help(parser)
+    args.quiet = args.quiet_first or getattr(args, "quiet", False)
     try:
         return COMMANDS[args.command](args)
     except Exception as exc:

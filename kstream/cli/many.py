@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kstream.backends.base import CipherOptions
+from kstream.backends.base import FALLBACK_NOTICE, CipherOptions
 from kstream.cli import tui
 from kstream.errors import KstreamError, UsageError
 from kstream.keys import Key
@@ -182,7 +182,7 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
     from kstream.cli.runner import run
 
     transform = encrypt_file if encrypt else decrypt_file
-    notify = once(tui.notifier(args.quiet))
+    notify = once(notifier(args))
     sizes = [t.size for t in tasks]
     try:
         with tui.files_bar(args.progress, sum(sizes), len(tasks)) as (progress, file_done):
@@ -212,6 +212,20 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
         if isinstance(phrase, bytearray):
             wipe(phrase)
     return most_severe(tally.codes)
+
+
+def notifier(args: argparse.Namespace) -> Callable[[str], None]:
+    """The API's ``notify`` for an encrypt or decrypt run: its notices, except the fallback
+    to OpenSSL where the user chose the backend (``args.backend_chosen``: by ``--backend``
+    or ``KSTREAM_BACKEND``), since whoever chose ``auto`` knows it may fall back."""
+    say = tui.notifier(args.quiet)
+    if not getattr(args, "backend_chosen", False):
+        return say
+    def notify(message: str) -> None:
+        if message != FALLBACK_NOTICE:
+            say(message)
+
+    return notify
 
 
 def once(notify: Callable[[str], None]) -> Callable[[str], None]:

@@ -16,8 +16,10 @@ The rules:
   user that something less safe than asked for is happening, except advisories about the
   user's own setup that ``-q`` is the documented way to silence (a key file readable by
   others, as gpg lets its permission warning be turned off);
-* the progress bar appears only when stderr is a terminal, unless ``--progress`` or
-  ``--no-progress`` says otherwise;
+* the progress bar appears only when stderr is a terminal, stdout (if it carries the data)
+  is not, and the input is not known to be small, unless ``--progress`` or
+  ``--no-progress`` says otherwise (see :func:`_bar`); while it is on screen every message
+  goes through it, and when the run ends it is removed;
 * ciphertext and keys are never written to a terminal, and a key is never read from one;
 * a passphrase is asked for on the controlling terminal (``/dev/tty``, never stdin, which
   may be the data), with echo off, as ``kstream: enter passphrase:``; without a terminal
@@ -71,19 +73,23 @@ Notify = Callable[[str], None]
 
 
 #: The progress bar on screen, if any: a message must not land on the bar's line.
-_bar_shown: Any = None
+_bar_shown: _Bar | None = None
+#: Held while anything is written to the terminal (a message, or the bar drawn or removed),
+#: so that a message from another thread cannot cut into a bar being drawn.
+_screen = threading.RLock()
 
 
 def say(kind: str, message: str) -> None:
     """Write ``kstream: KIND: message`` to stderr at once (stderr may be a pipe); a progress
     bar on screen is cleared first and drawn again below the message."""
-    bar = _bar_shown
-    if bar is not None:
-        bar.clear()
-    sys.stderr.write(f"{PROG}: {kind}: {message}\n")
-    sys.stderr.flush()
-    if bar is not None:
-        bar.refresh()
+    with _screen:
+        bar = _bar_shown
+        if bar is not None:
+            bar.clear()
+        sys.stderr.write(f"{PROG}: {kind}: {message}\n")
+        sys.stderr.flush()
+        if bar is not None:
+            bar.refresh()
 
 
 def error(message: str) -> None:
@@ -134,68 +140,110 @@ def refuse_terminal(fd: int, message: str) -> None:
         raise UsageError(message)
 
 
-class _Bar:
-    """A tqdm byte counter on stderr that appears at the first data, not before (a
-    passphrase prompt may come first), and can be cleared for a message line."""
+#: With no ``--progress``, an input whose size is known to be below this gets no bar: it is
+#: done before a bar could say anything (the bar would flash for a moment and vanish).
+SMALL_INPUT = 8 << 20
+#: With no ``--progress``, the bar is drawn only once data has flowed for this many seconds:
+#: a pipe of unknown size that ends sooner gets no bar either, and a bar never shows the
+#: ``0.00B`` of an input that has not started (its first drawing shows real bytes).
+BAR_DELAY = 0.5
 
-    def __init__(self, total: int | None) -> None:
+
+class _Bar:
+    """A tqdm byte counter on stderr that is created at the first data, not before (a
+    passphrase prompt may come first), and can be cleared for a message line.
+
+    Every drawing happens under :data:`_screen`, and tqdm's monitor thread is switched off:
+    it would redraw the bar from a thread of its own, between a message's clearing of the
+    bar and the message. ``miniters=1`` keeps tqdm from skipping updates after a burst (the
+    monitor used to undo that): after a stall the next data is drawn at once.
+    """
+
+    def __init__(self, total: int | None, delay: float) -> None:
         self.total = total
+        self.delay = delay
         self.postfix = ""
         self._bar: Any = None
 
     def update(self, n: int) -> None:
-        if self._bar is None:
-            from tqdm import tqdm  # only when a bar is drawn: it costs import time
+        with _screen:
+            if self._bar is None:
+                if n <= 0:
+                    return
+                from tqdm import tqdm  # only when a bar is drawn: it costs import time
 
-            self._bar = tqdm(total=self.total, unit="B", unit_scale=True, unit_divisor=1024,
-                             file=sys.stderr, leave=False, dynamic_ncols=True)
-            if self.postfix:
-                self._bar.set_postfix_str(self.postfix, refresh=False)
-        self._bar.update(n)
+                tqdm.monitor_interval = 0
+                self._bar = tqdm(total=self.total, initial=n, unit="B", unit_scale=True,
+                                 unit_divisor=1024, file=sys.stderr, leave=False,
+                                 dynamic_ncols=True, miniters=1, delay=self.delay,
+                                 postfix=self.postfix or None)
+                return
+            self._bar.update(n)
 
     def set_postfix(self, text: str) -> None:
-        self.postfix = text
-        if self._bar is not None:
-            self._bar.set_postfix_str(text)
+        with _screen:
+            self.postfix = text
+            if self._bar is not None:
+                self._bar.set_postfix_str(text, refresh=self._drawn())
+
+    def _drawn(self) -> bool:
+        """Whether the bar is on screen: tqdm's own test, with ``delay``, in ``close``."""
+        bar = self._bar
+        return bar is not None and bar.last_print_t >= bar.start_t + bar.delay
 
     def clear(self) -> None:
-        if self._bar is not None:
-            self._bar.clear()
+        with _screen:
+            if self._drawn():
+                self._bar.clear()
 
     def refresh(self) -> None:
-        if self._bar is not None:
-            self._bar.refresh()
+        with _screen:
+            if self._drawn():
+                self._bar.refresh()
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        with _screen:
+            if self._bar is not None:
+                self._bar.close()
 
 
 @contextmanager
-def _bar(wanted: bool | None, total: int | None) -> Iterator[_Bar | None]:
+def _bar(wanted: bool | None, total: int | None, *, stdout_data: bool) -> Iterator[_Bar | None]:
     """A byte counter on stderr, or ``None`` when there is to be no bar.
 
-    ``wanted`` is ``--progress``/``--no-progress``, ``None`` if neither was given: then the
-    bar is shown only to a person (stderr is a terminal), never into a log file. The bar is
-    removed when the block ends so that an error line after it starts on a clean line.
+    ``wanted`` is ``--progress``/``--no-progress``; ``--progress`` always gets a bar, drawn
+    at once. With neither (``None``) the bar is for a person watching a long run: only when
+    stderr is a terminal (never into a log file), not when ``stdout_data`` (the output goes
+    to stdout) and stdout is a terminal too (the bar would be glued into the plaintext), not
+    for an input known to be under :data:`SMALL_INPUT`, and only after :data:`BAR_DELAY`.
+    The bar is removed when the block ends, so a line after it starts on a clean line and
+    nothing stale stays on screen.
     """
     global _bar_shown
-    if not (wanted if wanted is not None else sys.stderr.isatty()):
+    if wanted is None:
+        wanted = (sys.stderr.isatty() and not (stdout_data and sys.stdout.isatty())
+                  and (total is None or total >= SMALL_INPUT))
+        delay = BAR_DELAY
+    else:
+        delay = 0.0
+    if not wanted:
         yield None
         return
-    bar = _Bar(total)
+    bar = _Bar(total, delay)
     _bar_shown = bar
     try:
         yield bar
     finally:
-        _bar_shown = None
-        bar.close()
+        with _screen:
+            _bar_shown = None
+            bar.close()
 
 
 @contextmanager
-def progress_bar(wanted: bool | None, total: int | None) -> Iterator[Progress | None]:
+def progress_bar(wanted: bool | None, total: int | None, *, stdout_data: bool
+                 ) -> Iterator[Progress | None]:
     """A byte counter (see :func:`_bar`): the callback to report bytes, or ``None``."""
-    with _bar(wanted, total) as bar:
+    with _bar(wanted, total, stdout_data=stdout_data) as bar:
         yield None if bar is None else bar.update
 
 
@@ -204,7 +252,7 @@ def files_bar(wanted: bool | None, total: int, files: int
               ) -> Iterator[tuple[Progress | None, Callable[[], None] | None]]:
     """A byte counter that also counts files (``3/10 files``) for many-files runs: the
     callbacks for bytes and for a finished file, or ``(None, None)`` without a bar."""
-    with _bar(wanted, total) as bar:
+    with _bar(wanted, total, stdout_data=False) as bar:
         if bar is None:
             yield None, None
             return
@@ -234,6 +282,8 @@ def ask_passphrase(*, confirm: bool) -> bytearray:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise UsageError(NO_TERMINAL) from exc
+    if _bar_shown is not None:  # the prompt goes to the same screen: not onto the bar's line
+        _bar_shown.clear()
     try:
         first = _ask(fd, f"{PROG}: enter passphrase: ")
         if not first:
@@ -289,8 +339,6 @@ def _ask(fd: int, prompt: str) -> bytearray:
     if end >= 0:
         del line[end:]
     return line
-
-
 
 
 # --------------------------------------------------------------------------- endings

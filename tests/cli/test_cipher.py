@@ -37,18 +37,88 @@ def test_file_roundtrip(tmp_path: Path, plain: tuple[Path, bytes], bits: int) ->
     assert (tmp_path / "d").read_bytes() == data
 
 
-def test_auto_backend_falls_back_with_one_notice(tmp_path: Path, keyfile: Path,
-                                                 plain: tuple[Path, bytes]) -> None:
-    proc = kst("encrypt", "-k", keyfile, plain[0], tmp_path / "c")
+def _kernel_here() -> bool:
+    from kstream.backends.kernel.backend import KernelBackend
+
+    return KernelBackend().probe().available
+
+
+def test_auto_backend_falls_back_with_one_short_notice(tmp_path: Path, keyfile: Path,
+                                                       plain: tuple[Path, bytes]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KSTREAM_BACKEND"}
+    proc = kst("encrypt", "-k", keyfile, plain[0], tmp_path / "c", env=env)
     notices = proc.stderr.decode().splitlines()
     from kstream.backends.kernel.backend import KernelBackend
 
     if KernelBackend().probe().available:
         assert notices == []
     else:
-        assert len(notices) == 1 and notices[0].startswith("kstream: notice: kernel backend")
-        assert "using openssl" in notices[0]
+        assert notices == ["kstream: notice: kernel backend unavailable here; using openssl "
+                           "(see 'kstream backends')"]
     assert kst("encrypt", "-q", "-k", keyfile, plain[0], tmp_path / "c2").stderr == b""
+    # -q before the command is the same -q.
+    assert kst("-q", "encrypt", "-k", keyfile, plain[0], tmp_path / "c3").stderr == b""
+    assert kst("-q", "decrypt", "-k", keyfile, tmp_path / "c3", tmp_path / "d").stderr == b""
+    assert (tmp_path / "d").read_bytes() == plain[1]
+
+
+@pytest.mark.parametrize("choice", [["--backend", "auto"], ["--backend", "openssl"],
+                                    ["KSTREAM_BACKEND=auto"], ["KSTREAM_BACKEND=openssl"]])
+def test_a_chosen_backend_gets_no_fallback_notice(tmp_path: Path, keyfile: Path,
+                                                  plain: tuple[Path, bytes],
+                                                  choice: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KSTREAM_BACKEND"}
+    flags = choice
+    if choice[0].startswith("KSTREAM_BACKEND="):
+        env["KSTREAM_BACKEND"] = choice[0].split("=", 1)[1]
+        flags = []
+    proc = kst("encrypt", *flags, "-k", keyfile, plain[0], tmp_path / "c", env=env)
+    assert proc.stderr == b""
+    proc = kst("decrypt", *flags, "-k", keyfile, tmp_path / "c", tmp_path / "d", env=env)
+    assert proc.stderr == b"" and (tmp_path / "d").read_bytes() == plain[1]
+    proc = kst("encrypt", *flags, "-k", keyfile, "--suffix", ".y", plain[0], env=env)
+    assert proc.stderr == b""  # many files too
+
+
+def test_kstream_backend_sets_the_default_and_the_flag_wins(
+        tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
+    env = {**os.environ, "KSTREAM_BACKEND": "kernel"}
+    if not _kernel_here():
+        fails("encrypt", "-k", keyfile, plain[0], tmp_path / "c", code=3,
+              match="the kernel backend is not available", env=env)
+    proc = kst("encrypt", "--backend", "openssl", "-k", keyfile, plain[0], tmp_path / "c2",
+               env=env)
+    assert proc.stderr == b""
+    line = fails("encrypt", "-k", keyfile, plain[0], tmp_path / "c3", code=2,
+                 match="the environment variable KSTREAM_BACKEND='aes' is not a backend; set "
+                 "it to one of auto, kernel, openssl, or unset it",
+                 env={**os.environ, "KSTREAM_BACKEND": "aes"})
+    assert line.startswith("kstream: error: the environment variable")
+    assert not (tmp_path / "c3").exists()
+
+
+def test_a_driver_that_would_not_be_used_is_an_error(tmp_path: Path, keyfile: Path,
+                                                     plain: tuple[Path, bytes]) -> None:
+    fails("encrypt", "--backend", "openssl", "--driver", "ctr-aes-aesni", "-k", keyfile,
+          plain[0], tmp_path / "c", code=2,
+          match="--driver ctr-aes-aesni cannot be used: openssl does not use kernel drivers")
+    if not _kernel_here():
+        fails("encrypt", "--driver", "ctr-aes-aesni", "-k", keyfile, plain[0], tmp_path / "c",
+              code=2, match="--driver ctr-aes-aesni cannot be used: the kernel backend is not "
+              "available here; see 'kstream backends'")
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(("command", "description"), [
+    ("encrypt", "Encrypt IN into OUT (each a path, or '-' for stdin or stdout), or each FILE "
+                "into FILE.kst."),
+    ("decrypt", "Decrypt IN into OUT (each a path, or '-' for stdin or stdout), or each "
+                "FILE.kst back into FILE."),
+])
+def test_the_commands_describe_themselves(command: str, description: str) -> None:
+    out = kst(command, "--help", env={**os.environ, "COLUMNS": "200"}).stdout.decode()
+    assert f"\n\n{description}\n\n" in out
+    assert "$KSTREAM_BACKEND" in " ".join(out.split())
 
 
 def test_key_fd(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import pty
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import screen
 from clirun import KST, fails, kst, one_error, run_main
 
 from kstream.cli import tui
@@ -89,18 +92,59 @@ def test_terminals_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert exc.value.exit_code == 2
 
 
-def test_progress_bar_only_for_a_terminal_unless_asked(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    with tui.progress_bar(None, 100) as progress:  # stderr is captured: not a terminal
+def _ttys(monkeypatch: pytest.MonkeyPatch, stderr: bool, stdout: bool) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: stderr)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: stdout)
+
+
+@pytest.mark.parametrize(("stderr", "stdout", "stdout_data", "total", "shown"), [
+    (False, False, False, None, False),  # a log file gets no bar
+    (True, False, False, None, True),  # a pipe of unknown size
+    (True, False, False, tui.SMALL_INPUT, True),
+    (True, False, False, tui.SMALL_INPUT - 1, False),  # done before a bar could say much
+    (True, True, True, None, False),  # the plaintext goes to the same terminal
+    (True, True, False, None, True),  # stdout is a terminal but carries no data
+])
+def test_when_a_bar_is_shown_unasked(monkeypatch: pytest.MonkeyPatch, stderr: bool,
+                                     stdout: bool, stdout_data: bool, total: int | None,
+                                     shown: bool) -> None:
+    _ttys(monkeypatch, stderr, stdout)
+    with tui.progress_bar(None, total, stdout_data=stdout_data) as progress:
+        assert (progress is not None) == shown
+
+
+def test_progress_or_no_progress_decides(monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    _ttys(monkeypatch, True, True)
+    with tui.progress_bar(False, None, stdout_data=False) as progress:
         assert progress is None
-    with tui.progress_bar(False, 100) as progress:
-        assert progress is None
-    with tui.progress_bar(True, 2048) as progress:
+    _ttys(monkeypatch, False, True)
+    with tui.progress_bar(True, 2048, stdout_data=True) as progress:
         assert progress is not None
         progress(1024)
     err = capsys.readouterr().err
-    assert "/2.00k" in err and "B/s" in err
+    assert "1.00k/2.00k" in err and "B/s" in err  # drawn at once, with the first bytes
+    assert "0.00" not in err
     assert err.endswith("\r")  # the bar is removed again: the next line starts clean
+
+
+def test_a_message_during_the_bar_goes_above_it() -> None:
+    """The bar is cleared for the message and drawn again below it; when the run ends the
+    message stays and the bar is gone."""
+    script = ("import time\n"
+              "from kstream.cli import tui\n"
+              "with tui.progress_bar(True, 4 << 20, stdout_data=False) as progress:\n"
+              "    progress(1 << 20)\n"
+              "    time.sleep(0.3)\n"
+              "    tui.notice('a notice while the bar is drawn', quiet=False)\n"
+              "    progress(1 << 20)\n"
+              "    time.sleep(0.3)\n"
+              "    progress(1 << 20)\n")
+    seen = screen.run([sys.executable, "-c", script])
+    assert seen.returncode == 0
+    assert b"1.00M/4.00M" in seen.raw.split(b"kstream: notice:")[0]
+    assert b"2.00M/4.00M" in seen.after(b"a notice while the bar is drawn")
+    assert seen.lines == ["kstream: notice: a notice while the bar is drawn"]
 
 
 # --------------------------------------------------------------------------- end to end
@@ -150,3 +194,126 @@ def test_progress_bar_on_request(tmp_path: Path, keyfile: Path,
     proc = kst("encrypt", "-q", "--progress", "-k", keyfile, plain[0], tmp_path / "c")
     assert b"%" in proc.stderr or b"B/s" in proc.stderr
     assert kst("encrypt", "-q", "-k", keyfile, plain[0], tmp_path / "c2").stderr == b""
+
+
+# --------------------------------------------------------------------------- on a terminal
+
+
+def _fallback() -> list[str]:
+    """What ``auto`` leaves on screen on this host: its one notice, or nothing."""
+    from kstream.backends.kernel.backend import KernelBackend
+    from kstream.backends.select import FALLBACK_NOTICE
+
+    return [] if KernelBackend().probe().available else [f"kstream: notice: {FALLBACK_NOTICE}"]
+
+
+def _slowly(data: bytes, pieces: int, pause: float,
+            stall: float = 0.0) -> Callable[[subprocess.Popen[bytes], screen.Terminal], None]:
+    """Feed ``data`` to stdin in ``pieces`` with ``pause`` seconds between them; after the
+    first piece, ``stall`` seconds more, during which the screen must not change."""
+
+    def feed(proc: subprocess.Popen[bytes], term: screen.Terminal) -> None:
+        assert proc.stdin is not None
+        step = -(-len(data) // pieces)
+        for at in range(0, len(data), step):
+            proc.stdin.write(data[at:at + step])
+            proc.stdin.flush()
+            term.read(pause)
+            if at == 0 and stall:
+                before = term.raw
+                term.read(0.3)  # the first piece is through; now nothing more comes
+                stalled = term.read(stall)
+                assert b"B/s" not in term.raw, term.raw[len(before):]
+                assert stalled == b""
+
+    return feed
+
+
+def _frames(raw: bytes) -> list[bytes]:
+    """Every drawing of a bar in ``raw``."""
+    return [frame for frame in raw.split(b"\r") if b"B/s" in frame]
+
+
+def test_a_file_run_leaves_the_notice_and_no_bar(tmp_path: Path, keyfile: Path) -> None:
+    """The issue's own run: what stays is the fallback notice (if any), never a stale 0%."""
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(32 << 20))
+    seen = screen.run([*KST, "encrypt", "-k", str(keyfile), str(big), str(tmp_path / "c")])
+    assert seen.returncode == 0
+    assert seen.lines == _fallback()
+    seen = screen.run([*KST, "decrypt", "-k", str(keyfile), str(tmp_path / "c"),
+                       str(tmp_path / "d")])
+    assert (seen.returncode, seen.lines) == (0, _fallback())
+    assert (tmp_path / "d").read_bytes() == big.read_bytes()
+
+
+@pytest.mark.parametrize("command", ["encrypt", "decrypt"])
+def test_a_slow_pipe_gets_a_bar_that_goes_away(tmp_path: Path, keyfile: Path,
+                                               command: str) -> None:
+    data = os.urandom(6 << 20)
+    if command == "decrypt":
+        (tmp_path / "p").write_bytes(data)
+        kst("encrypt", "-k", keyfile, tmp_path / "p", tmp_path / "c")
+        feed = (tmp_path / "c").read_bytes()
+    else:
+        feed = data
+    seen = screen.run([*KST, command, "-k", str(keyfile), "-", str(tmp_path / "out")],
+                      feed=_slowly(feed, 12, 0.15))
+    assert seen.returncode == 0
+    frames = _frames(seen.raw)
+    assert frames  # the run lasted long enough for a bar
+    assert not any(b"0.00B" in frame for frame in frames)
+    assert seen.lines == _fallback()
+    if command == "decrypt":
+        assert (tmp_path / "out").read_bytes() == data
+
+
+def test_a_stalled_input_shows_no_bar_until_data_flows(tmp_path: Path, keyfile: Path) -> None:
+    """The first piece is read, then nothing comes for a while: no ``0.00B`` bar stays up
+    meanwhile (nor any bar: nothing has flowed long enough); once data flows the bar
+    counts real bytes, and it is gone at the end."""
+    data = os.urandom(5 << 20)
+    seen = screen.run([*KST, "encrypt", "-k", str(keyfile), "-", str(tmp_path / "c")],
+                      feed=_slowly(data, 10, 0.15, stall=1.5))
+    assert seen.returncode == 0
+    frames = _frames(seen.raw)
+    assert frames and not any(frame.startswith(b"0.00") for frame in frames)
+    assert seen.lines == _fallback()
+
+
+def test_plaintext_to_the_terminal_gets_no_bar(tmp_path: Path, keyfile: Path) -> None:
+    """Decrypting to the terminal prints the plaintext and nothing glued to it, for a small
+    file (the issue's hello.kst) and for a slow pipe whose size is unknown."""
+    (tmp_path / "hello").write_bytes(b"hello world\n")
+    kst("encrypt", "-k", keyfile, tmp_path / "hello", tmp_path / "hello.kst")
+    seen = screen.run([*KST, "decrypt", "-k", str(keyfile), str(tmp_path / "hello.kst"), "-"],
+                      stdout_tty=True)
+    assert (seen.returncode, seen.lines) == (0, [*_fallback(), "hello world"])
+
+    text = b"".join(b"line %07d\n" % i for i in range(200_000))  # 2.4 MB
+    (tmp_path / "text").write_bytes(text)
+    kst("encrypt", "-k", keyfile, tmp_path / "text", tmp_path / "text.kst")
+    seen = screen.run([*KST, "decrypt", "-k", str(keyfile), "-", "-"], stdout_tty=True,
+                      feed=_slowly((tmp_path / "text.kst").read_bytes(), 8, 0.15))
+    assert seen.returncode == 0
+    notices = b"".join(line.encode() + b"\r\n" for line in _fallback())
+    assert seen.raw == notices + text.replace(b"\n", b"\r\n")
+
+
+def test_an_error_while_the_bar_is_up_lands_above_it(tmp_path: Path, keyfile: Path) -> None:
+    """Many files, one of them damaged: its error line appears while the bar is drawn, and
+    what stays is the error and the summary, with no piece of a bar."""
+    for name in ("a", "c"):
+        (tmp_path / name).write_bytes(os.urandom(4 << 20))
+        kst("encrypt", "-q", "-k", keyfile, tmp_path / name, tmp_path / f"{name}.kst")
+        (tmp_path / name).unlink()
+    (tmp_path / "b.kst").write_bytes(b"not kstream at all" * 100)
+    seen = screen.run([*KST, "decrypt", "--progress", "-j", "1", "-k", str(keyfile),
+                       "--suffix", ".kst", "a.kst", "b.kst", "c.kst"], cwd=str(tmp_path))
+    assert seen.returncode == 1
+    assert _frames(seen.raw.split(b"kstream: error:")[0])  # the bar was up before the error
+    *first, error, summary = seen.lines
+    assert first == _fallback()
+    assert error.startswith("kstream: error: b.kst: input is not a kstream file"), seen.lines
+    assert summary.startswith("kstream: notice: 3 files: 2 done, 1 failed, "), seen.lines
+    assert "B/s" not in error + summary

@@ -25,8 +25,8 @@ from kstream.backends.kernel.backend import (
     ctr_aes_drivers,
 )
 from kstream.backends.kernel.ctr import KernelStream
-from kstream.backends.select import select_backend
-from kstream.errors import BackendUnavailable
+from kstream.backends.select import FALLBACK_NOTICE, select_backend
+from kstream.errors import BackendUnavailable, UsageError
 
 kernel = pytest.mark.kernel
 #: Where a 32-bit counter goes after ff..ff: only the low word wraps.
@@ -107,6 +107,36 @@ def test_auto_falls_back_to_openssl_naming_the_driver(
         "00..00)); using openssl"]
 
 
+def test_auto_with_a_named_driver_stops_as_kernel_does(
+        fake_driver: Callable[[bool], None]) -> None:
+    """A driver the user named is not swapped for OpenSSL in silence."""
+    fake_driver(True)
+    notices: list[str] = []
+    with pytest.raises(BackendUnavailable, match=r"^kernel driver ctr-aes-x failed the "
+                       r"counter-carry check \(wrong keystream from byte 32 of 67, .*\); use "
+                       r"another --driver or --backend openssl$"):
+        select_backend("auto", notices.append, CipherOptions(driver="ctr-aes-x"))
+    assert notices == []
+
+
+def test_a_driver_that_would_not_be_used_is_a_usage_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(KernelBackend, "probe", lambda self: Availability(
+        "kernel", False, "this kernel has no AF_ALG sockets (test)"))
+    notices: list[str] = []
+    with pytest.raises(UsageError, match=r"^--driver ctr-aes-x cannot be used: the kernel "
+                       r"backend is not available here; see 'kstream backends'$"):
+        select_backend("auto", notices.append, CipherOptions(driver="ctr-aes-x"))
+    with pytest.raises(UsageError, match=r"^--driver ctr-aes-x cannot be used: openssl does "
+                       r"not use kernel drivers$"):
+        select_backend("openssl", notices.append, CipherOptions(driver="ctr-aes-x"))
+    assert notices == []
+    assert select_backend("auto", notices.append, CipherOptions()).name == "openssl"
+    assert select_backend("openssl", notices.append, CipherOptions()).name == "openssl"
+    assert notices == [FALLBACK_NOTICE]
+    assert len(FALLBACK_NOTICE) <= 80 and "'kstream backends'" in FALLBACK_NOTICE
+
+
 def test_kernel_stops_with_an_error_naming_the_driver(
         fake_driver: Callable[[bool], None]) -> None:
     fake_driver(True)
@@ -167,12 +197,8 @@ def test_a_real_driver_that_skips_the_carry_is_refused(monkeypatch: pytest.Monke
     monkeypatch.setattr(backend_module, "KernelStream", SkipsTheCarry)
     for driver in [alg.driver for alg in ctr_aes_drivers()]:
         monkeypatch.setattr(backend_module, "_carry_results", {})
-        notices: list[str] = []
-        assert select_backend("auto", notices.append,
-                              CipherOptions(driver=driver)).name == "openssl"
-        assert notices == [f"kernel backend unavailable (kernel driver {driver} failed the "
-                           "counter-carry check (wrong keystream from byte 32 of 67, where "
-                           "the counter wraps from ff..ff to 00..00)); using openssl"]
+        with pytest.raises(BackendUnavailable, match=f"^kernel driver {re.escape(driver)} failed"):
+            select_backend("auto", options=CipherOptions(driver=driver))
         with pytest.raises(BackendUnavailable, match=f"^kernel driver {re.escape(driver)} failed"):
             select_backend("kernel", options=CipherOptions(driver=driver))
 
@@ -183,4 +209,4 @@ def test_no_check_without_af_alg(monkeypatch: pytest.MonkeyPatch) -> None:
     notices: list[str] = []
     assert select_backend("auto", notices.append).name == "openssl"
     assert backend_module._carry_results == {}
-    assert notices[0].startswith("kernel backend unavailable (this kernel has no AF_ALG")
+    assert notices == [FALLBACK_NOTICE]
