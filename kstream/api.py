@@ -8,6 +8,7 @@ functions, so the library and the tool cannot disagree.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from kstream.atomic import AtomicFile, check_output_path
+from kstream.atomic import AtomicFile, check_output_path, open_stream
 from kstream.backends.base import CipherOptions
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import AsyncFileSource, IterSource, Sink, Source, read_exact
@@ -32,7 +33,7 @@ from kstream.engine.plan import (
     usable_key,
 )
 from kstream.engine.threads import run_blocking
-from kstream.errors import UsageError, io_errors
+from kstream.errors import KstreamError, UsageError, io_errors, option
 from kstream.format import HEADER_SIZE, IV_SIZE, CipherSuite, Header, header_size
 from kstream.keys import Key
 from kstream.passphrase import (
@@ -59,11 +60,6 @@ Direction = Literal["encrypt", "decrypt"]
 
 def _log_notice(message: str) -> None:
     log.info("%s", message)
-
-
-KEY_OPTIONS = "-k/--key-file, --key-fd, --key-name or --key-serial"
-PHRASE_OPTIONS = ("-p/--passphrase (asks on the terminal), --passphrase-fd N or "
-                      "--passphrase-file PATH")
 
 
 @dataclass(repr=False)
@@ -120,7 +116,7 @@ def _unlocked(encrypt: bool, secret: Secret, header: Header | None,
     if secret.key is not None:
         if not encrypt and header is not None and header.kdf is not None:
             raise UsageError("this file is protected by a passphrase, not a key: give the "
-                             f"passphrase with {PHRASE_OPTIONS}")
+                             f"passphrase with {option('passphrase')}")
         if encrypt and header is None and header_iv is not None:
             header = Header(suite=secret.key.suite, iv=header_iv)
         yield secret.key, header
@@ -138,7 +134,7 @@ def _unlocked(encrypt: bool, secret: Secret, header: Header | None,
                          "raw mode takes a key")
     elif header.kdf is None:
         raise UsageError("this file was encrypted with a key, not a passphrase: give the "
-                         f"key with {KEY_OPTIONS}")
+                         f"key with {option('key')}")
     else:
         check_work_factor(header.kdf, secret.max_work_factor)
     if header.kdf is None:
@@ -171,7 +167,7 @@ async def _planned(direction: Direction, source: Source | None, secret: Secret, 
     raw_iv = check_iv(iv, raw)
     if raw_iv is not None and secret.key is None:
         raise UsageError("a passphrase needs the kstream format (its header holds the salt); "
-                         "--raw takes a key")
+                         f"{option('raw')} takes a key")
     if raw_iv is None and header is None and direction == "decrypt":
         assert source is not None
         header = await read_header(source)
@@ -251,15 +247,20 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
     """
     secret = make_secret(key, passphrase, work_factor, max_work_factor)
     dst_path = os.fspath(dst) if isinstance(dst, str | os.PathLike) else None
+    stream = False
     if dst_path is not None:
         src_path = os.fspath(src) if isinstance(src, str | os.PathLike) else None
-        check_output_path(dst_path, force=force, src=src_path)
+        stream = check_output_path(dst_path, force=force, src=src_path,
+                                   no_terminal=direction == "encrypt")
     source, owned_fd = await open_source(src)
     try:
         if dst_path is None:
             sink = _sink_for(dst)
             async with _planned(direction, source, secret, **kw) as plan:
                 await run(plan, source, sink, progress)
+            return
+        if stream:
+            await _run_into_stream(direction, source, dst_path, secret, progress, kw)
             return
         out = AtomicFile(dst_path, force=force)
         try:
@@ -272,6 +273,30 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
     finally:
         if owned_fd is not None:
             os.close(owned_fd)
+
+
+async def _run_into_stream(direction: Direction, source: Source, path: str, secret: Secret,
+                           progress: Progress | None, kw: dict[str, Any]) -> None:
+    """Into a character device, a FIFO or one of this process's descriptors: written
+    directly by the stream driver. A FIFO is opened once a reader has opened it (polled:
+    a blocking open would hold a worker thread that no cancellation can free)."""
+    wait = 0.01
+    while (opened := open_stream(path)) is None:
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, 0.2)
+    fd, owned = opened
+    sink = FdSink(fd, f"output '{path}'")
+    try:
+        async with _planned(direction, source, secret, **kw) as plan:
+            await run(plan, source, sink, progress)
+    except KstreamError as exc:
+        if sink.written:  # what the reader already took cannot be taken back
+            exc.add_detail(f"{sink.written} bytes had already been written to '{path}', "
+                           "which is not a file: there is nothing to remove")
+        raise
+    finally:
+        if owned:
+            os.close(fd)
 
 
 async def _run_into_file(direction: Direction, source: Source, sink: FdSink, secret: Secret,
@@ -309,8 +334,10 @@ async def encrypt_file(
     """Encrypt ``src`` into ``dst`` with ``key``, or with ``passphrase`` (exactly one).
 
     ``dst`` as a path is written atomically (temp file, fsync, rename) and is refused if it
-    exists unless ``force``. ``raw=True`` writes bare AES-CTR starting at ``iv`` with no
-    header (for interoperating with ``openssl enc``); otherwise the IV is fresh and random.
+    exists unless ``force``; a path that is a character device or a FIFO (``/dev/null``,
+    ``/dev/stdout``, ``/dev/fd/N``) is written directly. ``raw=True`` writes bare AES-CTR
+    starting at ``iv`` with no header (for interoperating with ``openssl enc``); otherwise
+    the IV is fresh and random.
     A passphrase (bytes, str, or a function returning one) is turned into an AES-256 key
     by scrypt with log2 N = ``work_factor`` (default 18) and a fresh random salt.
     """

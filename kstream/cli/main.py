@@ -19,6 +19,7 @@ from kstream.cli import tui
 from kstream.cli.cipher import add_cipher_parsers, add_inspect_parser, cmd_cipher, cmd_inspect
 from kstream.cli.info import add_info_parsers, cmd_backends, cmd_demo, cmd_selftest
 from kstream.cli.key import add_key_parser, add_keygen_parser, cmd_key, cmd_keygen
+from kstream.errors import command_line_words
 from kstream.memory import tune_malloc
 
 
@@ -67,10 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         return tui.show_help(parser)
-    try:
-        return COMMANDS[args.command](args)
-    except Exception as exc:
-        return tui.report(exc, debug=args.debug)
+    with command_line_words():  # errors name --force, not the API's force=True
+        try:
+            return COMMANDS[args.command](args)
+        except Exception as exc:
+            return tui.report(exc, debug=args.debug)
 
 
 def entry() -> NoReturn:

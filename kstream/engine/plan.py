@@ -24,7 +24,7 @@ from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import Sink, Source, iterate
 from kstream.engine.pipe import accepts_fd, pump, pump_from_fd
 from kstream.engine.ranges import plan_ranges, run_ranges
-from kstream.errors import FormatError, InvalidKey, UsageError
+from kstream.errors import FormatError, InvalidKey, UsageError, option, worded
 from kstream.format import DEFAULT_SEGMENT, IV_SIZE, OVERHEAD, Header, segment_count
 from kstream.keys import Key
 from kstream.memory import tune_malloc
@@ -33,7 +33,7 @@ from kstream.segments import Codec, OpenCodec, RawCodec, SealCodec, mac_for_key
 Notify = Callable[[str], None]
 Progress = Callable[[int], None]
 
-NOTHING_TO_VERIFY = "--verify has nothing to check: openssl is the reference"
+NOTHING_TO_VERIFY = f"{option('verify')} has nothing to check: openssl is the reference"
 
 
 @contextlib.contextmanager
@@ -50,14 +50,13 @@ def check_iv(iv: bytes | None, raw: bool) -> bytes | None:
     """The raw-mode IV (required there), or None for a kstream file (refused there)."""
     if raw:
         if iv is None:
-            raise UsageError("raw mode has no header to carry the IV: give --iv (32 hex digits)")
+            raise UsageError(f"raw mode has no header to carry the IV: give {option('iv')}")
         if len(iv) != IV_SIZE:
-            raise UsageError(f"the IV must be {IV_SIZE} bytes (32 hex digits), got {len(iv)}")
+            raise UsageError(f"the IV must be {IV_SIZE} bytes, got {len(iv)}")
         return bytes(iv)
     if iv is not None:
-        raise UsageError(
-            "an IV can only be given with raw mode; kstream files get a fresh random IV"
-        )
+        raise UsageError(f"an IV can only be given with raw mode ({option('raw')}); "
+                         "kstream files get a fresh random IV")
     return None
 
 
@@ -151,7 +150,7 @@ def make_plan(
     only to reproduce published test vectors); to decrypt one, pass the file's header."""
     chosen = choose_backend(key, backend, notify, options)
     if verify and chosen.name == "openssl":
-        notify(NOTHING_TO_VERIFY)
+        notify(worded(NOTHING_TO_VERIFY))
         verify = False
     if raw_iv is not None:
         return Plan(encrypt, key, chosen, raw_iv, None, options, verify)
