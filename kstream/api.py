@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -226,6 +227,13 @@ async def open_source(src: FileArg) -> tuple[Source, int | None]:
     raise UsageError(f"cannot read from {type(src).__name__}: give a path or an async file")
 
 
+def _is_pipe(fd: int) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
 def _sink_for(dst: FileArg) -> Sink | FdSink:
     if isinstance(dst, int):
         return FdSink(dst, _name_of(dst))
@@ -290,9 +298,9 @@ async def _run_into_stream(direction: Direction, source: Source, path: str, secr
         async with _planned(direction, source, secret, **kw) as plan:
             await run(plan, source, sink, progress)
     except KstreamError as exc:
-        if sink.written:  # what the reader already took cannot be taken back
-            exc.add_detail(f"{sink.written} bytes had already been written to '{path}', "
-                           "which is not a file: there is nothing to remove")
+        if sink.written and _is_pipe(fd):  # its reader has them: say so, or it may use them
+            exc.add_detail(f"{sink.written} bytes had already gone into the pipe '{path}' "
+                           "(nothing to remove: a pipe cannot take them back)")
         raise
     finally:
         if owned:

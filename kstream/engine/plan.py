@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncGenerator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -28,7 +28,7 @@ from kstream.errors import FormatError, InvalidKey, UsageError, option, worded
 from kstream.format import DEFAULT_SEGMENT, IV_SIZE, OVERHEAD, Header, segment_count
 from kstream.keys import Key
 from kstream.memory import tune_malloc
-from kstream.segments import Codec, OpenCodec, RawCodec, SealCodec, mac_for_key
+from kstream.segments import Codec, KeyProof, OpenCodec, RawCodec, SealCodec, mac_for_key
 
 Notify = Callable[[str], None]
 Progress = Callable[[int], None]
@@ -98,6 +98,9 @@ class Plan:
     options: CipherOptions | None = None
     verify: bool = False
     mac: AESGCM | None = None
+    #: Shared by all of the run's openers: once segment 0 verified, a failure is a modified
+    #: file, not a wrong key, whichever range meets it.
+    proof: KeyProof = field(default_factory=KeyProof)
 
     @property
     def segment(self) -> int:
@@ -136,8 +139,10 @@ class Plan:
             return RawCodec(cipher, self.segment, first_segment)
         if self.encrypt:
             return SealCodec(cipher, self.mac, self.segment, first_segment)
-        unlocked_by = "key" if self.header is None or self.header.kdf is None else "passphrase"
-        return OpenCodec(cipher, self.mac, self.segment, first_segment, unlocked_by)
+        assert self.header is not None  # a MAC comes with a header
+        unlocked_by = "key" if self.header.kdf is None else "passphrase"
+        return OpenCodec(cipher, self.mac, self.segment, first_segment, unlocked_by,
+                         proof=self.proof, body_start=self.header.size)
 
 
 def make_plan(
