@@ -9,13 +9,15 @@ without an event loop), so the library and the tool cannot disagree.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import stat
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Literal, cast
 
-from kstream.atomic import AtomicFile, check_output_path
+from kstream.atomic import AtomicFile, check_output_path, open_stream
 from kstream.backends.base import CipherOptions
 from kstream.engine.drive import ranges_apply, run, run_iterable, run_ranges_plan
 from kstream.engine.fdio import FdSink, FdSource
@@ -23,7 +25,7 @@ from kstream.engine.iterate import AsyncFileSource, IterSource, Sink, Source, re
 from kstream.engine.plan import Plan, check_iv, parse_header, planned
 from kstream.engine.threads import run_blocking
 from kstream.engine.unlock import Secret, make_secret
-from kstream.errors import UsageError, io_errors
+from kstream.errors import KstreamError, UsageError, io_errors
 from kstream.format import HEADER_SIZE, Header, header_size
 from kstream.keys import Key
 from kstream.passphrase import Derivations, PassphraseArg
@@ -122,6 +124,13 @@ async def open_source(src: FileArg) -> tuple[Source, int | None]:
     raise UsageError(f"cannot read from {type(src).__name__}: give a path or an async file")
 
 
+def _is_pipe(fd: int) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
 def _sink_for(dst: FileArg) -> Sink | FdSink:
     if isinstance(dst, int):
         return FdSink(dst, _name_of(dst))
@@ -143,15 +152,20 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
     """
     secret = make_secret(key, passphrase, work_factor, max_work_factor)
     dst_path = os.fspath(dst) if isinstance(dst, str | os.PathLike) else None
+    stream = False
     if dst_path is not None:
         src_path = os.fspath(src) if isinstance(src, str | os.PathLike) else None
-        check_output_path(dst_path, force=force, src=src_path)
+        stream = check_output_path(dst_path, force=force, src=src_path,
+                                   no_terminal=direction == "encrypt")
     source, owned_fd = await open_source(src)
     try:
         if dst_path is None:
             sink = _sink_for(dst)
             async with _planned(direction, source, secret, **kw) as plan:
                 await run(plan, source, sink, progress)
+            return
+        if stream:
+            await _run_into_stream(direction, source, dst_path, secret, progress, kw)
             return
         out = AtomicFile(dst_path, force=force)
         try:
@@ -164,6 +178,30 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
     finally:
         if owned_fd is not None:
             os.close(owned_fd)
+
+
+async def _run_into_stream(direction: Direction, source: Source, path: str, secret: Secret,
+                           progress: Progress | None, kw: dict[str, Any]) -> None:
+    """Into a character device, a FIFO or one of this process's descriptors: written
+    directly by the stream driver. A FIFO is opened once a reader has opened it (polled:
+    a blocking open would hold a worker thread that no cancellation can free)."""
+    wait = 0.01
+    while (opened := open_stream(path)) is None:
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, 0.2)
+    fd, owned = opened
+    sink = FdSink(fd, f"output '{path}'")
+    try:
+        async with _planned(direction, source, secret, **kw) as plan:
+            await run(plan, source, sink, progress)
+    except KstreamError as exc:
+        if sink.written and _is_pipe(fd):  # its reader has them: say so, or it may use them
+            exc.add_detail(f"{sink.written} bytes had already gone into the pipe '{path}' "
+                           "(nothing to remove: a pipe cannot take them back)")
+        raise
+    finally:
+        if owned:
+            os.close(fd)
 
 
 async def _run_into_file(direction: Direction, source: Source, sink: FdSink, secret: Secret,
@@ -201,8 +239,10 @@ async def encrypt_file(
     """Encrypt ``src`` into ``dst`` with ``key``, or with ``passphrase`` (exactly one).
 
     ``dst`` as a path is written atomically (temp file, fsync, rename) and is refused if it
-    exists unless ``force``. ``raw=True`` writes bare AES-CTR starting at ``iv`` with no
-    header (for interoperating with ``openssl enc``); otherwise the IV is fresh and random.
+    exists unless ``force``; a path that is a character device or a FIFO (``/dev/null``,
+    ``/dev/stdout``, ``/dev/fd/N``) is written directly. ``raw=True`` writes bare AES-CTR
+    starting at ``iv`` with no header (for interoperating with ``openssl enc``); otherwise
+    the IV is fresh and random.
     A passphrase (bytes, str, or a function returning one) is turned into an AES-256 key
     by scrypt with log2 N = ``work_factor`` (default 18) and a fresh random salt.
     """

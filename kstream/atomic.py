@@ -1,9 +1,13 @@
-"""Atomic output files: OUT appears complete or not at all.
+"""Atomic output files: OUT appears complete or not at all; streams are written directly.
 
 Data goes to a temporary file in OUT's own directory (so the final rename cannot cross
 filesystems), which is fsynced and then renamed over OUT. On any error or interruption the
 temporary file is removed and an existing OUT is left untouched. After a SIGKILL only the
 temporary file can remain; its name (``.OUT.XXXXXXXX.kstream-partial``) says what it is.
+
+An output that is not a file but a stream (``/dev/null``, a FIFO, ``/dev/stdout``, a shell's
+``>(cmd)``) cannot be renamed over and cannot take back what it received: it is written
+directly, like ``-``, and ``decrypt FILE /dev/null`` is an integrity check.
 """
 
 from __future__ import annotations
@@ -14,19 +18,52 @@ import os
 import stat
 import tempfile
 
-from kstream.errors import UsageError, io_errors
+from kstream.errors import UsageError, io_errors, option
 
 PARTIAL_SUFFIX = ".kstream-partial"
+#: Paths that name one of this process's open descriptors, as shells hand them over
+#: (``>(cmd)`` becomes ``/dev/fd/63``): such an output is that descriptor itself.
+_DESCRIPTOR_PATHS = {"/dev/stdout": 1, "/dev/stderr": 2}
+_DESCRIPTOR_DIRS = ("/dev/fd/", "/proc/self/fd/")
 
 
-def check_output_path(path: str, *, force: bool, src: str | None = None) -> None:
+def own_descriptor(path: str) -> int | None:
+    """N if ``path`` is ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` or
+    ``/proc/self/fd/N``: written to as descriptor N (at its offset, with its flags), as
+    ``-`` is for stdout, instead of being reopened or, worse, renamed over."""
+    if path in _DESCRIPTOR_PATHS:
+        return _DESCRIPTOR_PATHS[path]
+    for prefix in _DESCRIPTOR_DIRS:
+        if path.startswith(prefix) and path[len(prefix):].isdigit():
+            return int(path[len(prefix):])
+    return None
+
+
+def is_stream(mode: int) -> bool:
+    """Whether an output of this mode is written directly: a character device (``/dev/null``,
+    a terminal) or a FIFO. Neither can be replaced by a rename, and nothing written to
+    them can be taken back, so there is no temporary file and no overwrite to refuse."""
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def check_output_path(path: str, *, force: bool, src: str | None = None,
+                      no_terminal: bool = False) -> bool:
     """Refuse outputs that would destroy data: an existing OUT without ``force``, IN itself,
-    a directory, or anything that is not a regular file."""
+    a directory, a block device or a socket. True if ``path`` is a stream (see
+    :func:`is_stream`, and :func:`own_descriptor`), written directly; False for a file,
+    written atomically. ``no_terminal`` refuses a terminal (ciphertext does not belong
+    on one)."""
+    fd = own_descriptor(path)
     try:
         with io_errors("check output", f"'{path}'", passthrough=(FileNotFoundError,)):
-            st = os.stat(path)
+            st = os.fstat(fd) if fd is not None else os.stat(path)
     except FileNotFoundError:
-        return
+        return False
+    if fd is not None or is_stream(st.st_mode):
+        if no_terminal and _is_terminal(path, fd, st.st_mode):
+            raise UsageError(f"refusing to write ciphertext to the terminal '{path}'; give "
+                             "a file or a pipe")
+        return True
     if src is not None:
         with contextlib.suppress(OSError):
             if os.path.samefile(src, path):
@@ -36,9 +73,52 @@ def check_output_path(path: str, *, force: bool, src: str | None = None) -> None
     if stat.S_ISDIR(st.st_mode):
         raise UsageError(f"output '{path}' is a directory; give a file name")
     if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"output '{path}' exists and is not a regular file; use '-' for stdout")
+        what = "a block device" if stat.S_ISBLK(st.st_mode) else "a socket or other special file"
+        raise UsageError(f"output '{path}' is {what}; kstream writes to files, FIFOs and "
+                         "character devices")
     if not force:
-        raise UsageError(f"output '{path}' already exists; use --force to overwrite it")
+        raise UsageError(f"output '{path}' already exists; use {option('force')} to "
+                         "overwrite it")
+    return False
+
+
+def _is_terminal(path: str, fd: int | None, mode: int) -> bool:
+    if fd is not None:
+        return os.isatty(fd)
+    if not stat.S_ISCHR(mode):
+        return False
+    with contextlib.suppress(OSError):
+        probe = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            return os.isatty(probe)
+        finally:
+            os.close(probe)
+    return False
+
+
+def open_stream(path: str) -> tuple[int, bool] | None:
+    """Open a stream output (:func:`check_output_path` said True): ``(fd, owned)``, owned
+    meaning the caller closes it; None while a FIFO has no reader yet (try again later:
+    a blocking open could not be cancelled)."""
+    own = own_descriptor(path)
+    if own is not None:
+        return own, False
+    with io_errors("open output", f"'{path}'"):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO and stat.S_ISFIFO(os.stat(path).st_mode):
+                return None  # a FIFO without a reader
+            raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not is_stream(mode):  # replaced since it was checked: never write into a file
+            raise UsageError(f"output '{path}' changed while kstream started; run it again")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, True
 
 
 class AtomicFile:
@@ -82,16 +162,14 @@ class AtomicFile:
         try:
             os.link(self.tmp_path, self.path)
         except FileExistsError as exc:
-            raise UsageError(
-                f"output '{self.path}' already exists; use --force to overwrite it"
-            ) from exc
+            raise UsageError(f"output '{self.path}' already exists; use {option('force')} "
+                             "to overwrite it") from exc
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
                 raise
             if os.path.lexists(self.path):  # filesystem without hard links
-                raise UsageError(
-                    f"output '{self.path}' already exists; use --force to overwrite it"
-                ) from exc
+                raise UsageError(f"output '{self.path}' already exists; use "
+                                 f"{option('force')} to overwrite it") from exc
             os.rename(self.tmp_path, self.path)
             return
         os.unlink(self.tmp_path)

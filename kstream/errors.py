@@ -4,21 +4,85 @@ Every error a user can cause or meet maps to exactly one of these classes, and e
 carries the process exit code the CLI uses for it, so the CLI never has to guess from
 message text. Messages are lowercase, one line, say what to do, and never contain key
 material (keys are only ever referred to by size or by file name).
+
+A message that tells the reader what to pass names the option through :func:`option`, so
+that a library caller reads the keyword argument (``force=True``) and a command-line user
+the flag (``--force``): the same error reaches both, and a hint in the other's words is a
+wrong hint. The command line selects its words with :func:`command_line_words`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
+
+#: The options messages name: for each, how the API spells it and how the command line does.
+#: Entries that end in ``=`` or a space are followed by a value in the message.
+OPTIONS: dict[str, tuple[str, str]] = {
+    "force": ("force=True", "--force"),
+    "raw": ("raw=True", "--raw"),
+    "iv": ("iv= (16 bytes)", "--iv HEX (32 hex digits)"),
+    "verify": ("verify=True", "--verify"),
+    "key": ("key= (a kstream.Key)", "-k/--key-file, --key-fd, --key-name or --key-serial"),
+    "passphrase": ("passphrase= (bytes or str)", "-p/--passphrase (asks on the terminal), "
+                   "--passphrase-fd N or --passphrase-file PATH"),
+    "max_work_factor": ("max_work_factor=", "--max-work-factor "),
+}
+#: Marks an option's name inside a message; a path or an OS error cannot contain NUL.
+_MARK = "\x00"
+_command_line = contextvars.ContextVar("kstream_command_line_words", default=False)
+
+
+def option(name: str) -> str:
+    """A placeholder for option ``name`` (a key of :data:`OPTIONS`) in a message; it reads
+    as the API's keyword or the command line's flag when the message is shown."""
+    if name not in OPTIONS:
+        raise KeyError(f"unknown option {name!r}")
+    return f"{_MARK}{name}{_MARK}"
+
+
+def worded(text: str) -> str:
+    """``text`` with every :func:`option` placeholder in the caller's words."""
+    if _MARK not in text:
+        return text
+    which = 1 if _command_line.get() else 0
+    parts = text.split(_MARK)
+    parts[1::2] = [OPTIONS[name][which] for name in parts[1::2]]
+    return "".join(parts)
+
+
+@contextlib.contextmanager
+def command_line_words() -> Iterator[None]:
+    """While this block runs (in this thread and the tasks it starts), messages name
+    options as the command line spells them."""
+    token = _command_line.set(True)
+    try:
+        yield
+    finally:
+        _command_line.reset(token)
 
 
 class KstreamError(Exception):
     """Base class of every error kstream raises on purpose.
 
-    ``exit_code`` is what ``kstream`` exits with when this error reaches the CLI.
+    ``exit_code`` is what ``kstream`` exits with when this error reaches the CLI. The message
+    may name options with :func:`option`; ``str()`` shows them in the caller's words.
     """
 
     exit_code: int = 1
+
+    def __str__(self) -> str:
+        return worded(super().__str__())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def add_detail(self, detail: str) -> None:
+        """Append ``detail`` to the message, e.g. what a failed run left behind, which only
+        the caller knows where the error was raised."""
+        first = self.args[0] if self.args else ""
+        self.args = (f"{first}; {detail}", *self.args[1:])
 
 
 class FormatError(KstreamError):
@@ -89,5 +153,8 @@ __all__ = [
     "InvalidKey",
     "KstreamError",
     "UsageError",
+    "command_line_words",
     "io_errors",
+    "option",
+    "worded",
 ]

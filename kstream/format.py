@@ -40,7 +40,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from kstream.errors import FormatError
+from kstream.errors import FormatError, option
 
 MAGIC = b"KSTREAM\x1a"
 VERSION = 1
@@ -211,7 +211,8 @@ class Header:
         """
         prefix = data[: len(MAGIC)]
         if prefix != MAGIC[: len(prefix)] or not prefix:
-            raise FormatError("input is not a kstream file (bad magic); was it made with --raw?")
+            raise FormatError("input is not a kstream file (bad magic); was it made with "
+                              f"{option('raw')}?")
         if len(data) < len(MAGIC) + 1:
             raise FormatError("file is truncated: the kstream header is incomplete")
         version = data[len(MAGIC)]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from kstream.errors import FormatError, UsageError, io_errors
+from kstream.errors import FormatError, UsageError, io_errors, option
 from kstream.format import SALT_SIZE, KdfParams
 from kstream.keys import Key
 
@@ -57,7 +57,7 @@ def check_work_factor(params: KdfParams, limit: int = MAX_WORK_FACTOR) -> None:
         raise FormatError(
             f"the file's passphrase work factor is {params.log2n} (scrypt needs "
             f"{_size(params.memory)} of memory), above the limit of {limit}; if you trust "
-            f"the file, allow it with --max-work-factor {params.log2n}"
+            f"the file, allow it with {option('max_work_factor')}{params.log2n}"
         )
 
 

@@ -120,10 +120,33 @@ def seal_parts(mac: AESGCM, index: int, last: bool, ciphertext: Buffer) -> tuple
 
 
 def auth_failure(index: int, unlocked_by: str = "key") -> IntegrityError:
-    """``unlocked_by`` is what unlocked the file, ``key`` or ``passphrase``: the likelier cause."""
+    """``unlocked_by`` is what unlocked the file, ``key`` or ``passphrase``: the likelier cause
+    while no segment has verified."""
     return IntegrityError(
         f"authentication failed: wrong {unlocked_by} or the file was modified (segment {index})"
     )
+
+
+def modified_at(index: int, first: int, last: int, unlocked_by: str = "key") -> IntegrityError:
+    """The failure of segment ``index`` (file bytes ``first`` to ``last``) after segment 0
+    verified: the per-file MAC key is then right, and so are the key and the header it is
+    derived from; only this segment can be wrong. Saying "wrong key" here would send the
+    user looking for another key instead of another copy of the file."""
+    return IntegrityError(
+        f"authentication failed: the file was modified at segment {index} (bytes {first} to "
+        f"{last} of the file); the {unlocked_by} is right: segment 0 verified with it"
+    )
+
+
+class KeyProof:
+    """Whether segment 0 of the file being opened has verified, shared by every codec of one
+    run: parallel ranges each have their own codec, and a range that starts at segment 5 only
+    knows the key is right because the range that verified segment 0 said so. (Ranges after
+    the first start only once segment 0 went through its codec, so the answer is in by then.)
+    """
+
+    def __init__(self) -> None:
+        self.verified = False
 
 
 def parse_frame(data: Buffer, offset: int, segment: int, index: int,
@@ -278,12 +301,18 @@ class OpenCodec:
     """
 
     def __init__(self, cipher: CipherStream, mac: AESGCM, segment: int,
-                 first_index: int = 0, unlocked_by: str = "key") -> None:
+                 first_index: int = 0, unlocked_by: str = "key", *,
+                 proof: KeyProof | None = None, body_start: int = 0) -> None:
         self.cipher, self.mac, self.segment = cipher, mac, segment
         self.unit = segment + OVERHEAD
         self.index = first_index
         #: Named in authentication failures: ``key``, or ``passphrase`` for a passphrase file.
         self.unlocked_by = unlocked_by
+        #: Shared by the run's codecs: whether segment 0 verified (see :class:`KeyProof`).
+        self.proof = proof if proof is not None else KeyProof()
+        #: Where segment 0 starts in the file (the header's size), for the byte offsets of a
+        #: modified segment.
+        self.body_start = body_start
 
     def process(self, view: memoryview, n: int, last: bool) -> Buffers:
         index = self.index
@@ -294,13 +323,22 @@ class OpenCodec:
                 raise FormatError(f"file is truncated: it ends after segment {index - 1} "
                                   "without the final segment")
             raise FormatError("file is truncated: no segment follows the header")
-        final, size = parse_frame(view, 0, self.segment, index, self.unlocked_by)
-        end = FRAME_SIZE + size + TAG_SIZE
-        if n < end:
-            raise FormatError(f"file is truncated: segment {index} is incomplete")
-        ciphertext = view[FRAME_SIZE:FRAME_SIZE + size]
-        check_tag(self.mac, index, final, ciphertext, view[end - TAG_SIZE:end],
-                  self.unlocked_by)
+        try:
+            final, size = parse_frame(view, 0, self.segment, index, self.unlocked_by)
+            end = FRAME_SIZE + size + TAG_SIZE
+            if n < end:
+                raise FormatError(f"file is truncated: segment {index} is incomplete")
+            ciphertext = view[FRAME_SIZE:FRAME_SIZE + size]
+            check_tag(self.mac, index, final, ciphertext, view[end - TAG_SIZE:end],
+                      self.unlocked_by)
+        except IntegrityError as exc:
+            if not self.proof.verified:
+                raise
+            first = self.body_start + index * self.unit
+            raise modified_at(index, first, first + min(n, self.unit) - 1,
+                              self.unlocked_by) from exc
+        if index == 0:
+            self.proof.verified = True
         if final and n > end:
             raise FormatError("trailing data after the end of the encrypted file: "
                               f"{n - end} or more bytes were appended")

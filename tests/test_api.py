@@ -117,7 +117,7 @@ async def test_existing_output_and_same_file_refused(tmp_path: Path) -> None:
     key = kstream.Key.generate()
     (tmp_path / "p").write_bytes(b"data")
     (tmp_path / "c").write_bytes(b"precious")
-    with pytest.raises(UsageError, match="already exists; use --force"):
+    with pytest.raises(UsageError, match="already exists; use force=True to overwrite"):
         await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
     assert (tmp_path / "c").read_bytes() == b"precious"
     with pytest.raises(UsageError, match="same file"):
@@ -144,9 +144,9 @@ async def test_decrypt_errors(tmp_path: Path) -> None:
 async def test_argument_errors(tmp_path: Path) -> None:
     key = kstream.Key.generate()
     (tmp_path / "p").write_bytes(b"x")
-    with pytest.raises(UsageError, match="raw mode .* give --iv"):
+    with pytest.raises(UsageError, match=r"raw mode .* give iv= \(16 bytes\)$"):
         await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, raw=True)
-    with pytest.raises(UsageError, match="only be given with raw"):
+    with pytest.raises(UsageError, match=r"only be given with raw mode \(raw=True\)"):
         await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, iv=bytes(16))
     with pytest.raises(UsageError, match="must be a kstream.Key"):
         await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=b"0" * 16)  # type: ignore[arg-type]
@@ -230,7 +230,7 @@ async def test_verify_with_openssl_notes_there_is_nothing_to_check(tmp_path: Pat
     notes: list[str] = []
     await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, backend="openssl",
                                verify=True, notify=notes.append)
-    assert notes == ["--verify has nothing to check: openssl is the reference"]
+    assert notes == ["verify=True has nothing to check: openssl is the reference"]
     assert body_of((tmp_path / "c").read_bytes(), key) == b"abc"
 
 
@@ -345,7 +345,7 @@ async def test_passphrase_work_factor_cap(tmp_path: Path) -> None:
     blob = await collect(kstream.encrypt_stream(agen([data]), passphrase=PHRASE,
                                                 work_factor=10, backend="openssl"))
     with pytest.raises(FormatError, match="work factor is 10 .* limit of 9; .* "
-                       "--max-work-factor 10"):
+                       "max_work_factor=10$"):
         await collect(kstream.decrypt_stream(agen([blob]), passphrase=PHRASE,
                                              max_work_factor=9, backend="openssl"))
     asked: list[int] = []
@@ -378,12 +378,174 @@ async def test_passphrase_or_key_exactly_one_and_the_right_one(tmp_path: Path) -
     await kstream.encrypt_file(tmp_path / "p", tmp_path / "p.kst", passphrase=PHRASE,
                                work_factor=10, backend="openssl")
     with pytest.raises(UsageError, match="this file was encrypted with a key, not a passphrase: "
-                       "give the key with -k/--key-file"):
+                       r"give the key with key= \(a kstream.Key\)$"):
         await kstream.decrypt_file(tmp_path / "k.kst", tmp_path / "d", passphrase=PHRASE)
     with pytest.raises(UsageError, match="this file is protected by a passphrase, not a key: "
-                       "give the passphrase with -p/--passphrase"):
+                       r"give the passphrase with passphrase= \(bytes or str\)$"):
         await kstream.decrypt_file(tmp_path / "p.kst", tmp_path / "d", key=key)
     assert not (tmp_path / "d").exists() and not list(tmp_path.glob("*partial*"))
     with pytest.raises(FormatError, match="passphrase block needs 52 bytes, found 40"):
         await collect(kstream.decrypt_stream(agen([(tmp_path / "p.kst").read_bytes()[:40]]),
                                              passphrase=PHRASE))
+
+
+# --- outputs that are streams: FIFOs, character devices, open descriptors ----------------------
+
+class Drain:
+    """A reader thread on a FIFO or pipe: what a consumer on the other end receives."""
+
+    def __init__(self, path: str | None = None, fd: int | None = None) -> None:
+        import threading
+
+        self.data = bytearray()
+        self._path, self._fd = path, fd
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fd = self._fd if self._fd is not None else os.open(str(self._path), os.O_RDONLY)
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                self.data += chunk
+        finally:
+            os.close(fd)
+
+    def result(self) -> bytes:
+        self._thread.join(timeout=60)
+        assert not self._thread.is_alive()
+        return bytes(self.data)
+
+
+async def test_fifo_output_is_written_directly(tmp_path: Path) -> None:
+    """An existing FIFO is an output to write into: no --force, no temporary file next to
+    it, no rename; the reader gets exactly what a file would have held."""
+    key = kstream.Key.generate()
+    data = os.urandom(3 * BATCH + 11)
+    (tmp_path / "p").write_bytes(data)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = Drain(str(fifo))
+    await kstream.encrypt_file(tmp_path / "p", fifo, key=key, jobs=4)
+    blob = reader.result()
+    assert body_of(blob, key) == data
+    (tmp_path / "c").write_bytes(blob)
+    reader = Drain(str(fifo))
+    await kstream.decrypt_file(tmp_path / "c", str(fifo), key=key)
+    assert reader.result() == data
+    assert sorted(os.listdir(tmp_path)) == ["c", "fifo", "p"]  # no partial file, FIFO kept
+    assert (tmp_path / "fifo").is_fifo()
+
+
+async def test_fifo_without_a_reader_waits_and_can_be_cancelled(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    (tmp_path / "p").write_bytes(b"late reader")
+    os.mkfifo(tmp_path / "fifo")
+    task = asyncio.create_task(kstream.encrypt_file(tmp_path / "p", tmp_path / "fifo", key=key))
+    await asyncio.sleep(0.3)
+    assert not task.done()  # waiting for a reader, without holding a worker thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=5)
+    # And once a reader comes, the same call goes through.
+    task = asyncio.create_task(kstream.encrypt_file(tmp_path / "p", tmp_path / "fifo", key=key))
+    await asyncio.sleep(0.2)
+    reader = Drain(str(tmp_path / "fifo"))
+    await asyncio.wait_for(task, timeout=30)
+    assert body_of(reader.result(), key) == b"late reader"
+
+
+async def test_dev_null_is_an_integrity_check(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    (tmp_path / "p").write_bytes(os.urandom(2 * BATCH + 5))
+    await kstream.encrypt_file(tmp_path / "p", "/dev/null", key=key)  # no force=True needed
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
+    await kstream.decrypt_file(tmp_path / "c", "/dev/null", key=key)
+    blob = bytearray((tmp_path / "c").read_bytes())
+    blob[HEADER_SIZE + BATCH + 20 + 7] ^= 1  # inside segment 1
+    (tmp_path / "c").write_bytes(blob)
+    with pytest.raises(kstream.IntegrityError) as info:
+        await kstream.decrypt_file(tmp_path / "c", "/dev/null", key=key)
+    assert str(info.value).startswith("authentication failed: the file was modified at "
+                                      "segment 1 (bytes ")
+    assert "pipe" not in str(info.value)  # /dev/null kept nothing: nothing to say about it
+
+
+async def test_pipe_by_dev_fd_path(tmp_path: Path) -> None:
+    """What a shell's ``>(wc -c)`` hands over: /dev/fd/N, a pipe kstream did not open. It is
+    written as that descriptor and left open for its owner."""
+    key = kstream.Key.generate()
+    data = os.urandom(BATCH + 3)
+    (tmp_path / "p").write_bytes(data)
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
+    r, w = os.pipe()
+    reader = Drain(fd=r)
+    try:
+        await kstream.decrypt_file(tmp_path / "c", f"/dev/fd/{w}", key=key)
+        os.fstat(w)  # still open: kstream does not close what it did not open
+    finally:
+        os.close(w)
+    assert reader.result() == data
+
+
+async def test_failure_midway_into_a_pipe_says_what_the_reader_has(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    data = os.urandom(3 * BATCH + 1)
+    (tmp_path / "p").write_bytes(data)
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
+    blob = bytearray((tmp_path / "c").read_bytes())
+    blob[HEADER_SIZE + 2 * (BATCH + 20) + 9] ^= 1  # segment 2
+    (tmp_path / "c").write_bytes(blob)
+    os.mkfifo(tmp_path / "fifo")
+    reader = Drain(str(tmp_path / "fifo"))
+    with pytest.raises(kstream.IntegrityError) as info:
+        await kstream.decrypt_file(tmp_path / "c", tmp_path / "fifo", key=key)
+    assert reader.result() == data[:2 * BATCH]  # the verified segments, nothing of segment 2
+    assert str(info.value).endswith(
+        f"; {2 * BATCH} bytes had already gone into the pipe '{tmp_path / 'fifo'}' (nothing "
+        "to remove: a pipe cannot take them back)")
+
+
+async def test_ciphertext_is_not_written_to_a_terminal_path(tmp_path: Path) -> None:
+    key = kstream.Key.generate()
+    (tmp_path / "p").write_bytes(b"secret")
+    leader, follower = os.openpty()
+    try:
+        with pytest.raises(UsageError, match="refusing to write ciphertext to the terminal"):
+            await kstream.encrypt_file(tmp_path / "p", os.ttyname(follower), key=key)
+        await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
+        await kstream.decrypt_file(tmp_path / "c", os.ttyname(follower), key=key)
+        assert os.read(leader, 100) == b"secret"  # plaintext to a terminal is fine
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+# --- errors name the API's parameters, not the command line's flags ------------------------------
+
+async def test_api_errors_name_api_parameters(tmp_path: Path) -> None:
+    """Each hint a library caller can get names a keyword argument; the same error shown by
+    the command line names its flag (tests/cli/test_cipher_outputs.py checks that side)."""
+    key = kstream.Key.generate()
+    (tmp_path / "p").write_bytes(b"x")
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "w.kst", passphrase="pw",
+                               work_factor=11)
+    calls = [
+        (kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key), "force=True"),
+        (kstream.encrypt_file(tmp_path / "p", tmp_path / "r", key=key, raw=True), "iv="),
+        (kstream.encrypt_file(tmp_path / "p", tmp_path / "r", key=key, iv=bytes(16)),
+         "raw=True"),
+        (kstream.encrypt_file(tmp_path / "p", tmp_path / "r", passphrase="pw", raw=True,
+                              iv=bytes(16)), "raw=True"),
+        (kstream.decrypt_file(tmp_path / "p", tmp_path / "d", key=key), "raw=True"),
+        (kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase="pw"), "key="),
+        (kstream.decrypt_file(tmp_path / "w.kst", tmp_path / "d", key=key), "passphrase="),
+        (kstream.decrypt_file(tmp_path / "w.kst", tmp_path / "d", passphrase="pw",
+                              max_work_factor=10), "max_work_factor=11"),
+    ]
+    for call, hint in calls:
+        with pytest.raises(kstream.KstreamError) as info:
+            await call
+        message = str(info.value)
+        assert hint in message, message
+        assert "--" not in message, message

@@ -1,15 +1,24 @@
-"""Atomic output: appears whole on commit, vanishes on abort, never clobbers by surprise."""
+"""Atomic output: appears whole on commit, vanishes on abort, never clobbers by surprise;
+streams (FIFOs, character devices, open descriptors) are written directly."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import stat
 from pathlib import Path
 
 import pytest
 
-from kstream.atomic import PARTIAL_SUFFIX, AtomicFile, check_output_path
-from kstream.errors import IOFailure, UsageError
+from kstream.atomic import (
+    PARTIAL_SUFFIX,
+    AtomicFile,
+    check_output_path,
+    open_stream,
+    own_descriptor,
+)
+from kstream.errors import IOFailure, UsageError, command_line_words
 
 
 def test_commit_and_mode(tmp_path: Path) -> None:
@@ -52,18 +61,93 @@ def test_no_clobber_when_output_appears_meanwhile(tmp_path: Path) -> None:
 
 
 def test_check_output_path(tmp_path: Path) -> None:
-    check_output_path(str(tmp_path / "new"), force=False)
+    assert check_output_path(str(tmp_path / "new"), force=False) is False
     (tmp_path / "f").write_bytes(b"")
-    with pytest.raises(UsageError, match="already exists"):
+    with pytest.raises(UsageError, match="already exists; use force=True to overwrite it"):
         check_output_path(str(tmp_path / "f"), force=False)
-    check_output_path(str(tmp_path / "f"), force=True)
+    assert check_output_path(str(tmp_path / "f"), force=True) is False
     with pytest.raises(UsageError, match="same file"):
         check_output_path(str(tmp_path / "f"), force=True, src=str(tmp_path / "f"))
     with pytest.raises(UsageError, match="is a directory"):
         check_output_path(str(tmp_path), force=True)
+
+
+def test_overwrite_refusal_names_the_callers_option(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    for words, hint in ((contextlib.nullcontext(), "force=True"),
+                        (command_line_words(), "--force")):
+        with words:
+            with pytest.raises(UsageError) as caught:
+                check_output_path(str(tmp_path / "f"), force=False)
+            assert str(caught.value) == (f"output '{tmp_path / 'f'}' already exists; use "
+                                         f"{hint} to overwrite it")
+    # The words are chosen when the message is shown, not when the error is raised.
+    assert "force=True" in str(caught.value) and "\x00" not in repr(caught.value)
+
+
+def test_streams_are_written_directly_without_force(tmp_path: Path) -> None:
+    """A FIFO, a character device and this process's descriptors are outputs to write into,
+    not files to replace: no --force, no refusal, whatever they are connected to."""
     os.mkfifo(tmp_path / "fifo")
-    with pytest.raises(UsageError, match="not a regular file"):
-        check_output_path(str(tmp_path / "fifo"), force=True)
+    assert check_output_path(str(tmp_path / "fifo"), force=False) is True
+    assert check_output_path("/dev/null", force=False, src="/dev/null") is True
+    assert check_output_path("/dev/stdout", force=False) is True
+    with open(tmp_path / "f", "wb") as f:  # a regular file behind /dev/fd/N: still that fd
+        assert check_output_path(f"/dev/fd/{f.fileno()}", force=False) is True
+        assert own_descriptor(f"/dev/fd/{f.fileno()}") == f.fileno()
+    assert own_descriptor("/proc/self/fd/7") == 7 and own_descriptor("/dev/stderr") == 2
+    assert own_descriptor("/dev/fd/x") is None and own_descriptor("/dev/null") is None
+
+
+def test_terminals_are_refused_for_ciphertext(tmp_path: Path) -> None:
+    leader, follower = os.openpty()
+    try:
+        for path in (os.ttyname(follower), f"/dev/fd/{follower}"):
+            assert check_output_path(path, force=False) is True
+            with pytest.raises(UsageError, match=f"ciphertext to the terminal '{path}'"):
+                check_output_path(path, force=False, no_terminal=True)
+        assert check_output_path("/dev/null", force=False, no_terminal=True) is True
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+def test_sockets_and_block_devices_are_refused(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock"))
+        with pytest.raises(UsageError, match="is a socket or other special file; kstream "
+                           "writes to files, FIFOs and character devices"):
+            check_output_path(str(tmp_path / "sock"), force=True)
+    block = next((e.path for e in os.scandir("/dev") if stat.S_ISBLK(e.stat().st_mode)), None)
+    if block is not None:  # no mknod without root: a block device this host has, if any
+        with pytest.raises(UsageError, match="is a block device"):
+            check_output_path(block, force=True)
+
+
+def test_open_stream_waits_for_a_fifo_reader(tmp_path: Path) -> None:
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    assert open_stream(fifo) is None  # nobody reads yet: try again later, never block
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        opened = open_stream(fifo)
+        assert opened is not None and opened[1] is True
+        fd = opened[0]
+        assert os.get_blocking(fd)
+        os.write(fd, b"through")
+        os.close(fd)
+        assert os.read(reader, 100) == b"through"
+    finally:
+        os.close(reader)
+    assert open_stream("/dev/stdout") == (1, False)  # used as it is, never closed by kstream
+
+
+def test_open_stream_never_writes_into_a_file_that_replaced_the_stream(tmp_path: Path) -> None:
+    path = tmp_path / "was-a-fifo"
+    path.write_bytes(b"keep")
+    with pytest.raises(UsageError, match="changed while kstream started"):
+        open_stream(str(path))
+    assert path.read_bytes() == b"keep"
 
 
 def test_missing_directory(tmp_path: Path) -> None:

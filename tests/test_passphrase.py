@@ -16,7 +16,7 @@ from streams import Collect, one
 import kstream
 from kstream.api import decrypt_to, encrypt_to
 from kstream.engine.iterate import IterSource
-from kstream.errors import FormatError, IntegrityError, UsageError
+from kstream.errors import FormatError, IntegrityError, UsageError, command_line_words
 from kstream.format import DEFAULT_SEGMENT as S
 from kstream.format import CipherSuite, Header, KdfParams
 from kstream.passphrase import (
@@ -65,7 +65,9 @@ def test_work_factor_cap_names_the_factor_and_the_option() -> None:
         check_work_factor(KdfParams(log2n=21, salt=SALT))
     assert str(info.value) == (
         "the file's passphrase work factor is 21 (scrypt needs 2 GiB of memory), above the "
-        "limit of 20; if you trust the file, allow it with --max-work-factor 21")
+        "limit of 20; if you trust the file, allow it with max_work_factor=21")
+    with command_line_words():
+        assert str(info.value).endswith("allow it with --max-work-factor 21")
     check_work_factor(KdfParams(log2n=21, salt=SALT), 21)
 
 

@@ -136,6 +136,15 @@ def seg(blob: bytes, i: int) -> bytes:
     return blob[start:start + FRAMED]
 
 
+def modified(index: int, last: int | None = None, by: str = "key") -> str:
+    """The message for segment ``index`` of a sample-like file failing after segment 0
+    verified; ``last``: the segment's last byte, when it is not a full one."""
+    first = HEADER_SIZE + index * FRAMED
+    end = first + FRAMED - 1 if last is None else last
+    return (f"authentication failed: the file was modified at segment {index} (bytes {first} "
+            f"to {end} of the file); the {by} is right: segment 0 verified with it")
+
+
 def expect(blob: bytes, key: Key, error: type[Exception], message: str,
            released: int = 0) -> None:
     out, exc = decrypt(key, blob)
@@ -159,16 +168,19 @@ def test_bit_flip_in_every_header_byte(sample: tuple[Key, bytes], offset: int) -
     (HEADER_SIZE + 2 * FRAMED + 4 + 999, 2 * S),  # last byte of the final segment
 ])
 def test_bit_flip_in_body(sample: tuple[Key, bytes], where: int, released: int) -> None:
+    """Segment 0 failing may be the key's fault; a later one, once segment 0 verified with
+    the same key, can only be the file's, and the message says where."""
     key, blob = sample
-    expect(flip(blob, where), key, IntegrityError,
-           f"authentication failed: wrong key or the file was modified (segment "
-           f"{released // S})", released)
+    index = released // S
+    message = ("authentication failed: wrong key or the file was modified (segment 0)"
+               if index == 0 else modified(index, len(blob) - 1 if index == 2 else None))
+    expect(flip(blob, where), key, IntegrityError, message, released)
 
 
 def test_bit_flip_in_tag_and_frame(sample: tuple[Key, bytes]) -> None:
     key, blob = sample
     expect(flip(blob, HEADER_SIZE + FRAMED - 1), key, IntegrityError, "(segment 0)")
-    expect(flip(blob, HEADER_SIZE + FRAMED, 7), key, IntegrityError, "(segment 1)", S)
+    expect(flip(blob, HEADER_SIZE + FRAMED, 7), key, IntegrityError, modified(1), S)
     expect(flip(blob, HEADER_SIZE + 3), key, IntegrityError, "(segment 0)")
 
 
@@ -176,7 +188,7 @@ def test_segments_swapped_or_duplicated(sample: tuple[Key, bytes]) -> None:
     key, blob = sample
     head, s0, s1, s2 = blob[:HEADER_SIZE], seg(blob, 0), seg(blob, 1), seg(blob, 2)
     expect(head + s1 + s0 + s2, key, IntegrityError, "(segment 0)")
-    expect(head + s0 + s0 + s1 + s2, key, IntegrityError, "(segment 1)", S)
+    expect(head + s0 + s0 + s1 + s2, key, IntegrityError, modified(1), S)
 
 
 def test_truncation(sample: tuple[Key, bytes]) -> None:
@@ -230,8 +242,7 @@ def test_cli_reports_tampering_and_leaves_no_output(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "kstream", "decrypt", "-q", "-k", str(key),
                            str(tmp_path / "bad"), str(tmp_path / "out")], capture_output=True)
     assert proc.returncode == 1
-    assert proc.stderr.decode() == ("kstream: error: authentication failed: wrong key or the "
-                                    "file was modified (segment 1)\n")
+    assert proc.stderr.decode() == f"kstream: error: {modified(1)}\n"
     assert not (tmp_path / "out").exists()
     proc = subprocess.run([sys.executable, "-m", "kstream", "decrypt", "-q", "-k", str(key),
                            str(tmp_path / "bad"), "-"], capture_output=True)
@@ -445,7 +456,8 @@ def test_open_codec_releases_verified_segments_in_order() -> None:
     released = bytearray()
     damaged = bytearray(BODY)
     damaged[2 * UNIT + 10] ^= 1
-    with pytest.raises(IntegrityError, match=r"\(segment 2\)$"):
+    with pytest.raises(IntegrityError, match=r"modified at segment 2 \(bytes 168 to 251 of the "
+                       r"file\); the key is right: segment 0 verified with it$"):
         for i in range(5):
             buf = bytearray(UNIT + BLOCK)
             chunk = damaged[i * UNIT:(i + 1) * UNIT]
@@ -454,3 +466,66 @@ def test_open_codec_releases_verified_segments_in_order() -> None:
                 released += part
     assert bytes(released) == (bytes(range(200)) + bytes(2 * SMALL))[:2 * SMALL]
     assert opener.index == 2
+
+
+# --- the same message from every driver ---------------------------------------------------------
+
+async def _error_of(coro: object) -> str:
+    with pytest.raises(IntegrityError) as info:
+        await coro  # type: ignore[misc]
+    return str(info.value)
+
+
+async def _every_driver(tmp_path: Path, blob: bytes, **secret: object) -> dict[str, str]:
+    """The error each driver gives for ``blob``: the async-iterable driver, the fd stream
+    driver (into /dev/null, a stream output), and parallel ranges with 1 to 6 jobs (with 6,
+    each of the file's segments is a range of its own: segment 2's range learns that the key
+    is right only from the range that verified segment 0)."""
+    (tmp_path / "c").write_bytes(blob)
+
+    async def drain() -> None:
+        async for _ in kstream.decrypt_stream(one(blob), backend="openssl",
+                                              **secret):  # type: ignore[arg-type]
+            pass
+
+    errors = {"iterable": await _error_of(drain()),
+              "stream": await _error_of(kstream.decrypt_file(
+                  tmp_path / "c", "/dev/null", backend="openssl", **secret))}  # type: ignore[arg-type]
+    for jobs in (1, 2, 3, 6):
+        errors[f"ranges-{jobs}"] = await _error_of(kstream.decrypt_file(
+            tmp_path / "c", tmp_path / "d", backend="openssl", jobs=jobs,
+            **secret))  # type: ignore[arg-type]
+        assert not (tmp_path / "d").exists()
+    return errors
+
+
+@pytest.mark.parametrize("by", ["key", "passphrase"])
+async def test_every_driver_says_the_key_is_right_after_segment_0(tmp_path: Path,
+                                                                  by: str) -> None:
+    data = os.urandom(5 * S + 3)  # six segments
+    secret: dict[str, object] = ({"key": Key(os.urandom(32))} if by == "key"
+                                 else {"passphrase": "correct horse"})
+    sink = Collect()
+    await encrypt_to(IterSource(one(data)), sink, backend="openssl",
+                     **({"work_factor": 10} if by == "passphrase" else {}),
+                     **secret)  # type: ignore[arg-type]
+    blob = bytes(sink.data)
+    head = len(blob) - len(data) - 6 * OVERHEAD  # 32, or 52 with a passphrase block
+
+    later = flip(flip(blob, head + 4 * FRAMED + 99), head + 2 * FRAMED + 99)
+    first = head + 2 * FRAMED
+    assert set((await _every_driver(tmp_path, later, **secret)).values()) == {
+        f"authentication failed: the file was modified at segment 2 (bytes {first} to "
+        f"{first + FRAMED - 1} of the file); the {by} is right: segment 0 verified with it"}
+
+    # A frame word that no writer makes, in the short final segment: the same kind of message.
+    last = head + 5 * FRAMED
+    framed = flip(blob, last)  # length 2**24 + 3: more than a segment holds
+    assert set((await _every_driver(tmp_path, framed, **secret)).values()) == {
+        f"authentication failed: the file was modified at segment 5 (bytes {last} to "
+        f"{len(blob) - 1} of the file); the {by} is right: segment 0 verified with it"}
+
+    # Segment 0 itself: nothing has shown that the key is right, so it may be the key.
+    early = flip(flip(blob, head + 3 * FRAMED + 5), head + 5)
+    assert set((await _every_driver(tmp_path, early, **secret)).values()) == {
+        f"authentication failed: wrong {by} or the file was modified (segment 0)"}

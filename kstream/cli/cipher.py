@@ -292,7 +292,7 @@ def _cmd_one(args: argparse.Namespace) -> int:
     if args.input != "-" and args.input == args.output:
         raise UsageError(f"input and output are the same file ('{args.input}')")
     if args.output != "-":  # before asking: a passphrase typed twice for nothing annoys
-        check_output_path(args.output, force=args.force,
+        check_output_path(args.output, force=args.force, no_terminal=encrypt,
                           src=args.input if args.input != "-" else None)
     key, passphrase, factor = unlock(args)
     _show_iv(args.iv, iv)

@@ -21,6 +21,7 @@ from kstream.cli.completion import add_completion_parsers, cmd_completion, cmd_m
 from kstream.cli.info import add_info_parsers, cmd_backends, cmd_demo, cmd_selftest
 from kstream.cli.key import add_key_parser, add_keygen_parser, cmd_key, cmd_keygen
 from kstream.cli.parsing import Parser
+from kstream.errors import command_line_words
 from kstream.memory import tune_malloc
 
 
@@ -77,10 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         return tui.show_help(parser)
     args.quiet = args.quiet_first or getattr(args, "quiet", False)
-    try:
-        return COMMANDS[args.command](args)
-    except Exception as exc:
-        return tui.report(exc, debug=args.debug)
+    with command_line_words():  # errors name --force, not the API's force=True
+        try:
+            return COMMANDS[args.command](args)
+        except Exception as exc:
+            return tui.report(exc, debug=args.debug)
 
 
 def entry() -> NoReturn:

@@ -109,6 +109,8 @@ class FdSink:
     def __init__(self, fd: int, name: str) -> None:
         self.fd = fd
         self.name = name
+        #: Bytes written by :meth:`write_buffers`: what a pipe's reader may already have.
+        self.written = 0
         widen_pipe(fd)
 
     def write_buffers(self, buffers: Sequence[Buffer]) -> None:
@@ -117,7 +119,9 @@ class FdSink:
         views = [memoryview(p) for p in buffers if len(p)]
         with io_errors("write", self.name, passthrough=(BrokenPipeError,)):
             while views:
-                advance(views, os.writev(self.fd, views))
+                n = os.writev(self.fd, views)
+                self.written += n
+                advance(views, n)
 
     def pwrite_buffers(self, buffers: Sequence[Buffer], offset: int) -> int:
         """Write ``buffers`` at ``offset`` (parallel ranges); return the offset after them."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -21,16 +21,16 @@ from kstream.backends.openssl import OpenSSLBackend
 from kstream.backends.select import choose_backend, prepared_key
 from kstream.backends.verify import VerifyingStream
 from kstream.engine.unlock import Secret, unlocked
-from kstream.errors import FormatError, InvalidKey, UsageError
+from kstream.errors import FormatError, InvalidKey, UsageError, option, worded
 from kstream.format import DEFAULT_SEGMENT, IV_SIZE, Header
 from kstream.keys import Key
 from kstream.memory import tune_malloc
-from kstream.segments import Codec, OpenCodec, RawCodec, SealCodec, mac_for_key
+from kstream.segments import Codec, KeyProof, OpenCodec, RawCodec, SealCodec, mac_for_key
 
 Notify = Callable[[str], None]
 Progress = Callable[[int], None]
 
-NOTHING_TO_VERIFY = "--verify has nothing to check: openssl is the reference"
+NOTHING_TO_VERIFY = f"{option('verify')} has nothing to check: openssl is the reference"
 
 
 @contextlib.contextmanager
@@ -47,14 +47,13 @@ def check_iv(iv: bytes | None, raw: bool) -> bytes | None:
     """The raw-mode IV (required there), or None for a kstream file (refused there)."""
     if raw:
         if iv is None:
-            raise UsageError("raw mode has no header to carry the IV: give --iv (32 hex digits)")
+            raise UsageError(f"raw mode has no header to carry the IV: give {option('iv')}")
         if len(iv) != IV_SIZE:
-            raise UsageError(f"the IV must be {IV_SIZE} bytes (32 hex digits), got {len(iv)}")
+            raise UsageError(f"the IV must be {IV_SIZE} bytes, got {len(iv)}")
         return bytes(iv)
     if iv is not None:
-        raise UsageError(
-            "an IV can only be given with raw mode; kstream files get a fresh random IV"
-        )
+        raise UsageError(f"an IV can only be given with raw mode ({option('raw')}); "
+                         "kstream files get a fresh random IV")
     return None
 
 
@@ -96,6 +95,9 @@ class Plan:
     options: CipherOptions | None = None
     verify: bool = False
     mac: AESGCM | None = None
+    #: Shared by all of the run's openers: once segment 0 verified, a failure is a modified
+    #: file, not a wrong key, whichever range meets it.
+    proof: KeyProof = field(default_factory=KeyProof)
 
     @property
     def segment(self) -> int:
@@ -134,8 +136,10 @@ class Plan:
             return RawCodec(cipher, self.segment, first_segment)
         if self.encrypt:
             return SealCodec(cipher, self.mac, self.segment, first_segment)
-        unlocked_by = "key" if self.header is None or self.header.kdf is None else "passphrase"
-        return OpenCodec(cipher, self.mac, self.segment, first_segment, unlocked_by)
+        assert self.header is not None  # a MAC comes with a header
+        unlocked_by = "key" if self.header.kdf is None else "passphrase"
+        return OpenCodec(cipher, self.mac, self.segment, first_segment, unlocked_by,
+                         proof=self.proof, body_start=self.header.size)
 
 
 def make_plan(
@@ -148,7 +152,7 @@ def make_plan(
     only to reproduce published test vectors); to decrypt one, pass the file's header."""
     chosen = choose_backend(key, backend, notify, options)
     if verify and chosen.name == "openssl":
-        notify(NOTHING_TO_VERIFY)
+        notify(worded(NOTHING_TO_VERIFY))
         verify = False
     if raw_iv is not None:
         return Plan(encrypt, key, chosen, raw_iv, None, options, verify)
@@ -173,7 +177,7 @@ def planned(encrypt: bool, secret: Secret, *, raw_iv: bytes | None, header: Head
     a ``header`` for encryption) exist only to reproduce published test vectors."""
     if raw_iv is not None and secret.key is None:
         raise UsageError("a passphrase needs the kstream format (its header holds the salt); "
-                         "--raw takes a key")
+                         f"{option('raw')} takes a key")
     with unlocked(encrypt, secret, header, header_iv) as (key, header), \
             usable_key(key, backend, notify) as key:
         if header is not None and not encrypt:

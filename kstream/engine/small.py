@@ -15,11 +15,11 @@ import os
 import stat
 from collections.abc import Callable
 
-from kstream.atomic import AtomicFile, check_output_path
+from kstream.atomic import AtomicFile, check_output_path, own_descriptor
 from kstream.backends.base import BLOCK, CipherOptions
 from kstream.engine.plan import Notify, parse_header, planned
 from kstream.engine.unlock import Secret
-from kstream.errors import io_errors
+from kstream.errors import UsageError, io_errors
 from kstream.format import HEADER_SIZE, Header, header_size
 from kstream.segments import Codec
 
@@ -40,7 +40,11 @@ def small_input(path: str) -> bool:
 
 
 def new_file_output(path: str) -> bool:
-    """Whether ``path`` is to become a new regular file: it does not exist, or it is one."""
+    """Whether ``path`` is to become a new regular file: it does not exist, or it is one,
+    and it does not name one of this process's descriptors (``/dev/stdout`` may well be a
+    regular file, but it is written as the descriptor, never renamed over)."""
+    if own_descriptor(path) is not None:
+        return False
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -91,7 +95,8 @@ def process_small_file(encrypt: bool, src: str, dst: str, secret: Secret, *,
                        notify: Notify, progress: Progress | None = None) -> None:
     """Encrypt or decrypt the small regular file ``src`` into the new file ``dst``
     (``raw_iv``: see :func:`~kstream.engine.plan.check_iv`)."""
-    check_output_path(dst, force=force, src=src)
+    if check_output_path(dst, force=force, src=src):  # new_file_output said otherwise
+        raise UsageError(f"output '{dst}' changed while kstream started; run it again")
     with io_errors("open input", f"'{src}'"):
         f = open(src, "rb", buffering=0)  # noqa: SIM115 (closed below, errors mapped apart)
     with f, io_errors("read", f"input '{src}'"):

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kstream.errors import UsageError
+from kstream.errors import UsageError, option
 from kstream.format import IV_SIZE, CipherSuite, Header
 from kstream.keys import Key
 from kstream.passphrase import (
@@ -26,10 +26,6 @@ from kstream.passphrase import (
     passphrase_bytes,
     wipe,
 )
-
-KEY_OPTIONS = "-k/--key-file, --key-fd, --key-name or --key-serial"
-PHRASE_OPTIONS = ("-p/--passphrase (asks on the terminal), --passphrase-fd N or "
-                      "--passphrase-file PATH")
 
 
 @dataclass(repr=False)
@@ -68,7 +64,7 @@ def unlocked(encrypt: bool, secret: Secret, header: Header | None,
     if secret.key is not None:
         if not encrypt and header is not None and header.kdf is not None:
             raise UsageError("this file is protected by a passphrase, not a key: give the "
-                             f"passphrase with {PHRASE_OPTIONS}")
+                             f"passphrase with {option('passphrase')}")
         if encrypt and header is None and header_iv is not None:
             header = Header(suite=secret.key.suite, iv=header_iv)
         yield secret.key, header
@@ -86,7 +82,7 @@ def unlocked(encrypt: bool, secret: Secret, header: Header | None,
                          "raw mode takes a key")
     elif header.kdf is None:
         raise UsageError("this file was encrypted with a key, not a passphrase: give the "
-                         f"key with {KEY_OPTIONS}")
+                         f"key with {option('key')}")
     else:
         check_work_factor(header.kdf, secret.max_work_factor)
     if header.kdf is None:

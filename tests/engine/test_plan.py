@@ -21,7 +21,7 @@ from kstream.engine.drive import ranges_apply, run, run_ranges_plan
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import IterSource
 from kstream.engine.plan import NOTHING_TO_VERIFY, Plan, check_header, check_iv, make_plan
-from kstream.errors import FormatError, InvalidKey, UsageError
+from kstream.errors import FormatError, InvalidKey, UsageError, worded
 from kstream.format import HEADER_SIZE, Header
 from kstream.keys import Key
 from kstream.segments import OpenCodec, RawCodec, SealCodec
@@ -180,7 +180,7 @@ def test_check_iv() -> None:
     assert check_iv(None, raw=False) is None
     with pytest.raises(UsageError, match="raw mode has no header to carry the IV"):
         check_iv(None, raw=True)
-    with pytest.raises(UsageError, match="the IV must be 16 bytes .* got 8"):
+    with pytest.raises(UsageError, match="the IV must be 16 bytes, got 8"):
         check_iv(bytes(8), raw=True)
     with pytest.raises(UsageError, match="an IV can only be given with raw mode"):
         check_iv(bytes(16), raw=False)
@@ -225,7 +225,8 @@ def test_verify_with_openssl_is_dropped_with_a_notice() -> None:
     notices: list[str] = []
     plan = make_plan(encrypt=True, key=Key(bytes(16)), raw_iv=None, backend="openssl",
                      verify=True, notify=notices.append)
-    assert not plan.verify and notices == [NOTHING_TO_VERIFY]
+    assert not plan.verify and notices == [worded(NOTHING_TO_VERIFY)]
+    assert notices == ["verify=True has nothing to check: openssl is the reference"]
 
 
 def test_ranges_apply_to_regular_files_without_explicit_transfer(tmp_path: Path) -> None:

@@ -157,6 +157,7 @@ def test_what_the_small_path_takes(tmp_path: Path) -> None:
     assert new_file_output(str(tmp_path / "new")) and new_file_output(str(tmp_path / "small"))
     assert not new_file_output(str(tmp_path / "fifo"))
     assert not new_file_output("/dev/null")
+    assert not new_file_output("/dev/stdout") and not new_file_output("/dev/fd/1")
 
 
 def test_sigterm_and_ctrl_c_end_the_work_with_cleanup() -> None:
