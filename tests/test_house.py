@@ -28,7 +28,8 @@ ORDER = {
     "kstream.backends.kernel": [["procfs"], ["drivers"], ["sockets"], ["ctr", "ecb_ctr", "hmac"],
                                 ["backend"], ["diagnosis"]],
     "kstream.engine": [["threads"], ["fdio"], ["iterate", "pipe", "ranges"], ["plan"]],
-    "kstream.cli": [["tui"], ["runner"], ["key"], ["many"], ["cipher"], ["info"], ["main"]],
+    "kstream.cli": [["tui"], ["runner"], ["key"], ["many"], ["cipher"], ["info", "inspect"],
+                    ["main"]],
     "kstream.bench": [["units"], ["machine"], ["memory", "workfiles"], ["plot", "commands"],
                       ["many"], ["files"], ["cli"], ["__main__"]],
 }
