@@ -296,6 +296,9 @@ def cmd_gen_durable(args: argparse.Namespace) -> int:
                f"master {master}) to the {args.keyring} keyring; blob written to {blob} "
                "(after a reboot: load the master, then 'kstream key load "
                f"{keyring.name_of(keyring.description_for(args.name))}')", quiet=args.quiet)
+    unusable = unusable_here("encrypted")
+    if unusable is not None:
+        tui.warning(f"encrypted key '{keyring.description_for(args.name)}': {unusable}")
     return 0
 
 

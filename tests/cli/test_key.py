@@ -208,6 +208,17 @@ def test_creating_a_key_this_host_cannot_use_warns_even_with_q(
     _kernel(monkeypatch, available=True)
     assert run_main(capsys, "key", "add", "d", tmp_path / "k", "-q") == (0, "5004\n", "")
     assert [name for _, name, _ in added] == ["kstream:a", "kstream:b", "kstream:c", "kstream:d"]
+    # A durable (encrypted) key is used by serial too.
+    from kstream import encrypted_keys
+
+    monkeypatch.setattr(encrypted_keys, "generate", lambda name, master, blob, ring: 6000)
+    _kernel(monkeypatch, available=False)
+    code, out, err = run_main(capsys, "key", "gen", "e", "--durable", "--master", "m", "-q",
+                              "--blob", tmp_path / "e.blob")
+    assert (code, out) == (0, "6000\n")
+    assert err == ("kstream: warning: encrypted key 'kstream:e': it cannot be used on this "
+                   "host: the kernel backend is unavailable: simulated: no AF_ALG sockets; see "
+                   "'kstream backends'\n")
 
 
 def test_this_host_without_af_alg_for_real() -> None:
