@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kstream.errors import FormatError, option
@@ -300,3 +301,68 @@ def segment_count(body_size: int, segment: int) -> int | None:
     """The number of segments of an intact body of ``body_size`` bytes, else ``None``."""
     plain = plaintext_size(body_size, segment)
     return None if plain is None else plain // segment + 1
+
+
+# --- the body's framing, checked without a key ----------------------------------------------------
+
+_WORD = struct.Struct(">I")
+#: The frame word's top bit: this segment is the file's last.
+LAST_FLAG = 1 << 31
+
+
+@dataclass(frozen=True)
+class BodyLayout:
+    """What the frame words of a well-framed body say: how many segments it has and how
+    many plaintext bytes they hold. The tags are not checked: that needs the key."""
+
+    segments: int
+    plaintext: int
+
+
+def walk_frames(body_size: int, segment: int, word_at: Callable[[int], bytes]) -> BodyLayout:
+    """Follow the frame words of a body of ``body_size`` bytes from segment to segment.
+
+    ``word_at(offset)`` returns the 4 bytes at ``offset`` in the body; it is asked only for
+    offsets where a segment starts (0, S + 20, 2 (S + 20), ...: every segment but the last
+    is S bytes), so a regular file is read a few bytes per segment, and a stream can be
+    read through once, keeping the first word of each ``S + 20``-byte unit.
+
+    The size alone is no evidence: a truncated or appended-to body often still fits some
+    plaintext size. The walk checks what decryption checks before any tag, in the same
+    order and with the same words (:class:`kstream.segments.OpenCodec`), so ``inspect``
+    and ``decrypt`` name the same defect; except that the walk knows the body's size, so
+    appended data is counted exactly. Raises :class:`FormatError`.
+    """
+    index = offset = 0
+    while True:
+        left = body_size - offset
+        if left < FRAME_SIZE:
+            if left:
+                raise FormatError(f"file is truncated: segment {index} is incomplete")
+            if index:
+                raise FormatError(f"file is truncated: it ends after segment {index - 1} "
+                                  "without the final segment")
+            raise FormatError("file is truncated: no segment follows the header")
+        data = word_at(offset)
+        if len(data) < FRAME_SIZE:  # the file shrank under us
+            raise FormatError(f"file is truncated: segment {index} is incomplete")
+        (word,) = _WORD.unpack_from(data)
+        last, size = bool(word & LAST_FLAG), word & ~LAST_FLAG
+        if not (size < segment if last else size == segment):  # only the last is short
+            raise FormatError(
+                f"file is damaged: segment {index} starts with length word 0x{word:08x}, "
+                f"which no kstream writer produces (segments of {segment} bytes); the file "
+                "was modified"
+            )
+        end = FRAME_SIZE + size + TAG_SIZE
+        if left < end:
+            raise FormatError(f"file is truncated: segment {index} is incomplete")
+        if last:
+            if left > end:
+                extra = left - end
+                raise FormatError("trailing data after the end of the encrypted file: "
+                                  f"{extra} byte{'s' if extra != 1 else ''} "
+                                  f"{'were' if extra != 1 else 'was'} appended")
+            return BodyLayout(index + 1, index * segment + size)
+        offset += segment + OVERHEAD
+        index += 1

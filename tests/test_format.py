@@ -14,10 +14,14 @@ from kstream.format import (
     KDF_BLOCK_SIZE,
     MAGIC,
     AuthScheme,
+    BodyLayout,
     CipherSuite,
     Header,
     KdfParams,
+    framed_size,
     header_size,
+    segment_count,
+    walk_frames,
 )
 
 IV = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
@@ -149,3 +153,85 @@ def test_passphrase_flag_and_block_go_together() -> None:
         Header(suite=CipherSuite.AES_256_CTR, iv=IV, flags=FLAG_PASSPHRASE)
     with pytest.raises(ValueError, match="salt must be 16 bytes"):
         KdfParams(log2n=18, salt=b"short")
+
+
+# --- walking the frame words of a body -------------------------------------------------------
+
+SEG = 32  # two AES blocks: small enough for hypothesis to build many-segment bodies
+
+
+def _body(plaintext: int, segment: int = SEG) -> bytes:
+    """A well-framed body: words as the writer makes them, ciphertext and tags as filler."""
+    out = bytearray()
+    full, rest = divmod(plaintext, segment)
+    for i in range(full + 1):
+        size = segment if i < full else rest
+        word = size | (1 << 31 if i == full else 0)
+        out += word.to_bytes(4, "big") + bytes([i % 251]) * size + b"\xee" * 16
+    return bytes(out)
+
+
+def _walk(body: bytes, segment: int = SEG) -> tuple[BodyLayout, list[int]]:
+    asked: list[int] = []
+
+    def word_at(offset: int) -> bytes:
+        asked.append(offset)
+        return body[offset:offset + 4]
+
+    return walk_frames(len(body), segment, word_at), asked
+
+
+@given(st.integers(0, 10 * SEG))
+def test_walk_of_an_intact_body(plaintext: int) -> None:
+    body = _body(plaintext)
+    assert len(body) == framed_size(plaintext, SEG)
+    layout, asked = _walk(body)
+    assert layout == BodyLayout(segment_count(len(body), SEG) or 0, plaintext)
+    assert asked == [i * (SEG + 20) for i in range(plaintext // SEG + 1)]  # one word each
+
+
+@given(st.integers(0, 6 * SEG), st.data())
+def test_walk_of_a_truncated_body(plaintext: int, data: st.DataObject) -> None:
+    body = _body(plaintext)
+    keep = data.draw(st.integers(0, len(body) - 1))
+    with pytest.raises(FormatError, match="^file is truncated: "):
+        _walk(body[:keep])
+
+
+@given(st.integers(0, 6 * SEG), st.binary(min_size=1, max_size=3 * SEG))
+def test_walk_counts_appended_bytes(plaintext: int, extra: bytes) -> None:
+    n = len(extra)
+    message = (f"trailing data after the end of the encrypted file: {n} "
+               f"{'bytes were' if n > 1 else 'byte was'} appended")
+    with pytest.raises(FormatError) as info:
+        _walk(_body(plaintext) + extra)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("keep", "message"), [
+    (0, "file is truncated: no segment follows the header"),
+    (3, "file is truncated: segment 0 is incomplete"),
+    (4 + SEG + 15, "file is truncated: segment 0 is incomplete"),
+    (SEG + 20, "file is truncated: it ends after segment 0 without the final segment"),
+    (SEG + 22, "file is truncated: segment 1 is incomplete"),
+])
+def test_walk_names_the_truncation_as_decrypt_does(keep: int, message: str) -> None:
+    with pytest.raises(FormatError) as info:
+        _walk(_body(SEG + 5)[:keep])
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("word", "why"), [
+    (SEG - 16, "a short segment not flagged last"),
+    ((1 << 31) | SEG, "a full segment flagged last"),
+    ((1 << 31) | (SEG + 16), "a last segment longer than the segment size"),
+    (SEG + 16, "a segment longer than the segment size"),
+])
+def test_walk_refuses_a_word_no_writer_produces(word: int, why: str) -> None:
+    body = bytearray(_body(3 * SEG + 1))
+    body[SEG + 20:SEG + 24] = word.to_bytes(4, "big")
+    with pytest.raises(FormatError) as info:
+        _walk(bytes(body))
+    assert str(info.value) == (f"file is damaged: segment 1 starts with length word "
+                               f"0x{word:08x}, which no kstream writer produces (segments of "
+                               f"{SEG} bytes); the file was modified"), why

@@ -29,8 +29,8 @@ ORDER = {
                                 ["backend"], ["diagnosis"]],
     "kstream.engine": [["threads", "unlock"], ["fdio"], ["iterate", "pipe", "ranges"], ["plan"],
                        ["drive", "small"]],
-    "kstream.cli": [["tui"], ["parsing"], ["runner"], ["key"], ["many"], ["cipher"], ["info"],
-                    ["completion"], ["main"]],
+    "kstream.cli": [["tui"], ["parsing"], ["runner"], ["key"], ["many"], ["cipher"],
+                    ["info", "inspect"], ["completion"], ["main"]],
     "kstream.bench": [["units"], ["machine"], ["memory", "workfiles"], ["plot", "commands"],
                       ["many"], ["files"], ["cli"], ["__main__"]],
 }

@@ -373,7 +373,7 @@ $K key gen a --keyring session 2>{tmp_path}/again.err && exit 9 || true
 $K key gen c --keyring session --save {tmp_path}/a.key 2>{tmp_path}/save.err && exit 7 || true
 $K encrypt --key-name a {tmp_path}/p {tmp_path}/c 2>{tmp_path}/enc.err && exit 8 || true
 $K encrypt --key-name b --backend openssl {tmp_path}/p {tmp_path}/c 2>{tmp_path}/ossl.err
-$K key rm a >/dev/null
+$K key rm a --yes >/dev/null
 $K key list >{tmp_path}/list.txt
 """
     (tmp_path / "p").write_bytes(os.urandom(5000))
@@ -808,7 +808,7 @@ def test_key_list_rm_and_the_session_keyring(names: list[str], tmp_path: Path,
     assert f"  {a}\n" in found and f"  {b}\n" in found
     assert Key.from_keyring(b).keyring_ref == KeyringRef(serial_b, "user", f"kstream:{b}", 32,
                                                           "session")
-    code, out, _ = run_main(capsys, "key", "rm", a)
+    code, out, _ = run_main(capsys, "key", "rm", a, "--yes")
     assert out == f"removed logon key 'kstream:{a}' (serial {serial_a})\n"
     code, out, err = run_main(capsys, "key", "rm", a)
     assert code == 2

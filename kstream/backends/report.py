@@ -45,6 +45,58 @@ def _readable(short: dict[str, Any]) -> str:
     return f"{_yes_no(short['readable'])} (hash bind: {binds})"
 
 
+_RESTRICT = {0: "every algorithm allowed", 1: "allowlisted algorithms only"}
+
+
+def _kernel_lines(kernel: dict[str, Any]) -> list[str]:
+    """The kernel's own section: AF_ALG itself first, since without it nothing below is
+    usable and every later line says so instead of what the kernel would do with it."""
+    restrict = kernel["af_alg_restrict"]
+    af_alg = kernel["af_alg"]
+    serial = kernel["key_by_serial"]
+    if restrict is None:
+        policy = "not present (Linux before 7.3: no policy)"
+    else:
+        policy = f"{restrict} ({_RESTRICT.get(restrict, 'AF_ALG disabled')})"
+    lines = [
+        f"kernel: Linux {kernel['release']}",
+        "  AF_ALG sockets:  " + ("yes" if af_alg["available"] else
+                                 f"no ({af_alg['reason']})"),
+        f"  af_alg_restrict: {policy}",
+        f"  key by serial:   {_yes_no(serial['supported'])} ({serial['how']}: "
+        f"{serial['detail']})",
+    ]
+    if af_alg["available"]:
+        lines.append("  16-byte keyring key readable: "
+                     + _readable(kernel["short_keyring_key_readable"]))
+    else:
+        lines.append("  16-byte keyring key readable: no (no AF_ALG sockets)")
+    return lines
+
+
+def _algorithm_lines(algorithm: dict[str, Any]) -> list[str]:
+    lines = [f"{algorithm['name']} ({algorithm['socket_type']}):"]
+    if not algorithm["usable"]:
+        lines.append(f"  not usable here: {algorithm['reason']}")
+        if algorithm["listed"]:
+            lines.append("  (/proc/crypto lists " + ", ".join(algorithm["listed"])
+                         + " for the kernel's own use)")
+        return lines
+    if not algorithm["drivers"]:
+        lines.append("  no implementation listed in /proc/crypto")
+    dwidth = max((len(d["driver"]) for d in algorithm["drivers"]), default=0)
+    for driver in algorithm["drivers"]:
+        flags = "async" if driver["async"] else "sync"
+        if driver["internal"]:
+            flags += ", internal"
+        mark = "  <- kernel's pick" if driver["picked"] else ""
+        lines.append(
+            f"  {driver['driver']:<{dwidth}}  priority {driver['priority']:>4}  "
+            f"module {driver['module']:<12}  {flags:<5}  selftest {driver['selftest']}{mark}"
+        )
+    return lines
+
+
 def format_backends_text(report: dict[str, Any]) -> str:
     """``report`` (from :func:`backends_report`) as aligned plain text for a terminal."""
     lines = ["backends:"]
@@ -53,32 +105,9 @@ def format_backends_text(report: dict[str, Any]) -> str:
         state = "available" if backend["available"] else "unavailable"
         lines.append(f"  {backend['name']:<{width}}  {state:<11}  {backend['reason']}")
     lines.append(f"auto picks: {report['auto']}")
-    kernel = report["kernel"]
-    restrict = kernel["af_alg_restrict"]
-    serial = kernel["key_by_serial"]
-    lines += [
-        "",
-        f"kernel: Linux {kernel['release']}",
-        "  af_alg_restrict: " + ("not present" if restrict is None else str(restrict)),
-        f"  key by serial:   {_yes_no(serial['supported'])} ({serial['how']}: {serial['detail']})",
-        "  16-byte keyring key readable: " + _readable(kernel["short_keyring_key_readable"]),
-    ]
+    lines += ["", *_kernel_lines(report["kernel"])]
     for algorithm in report["algorithms"]:
-        lines += ["", f"{algorithm['name']} ({algorithm['socket_type']}):"]
-        if algorithm["bind"] != "ok":
-            lines.append(f"  bind: {algorithm['bind']}")
-        if not algorithm["drivers"]:
-            lines.append("  no implementation listed in /proc/crypto")
-        dwidth = max((len(d["driver"]) for d in algorithm["drivers"]), default=0)
-        for driver in algorithm["drivers"]:
-            flags = "async" if driver["async"] else "sync"
-            if driver["internal"]:
-                flags += ", internal"
-            mark = "  <- kernel's pick" if driver["picked"] else ""
-            lines.append(
-                f"  {driver['driver']:<{dwidth}}  priority {driver['priority']:>4}  "
-                f"module {driver['module']:<12}  {flags:<5}  selftest {driver['selftest']}{mark}"
-            )
+        lines += ["", *_algorithm_lines(algorithm)]
     lines += ["", "diagnosis:"]
     lines += [f"  - {line}" for line in report["diagnosis"]]
     return "\n".join(lines)

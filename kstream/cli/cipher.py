@@ -1,4 +1,4 @@
-"""``kstream encrypt``, ``decrypt`` and ``inspect``: the commands that read kstream data.
+"""``kstream encrypt`` and ``decrypt``: the commands that read and write kstream data.
 
 Only argument handling lives here; the work is done by the same coroutine API that library
 users call (:mod:`kstream.api`), so the tool and the library cannot disagree.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import binascii
-import json
 import os
 import stat
 from typing import Any
@@ -24,8 +23,8 @@ from kstream.cli.many import (
     notifier,
     run_files,
 )
-from kstream.errors import FormatError, UsageError, io_errors
-from kstream.format import HEADER_SIZE, IV_SIZE, Header, header_size, plaintext_size
+from kstream.errors import UsageError
+from kstream.format import HEADER_SIZE, IV_SIZE, header_size
 from kstream.keys import Key, readable_by_others
 from kstream.passphrase import (
     DEFAULT_WORK_FACTOR,
@@ -236,14 +235,6 @@ def add_cipher_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                            f"(default {MAX_WORK_FACTOR}: 1 GiB of memory)")
 
 
-def add_inspect_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``kstream inspect`` on the top-level subparsers."""
-    p = sub.add_parser("inspect", parents=[common],
-                       help="show the header of a kstream file")
-    p.add_argument("file", metavar="FILE", help="kstream file, or '-' for stdin")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -369,80 +360,3 @@ def _run_small(args: argparse.Namespace, key: Key | None, passphrase: Passphrase
         notify=notifier(args)))
     return True
 
-
-def _read_up_to(fd: int, n: int, name: str) -> bytes:
-    """``n`` bytes, or fewer only at the end of the input."""
-    out = bytearray()
-    with io_errors("read", name):
-        while len(out) < n and (got := os.read(fd, n - len(out))):
-            out += got
-    return bytes(out)
-
-
-def _inspected(fd: int, name: str) -> tuple[Header, int]:
-    """The header at the start of ``fd`` and the size of the body after it. Plain reads: a
-    header needs neither the event loop nor OpenSSL (see ``kstream --help``'s start-up)."""
-    data = _read_up_to(fd, HEADER_SIZE, name)
-    if not data:
-        raise FormatError("input is empty: not a kstream file")
-    if (size := header_size(data)) > len(data) == HEADER_SIZE:
-        data += _read_up_to(fd, size - HEADER_SIZE, name)
-    header = Header.parse(data)
-    with io_errors("read", name):
-        st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode):
-            return header, max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR), 0)
-        body = 0
-        while chunk := os.read(fd, 1 << 20):
-            body += len(chunk)
-    return header, body
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    if args.file == "-":
-        header, body = _inspected(0, "stdin")
-    else:
-        with io_errors("open input", f"'{args.file}'"):
-            fd = os.open(args.file, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            header, body = _inspected(fd, f"input '{args.file}'")
-        finally:
-            os.close(fd)
-    info = {
-        "format": "kstream",
-        "version": header.version,
-        "cipher": header.suite.label,
-        "cipher_id": int(header.suite),
-        "key_bits": header.suite.key_size * 8,
-        "iv": header.iv.hex(),
-        "authentication": header.auth_scheme.label,
-        "auth_scheme": int(header.auth_scheme),
-        "segment_size": header.auth_param,
-        "header_size": header.size,
-        "kdf": None if header.kdf is None else {
-            "name": "scrypt", "log2_n": header.kdf.log2n, "r": header.kdf.r,
-            "p": header.kdf.p, "salt": header.kdf.salt.hex(), "memory": header.kdf.memory},
-        "body_size": body,
-        "plaintext_size": plaintext_size(body, header.auth_param),
-    }
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        print(f"format:          kstream version {info['version']}")
-        print(f"cipher:          {info['cipher']} (needs a {info['key_bits']}-bit key)")
-        print(f"iv:              {info['iv']}")
-        print(f"authentication:  {info['authentication']} (scheme {info['auth_scheme']}), "
-              f"segments of {header.auth_param} bytes")
-        if header.kdf is not None:
-            kdf = header.kdf
-            print(f"passphrase:      {kdf.label}: {kdf.memory >> 20} MiB of memory to derive "
-                  "the key")
-            print(f"salt:            {kdf.salt.hex()}")
-        else:
-            print("key:             a key (key file or keyring), not a passphrase")
-        print(f"header:          {header.size} bytes")
-        print(f"body:            {body} bytes")
-        plain = info["plaintext_size"]
-        print(f"plaintext:       {plain} bytes" if plain is not None else
-              "plaintext:       unknown: the body size fits no plaintext (truncated or damaged)")
-    return 0

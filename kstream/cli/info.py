@@ -79,7 +79,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             head = f.read(HEADER_SIZE + 16)
         with open(dec, "rb") as f:
             back = f.read()
-        print(f"key:         {key!r}, saved to a 0600 key file")
+        print(f"key:         {key!r}, saved to {key_path} (mode 0600; the demo removes "
+              f"{tmp} when it ends)")
         print(f"plaintext:   {len(data)} bytes, starting {data[:40]!r}")
         print(f"ciphertext:  {os.path.getsize(enc)} bytes = {HEADER_SIZE}-byte header + "
               "AES-CTR body in authenticated segments (20 bytes of framing and tag each)")

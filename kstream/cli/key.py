@@ -22,8 +22,22 @@ from kstream.cli import tui
 from kstream.errors import UsageError
 from kstream.keys import Key, readable_by_others
 
-KEYRING_CHOICES = ("user", "session", "process")
+#: The keyrings a command can put a key in; ``process`` is refused (see :func:`_ring`).
+KEYRING_CHOICES = ("user", "session")
 TYPE_CHOICES = ("logon", "user")
+#: When a key with no copy outside its keyring is lost, by keyring.
+LOST_AT = {"user": "reboot", "session": "logout"}
+
+
+def _ring(text: str) -> str:
+    """``--keyring``: not offered, yet explained: ``process`` is a real keyring that a
+    program may use, but a command's own process keyring dies with the command."""
+    if text == "process":
+        raise argparse.ArgumentTypeError(
+            "'process' would put the key in this command's own keyring, which vanishes "
+            "when it exits; use user or session (or Key.add_to_keyring(..., ring='process') "
+            "inside a program)")
+    return text
 
 
 def _serial(text: str) -> int:
@@ -109,10 +123,9 @@ def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         q.add_argument("--type", dest="key_type", choices=TYPE_CHOICES, default="logon",
                        help="logon (default): no process can read it back; user: readable "
                        "by its possessor (allows --backend openssl)")
-        q.add_argument("--keyring", choices=KEYRING_CHOICES, default="user",
+        q.add_argument("--keyring", type=_ring, choices=KEYRING_CHOICES, default="user",
                        help="user (default): lives until reboot or until the user's last "
-                       "process ends; session: this login session's keyring; process: "
-                       "refused here (it would die with this command)")
+                       "process ends; session: this login session's keyring, until logout")
         q.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
 
     q = keys.add_parser("add", parents=[common], help="add a key file's key to the keyring",
@@ -126,7 +139,8 @@ def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     q = keys.add_parser("gen", parents=[common], help="generate a key inside the keyring",
                         description="Generate a random key straight into the kernel keyring "
                         "as kstream:NAME; prints the serial. Without --save no copy exists "
-                        "anywhere else: the key is lost with its keyring (reboot).")
+                        "anywhere else: the key is lost with its keyring (at reboot, or at "
+                        "logout for the session keyring).")
     q.add_argument("name", metavar="NAME", help="the key's name (stored as kstream:NAME)")
     q.add_argument("--bits", type=int, choices=(128, 192, 256), default=256,
                    help="key size (default 256)")
@@ -152,7 +166,7 @@ def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("name", metavar="NAME", help="the key's name (stored as kstream:NAME)")
     q.add_argument("--blob", metavar="PATH",
                    help="the blob file (default $XDG_DATA_HOME/kstream/keys/NAME.blob)")
-    q.add_argument("--keyring", choices=KEYRING_CHOICES, default="user",
+    q.add_argument("--keyring", type=_ring, choices=KEYRING_CHOICES, default="user",
                    help="user (default) or session")
     q.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
 
@@ -163,8 +177,13 @@ def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
     q = keys.add_parser("rm", parents=[common], help="remove (invalidate) a key",
                         description="Invalidate kstream:NAME: it disappears from every "
-                        "keyring at once. Files encrypted with it need a backup to decrypt.")
+                        "keyring at once. Files encrypted with it need a backup to decrypt. "
+                        "A logon key cannot be read back, so removing one asks first on a "
+                        "terminal; without a terminal it needs --yes.")
     q.add_argument("name", metavar="NAME", help="the key's name")
+    q.add_argument("-y", "--yes", action="store_true",
+                   help="remove a logon key without asking (scripts: say it here, since "
+                   "there is no terminal to ask on)")
 
 
 # --------------------------------------------------------------------------- commands
@@ -195,32 +214,47 @@ SHORT_KEY_WARNING = (
 )
 
 
+def unusable_here(key_type: str) -> str | None:
+    """Why a keyring key of ``key_type`` cannot be used for encryption on this host, or
+    ``None`` if it can: the kernel backend (AF_ALG) is unavailable, or the kernel cannot
+    take keys by serial. A key is still worth creating (another boot or kernel may use it),
+    but a person creating one should not find out only at the first encrypt."""
+    from kstream.backends.kernel.backend import KernelBackend
+    from kstream.backends.kernel.diagnosis import key_by_serial_support
+
+    status = KernelBackend().probe()
+    if status.available:
+        serial = key_by_serial_support()
+        if serial["supported"] is not False:
+            return None
+        why = f"this kernel cannot take keys by serial ({serial['detail']}; needs Linux ≥ 6.2)"
+    else:
+        why = f"the kernel backend is unavailable: {status.reason}"
+    if key_type == "user":
+        return (f"on this host it can only be used with --backend openssl, which reads it "
+                f"into process memory: {why}; see 'kstream backends'")
+    return f"it cannot be used on this host: {why}; see 'kstream backends'"
+
+
 def _added(args: argparse.Namespace, key: Key, serial: int, only_copy: bool) -> None:
-    """The serial on stdout (for scripts); what happened on stderr unless -q; a warning
-    (even with -q) for a 128-bit key."""
+    """The serial on stdout (for scripts); what happened on stderr unless -q. Warnings,
+    shown even with -q: a 128-bit key, a key that only the keyring holds (it is lost with
+    the keyring), and a key this host cannot use."""
     print(serial)
     if key.bits == 128:
         tui.warning(SHORT_KEY_WARNING)
-    description = keyring.description_for(args.name)
-    message = (f"added {args.key_type} key '{description}' (AES-{key.bits}) to the "
-               f"{args.keyring} keyring")
+    label = f"{args.key_type} key '{keyring.description_for(args.name)}'"
+    tui.notice(f"added {label} (AES-{key.bits}) to the {args.keyring} keyring",
+               quiet=args.quiet)
     if only_copy:
-        message += ("; no copy exists anywhere else, so it is lost at reboot (use --save "
-                    "KEYFILE to keep a backup)")
-    tui.notice(message, quiet=args.quiet)
-
-
-def _check_ring(args: argparse.Namespace) -> None:
-    if args.keyring == "process":
-        raise UsageError(
-            "--keyring process would put the key in this command's own keyring, which "
-            "vanishes when it exits; use user or session, or Key.add_to_keyring(..., "
-            "ring='process') inside a program"
-        )
+        tui.warning(f"{label}: no copy exists anywhere else, so it is lost at "
+                    f"{LOST_AT[args.keyring]}; use --save KEYFILE to keep a backup")
+    unusable = unusable_here(args.key_type)
+    if unusable is not None:
+        tui.warning(f"{label}: {unusable}")
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    _check_ring(args)
     keyring.description_for(args.name)  # a bad name fails before the key is read
     if args.keyfile == "-":
         tui.refuse_terminal(
@@ -246,7 +280,6 @@ def _blob(args: argparse.Namespace) -> Path:
 
 
 def cmd_gen_durable(args: argparse.Namespace) -> int:
-    _check_ring(args)
     if args.master is None:
         raise UsageError("--durable needs --master MASTER: the key that wraps its blob (a "
                          "kstream key name, or user:DESC / trusted:DESC)")
@@ -263,11 +296,13 @@ def cmd_gen_durable(args: argparse.Namespace) -> int:
                f"master {master}) to the {args.keyring} keyring; blob written to {blob} "
                "(after a reboot: load the master, then 'kstream key load "
                f"{keyring.name_of(keyring.description_for(args.name))}')", quiet=args.quiet)
+    unusable = unusable_here("encrypted")
+    if unusable is not None:
+        tui.warning(f"encrypted key '{keyring.description_for(args.name)}': {unusable}")
     return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    _check_ring(args)
     blob = _blob(args)
     serial = encrypted_keys.load(args.name, blob, args.keyring)
     print(serial)
@@ -281,7 +316,6 @@ def cmd_gen(args: argparse.Namespace) -> int:
         return cmd_gen_durable(args)
     if args.master is not None or args.blob is not None:
         raise UsageError("--master and --blob need --durable")
-    _check_ring(args)
     description = keyring.description_for(args.name)
     keyring.ensure_absent(description, args.keyring)  # before a backup file is written
     key = Key.generate(args.bits)
@@ -323,7 +357,23 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
+    """Invalidate the key; a logon key only after a yes (on a terminal) or ``--yes``.
+
+    kstream cannot know whether a backup of a logon key exists (``key gen --save`` wrote
+    one, ``key add`` read one, or neither), and nothing can read the key back to make one,
+    so the question is the user's. ``user`` keys can still be read out, and an encrypted
+    key's blob is its backup: those go without asking.
+    """
     ref = keyring.find_key(args.name)
+    if ref.type == "logon" and not args.yes:
+        question = (f"remove {ref.label}? It cannot be read back: files encrypted with it "
+                    "stay readable only with a backup key file")
+        if not tui.confirm(question, refusal=(
+                f"refusing to remove {ref.label} without asking: no terminal to ask on; "
+                "add --yes if a backup key file exists or the files it encrypted are no "
+                "longer needed")):
+            tui.notice(f"kept {ref.label}", quiet=False)
+            return 0
     keyring.invalidate(ref)
     print(f"removed {ref.label}")
     return 0
@@ -345,4 +395,5 @@ __all__ = [
     "cmd_key",
     "cmd_keygen",
     "load_keyring_key",
+    "unusable_here",
 ]

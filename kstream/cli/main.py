@@ -16,9 +16,10 @@ from typing import NoReturn
 from kstream import __version__
 from kstream.bench.cli import add_bench_parser, cmd_bench
 from kstream.cli import tui
-from kstream.cli.cipher import add_cipher_parsers, add_inspect_parser, cmd_cipher, cmd_inspect
+from kstream.cli.cipher import add_cipher_parsers, cmd_cipher
 from kstream.cli.completion import add_completion_parsers, cmd_completion, cmd_man
 from kstream.cli.info import add_info_parsers, cmd_backends, cmd_demo, cmd_selftest
+from kstream.cli.inspect import add_inspect_parser, cmd_inspect
 from kstream.cli.key import add_key_parser, add_keygen_parser, cmd_key, cmd_keygen
 from kstream.cli.parsing import Parser
 from kstream.errors import command_line_words

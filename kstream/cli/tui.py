@@ -341,6 +341,28 @@ def _ask(fd: int, prompt: str) -> bytearray:
     return line
 
 
+def confirm(question: str, *, refusal: str) -> bool:
+    """Ask ``question [y/N]`` before something that cannot be undone; True for y or yes.
+
+    Asked on stderr and answered on stdin, and only when both are a terminal: otherwise no
+    person is there to answer, and the run is a usage error saying ``refusal`` (which names
+    the option that answers in advance, such as ``--yes``). Ctrl-C at the question ends the
+    run as an interruption (exit 130), Ctrl-D answers no.
+    """
+    if not (os.isatty(0) and os.isatty(2)):
+        raise UsageError(refusal)
+    try:
+        sys.stderr.write(f"{PROG}: {question} [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        raise Interrupted("interrupted at the question; nothing was changed") from None
+    if not answer.endswith("\n"):  # Ctrl-D: end the prompt's line
+        sys.stderr.write("\n")
+    return answer.strip().lower() in ("y", "yes")
+
+
 # --------------------------------------------------------------------------- endings
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 
 import pytest
 from clirun import kst, run_main
@@ -12,9 +14,38 @@ def test_demo() -> None:
     out = kst("demo").stdout.decode()
     assert "round trip:  OK" in out and "4b535452 45414d1a" in out
     assert "tampering:   one flipped bit is refused: authentication failed" in out
+    # Where the key went, and that it does not outlive the demo.
+    found = re.search(r"^key: .*, saved to (/\S+/demo\.key) \(mode 0600; the demo removes "
+                      r"(/\S+) when it ends\)$", out, re.MULTILINE)
+    assert found is not None, out
+    assert found[1].startswith(found[2] + "/")
 
 
 def test_backends_json_names_what_auto_picks(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(capsys, "backends", "--json")
     assert code == 0 and err == ""
     assert json.loads(out)["auto"] in ("kernel", "openssl")
+
+
+def _host_has_af_alg() -> bool:
+    try:
+        socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_host_has_af_alg(), reason="this host has AF_ALG")
+def test_backends_on_this_host_without_af_alg() -> None:
+    """The command as a user runs it here: nothing it cannot use is offered as usable."""
+    text = kst("backends").stdout.decode()
+    assert "  AF_ALG sockets:  no (EAFNOSUPPORT: " in text
+    assert "key by serial:   no (no AF_ALG: socket(AF_ALG) failed with EAFNOSUPPORT)" in text
+    assert "kernel's pick" not in text and "key by serial:   yes" not in text
+    assert text.count("  not usable here: EAFNOSUPPORT: ") == 2
+    assert "auto picks: openssl" in text
+    report = json.loads(kst("backends", "--json").stdout)
+    assert report["kernel"]["af_alg"]["available"] is False
+    assert report["kernel"]["key_by_serial"]["supported"] is False
+    assert [(a["usable"], a["picked"], a["drivers"]) for a in report["algorithms"]] == [
+        (False, None, []), (False, None, [])]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import socket
 import struct
 from typing import Any
@@ -29,7 +28,6 @@ from kstream.backends.kernel.sockets import (
 
 #: The algorithms kstream uses or will use: the cipher, and the MAC of authenticated formats.
 ALGORITHMS = ((CTR_AES, "skcipher"), ("hmac(sha256)", "hash"))
-KEY_BY_SERIAL_SINCE = (6, 2)
 #: Hashes whose key is a 16-byte field element that one block reveals: keyed by a keyring
 #: serial, they turn a 16-byte key into readable output (ghash(H, 80 00..00) = H).
 SHORT_KEY_LEAKS = ("ghash", "polyval")
@@ -53,40 +51,72 @@ def bind_errno(socket_type: str, name: str) -> int:
     return 0
 
 
-def _release_version(release: str) -> tuple[int, int] | None:
-    match = re.match(r"(\d+)\.(\d+)", release)
-    return (int(match[1]), int(match[2])) if match else None
+def _name(code: int) -> str:
+    return errno.errorcode.get(code, str(code))
+
+
+def af_alg_socket_errno() -> int:
+    """0 if this process can create an AF_ALG socket at all, else the errno (EAFNOSUPPORT:
+    the kernel has no AF_ALG, or ``crypto.af_alg_restrict=2`` disables it)."""
+    try:
+        socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0).close()
+    except OSError as exc:
+        return exc.errno or errno.EAFNOSUPPORT
+    return 0
+
+
+def unusable_reason(code: int, socket_type: str, restrict: int | None) -> str:
+    """Why an algorithm whose bind failed with ``code`` cannot be used, in a few words that
+    start with the errno (the full diagnosis is in the report's ``diagnosis`` lines)."""
+    if code == errno.EAFNOSUPPORT:
+        if restrict is not None and restrict >= 2:
+            return f"EAFNOSUPPORT: crypto.af_alg_restrict={restrict} disables AF_ALG"
+        return "EAFNOSUPPORT: no AF_ALG in this kernel"
+    if code == errno.ENOENT:
+        module = f"algif_{socket_type}"
+        if restrict == 1:
+            return ("ENOENT: not allowed by crypto.af_alg_restrict=1 (allowlisted algorithms "
+                    f"only), or module {module} or the algorithm's module missing")
+        return f"ENOENT: module {module} or the algorithm's module missing"
+    return f"bind failed with {_name(code)}"
 
 
 def key_by_serial_support() -> dict[str, Any]:
-    """Whether ``setsockopt(SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL)`` exists in this kernel.
+    """Whether a key can be given to AF_ALG by its keyring serial here
+    (``setsockopt(SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL)``, Linux 6.2).
 
-    Asked directly: serial 0 is never a key, so a kernel that knows the option fails with
-    ENOKEY or EINVAL, one that does not with ENOPROTOOPT. Where no socket can be bound, the
-    kernel release (6.2 or later) is the fallback answer.
+    Asked directly, on a socket bound to an algorithm kstream uses: serial 0 is never a
+    key, so a kernel that knows the option fails with ENOKEY or EINVAL, one that does not
+    with ENOPROTOOPT. Without AF_ALG, or with no such algorithm allowed to bind, keys by
+    serial cannot be used, whatever the kernel release: the answer is no, with the reason,
+    not a guess from the version number.
     """
-    try:
-        sock = socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0)
+    code = af_alg_socket_errno()
+    if code:
+        return {"supported": False, "how": "no AF_ALG",
+                "detail": f"socket(AF_ALG) failed with {_name(code)}"}
+    refused = []
+    for name, socket_type in ALGORITHMS:
+        try:
+            sock = socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0)
+        except OSError as exc:
+            refused.append(f"{name} {_name(exc.errno or errno.EAFNOSUPPORT)}")
+            continue
         with sock:
-            sock.bind(("skcipher", CTR_AES))
+            try:
+                sock.bind((socket_type, name))
+            except OSError as exc:
+                refused.append(f"{name} {_name(exc.errno or errno.EINVAL)}")
+                continue
             try:
                 sock.setsockopt(socket.SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL, struct.pack("i", 0))
             except OSError as exc:
-                code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-                supported = exc.errno != errno.ENOPROTOOPT
-                return {"supported": supported, "how": "probe", "detail": f"serial 0 gave {code}"}
+                code = exc.errno or 0
+                return {"supported": code != errno.ENOPROTOOPT, "how": "probe",
+                        "detail": f"serial 0 gave {_name(code)}"}
             return {"supported": True, "how": "probe", "detail": "serial 0 was accepted"}
-    except OSError:
-        pass
-    release = os.uname().release
-    version = _release_version(release)
-    if version is None:
-        return {"supported": None, "how": "kernel release", "detail": f"unknown ({release})"}
-    return {
-        "supported": version >= KEY_BY_SERIAL_SINCE,
-        "how": "kernel release",
-        "detail": f"Linux {release}; the option exists since 6.2",
-    }
+    return {"supported": False, "how": "bind refused",
+            "detail": "no algorithm kstream uses can be bound (" + ", ".join(refused) + ")"}
 
 
 def short_key_readability() -> dict[str, Any]:
@@ -103,11 +133,20 @@ def short_key_readability() -> dict[str, Any]:
     }
 
 
-def algorithm_report(name: str, socket_type: str) -> dict[str, Any]:
-    """Every implementation of ``name`` that ``/proc/crypto`` lists, and the kernel's pick."""
+def algorithm_report(name: str, socket_type: str,
+                     restrict: int | None = None) -> dict[str, Any]:
+    """Whether ``name`` can be used through AF_ALG here and, if it can, every implementation
+    that ``/proc/crypto`` lists and the kernel's pick.
+
+    An algorithm that does not bind has no pick and no drivers: ``/proc/crypto`` lists what
+    the kernel uses for itself (its own hmac, say), which a process cannot reach when the
+    socket family is missing or the bind is refused; those names are kept apart, under
+    ``listed``, for the diagnosis.
+    """
     code = bind_errno(socket_type, name)
     algs = procfs.read_proc_crypto()
-    pick = kernel_pick(algs, name, socket_type)
+    listed = implementations(algs, name, socket_type, include_unusable=True)
+    pick = kernel_pick(algs, name, socket_type) if code == 0 else None
     drivers = [
         {
             "driver": alg.driver,
@@ -118,14 +157,17 @@ def algorithm_report(name: str, socket_type: str) -> dict[str, Any]:
             "internal": alg.internal,
             "picked": pick is not None and alg.driver == pick.driver,
         }
-        for alg in implementations(algs, name, socket_type, include_unusable=True)
+        for alg in (listed if code == 0 else [])
     ]
     return {
         "name": name,
         "socket_type": socket_type,
-        "bind": "ok" if code == 0 else errno.errorcode.get(code, str(code)),
+        "bind": "ok" if code == 0 else _name(code),
+        "usable": code == 0,
+        "reason": None if code == 0 else unusable_reason(code, socket_type, restrict),
         "picked": pick.driver if pick is not None else None,
         "drivers": drivers,
+        "listed": [alg.driver for alg in listed] if code else [],
     }
 
 
@@ -149,7 +191,7 @@ def _diagnosis(
             restrict, "AF_ALG disabled"
         )
         lines.append(f"crypto.af_alg_restrict={restrict} ({meaning})")
-    if serial["supported"] is False:
+    if serial["supported"] is False and serial["how"] == "probe":
         lines.append(
             "keys by keyring serial are not supported (ALG_SET_KEY_BY_KEY_SERIAL needs "
             f"Linux 6.2 or later; {serial['detail']})"
@@ -170,14 +212,22 @@ def _diagnosis(
 
 def kernel_report() -> dict[str, Any]:
     """The kernel half of ``kstream backends``: release, policy, algorithms and diagnosis."""
-    algorithms = [algorithm_report(name, socket_type) for name, socket_type in ALGORITHMS]
     restrict = af_alg_restrict()
+    socket_code = af_alg_socket_errno()
+    algorithms = [algorithm_report(name, socket_type, restrict)
+                  for name, socket_type in ALGORITHMS]
     serial = key_by_serial_support()
     short = short_key_readability()
     diagnosis = _diagnosis(algorithms, restrict, serial, short)
     return {
         "kernel": {
             "release": os.uname().release,
+            "af_alg": {
+                "available": socket_code == 0,
+                "error": None if socket_code == 0 else _name(socket_code),
+                "reason": None if socket_code == 0 else unusable_reason(socket_code, "",
+                                                                        restrict),
+            },
             "af_alg_restrict": restrict,
             "key_by_serial": serial,
             "short_keyring_key_readable": short,
@@ -189,9 +239,11 @@ def kernel_report() -> dict[str, Any]:
 
 __all__ = [
     "ALGORITHMS",
+    "af_alg_socket_errno",
     "algorithm_report",
     "bind_errno",
     "kernel_report",
     "key_by_serial_support",
     "short_key_readability",
+    "unusable_reason",
 ]

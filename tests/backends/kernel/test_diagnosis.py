@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernelsim import AESNI, UML_6_1
+from kernelsim import AESNI, UML_6_1, UML_7_2
 
 from kstream.backends.base import Availability
 from kstream.backends.kernel import diagnosis, procfs, sockets
@@ -44,12 +44,16 @@ def simulate(
     restrict: int | None = None,
     kernel_available: bool = True,
     serial: dict[str, Any] | None = None,
+    af_alg: int = 0,
 ) -> None:
-    """A kernel whose binds end with ``binds[name]`` (an errno, 0 for success)."""
+    """A kernel whose binds end with ``binds[name]`` (an errno, 0 for success), and whose
+    ``socket(AF_ALG)`` fails with ``af_alg`` (0: it works). Without ``serial`` the real
+    key-by-serial check runs, which without AF_ALG needs no socket to answer."""
     algs = parse_proc_crypto(proc_crypto)
     monkeypatch.setattr(procfs, "read_proc_crypto", lambda: algs)
     monkeypatch.setattr(diagnosis, "bind_errno",
                         lambda socket_type, name: binds.get(name, errno.ENOENT))
+    monkeypatch.setattr(diagnosis, "af_alg_socket_errno", lambda: af_alg)
     sysctl = tmp_path / "af_alg_restrict"
     if restrict is not None:
         sysctl.write_text(f"{restrict}\n")
@@ -81,7 +85,9 @@ def test_aesni_kernel_report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert report["auto"] == "kernel"
     ctr, hmac = report["algorithms"]
     assert (ctr["name"], ctr["socket_type"], ctr["bind"]) == ("ctr(aes)", "skcipher", "ok")
+    assert (ctr["usable"], ctr["reason"], ctr["listed"]) == (True, None, [])
     assert ctr["picked"] == "ctr-aes-aesni"
+    assert report["kernel"]["af_alg"] == {"available": True, "error": None, "reason": None}
     assert [(d["driver"], d["priority"], d["picked"]) for d in ctr["drivers"]] == [
         ("ctr-aes-aesni", 400, True),
         ("ctr(aes-aesni)", 300, False),
@@ -107,7 +113,9 @@ def test_aesni_kernel_report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert "priority  400" in pick_line and "async" in pick_line
     assert pick_line.endswith("<- kernel's pick")
     assert text.count("<- kernel's pick") == 2  # one per algorithm
+    assert "  AF_ALG sockets:  yes\n" in text
     assert "af_alg_restrict: not present" in text
+    assert "key by serial:   yes (probe: serial 0 gave ENOKEY)" in text
     assert text.rstrip().endswith("- no problems found")
 
 
@@ -157,43 +165,62 @@ def test_generic_only_and_old_kernel_diagnosis(
     assert "key by serial:   no (probe: serial 0 gave ENOPROTOOPT)" in text
 
 
+#: What the kernel backend's probe says without AF_ALG (kstream.backends.kernel.sockets).
+NO_AF_ALG = {"ctr(aes)": errno.EAFNOSUPPORT, "hmac(sha256)": errno.EAFNOSUPPORT,
+             "ghash": errno.EAFNOSUPPORT, "polyval": errno.EAFNOSUPPORT}
+
+
 def test_no_af_alg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    simulate(
-        monkeypatch,
-        tmp_path,
-        proc_crypto="",
-        binds={"ctr(aes)": errno.EAFNOSUPPORT, "hmac(sha256)": errno.EAFNOSUPPORT},
-        kernel_available=False,
-        serial=SERIAL_OK,
-    )
+    """Only what can be used: /proc/crypto lists drivers (the kernel's own), but without the
+    socket family none is "the kernel's pick", and keys by serial are not "yes" whatever
+    the kernel's release; each says why, in --json and in the text."""
+    simulate(monkeypatch, tmp_path, proc_crypto=UML_7_2, binds=NO_AF_ALG,
+             kernel_available=False, af_alg=errno.EAFNOSUPPORT)
     report = backends_report()
     assert report["auto"] == "openssl"
-    assert [a["bind"] for a in report["algorithms"]] == ["EAFNOSUPPORT", "EAFNOSUPPORT"]
-    assert report["algorithms"][0]["drivers"] == []
+    assert report["kernel"]["af_alg"] == {
+        "available": False, "error": "EAFNOSUPPORT",
+        "reason": "EAFNOSUPPORT: no AF_ALG in this kernel"}
+    assert report["kernel"]["key_by_serial"] == {
+        "supported": False, "how": "no AF_ALG",
+        "detail": "socket(AF_ALG) failed with EAFNOSUPPORT"}
+    for algorithm, listed in zip(report["algorithms"], (["ctr(aes-lib)"], ["hmac-sha256-lib"]),
+                                 strict=True):
+        assert (algorithm["bind"], algorithm["usable"], algorithm["picked"]) == (
+            "EAFNOSUPPORT", False, None)
+        assert algorithm["reason"] == "EAFNOSUPPORT: no AF_ALG in this kernel"
+        assert algorithm["drivers"] == [] and algorithm["listed"] == listed
     [line] = report["diagnosis"]
     assert line.startswith("this kernel has no AF_ALG sockets")
     assert "CONFIG_CRYPTO_USER_API_SKCIPHER" in line
     text = format_backends_text(report)
     assert "kernel   unavailable  simulated: no AF_ALG" in text
-    assert "  bind: EAFNOSUPPORT" in text
-    assert "no implementation listed in /proc/crypto" in text
+    assert "kernel's pick" not in text and "key by serial:   yes" not in text
+    assert "  AF_ALG sockets:  no (EAFNOSUPPORT: no AF_ALG in this kernel)\n" in text
+    assert ("  key by serial:   no (no AF_ALG: socket(AF_ALG) failed with EAFNOSUPPORT)\n"
+            in text)
+    assert "  16-byte keyring key readable: no (no AF_ALG sockets)\n" in text
+    assert ("hmac(sha256) (hash):\n"
+            "  not usable here: EAFNOSUPPORT: no AF_ALG in this kernel\n"
+            "  (/proc/crypto lists hmac-sha256-lib for the kernel's own use)\n") in text
+    assert "priority" not in text  # no driver table for what cannot be used
 
 
 def test_no_af_alg_because_of_af_alg_restrict_2(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    simulate(
-        monkeypatch,
-        tmp_path,
-        proc_crypto="",
-        binds={"ctr(aes)": errno.EAFNOSUPPORT, "hmac(sha256)": errno.EAFNOSUPPORT},
-        restrict=2,
-        kernel_available=False,
-        serial=SERIAL_OK,
-    )
+    simulate(monkeypatch, tmp_path, proc_crypto="", binds=NO_AF_ALG, restrict=2,
+             kernel_available=False, af_alg=errno.EAFNOSUPPORT)
     report = backends_report()
     assert report["kernel"]["af_alg_restrict"] == 2
     assert "crypto.af_alg_restrict=2 disables them" in report["diagnosis"][0]
+    why = "EAFNOSUPPORT: crypto.af_alg_restrict=2 disables AF_ALG"
+    assert report["kernel"]["af_alg"]["reason"] == why
+    assert [a["reason"] for a in report["algorithms"]] == [why, why]
+    assert report["kernel"]["key_by_serial"]["supported"] is False
+    text = format_backends_text(report)
+    assert "  af_alg_restrict: 2 (AF_ALG disabled)\n" in text
+    assert f"  AF_ALG sockets:  no ({why})\n" in text
 
 
 def test_bind_refused_under_af_alg_restrict_1(
@@ -209,11 +236,21 @@ def test_bind_refused_under_af_alg_restrict_1(
     )
     report = backends_report()
     assert [a["bind"] for a in report["algorithms"]] == ["ok", "ENOENT"]
+    ctr, hmac = report["algorithms"]
+    assert ctr["usable"] and ctr["picked"] == "ctr-aes-aesni"
+    assert (hmac["usable"], hmac["picked"], hmac["drivers"]) == (False, None, [])
+    assert hmac["listed"] == ["hmac(sha256-ni)", "hmac(sha256-generic)"]
+    assert hmac["reason"] == ("ENOENT: not allowed by crypto.af_alg_restrict=1 (allowlisted "
+                              "algorithms only), or module algif_hash or the algorithm's "
+                              "module missing")
     refused, restrict = report["diagnosis"]
     assert "refused hash 'hmac(sha256)'" in refused
     assert "algif_hash" in refused and "af_alg_restrict=1" in refused
     assert restrict == "crypto.af_alg_restrict=1 (allowlisted algorithms only)"
-    assert "af_alg_restrict: 1" in format_backends_text(report)
+    text = format_backends_text(report)
+    assert "  af_alg_restrict: 1 (allowlisted algorithms only)\n" in text
+    assert text.count("<- kernel's pick") == 1  # ctr(aes)'s; hmac(sha256) cannot be used
+    assert f"  not usable here: {hmac['reason']}\n" in text
 
 
 def test_bind_refused_without_the_sysctl(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -225,16 +262,22 @@ def test_bind_refused_without_the_sysctl(monkeypatch: pytest.MonkeyPatch, tmp_pa
         kernel_available=False,
         serial=SERIAL_OK,
     )
-    [line] = backends_report()["diagnosis"]
+    report = backends_report()
+    [line] = report["diagnosis"]
     assert "refused skcipher 'ctr(aes)'" in line and "algif_skcipher" in line
     assert "af_alg_restrict" not in line  # no such sysctl on this (simulated) kernel
+    assert report["algorithms"][0]["reason"] == ("ENOENT: module algif_skcipher or the "
+                                                 "algorithm's module missing")
 
 
 class _FakeAlgSocket:
-    """Stands in for an AF_ALG socket whose ALG_SET_KEY_BY_KEY_SERIAL fails with ``code``."""
+    """Stands in for an AF_ALG socket whose ALG_SET_KEY_BY_KEY_SERIAL fails with ``code``,
+    and whose bind fails with ``binds[name]`` (default: succeeds)."""
 
-    def __init__(self, code: int | None) -> None:
+    def __init__(self, code: int | None, binds: dict[str, int] | None = None) -> None:
         self.code = code
+        self.binds = binds or {}
+        self.bound: list[tuple[str, str]] = []
         self.closed = False
 
     def __enter__(self) -> _FakeAlgSocket:
@@ -243,8 +286,13 @@ class _FakeAlgSocket:
     def __exit__(self, *exc: object) -> None:
         self.closed = True
 
+    def close(self) -> None:
+        self.closed = True
+
     def bind(self, address: tuple[str, str]) -> None:
-        assert address == ("skcipher", "ctr(aes)")
+        self.bound.append(address)
+        if code := self.binds.get(address[1]):
+            raise OSError(code, os.strerror(code))
 
     def setsockopt(self, level: int, option: int, value: bytes) -> None:
         assert (level, option, value) == (socket.SOL_ALG, 7, b"\0\0\0\0")
@@ -270,16 +318,31 @@ def test_key_by_serial_probe(
     assert result["supported"] is supported
     assert result["how"] == "probe"
     assert result["detail"] == (f"serial 0 gave {name}" if name else "serial 0 was accepted")
-    assert fake.closed
+    assert fake.closed and fake.bound == [("skcipher", "ctr(aes)")]
 
 
-@pytest.mark.parametrize(
-    ("release", "supported"),
-    [("6.1.176", False), ("6.2.0-rc1", True), ("6.12.113", True), ("5.15.0-91-generic", False)],
-)
-def test_key_by_serial_falls_back_to_the_release(
-    monkeypatch: pytest.MonkeyPatch, release: str, supported: bool
+def test_key_by_serial_probe_uses_any_algorithm_kstream_uses(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ctr(aes) refused (af_alg_restrict=1 may do that), hmac(sha256) answers; with
+    both refused, keys by serial cannot be used here: no, and which binds failed."""
+    fake = _FakeAlgSocket(errno.ENOKEY, {"ctr(aes)": errno.ENOENT})
+    monkeypatch.setattr(socket, "socket", lambda *args: fake)
+    assert key_by_serial_support() == {"supported": True, "how": "probe",
+                                       "detail": "serial 0 gave ENOKEY"}
+    assert fake.bound == [("skcipher", "ctr(aes)"), ("hash", "hmac(sha256)")]
+    fake = _FakeAlgSocket(None, {"ctr(aes)": errno.ENOENT, "hmac(sha256)": errno.EPERM})
+    monkeypatch.setattr(socket, "socket", lambda *args: fake)
+    assert key_by_serial_support() == {
+        "supported": False, "how": "bind refused",
+        "detail": "no algorithm kstream uses can be bound (ctr(aes) ENOENT, hmac(sha256) EPERM)"}
+
+
+@pytest.mark.parametrize("release", ["6.1.176", "6.12.113", "7.3.0"])
+def test_key_by_serial_without_af_alg_is_no_whatever_the_release(
+    monkeypatch: pytest.MonkeyPatch, release: str
 ) -> None:
+    """The release says whether the kernel has the option; without the socket family it
+    cannot be used, and that is what the report is for."""
     def no_af_alg(*args: object) -> socket.socket:
         raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
 
@@ -287,12 +350,8 @@ def test_key_by_serial_falls_back_to_the_release(
     uname = os.uname()
     fake = os.uname_result((uname.sysname, uname.nodename, release, uname.version, uname.machine))
     monkeypatch.setattr(os, "uname", lambda: fake)
-    result = key_by_serial_support()
-    assert result == {
-        "supported": supported,
-        "how": "kernel release",
-        "detail": f"Linux {release}; the option exists since 6.2",
-    }
+    assert key_by_serial_support() == {"supported": False, "how": "no AF_ALG",
+                                       "detail": "socket(AF_ALG) failed with EAFNOSUPPORT"}
 
 
 @pytest.mark.skipif(_host_has_af_alg(), reason="this host has AF_ALG")
@@ -303,7 +362,14 @@ def test_real_report_on_a_host_without_af_alg() -> None:
     assert "no AF_ALG" in kernel["reason"]
     assert report["auto"] == "openssl"
     assert report["diagnosis"][0].startswith("this kernel has no AF_ALG sockets")
-    assert "this kernel has no AF_ALG sockets" in format_backends_text(report)
+    assert report["kernel"]["af_alg"]["error"] == "EAFNOSUPPORT"
+    assert report["kernel"]["key_by_serial"]["supported"] is False
+    assert all(not a["usable"] and a["picked"] is None and a["drivers"] == []
+               for a in report["algorithms"])
+    text = format_backends_text(report)
+    assert "this kernel has no AF_ALG sockets" in text
+    assert "kernel's pick" not in text and "key by serial:   yes" not in text
+    assert "  AF_ALG sockets:  no (EAFNOSUPPORT: " in text
 
 
 @pytest.mark.kernel
