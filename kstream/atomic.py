@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 
 from kstream.errors import UsageError, io_errors, option
 
@@ -121,6 +120,21 @@ def open_stream(path: str) -> tuple[int, bool] | None:
     return fd, True
 
 
+def _create_partial(directory: str, base: str) -> tuple[int, str]:
+    """A new file ``.BASE.XXXXXXXX.kstream-partial`` in ``directory``, mode 0600, as
+    ``tempfile.mkstemp`` makes one (whose module costs more to import than a small file
+    takes to encrypt)."""
+    for _ in range(100):
+        path = os.path.join(directory, f".{base}.{os.urandom(4).hex()}{PARTIAL_SUFFIX}")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+        return fd, path
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", directory)
+
+
 class AtomicFile:
     """A temporary file that becomes ``path`` on :meth:`commit`, or vanishes on :meth:`abort`.
 
@@ -134,9 +148,7 @@ class AtomicFile:
         directory, base = os.path.split(os.path.abspath(path))
         self._dir = directory
         with io_errors("create output in", f"'{directory}'"):
-            self.fd, self.tmp_path = tempfile.mkstemp(
-                prefix=f".{base}.", suffix=PARTIAL_SUFFIX, dir=directory
-            )
+            self.fd, self.tmp_path = _create_partial(directory, base)
         self._open = True
 
     def commit(self) -> None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import re
 import struct
 from collections.abc import Callable
@@ -76,7 +75,7 @@ KEYCTL_READ = 11
 KEYCTL_SET_TIMEOUT = 15
 KEYCTL_INVALIDATE = 21
 
-#: ``(add_key, request_key, keyctl)`` by ``platform.machine()``. The asm-generic table
+#: ``(add_key, request_key, keyctl)`` by ``uname -m``. The asm-generic table
 #: (arm64, riscv, loongarch) differs from x86-64's, so a wrong guess would call an
 #: unrelated system call: machines not listed are refused instead.
 SYSCALLS: dict[str, tuple[int, int, int]] = {
@@ -101,7 +100,7 @@ _DEAD_OR_DENIED = frozenset({errno.EKEYEXPIRED, errno.EKEYREVOKED, errno.EACCES}
 
 def syscall_numbers(machine: str | None = None) -> tuple[int, int, int]:
     """``(add_key, request_key, keyctl)`` for this machine, or a clear refusal."""
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine
     try:
         return SYSCALLS[machine.lower()]
     except KeyError:

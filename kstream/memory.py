@@ -15,7 +15,7 @@ encrypts or decrypts, and only on glibc; elsewhere it does nothing.
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -33,7 +33,10 @@ def tune_malloc() -> bool:
 
 
 def _apply() -> bool:
-    if platform.libc_ver()[0] != "glibc":
+    try:  # "glibc 2.36"; the platform module would read the executable to find out
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+            return False
+    except (ValueError, OSError):  # not a name this system knows
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

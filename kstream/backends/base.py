@@ -56,8 +56,10 @@ class Availability:
 class CipherStream(Protocol):
     """One AES-CTR keystream applied to one continuous byte stream."""
 
-    #: What is doing the work, for messages and ``--verify`` reports (e.g. a driver name).
-    description: str
+    @property
+    def description(self) -> str:
+        """What is doing the work, for messages and ``--verify`` reports (a driver name)."""
+        ...
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
         """Process ``data``; return the output that is ready (possibly less or more)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.backends.openssl.backend import backend as _ossl
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from kstream.backends.base import Availability, CipherOptions
@@ -16,6 +15,15 @@ from kstream.format import IV_SIZE
 
 if TYPE_CHECKING:
     from kstream.keys import Key
+
+
+def openssl_version_text() -> str:
+    """The OpenSSL that ``cryptography`` runs on. Imported when asked: the backend module
+    brings OpenSSL's whole binding (certificates, curves), which a small file's encryption
+    has no use for."""
+    from cryptography.hazmat.backends.openssl.backend import backend
+
+    return str(backend.openssl_version_text())
 
 
 class OpenSSLStream:
@@ -27,7 +35,10 @@ class OpenSSLStream:
         self._ctx: CipherContext | None = Cipher(
             algorithms.AES(key_bytes), modes.CTR(iv)
         ).encryptor()
-        self.description = f"openssl ({_ossl.openssl_version_text()})"
+
+    @property
+    def description(self) -> str:
+        return f"openssl ({openssl_version_text()})"
 
     def _context(self) -> CipherContext:
         if self._ctx is None:
@@ -64,7 +75,7 @@ class OpenSSLBackend:
         return Availability(
             name=self.name,
             available=True,
-            reason=f"{_ossl.openssl_version_text()} via the cryptography package",
+            reason=f"{openssl_version_text()} via the cryptography package",
         )
 
     def open(self, key: Key, iv: bytes, options: CipherOptions | None = None) -> OpenSSLStream:

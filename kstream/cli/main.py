@@ -10,23 +10,98 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from kstream import __version__
-from kstream.bench.cli import add_bench_parser, cmd_bench
 from kstream.cli import tui
-from kstream.cli.cipher import add_cipher_parsers, cmd_cipher
-from kstream.cli.completion import add_completion_parsers, cmd_completion, cmd_man
-from kstream.cli.info import add_info_parsers, cmd_backends, cmd_demo, cmd_selftest
-from kstream.cli.inspect import add_inspect_parser, cmd_inspect
-from kstream.cli.key import add_key_parser, add_keygen_parser, cmd_key, cmd_keygen
 from kstream.cli.parsing import Parser
 from kstream.errors import command_line_words
 from kstream.memory import tune_malloc
 
+Handler = Callable[[argparse.Namespace], int]
+#: Registers a module's subcommands on the top-level subparsers (with the shared options).
+Adder = Callable[[Any, argparse.ArgumentParser], object]
 
-def build_parser() -> argparse.ArgumentParser:
+
+# Each command module is imported only when one of its commands runs (or for --help, the
+# man page and completion, which show them all): a small file's encryption should not pay
+# for importing the benchmark, the backends report or the shell completion.
+
+def _cipher() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.cli.cipher import add_cipher_parsers, cmd_cipher
+
+    return add_cipher_parsers, {"encrypt": cmd_cipher, "decrypt": cmd_cipher}
+
+
+def _keygen() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.cli.key import add_keygen_parser, cmd_keygen
+
+    return add_keygen_parser, {"keygen": cmd_keygen}
+
+
+def _inspect() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.cli.inspect import add_inspect_parser, cmd_inspect
+
+    return add_inspect_parser, {"inspect": cmd_inspect}
+
+
+def _info() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.cli.info import add_info_parsers, cmd_backends, cmd_demo, cmd_selftest
+
+    return add_info_parsers, {"backends": cmd_backends, "selftest": cmd_selftest,
+                              "demo": cmd_demo}
+
+
+def _key() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.cli.key import add_key_parser, cmd_key
+
+    return add_key_parser, {"key": cmd_key}
+
+
+def _bench() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.bench.cli import add_bench_parser, cmd_bench
+
+    return add_bench_parser, {"bench": cmd_bench}
+
+
+def _completion() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.cli.completion import add_completion_parsers, cmd_completion, cmd_man
+
+    # These two describe the command line itself, so they get a whole parser of their own.
+    return add_completion_parsers, {
+        "completion": lambda args: cmd_completion(args, build_parser()[0]),
+        "man": lambda args: cmd_man(args, build_parser()[0]),
+    }
+
+
+#: In the order ``--help`` lists them: each loader and the commands it brings.
+GROUPS: list[tuple[Callable[[], tuple[Adder, dict[str, Handler]]], tuple[str, ...]]] = [
+    (_cipher, ("encrypt", "decrypt")),
+    (_keygen, ("keygen",)),
+    (_inspect, ("inspect",)),
+    (_info, ("backends", "selftest", "demo")),
+    (_key, ("key",)),
+    (_bench, ("bench",)),
+    (_completion, ("completion", "man")),
+]
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, if it names a known one: the first word that is not an
+    option (the top-level options take no values)."""
+    for arg in argv:
+        if arg == "--" or not arg.startswith("-"):
+            return arg if any(arg in names for _, names in GROUPS) else None
+    return None
+
+
+def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser,
+                                                      dict[str, Handler]]:
+    """The parser and the handlers: of every command, or, given ``command``, of the one
+    module that holds it (the top-level ``--help`` is then never reached: a command's own
+    ``--help`` is)."""
     parser = Parser(  # options may stand between positionals in every command
         prog=tui.PROG,
         description="Encrypt and decrypt files and pipes with AES-CTR, streaming, through "
@@ -44,44 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     common = tui.Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
-
-    add_cipher_parsers(sub, common)
-    add_keygen_parser(sub, common)
-    add_inspect_parser(sub, common)
-    add_info_parsers(sub, common)
-    add_key_parser(sub, common)
-    add_bench_parser(sub, common)
-    add_completion_parsers(sub, common)
-    return parser
-
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "encrypt": cmd_cipher,
-    "decrypt": cmd_cipher,
-    "keygen": cmd_keygen,
-    "inspect": cmd_inspect,
-    "backends": cmd_backends,
-    "selftest": cmd_selftest,
-    "demo": cmd_demo,
-    "key": cmd_key,
-    "bench": cmd_bench,
-    # These two describe the command line itself, so they get a parser of their own.
-    "completion": lambda args: cmd_completion(args, build_parser()),
-    "man": lambda args: cmd_man(args, build_parser()),
-}
+    handlers: dict[str, Handler] = {}
+    for load, names in GROUPS:
+        if command is None or command in names:
+            add, found = load()
+            add(sub, common)
+            handlers.update(found)
+    return parser, handlers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     tune_malloc()  # before any worker thread exists (see kstream.memory)
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, handlers = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         return tui.show_help(parser)
     args.quiet = args.quiet_first or getattr(args, "quiet", False)
     with command_line_words():  # errors name --force, not the API's force=True
         try:
-            return COMMANDS[args.command](args)
+            return handlers[args.command](args)
         except Exception as exc:
             return tui.report(exc, debug=args.debug)
 

@@ -36,7 +36,6 @@ import signal
 import sys
 import termios
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -392,6 +391,8 @@ def report(exc: Exception, *, debug: bool) -> int:
         silence_stdout()
         return EXIT_SIGPIPE
     if debug:
+        import traceback  # only here: its imports cost more than a small file's encryption
+
         traceback.print_exc()
     if isinstance(exc, KstreamError):
         error(str(exc))

@@ -45,7 +45,7 @@ def test_no_command_is_help_on_stderr_and_a_usage_error(
 
 
 def test_wired_into_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.COMMANDS["bench"] is bench.cmd_bench
+    assert cli.build_parser("bench")[1] == {"bench": bench.cmd_bench}
     with pytest.raises(SystemExit) as exc:
         cli.main(["bench", "--help"])
     assert exc.value.code == 0
@@ -56,7 +56,7 @@ def test_building_the_parser_imports_no_measuring_or_drawing() -> None:
     """The parser is built on every run, so what only ``bench``, ``backends`` or a progress
     bar needs must stay unimported until then."""
     code = ("import sys\nfrom kstream.cli.main import build_parser\n"
-            "build_parser().parse_args(['encrypt', 'a', 'b'])\n"
+            "build_parser()[0].parse_args(['encrypt', 'a', 'b'])\n"
             "print(' '.join(sorted(sys.modules)))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
                                 text=True).stdout.split())
@@ -132,3 +132,37 @@ def test_the_license_is_the_mit_license_pyproject_names() -> None:
     assert text.startswith("MIT License\n\nCopyright (c) 2026 the kstream authors\n")
     assert "THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND" in text
     assert 'license = { text = "MIT" }' in (root / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["encrypt", "a", "b"], "encrypt"), (["-q", "--debug", "decrypt", "x"], "decrypt"),
+    (["key", "list"], "key"), (["--help"], None), ([], None), (["encrpyt", "a"], None),
+    (["--", "man"], None)])
+def test_the_command_is_the_first_word_that_is_not_an_option(
+        argv: list[str], command: str | None) -> None:
+    assert cli.command_of(argv) == command
+
+
+def test_a_command_builds_only_its_own_module_s_parser() -> None:
+    parser, handlers = cli.build_parser("decrypt")
+    assert set(handlers) == {"encrypt", "decrypt"}
+    assert set(cli.build_parser()[1]) == {name for _, names in cli.GROUPS for name in names}
+    assert parser.parse_args(["decrypt", "-q", "in", "out"]).paths == ["in", "out"]
+
+
+def test_a_small_file_s_encryption_loads_no_other_command(tmp_path: Path) -> None:
+    (tmp_path / "in").write_bytes(b"x" * 5000)
+    key = tmp_path / "k"
+    key.write_text("00" * 32)
+    code = ("import sys\nfrom kstream.cli.main import main\n"
+            f"assert main(['encrypt', '-q', '-k', {str(key)!r}, {str(tmp_path / 'in')!r}, "
+            f"{str(tmp_path / 'out')!r}]) == 0\n"
+            "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, stdin=subprocess.DEVNULL)
+    loaded = set(proc.stderr.split())
+    assert "kstream.engine.small" in loaded
+    for other in ("kstream.bench", "kstream.cli.info", "kstream.cli.completion",
+                  "kstream.cli.inspect", "kstream.api", "traceback", "tempfile", "platform",
+                  "cryptography.hazmat.backends.openssl.backend"):
+        assert other not in loaded, other

@@ -57,12 +57,12 @@ def leaf_commands(parser: argparse.ArgumentParser) -> set[str]:
 
 def test_every_command_has_a_case() -> None:
     covered = {" ".join(argv[:2]) if argv[0] == "key" else argv[0] for argv, _ in CASES}
-    assert covered == leaf_commands(cli.build_parser())
+    assert covered == leaf_commands(cli.build_parser()[0])
 
 
 @pytest.mark.parametrize(("argv", "expected"), CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_options_between_positionals(argv: list[str], expected: dict[str, Any]) -> None:
-    args = cli.build_parser().parse_args(argv)
+    args = cli.build_parser()[0].parse_args(argv)
     assert args.command == argv[0]
     assert {k: getattr(args, k) for k in expected} == expected
 
@@ -72,13 +72,13 @@ def test_options_between_positionals(argv: list[str], expected: dict[str, Any]) 
     ["encrypt", "a", "b", "--debug"], ["key", "--debug", "add", "N"],
     ["key", "add", "N", "--debug", "F"]])
 def test_debug_before_or_after_the_command_name(argv: list[str]) -> None:
-    args = cli.build_parser().parse_args(argv)
+    args = cli.build_parser()[0].parse_args(argv)
     assert args.debug is True
     assert getattr(args, "paths", None) in (None, ["a", "b"])
 
 
 def test_without_debug_it_is_false() -> None:
-    assert cli.build_parser().parse_args(["encrypt", "a", "b"]).debug is False
+    assert cli.build_parser()[0].parse_args(["encrypt", "a", "b"]).debug is False
 
 
 @pytest.mark.parametrize(("argv", "paths"), [
@@ -88,13 +88,13 @@ def test_without_debug_it_is_false() -> None:
     (["encrypt", "in", "--", "--", "-f"], ["in", "--", "-f"]),
 ])
 def test_double_dash_ends_the_options(argv: list[str], paths: list[str]) -> None:
-    args = cli.build_parser().parse_args(argv)
+    args = cli.build_parser()[0].parse_args(argv)
     assert args.paths == paths
     assert args.force is False and args.key_file == ("K" if "K" in argv else None)
 
 
 def test_double_dash_in_a_nested_command() -> None:
-    args = cli.build_parser().parse_args(["key", "add", "--type", "user", "N", "--", "-x"])
+    args = cli.build_parser()[0].parse_args(["key", "add", "--type", "user", "N", "--", "-x"])
     assert (args.name, args.keyfile, args.key_type) == ("N", "-x", "user")
 
 
@@ -134,7 +134,7 @@ def test_usage_errors_stay_one_line_and_exit_2(argv: list[str], match: str) -> N
 def test_help_of_every_command_is_argparse_s_own(capsys: pytest.CaptureFixture[str]) -> None:
     """The first pass switches the positionals off; help printed from inside it must still
     show them as the parser describes them."""
-    parser = cli.build_parser()
+    parser = cli.build_parser()[0]
     for each in walk(parser):
         words = each.prog.split()[1:]
         with pytest.raises(SystemExit) as exc:
