@@ -384,7 +384,8 @@ def run_files(
                                  repeat=repeat, warmup=warmup, progress=(
                                      None if progress is None else
                                      lambda label: progress(steps, steps, label)))
-            startup = run_startup(workdir, paths.key, repeat=repeat)
+            startup = run_startup(workdir, paths.key, key.hex(), iv.hex(), key_bits,
+                                  repeat=repeat)
         floor = run_command(["true"], measure_rss=True).rss_kib
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
