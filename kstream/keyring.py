@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from kstream.errors import BackendUnavailable, InvalidKey, KstreamError, UsageError
+from kstream.errors import BackendUnavailable, InvalidKey, KstreamError, UsageError, option
 
 #: Every kstream key's description starts with this.
 PREFIX = "kstream:"
@@ -467,7 +467,7 @@ def read_key_payload(ref: KeyringRef) -> bytearray:
     if ref.type != "user":
         raise InvalidKey(
             f"{ref.label} cannot be read by any process (that is the point of a {ref.type} "
-            "key); only the kernel crypto API can use it: use --backend kernel (Linux ≥ 6.2)"
+            f"key); only the kernel crypto API can use it: use {option('kernel')} (Linux ≥ 6.2)"
         )
     buf = bytearray(_MAX_PAYLOAD)
     cbuf = (ctypes.c_char * len(buf)).from_buffer(buf)

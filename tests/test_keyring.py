@@ -292,7 +292,7 @@ def test_a_logon_key_is_never_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keyring, "_raw_syscall", no_syscalls)
     key = keyring_key(LOGON)
     with pytest.raises(InvalidKey, match=r"^logon key 'kstream:t' \(serial 4242\) cannot be "
-                       r"read by any process .* use --backend kernel \(Linux ≥ 6.2\)$"):
+                       r'read by any process .* use backend="kernel" \(Linux ≥ 6.2\)$'):
         key.material()
     assert repr(key) == ("<kstream.Key AES-256 in the kernel keyring: logon key 'kstream:t' "
                          "(serial 4242)>")
@@ -331,7 +331,7 @@ def test_logon_key_needs_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
                            r"can only be used through the kernel crypto API, which is not "
                            r"available here: no AF_ALG here \(test\)$"):
             choose_backend(key, backend, print)
-    with pytest.raises(UsageError, match="cannot be used with --backend openssl: a logon key "
+    with pytest.raises(UsageError, match='cannot be used with backend="openssl": a logon key '
                        "never leaves the kernel"):
         choose_backend(key, "openssl", print)
 
@@ -341,7 +341,7 @@ async def test_user_key_with_explicit_openssl_is_read_with_a_warning(
     no_kernel(monkeypatch)
     monkeypatch.setattr(keyring, "read_key_payload", lambda ref: bytearray(RAW))
     key = keyring_key(USER)
-    with pytest.raises(BackendUnavailable, match="--backend openssl can read this user key "
+    with pytest.raises(BackendUnavailable, match='backend="openssl" can read this user key '
                        "into process memory instead$"):
         choose_backend(key, "auto", print)
     notices: list[str] = []
@@ -349,9 +349,9 @@ async def test_user_key_with_explicit_openssl_is_read_with_a_warning(
     (tmp_path / "p").write_bytes(plain)
     await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, backend="openssl",
                                notify=notices.append)
-    assert notices == ["warning: --backend openssl reads user key 'kstream:u' (serial 4343) "
-                       "out of the kernel keyring: the key's bytes now enter this process's "
-                       "memory"]
+    assert notices == ['warning: backend="openssl" reads user key '
+                       "'kstream:u' (serial 4343) out of the kernel keyring: the key's bytes "
+                       "now enter this process's memory"]
     await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", key=Key(RAW), backend="openssl")
     assert (tmp_path / "d").read_bytes() == plain
 

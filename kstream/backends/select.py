@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from kstream.backends.base import BACKEND_NAMES, FALLBACK_NOTICE, Backend, CipherOptions
 from kstream.backends.kernel import KernelBackend
 from kstream.backends.openssl import OpenSSLBackend
-from kstream.errors import BackendUnavailable, UsageError
+from kstream.errors import BackendUnavailable, UsageError, option, worded
 from kstream.keys import Key
 
 Notify = Callable[[str], None]
@@ -59,7 +59,8 @@ def select_backend(
         if failure is None:
             return kernel
         if options is not None and options.driver is not None:
-            raise BackendUnavailable(f"{failure}; use another --driver or --backend openssl")
+            raise BackendUnavailable(f"{failure}; use another {option('driver')} or "
+                                     f"{option('openssl')}")
         if notify is not None:
             notify(f"kernel backend unavailable ({failure}); using openssl")
         return OpenSSLBackend()
@@ -72,7 +73,8 @@ def select_backend(
     if isinstance(backend, KernelBackend):
         failure = backend.carry_check(options)
         if failure is not None:
-            raise BackendUnavailable(f"{failure}; use another --driver or --backend openssl")
+            raise BackendUnavailable(f"{failure}; use another {option('driver')} or "
+                                     f"{option('openssl')}")
     return backend
 
 
@@ -81,14 +83,14 @@ def _refuse_driver(options: CipherOptions | None, why: str) -> None:
     user asked for that driver (perhaps to avoid a slow or broken one), and encrypting
     through something else without a word would hide that the choice had no effect."""
     if options is not None and options.driver is not None:
-        raise UsageError(f"--driver {options.driver} cannot be used: {why}")
+        raise UsageError(f"{option('driver=')}{options.driver} cannot be used: {why}")
 
 
 def openssl_reads_warning(key: Key) -> str:
     ref = key.keyring_ref
     label = ref.label if ref is not None else "the key"
-    return (f"warning: --backend openssl reads {label} out of the kernel keyring: the key's "
-            "bytes now enter this process's memory")
+    return worded(f"warning: {option('openssl')} reads {label} out of the kernel keyring: "
+                  "the key's bytes now enter this process's memory")
 
 
 def choose_backend(key: Key, backend: str, notify: Notify,
@@ -106,7 +108,7 @@ def choose_backend(key: Key, backend: str, notify: Notify,
         _refuse_driver(options, "openssl does not use kernel drivers")
         if ref.type != "user":
             raise UsageError(
-                f"{ref.label} cannot be used with --backend openssl: a {ref.type} key never "
+                f"{ref.label} cannot be used with {option('openssl')}: a {ref.type} key never "
                 "leaves the kernel, so only the kernel backend can use it (Linux ≥ 6.2)"
             )
         notify(openssl_reads_warning(key))
@@ -116,7 +118,7 @@ def choose_backend(key: Key, backend: str, notify: Notify,
     kernel = KernelBackend()
     status = kernel.probe()
     if not status.available:
-        why = ("; --backend openssl can read this user key into process memory instead"
+        why = (f"; {option('openssl')} can read this user key into process memory instead"
                if ref.type == "user" else "")
         raise BackendUnavailable(
             f"{ref.label} can only be used through the kernel crypto API, which is not "
@@ -125,7 +127,7 @@ def choose_backend(key: Key, backend: str, notify: Notify,
     failure = kernel.carry_check(options)
     if failure is not None:
         raise BackendUnavailable(f"{failure}; {ref.label} can only be used through the kernel"
-                                 " crypto API: try another --driver")
+                                 f" crypto API: try another {option('driver')}")
     return kernel
 
 

@@ -44,7 +44,7 @@ from kstream.backends.kernel.sockets import (
     send_limit,
     set_key,
 )
-from kstream.errors import BackendUnavailable, IOFailure, KstreamError, UsageError
+from kstream.errors import BackendUnavailable, IOFailure, KstreamError, UsageError, option
 
 #: An ``update_from_fd`` call never moves more than this, whatever ``max_bytes`` says, so
 #: its output buffer stays bounded.
@@ -180,7 +180,7 @@ class KernelStream(SocketPair):
             if not piece:
                 raise BackendUnavailable(
                     f"the kernel crypto socket returned no output with {n - done} bytes "
-                    "pending; retry with --backend openssl"
+                    f"pending; retry with {option('openssl')}"
                 )
             out.append(piece)
             done += len(piece)

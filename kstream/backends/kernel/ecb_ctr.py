@@ -21,7 +21,7 @@ from kstream.backends.kernel.sockets import (
     send_limit,
     set_key,
 )
-from kstream.errors import BackendUnavailable
+from kstream.errors import BackendUnavailable, option
 
 ECB_AES = "ecb(aes)"
 
@@ -81,7 +81,8 @@ class KernelEcbCtrStream(SocketPair):
                     piece = op.recv(len(counters) - got)
                     if not piece:
                         raise BackendUnavailable(
-                            "the kernel's ecb(aes) returned no output; retry without --verify"
+                            "the kernel's ecb(aes) returned no output; retry without "
+                            f"{option('verify')}"
                         )
                     out.append(piece)
                     got += len(piece)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from kstream.backends.base import BLOCK, CHUNK
 from kstream.backends.kernel.drivers import CTR_AES, available_ctr_aes_drivers
-from kstream.errors import BackendUnavailable, InvalidKey, KstreamError, UsageError
+from kstream.errors import BackendUnavailable, InvalidKey, KstreamError, UsageError, option
 from kstream.keyring import KeyringRef
 
 AF_ALG_RESTRICT = "/proc/sys/crypto/af_alg_restrict"
@@ -208,7 +208,7 @@ def kernel_failure(action: str, exc: OSError) -> BackendUnavailable:
     """
     return BackendUnavailable(
         f"the kernel crypto socket failed while {action}: {exc.strerror or exc}; "
-        "retry with --backend openssl"
+        f"retry with {option('openssl')}"
     )
 
 

@@ -114,7 +114,7 @@ def test_auto_with_a_named_driver_stops_as_kernel_does(
     notices: list[str] = []
     with pytest.raises(BackendUnavailable, match=r"^kernel driver ctr-aes-x failed the "
                        r"counter-carry check \(wrong keystream from byte 32 of 67, .*\); use "
-                       r"another --driver or --backend openssl$"):
+                       r'another options=CipherOptions\(driver=\.\.\.\) or backend="openssl"$'):
         select_backend("auto", notices.append, CipherOptions(driver="ctr-aes-x"))
     assert notices == []
 
@@ -124,10 +124,10 @@ def test_a_driver_that_would_not_be_used_is_a_usage_error(
     monkeypatch.setattr(KernelBackend, "probe", lambda self: Availability(
         "kernel", False, "this kernel has no AF_ALG sockets (test)"))
     notices: list[str] = []
-    with pytest.raises(UsageError, match=r"^--driver ctr-aes-x cannot be used: the kernel "
+    with pytest.raises(UsageError, match=r"^driver=ctr-aes-x cannot be used: the kernel "
                        r"backend is not available here; see 'kstream backends'$"):
         select_backend("auto", notices.append, CipherOptions(driver="ctr-aes-x"))
-    with pytest.raises(UsageError, match=r"^--driver ctr-aes-x cannot be used: openssl does "
+    with pytest.raises(UsageError, match=r"^driver=ctr-aes-x cannot be used: openssl does "
                        r"not use kernel drivers$"):
         select_backend("openssl", notices.append, CipherOptions(driver="ctr-aes-x"))
     assert notices == []
@@ -142,7 +142,7 @@ def test_kernel_stops_with_an_error_naming_the_driver(
     fake_driver(True)
     with pytest.raises(BackendUnavailable, match=r"^kernel driver ctr-aes-x failed the "
                        r"counter-carry check \(wrong keystream from byte 32 of 67, .*\); use "
-                       r"another --driver or --backend openssl$"):
+                       r'another options=CipherOptions\(driver=\.\.\.\) or backend="openssl"$'):
         select_backend("kernel", options=CipherOptions(driver="ctr-aes-x"))
 
 
