@@ -61,9 +61,10 @@ EXIT_SOFTWARE = 70
 EXIT_SIGPIPE = 141
 EXIT_SIGTERM = 143
 
-#: What an interrupted run says; the output it was writing is always removed by then.
-INTERRUPTED = "interrupted; a partial output file was removed"
-TERMINATED = "terminated; a partial output file was removed"
+#: What an interrupted run says: an output file it was writing is removed by then (a pipe or
+#: a device it wrote to cannot take bytes back, hence "any").
+INTERRUPTED = "interrupted; any partial output file was removed"
+TERMINATED = "terminated; any partial output file was removed"
 
 Notify = Callable[[str], None]
 

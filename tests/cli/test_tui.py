@@ -80,8 +80,8 @@ def test_a_usage_error_from_argparse_is_one_line(capsys: pytest.CaptureFixture[s
 def test_signals_have_their_own_messages_and_statuses() -> None:
     ctrl_c, term = tui.interrupted(), tui.interrupted(terminated=True)
     assert (str(ctrl_c), ctrl_c.exit_code) == (
-        "interrupted; a partial output file was removed", 130)
-    assert (str(term), term.exit_code) == ("terminated; a partial output file was removed", 143)
+        "interrupted; any partial output file was removed", 130)
+    assert (str(term), term.exit_code) == ("terminated; any partial output file was removed", 143)
 
 
 def test_terminals_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
