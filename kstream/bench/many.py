@@ -34,6 +34,12 @@ def kstream_command() -> list[str]:
     return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "kstream"]
 
 
+def editable_install() -> bool:
+    """Whether kstream runs from an editable install (``pip install -e``): its import hook,
+    loaded at every start by a ``.pth`` file, is in this process too."""
+    return any(name.startswith("__editable__") and "kstream" in name for name in sys.modules)
+
+
 def _timed(argv: Sequence[str]) -> float:
     return run_command(argv).seconds
 
@@ -222,4 +228,7 @@ def format_many(many: list[dict[str, Any]], startup: list[dict[str, Any]]) -> li
         else:
             lines.append(f"        {row['median_s'] * 1000:6.1f} ms                  "
                          f"{row['label']}")
+    if startup and editable_install():
+        lines.append("  (kstream is an editable install here: each start above includes "
+                     "setuptools' editable import hook, which 'pip install .' does not have)")
     return lines

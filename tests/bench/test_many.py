@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,16 @@ def test_startup_rows(tmp_path: Path, keyfile: Path, monkeypatch: pytest.MonkeyP
     assert "ms  goal <= 20 ms" in text and "openssl enc, one 4 KiB file" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key"]  # its files are removed
     assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1"  # lifted for the runs only
+
+
+def test_an_editable_install_is_named_under_the_start_up_rows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [{"id": "python", "label": "python -c pass", "median_s": 0.01}]
+    monkeypatch.setitem(sys.modules, "__editable___kstream_0_1_0_finder", sys)
+    assert many.editable_install()
+    assert "editable install" in many.format_many([], rows)[-1]
+    monkeypatch.delitem(sys.modules, "__editable___kstream_0_1_0_finder")
+    for name in [m for m in sys.modules if m.startswith("__editable__")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert not many.editable_install()
+    assert "editable" not in "\n".join(many.format_many([], rows))
