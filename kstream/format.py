@@ -319,6 +319,17 @@ class BodyLayout:
     plaintext: int
 
 
+def truncation(index: int, left: int) -> FormatError:
+    """The error for a body that ends ``left`` bytes (fewer than a frame word) into where
+    segment ``index`` should start: worded once for every reader of the format."""
+    if left:
+        return FormatError(f"file is truncated: segment {index} is incomplete")
+    if index:
+        return FormatError(f"file is truncated: it ends after segment {index - 1} without "
+                           "the final segment")
+    return FormatError("file is truncated: no segment follows the header")
+
+
 def walk_frames(body_size: int, segment: int, word_at: Callable[[int], bytes]) -> BodyLayout:
     """Follow the frame words of a body of ``body_size`` bytes from segment to segment.
 
@@ -337,12 +348,7 @@ def walk_frames(body_size: int, segment: int, word_at: Callable[[int], bytes]) -
     while True:
         left = body_size - offset
         if left < FRAME_SIZE:
-            if left:
-                raise FormatError(f"file is truncated: segment {index} is incomplete")
-            if index:
-                raise FormatError(f"file is truncated: it ends after segment {index - 1} "
-                                  "without the final segment")
-            raise FormatError("file is truncated: no segment follows the header")
+            raise truncation(index, left)
         data = word_at(offset)
         if len(data) < FRAME_SIZE:  # the file shrank under us
             raise FormatError(f"file is truncated: segment {index} is incomplete")

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from kstream.backends.base import BLOCK, CipherStream, InPlaceStream
 from kstream.errors import FormatError, IntegrityError
-from kstream.format import FRAME_SIZE, OVERHEAD, TAG_SIZE, Header
+from kstream.format import FRAME_SIZE, OVERHEAD, TAG_SIZE, Header, truncation
 
 if TYPE_CHECKING:
     from kstream.keys import Key
@@ -317,12 +317,7 @@ class OpenCodec:
     def process(self, view: memoryview, n: int, last: bool) -> Buffers:
         index = self.index
         if n < FRAME_SIZE:
-            if n:
-                raise FormatError(f"file is truncated: segment {index} is incomplete")
-            if index:
-                raise FormatError(f"file is truncated: it ends after segment {index - 1} "
-                                  "without the final segment")
-            raise FormatError("file is truncated: no segment follows the header")
+            raise truncation(index, n)
         try:
             final, size = parse_frame(view, 0, self.segment, index, self.unlocked_by)
             end = FRAME_SIZE + size + TAG_SIZE

@@ -21,6 +21,26 @@ import pyte
 COLUMNS, ROWS = 120, 40
 
 
+class Keyboard:
+    """The person's side of a pseudo-terminal ``master``: waiting for text to appear on it
+    (everything shown so far is in ``screen``), and typing."""
+
+    master: int
+    screen: bytes
+
+    def expect(self, text: bytes, timeout: float = 60) -> None:
+        """Read the terminal until ``text`` has appeared on it."""
+        end = time.monotonic() + timeout
+        while text not in self.screen:
+            ready, _, _ = select.select([self.master], [], [], max(0, end - time.monotonic()))
+            if not ready:
+                raise AssertionError(f"no {text!r} on the terminal, only {self.screen!r}")
+            self.screen += os.read(self.master, 4096)
+
+    def type(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+
 @dataclass
 class Seen:
     """What the terminal received, and the screen's non-empty lines at the end."""

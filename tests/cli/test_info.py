@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 
 import pytest
 from clirun import kst, run_main
+from kernelsim import host_has_af_alg
 
 
 def test_demo() -> None:
@@ -27,15 +27,7 @@ def test_backends_json_names_what_auto_picks(capsys: pytest.CaptureFixture[str])
     assert json.loads(out)["auto"] in ("kernel", "openssl")
 
 
-def _host_has_af_alg() -> bool:
-    try:
-        socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0).close()
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(_host_has_af_alg(), reason="this host has AF_ALG")
+@pytest.mark.skipif(host_has_af_alg(), reason="this host has AF_ALG")
 def test_backends_on_this_host_without_af_alg() -> None:
     """The command as a user runs it here: nothing it cannot use is offered as usable."""
     text = kst("backends").stdout.decode()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from clirun import fails, keybytes, kst, one_error, run_main
+from screen import Keyboard
 
 from kstream import keyring
 from kstream.cli import key as cli_key
@@ -299,7 +300,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-class Pty:
+class Pty(Keyboard):
     """A command whose stdin, stdout and stderr are a fresh pseudo-terminal (its controlling
     terminal): what a person at the keyboard sees and types."""
 
@@ -318,20 +319,6 @@ class Pty:
                                      start_new_session=True, preexec_fn=controlling_terminal)
         os.close(slave)
         self.screen = b""
-
-    def expect(self, text: bytes, timeout: float = 60) -> None:
-        import select
-        import time
-
-        end = time.monotonic() + timeout
-        while text not in self.screen:
-            ready, _, _ = select.select([self.master], [], [], max(0, end - time.monotonic()))
-            if not ready:
-                raise AssertionError(f"no {text!r} on the terminal, only {self.screen!r}")
-            self.screen += os.read(self.master, 4096)
-
-    def type(self, data: bytes) -> None:
-        os.write(self.master, data)
 
     def finish(self) -> tuple[int, str]:
         """Exit status and everything the terminal showed (\\r\\n as \\n)."""

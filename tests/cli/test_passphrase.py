@@ -5,19 +5,18 @@ terminal at all, the work-factor cap, ``inspect``, and the usage errors."""
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from clirun import KST, fails, kst
+from screen import Keyboard
 
 PHRASE = b"correct horse battery"
 
 
-class Tty:
+class Tty(Keyboard):
     """``kstream ARGS`` in a new session whose controlling terminal is a fresh pty; stdin
     and stdout are pipes (fed and drained by a thread), stderr is captured."""
 
@@ -39,18 +38,6 @@ class Tty:
 
     def _communicate(self, data: bytes) -> None:
         self.result = self.proc.communicate(data, timeout=120)
-
-    def expect(self, text: bytes, timeout: float = 60) -> None:
-        """Read the terminal until ``text`` has appeared on it."""
-        end = time.monotonic() + timeout
-        while text not in self.screen:
-            ready, _, _ = select.select([self.master], [], [], max(0, end - time.monotonic()))
-            if not ready:
-                raise AssertionError(f"no {text!r} on the terminal, only {self.screen!r}")
-            self.screen += os.read(self.master, 1024)
-
-    def type(self, line: bytes) -> None:
-        os.write(self.master, line)
 
     def finish(self) -> tuple[int, bytes, str]:
         self._io.join(130)

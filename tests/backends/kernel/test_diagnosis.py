@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernelsim import AESNI, UML_6_1, UML_7_2
+from kernelsim import AESNI, UML_6_1, UML_7_2, host_has_af_alg
 
 from kstream.backends.base import Availability
 from kstream.backends.kernel import diagnosis, procfs, sockets
@@ -25,14 +25,6 @@ from kstream.backends.kernel.backend import KernelBackend
 from kstream.backends.kernel.diagnosis import key_by_serial_support
 from kstream.backends.kernel.procfs import parse_proc_crypto
 from kstream.backends.report import backends_report, format_backends_text
-
-
-def _host_has_af_alg() -> bool:
-    try:
-        socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0).close()
-    except OSError:
-        return False
-    return True
 
 
 def simulate(
@@ -354,7 +346,7 @@ def test_key_by_serial_without_af_alg_is_no_whatever_the_release(
                                        "detail": "socket(AF_ALG) failed with EAFNOSUPPORT"}
 
 
-@pytest.mark.skipif(_host_has_af_alg(), reason="this host has AF_ALG")
+@pytest.mark.skipif(host_has_af_alg(), reason="this host has AF_ALG")
 def test_real_report_on_a_host_without_af_alg() -> None:
     report = backends_report()
     kernel = report["backends"][0]
