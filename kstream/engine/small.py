@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 
 from kstream.atomic import AtomicFile, check_output_path, own_descriptor
 from kstream.backends.base import BLOCK, CipherOptions
@@ -25,8 +24,6 @@ from kstream.segments import Codec
 
 #: The largest input taken whole: a few segments, small enough to hold twice in memory.
 SMALL = 1 << 20
-
-Progress = Callable[[int], None]
 
 
 def small_input(path: str) -> bool:
@@ -92,7 +89,7 @@ def _write_all(fd: int, data: bytes, name: str) -> None:
 def process_small_file(encrypt: bool, src: str, dst: str, secret: Secret, *,
                        raw_iv: bytes | None, force: bool = False, backend: str = "auto",
                        options: CipherOptions | None = None, verify: bool = False,
-                       notify: Notify, progress: Progress | None = None) -> None:
+                       notify: Notify) -> None:
     """Encrypt or decrypt the small regular file ``src`` into the new file ``dst``
     (``raw_iv``: see :func:`~kstream.engine.plan.check_iv`)."""
     if check_output_path(dst, force=force, src=src):  # new_file_output said otherwise
@@ -117,5 +114,3 @@ def process_small_file(encrypt: bool, src: str, dst: str, secret: Secret, *,
     except BaseException:
         out.abort()
         raise
-    if progress is not None:
-        progress(len(data))
