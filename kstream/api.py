@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Literal, cast
 
 from kstream.atomic import AtomicFile, check_output_path, open_stream
-from kstream.backends.base import CipherOptions
+from kstream.backends.base import Backend, CipherOptions
 from kstream.engine.drive import ranges_apply, run, run_iterable, run_ranges_plan
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import AsyncFileSource, IterSource, Sink, Source, read_exact
@@ -33,6 +33,9 @@ from kstream.passphrase import Derivations, PassphraseArg
 log = logging.getLogger("kstream")
 
 BackendName = Literal["auto", "kernel", "openssl"]
+#: A name, or a backend object resolved once for a run over many files
+#: (:func:`kstream.engine.plan.resolve_backend`).
+BackendArg = BackendName | Backend
 Notify = Callable[[str], None]
 Progress = Callable[[int], None]
 #: A path, an open file descriptor (the CLI's ``-``), or an async binary file object.
@@ -232,7 +235,7 @@ async def _run_into_file(direction: Direction, source: Source, sink: FdSink, sec
 async def encrypt_file(
     src: FileArg, dst: FileArg, *, key: Key | None = None,
     passphrase: PassphraseArg | Derivations | None = None, work_factor: int | None = None,
-    backend: BackendName = "auto", force: bool = False, raw: bool = False,
+    backend: BackendArg = "auto", force: bool = False, raw: bool = False,
     iv: bytes | None = None, verify: bool = False, options: CipherOptions | None = None,
     notify: Notify | None = None, progress: Progress | None = None, jobs: int | None = None,
 ) -> None:
@@ -255,7 +258,7 @@ async def encrypt_file(
 async def decrypt_file(
     src: FileArg, dst: FileArg, *, key: Key | None = None,
     passphrase: PassphraseArg | Derivations | None = None, max_work_factor: int | None = None,
-    backend: BackendName = "auto", force: bool = False, raw: bool = False,
+    backend: BackendArg = "auto", force: bool = False, raw: bool = False,
     iv: bytes | None = None, verify: bool = False, options: CipherOptions | None = None,
     notify: Notify | None = None, progress: Progress | None = None, jobs: int | None = None,
 ) -> None:
@@ -273,7 +276,7 @@ async def decrypt_file(
 async def encrypt_stream(
     source: AsyncIterable[bytes] | Any, *, key: Key | None = None,
     passphrase: PassphraseArg | Derivations | None = None, work_factor: int | None = None,
-    backend: BackendName = "auto", raw: bool = False, iv: bytes | None = None,
+    backend: BackendArg = "auto", raw: bool = False, iv: bytes | None = None,
     verify: bool = False, options: CipherOptions | None = None, notify: Notify | None = None,
 ) -> AsyncIterator[bytes | bytearray]:
     """Encrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives.
@@ -294,7 +297,7 @@ async def encrypt_stream(
 async def decrypt_stream(
     source: AsyncIterable[bytes] | Any, *, key: Key | None = None,
     passphrase: PassphraseArg | Derivations | None = None, max_work_factor: int | None = None,
-    backend: BackendName = "auto", raw: bool = False, iv: bytes | None = None,
+    backend: BackendArg = "auto", raw: bool = False, iv: bytes | None = None,
     verify: bool = False, options: CipherOptions | None = None, notify: Notify | None = None,
 ) -> AsyncIterator[bytes]:
     """Decrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives."""

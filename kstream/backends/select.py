@@ -93,14 +93,27 @@ def openssl_reads_warning(key: Key) -> str:
                   "the key's bytes now enter this process's memory")
 
 
-def choose_backend(key: Key, backend: str, notify: Notify,
+def backend_name(backend: str | Backend) -> str:
+    """``auto``, ``kernel`` or ``openssl``: a name, or the name of a resolved backend."""
+    return backend if isinstance(backend, str) else backend.name
+
+
+def choose_backend(key: Key, backend: str | Backend, notify: Notify,
                    options: CipherOptions | None = None) -> Backend:
     """The backend for ``key``: the user's choice, except that a keyring key needs the kernel.
 
     A ``logon`` key cannot leave the kernel, so only the kernel backend can use it, and
     ``auto`` does not fall back. A ``user`` key could be read out; that happens only when the
     caller names ``openssl`` explicitly, with a warning through ``notify``.
+
+    ``backend`` may be a backend this function resolved before, for a run over many files:
+    it is used as it is (no second probe, no second notice), once it fits ``key``.
     """
+    if not isinstance(backend, str):
+        ref = key.keyring_ref
+        if ref is not None and backend.name == "openssl" and ref.type != "user":
+            choose_backend(key, "openssl", notify)  # raises the explanation
+        return backend
     ref = key.keyring_ref
     if ref is None:
         return select_backend(backend, notify, options)
@@ -132,7 +145,7 @@ def choose_backend(key: Key, backend: str, notify: Notify,
 
 
 @contextlib.contextmanager
-def prepared_key(key: Key, backend: str, notify: Notify) -> Iterator[Key]:
+def prepared_key(key: Key, backend: str | Backend, notify: Notify) -> Iterator[Key]:
     """``key`` as the run will use it; a temporary copy's buffer is wiped when the run ends
     (best effort: the ``bytes`` copies that reading it and keying the cipher make are only
     freed).
@@ -142,11 +155,11 @@ def prepared_key(key: Key, backend: str, notify: Notify) -> Iterator[Key]:
     the kernel for the key twice. Every other key is used as it is.
     """
     ref = key.keyring_ref
-    if ref is None or backend != "openssl":
+    if ref is None or backend_name(backend) != "openssl":
         yield key
         return
     if ref.type != "user":
-        choose_backend(key, backend, notify)  # raises the explanation
+        choose_backend(key, "openssl", notify)  # raises the explanation
     notify(openssl_reads_warning(key))
     copy = Key(key.material())
     try:
@@ -155,5 +168,5 @@ def prepared_key(key: Key, backend: str, notify: Notify) -> Iterator[Key]:
         copy.wipe()
 
 
-__all__ = ["BACKEND_NAMES", "FALLBACK_NOTICE", "all_backends", "choose_backend", "get_backend",
-           "prepared_key", "select_backend"]
+__all__ = ["BACKEND_NAMES", "FALLBACK_NOTICE", "all_backends", "backend_name", "choose_backend",
+           "get_backend", "prepared_key", "select_backend"]

@@ -180,18 +180,22 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
         fail(tally, src, exc)
     from kstream.api import decrypt_file, encrypt_file
     from kstream.cli.runner import run
+    from kstream.engine.plan import resolve_backend
 
     transform = encrypt_file if encrypt else decrypt_file
     notify = once(notifier(args))
     sizes = [t.size for t in tasks]
     try:
+        # Once for the run: a kernel probe per file would cost more than a small file does.
+        backend = resolve_backend(key, args.backend, notify, options) if tasks else None
         with tui.files_bar(args.progress, sum(sizes), len(tasks)) as (progress, file_done):
 
             async def one(task: Task) -> None:
                 limit: dict[str, Any] = ({} if encrypt or factor is None
                                          else {"max_work_factor": factor})
                 await transform(task.src, task.dst, key=key, passphrase=shared,
-                                backend=args.backend, force=args.force, verify=args.verify,
+                                backend=backend or args.backend, force=args.force,
+                                verify=args.verify,
                                 options=options, notify=notify, progress=progress, jobs=1,
                                 **limit)
 
@@ -205,13 +209,18 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
 
             run(go())
     finally:
-        if key is not None:
-            key.wipe()
-        if shared is not None:
-            shared.wipe()
-        if isinstance(phrase, bytearray):
-            wipe(phrase)
+        _wipe_all(key, shared, phrase)
     return most_severe(tally.codes)
+
+
+def _wipe_all(key: Key | None, shared: Derivations | None, phrase: PassphraseArg | None
+              ) -> None:
+    if key is not None:
+        key.wipe()
+    if shared is not None:
+        shared.wipe()
+    if isinstance(phrase, bytearray):
+        wipe(phrase)
 
 
 def notifier(args: argparse.Namespace) -> Callable[[str], None]:

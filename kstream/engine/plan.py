@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kstream.backends.base import BLOCK, Backend, CipherOptions, CipherStream, counter_add
 from kstream.backends.kernel import KernelEcbCtrStream
 from kstream.backends.openssl import OpenSSLBackend
-from kstream.backends.select import choose_backend, prepared_key
+from kstream.backends.select import choose_backend, prepared_key, select_backend
 from kstream.backends.verify import VerifyingStream
 from kstream.engine.unlock import Secret, unlocked
 from kstream.errors import FormatError, InvalidKey, UsageError, option, worded
@@ -34,13 +34,23 @@ NOTHING_TO_VERIFY = f"{option('verify')} has nothing to check: openssl is the re
 
 
 @contextlib.contextmanager
-def usable_key(key: Key, backend: str, notify: Notify) -> Iterator[Key]:
+def usable_key(key: Key, backend: str | Backend, notify: Notify) -> Iterator[Key]:
     """Every run's key passes here (the API has checked what it was given): tune malloc
     once (:mod:`kstream.memory`), and read a keyring key out only where the user asked for
     OpenSSL (with a warning)."""
     tune_malloc()
     with prepared_key(key, backend, notify) as usable:
         yield usable
+
+
+def resolve_backend(key: Key | None, backend: str, notify: Notify,
+                    options: CipherOptions | None = None) -> Backend:
+    """The backend for a run over many files, resolved once for all of them (each file's
+    plan takes the object: one kernel probe and one notice for the run, not per file).
+    ``key`` is None for a passphrase, whose keys are plain keys."""
+    if key is None:
+        return select_backend(backend, notify, options)
+    return choose_backend(key, backend, notify, options)
 
 
 def check_iv(iv: bytes | None, raw: bool) -> bytes | None:
@@ -144,7 +154,7 @@ class Plan:
 
 def make_plan(
     *, encrypt: bool, key: Key, raw_iv: bytes | None, header: Header | None = None,
-    backend: str = "auto", options: CipherOptions | None = None, verify: bool = False,
+    backend: str | Backend = "auto", options: CipherOptions | None = None, verify: bool = False,
     notify: Notify,
 ) -> Plan:
     """Resolve the backend (once) and the per-file MAC. For encryption of a kstream file a
@@ -169,7 +179,7 @@ def make_plan(
 
 @contextlib.contextmanager
 def planned(encrypt: bool, secret: Secret, *, raw_iv: bytes | None, header: Header | None,
-            header_iv: bytes | None = None, backend: str = "auto",
+            header_iv: bytes | None = None, backend: str | Backend = "auto",
             options: CipherOptions | None = None, verify: bool = False,
             notify: Notify) -> Iterator[Plan]:
     """The plan for one run, with its key usable while the block runs (a passphrase's key

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from clirun import KST, kst, run_main
+from kernelsim import host_has_af_alg
 
 import kstream.api
 from kstream.cli.many import SEVERITY, most_severe, plan_outputs
@@ -291,3 +292,44 @@ def test_default_files_in_flight_follows_the_mean_size() -> None:
     assert files_in_flight([4096] * 1000) == SMALL_FILES_IN_FLIGHT == 1
     assert files_in_flight([10 << 20] * 100) == FILES_IN_FLIGHT == 4
     assert files_in_flight([]) == FILES_IN_FLIGHT
+
+
+def test_the_backend_is_resolved_once_per_run_not_per_file(
+        tmp_path: Path, keyfile: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel probe (a socket bound and keyed, /proc/crypto read) per file would cost more
+    than a small file's encryption; the run resolves the backend once and each file's plan
+    takes the object."""
+    from kstream.backends.kernel import KernelBackend
+
+    probes: list[object] = []
+    real_probe = KernelBackend.probe
+
+    def counting_probe(self: KernelBackend) -> Any:
+        probes.append(self)
+        return real_probe(self)
+
+    monkeypatch.setattr(KernelBackend, "probe", counting_probe)
+    files = make_files(tmp_path, [100, 5000, 70_000, 0, 1])
+    code, _, err = run_main(capsys, "encrypt", "-k", keyfile, "--suffix", ".kst", *files)
+    assert code == 0, err
+    assert len(probes) == 1
+    for path in files:
+        path.unlink()
+    code, _, err = run_main(capsys, "decrypt", "-k", keyfile, "--suffix", ".kst",
+                            *[p.with_name(p.name + ".kst") for p in files])
+    assert code == 0, err
+    assert len(probes) == 2
+    assert all(path.read_bytes() == data for path, data in files.items())
+
+
+@pytest.mark.skipif(host_has_af_alg(), reason="this host has AF_ALG: the kernel backend works")
+def test_a_backend_that_cannot_run_is_one_error_for_the_run(
+        tmp_path: Path, keyfile: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = make_files(tmp_path, [100, 200, 300])
+    code, _, err = run_main(capsys, "encrypt", "--backend", "kernel", "-k", keyfile,
+                            "--suffix", ".kst", *files)
+    assert code == 3
+    assert err.count("kstream: error:") == 1 and "kernel backend is not available" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # no output, no partial
+        [p.name for p in files] + [keyfile.name])
