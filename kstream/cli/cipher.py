@@ -282,14 +282,16 @@ def _cmd_one(args: argparse.Namespace) -> int:
         )
     if args.input != "-" and args.input == args.output:
         raise UsageError(f"input and output are the same file ('{args.input}')")
-    if args.output != "-":  # before asking: a passphrase typed twice for nothing annoys
-        check_output_path(args.output, force=args.force, no_terminal=encrypt,
-                          src=args.input if args.input != "-" else None)
+    # Before asking: a passphrase typed twice for nothing annoys. True for stdout, a pipe
+    # or a device: written directly, where a new file is written atomically.
+    to_stream = args.output == "-" or check_output_path(
+        args.output, force=args.force, no_terminal=encrypt,
+        src=args.input if args.input != "-" else None)
     key, passphrase, factor = unlock(args)
     _show_iv(args.iv, iv)
     options = CipherOptions(driver=args.driver, transfer=args.transfer)
     try:
-        done = _run_small(args, key, passphrase, factor, iv, options)
+        done = not to_stream and _run_small(args, key, passphrase, factor, iv, options)
     except BaseException:
         _wipe_secrets(key, passphrase)
         raise
@@ -336,15 +338,15 @@ def _wipe_secrets(key: Key | None, passphrase: PassphraseArg | None) -> None:
 
 def _run_small(args: argparse.Namespace, key: Key | None, passphrase: PassphraseArg | None,
                factor: int | None, iv: bytes | None, options: CipherOptions) -> bool:
-    """Run a small regular file into a new file without an event loop (see
-    :mod:`kstream.engine.small`); False, having done nothing, for any other run. A run
-    that asks for a progress bar or a kernel transfer by name keeps the async path, which
-    is what serves those."""
-    if "-" in (args.input, args.output) or args.progress or options.transfer != "auto":
+    """Run a small regular file into a new file (the caller has checked that the output is
+    not a stream) without an event loop (see :mod:`kstream.engine.small`); False, having
+    done nothing, for any other run. A run that asks for a progress bar or a kernel
+    transfer by name keeps the async path, which is what serves those."""
+    if args.input == "-" or args.progress or options.transfer != "auto":
         return False
-    from kstream.engine.small import new_file_output, process_small_file, small_input
+    from kstream.engine.small import process_small_file, small_input
 
-    if not (small_input(args.input) and new_file_output(args.output)):
+    if not small_input(args.input):
         return False
     from kstream.cli.runner import run_sync
     from kstream.engine.plan import check_iv

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 
-from kstream.atomic import AtomicFile, check_output_path, own_descriptor
+from kstream.atomic import AtomicFile, check_output_path
 from kstream.backends.base import BLOCK, CipherOptions
 from kstream.engine.plan import Notify, parse_header, planned
 from kstream.engine.unlock import Secret
@@ -34,21 +34,6 @@ def small_input(path: str) -> bool:
     except OSError:
         return False
     return stat.S_ISREG(st.st_mode) and st.st_size <= SMALL
-
-
-def new_file_output(path: str) -> bool:
-    """Whether ``path`` is to become a new regular file: it does not exist, or it is one,
-    and it does not name one of this process's descriptors (``/dev/stdout`` may well be a
-    regular file, but it is written as the descriptor, never renamed over)."""
-    if own_descriptor(path) is not None:
-        return False
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode)
 
 
 def run_whole(codec: Codec, data: memoryview) -> list[bytes]:
@@ -92,7 +77,7 @@ def process_small_file(encrypt: bool, src: str, dst: str, secret: Secret, *,
                        notify: Notify) -> None:
     """Encrypt or decrypt the small regular file ``src`` into the new file ``dst``
     (``raw_iv``: see :func:`~kstream.engine.plan.check_iv`)."""
-    if check_output_path(dst, force=force, src=src):  # new_file_output said otherwise
+    if check_output_path(dst, force=force, src=src):  # the caller's check said otherwise
         raise UsageError(f"output '{dst}' changed while kstream started; run it again")
     with io_errors("open input", f"'{src}'"):
         f = open(src, "rb", buffering=0)  # noqa: SIM115 (closed below, errors mapped apart)

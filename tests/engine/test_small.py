@@ -13,12 +13,13 @@ from reference import ctr, unframe
 from streams import NoInPlaceBackend
 
 import kstream
+from kstream.atomic import check_output_path
 from kstream.backends.base import Backend
 from kstream.cli import runner
 from kstream.engine.drive import run
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.plan import Plan, make_plan
-from kstream.engine.small import SMALL, new_file_output, process_small_file, run_whole, small_input
+from kstream.engine.small import SMALL, process_small_file, run_whole, small_input
 from kstream.engine.unlock import make_secret
 from kstream.errors import FormatError, IntegrityError, Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, Header
@@ -154,10 +155,15 @@ def test_what_the_small_path_takes(tmp_path: Path) -> None:
     assert not small_input(str(tmp_path / "big"))
     assert not small_input(str(tmp_path / "fifo"))
     assert not small_input(str(tmp_path / "missing"))  # the async path names the error
-    assert new_file_output(str(tmp_path / "new")) and new_file_output(str(tmp_path / "small"))
-    assert not new_file_output(str(tmp_path / "fifo"))
-    assert not new_file_output("/dev/null")
-    assert not new_file_output("/dev/stdout") and not new_file_output("/dev/fd/1")
+    # The output side: the command line takes the small path only where the one output
+    # check says "a file, written atomically" (False), never for a stream (True).
+    def stream(path: str) -> bool:
+        return check_output_path(path, force=True)
+
+    assert not stream(str(tmp_path / "new")) and not stream(str(tmp_path / "small"))
+    assert stream(str(tmp_path / "fifo"))
+    assert stream("/dev/null")
+    assert stream("/dev/stdout") and stream("/dev/fd/1")
 
 
 def test_sigterm_and_ctrl_c_end_the_work_with_cleanup() -> None:
