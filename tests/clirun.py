@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,22 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, st
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def modules_loaded_by(*runs: Sequence[object], status: int | None = 0) -> set[str]:
+    """Every module a fresh interpreter holds after running the CLI on each of ``runs``
+    (stdout discarded); each run must end with ``status`` unless it is None."""
+    argvs = [[str(a) for a in run] for run in runs]
+    code = ("import sys\nfrom kstream.cli.main import main\n"
+            f"for argv in {argvs!r}:\n"
+            "    try:\n        code = main(argv)\n"
+            "    except SystemExit as exc:\n        code = exc.code\n"
+            f"    assert {status!r} is None or code == {status!r}, (argv, code)\n"
+            "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                          check=True)
+    return set(proc.stderr.split())
 
 
 def keybytes(path: Path) -> bytes:

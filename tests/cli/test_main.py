@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clirun import kst
+from clirun import kst, modules_loaded_by
 
 from kstream import __version__
 from kstream.bench import cli as bench
@@ -83,13 +83,7 @@ def test_commands_that_need_no_cipher_start_without_asyncio_or_openssl(
         (tmp_path / "p").write_bytes(b"x" * 3000)
         kst("encrypt", "-q", "-k", tmp_path / "k", tmp_path / "p", tmp_path / "p.kst")
         argv = [str(tmp_path / "p.kst") if a == "FILE" else a for a in argv]
-    code = ("import sys\nfrom kstream.cli.main import main\n"
-            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
-            "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
-    with open(tmp_path / "out", "wb") as out:
-        proc = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=subprocess.PIPE,
-                              text=True, check=True, stdin=subprocess.DEVNULL)
-    loaded = set(proc.stderr.split()[-1000:])
+    loaded = modules_loaded_by(argv, status=None)
     assert "kstream.cli.main" in loaded  # the run really happened
     assert not {m for m in loaded if m.split(".")[0] in HEAVY}, argv
 
@@ -98,13 +92,8 @@ def test_encrypting_loads_no_progress_bar_without_a_terminal(tmp_path: Path) -> 
     (tmp_path / "in").write_bytes(b"x" * (2 << 20))  # not small: the async path
     key = tmp_path / "k"
     key.write_text("00" * 32)
-    code = ("import sys\nfrom kstream.cli.main import main\n"
-            f"main(['encrypt', '-q', '-k', {str(key)!r}, {str(tmp_path / 'in')!r}, "
-            f"{str(tmp_path / 'out')!r}])\n"
-            "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, stdin=subprocess.DEVNULL)
-    loaded = {m.split(".")[0] for m in proc.stderr.split()}
+    loaded = {m.split(".")[0] for m in modules_loaded_by(
+        ["encrypt", "-q", "-k", key, tmp_path / "in", tmp_path / "out"])}
     assert {"asyncio", "cryptography"} <= loaded
     assert "tqdm" not in loaded  # stderr is not a terminal: no bar, no tqdm
     assert (tmp_path / "out").stat().st_size > 2 << 20
@@ -154,13 +143,7 @@ def test_a_small_file_s_encryption_loads_no_other_command(tmp_path: Path) -> Non
     (tmp_path / "in").write_bytes(b"x" * 5000)
     key = tmp_path / "k"
     key.write_text("00" * 32)
-    code = ("import sys\nfrom kstream.cli.main import main\n"
-            f"assert main(['encrypt', '-q', '-k', {str(key)!r}, {str(tmp_path / 'in')!r}, "
-            f"{str(tmp_path / 'out')!r}]) == 0\n"
-            "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, stdin=subprocess.DEVNULL)
-    loaded = set(proc.stderr.split())
+    loaded = modules_loaded_by(["encrypt", "-q", "-k", key, tmp_path / "in", tmp_path / "out"])
     assert "kstream.engine.small" in loaded
     for other in ("kstream.bench", "kstream.cli.info", "kstream.cli.completion",
                   "kstream.cli.inspect", "kstream.api", "traceback", "tempfile", "platform",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clirun import modules_loaded_by
 from reference import ctr, unframe
 from streams import NoInPlaceBackend
 
@@ -192,15 +191,9 @@ def test_the_command_line_starts_an_event_loop_only_for_bigger_files(
     (tmp_path / "in").write_bytes(os.urandom(size))
     key = tmp_path / "k"
     key.write_text("00" * 32)
-    code = ("import sys\nfrom kstream.cli.main import main\n"
-            f"for argv in (['encrypt', '-q', '-k', {str(key)!r}, {str(tmp_path / 'in')!r}, "
-            f"{str(tmp_path / 'c')!r}], ['decrypt', '-q', '-k', {str(key)!r}, "
-            f"{str(tmp_path / 'c')!r}, {str(tmp_path / 'out')!r}]):\n"
-            "    assert main(argv) == 0\n"
-            "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, stdin=subprocess.DEVNULL)
-    loaded = {m.split(".")[0] for m in proc.stderr.split()}
+    loaded = {m.split(".")[0] for m in modules_loaded_by(
+        ["encrypt", "-q", "-k", key, tmp_path / "in", tmp_path / "c"],
+        ["decrypt", "-q", "-k", key, tmp_path / "c", tmp_path / "out"])}
     assert "cryptography" in loaded
     if loop:
         assert {"asyncio", "uvloop"} <= loaded
