@@ -19,7 +19,7 @@ from kstream.backends.base import BLOCK, CipherOptions
 from kstream.engine.plan import Notify, parse_header, planned
 from kstream.engine.unlock import Secret
 from kstream.errors import UsageError, io_errors
-from kstream.format import HEADER_SIZE, Header, header_size
+from kstream.format import header_size
 from kstream.segments import Codec
 
 #: The largest input taken whole: a few segments, small enough to hold twice in memory.
@@ -55,15 +55,6 @@ def run_whole(codec: Codec, data: memoryview) -> list[bytes]:
                 return outputs
 
 
-def _header_of(data: bytes) -> Header:
-    """The header at the start of ``data``, read as :func:`kstream.api.read_header` reads
-    it from a stream (so a short or damaged one fails with the same words)."""
-    first = data[:HEADER_SIZE]
-    if (size := header_size(first)) > len(first) == HEADER_SIZE:
-        first = data[:size]
-    return parse_header(first)
-
-
 def _write_all(fd: int, data: bytes, name: str) -> None:
     with io_errors("write", name), memoryview(data) as view:
         done = 0
@@ -83,7 +74,10 @@ def process_small_file(encrypt: bool, src: str, dst: str, secret: Secret, *,
         f = open(src, "rb", buffering=0)  # noqa: SIM115 (closed below, errors mapped apart)
     with f, io_errors("read", f"input '{src}'"):
         data = f.read()
-    header = None if encrypt or raw_iv is not None else _header_of(data)
+    # The whole header (a passphrase file's is longer), or what there is of it: parsed as
+    # kstream.api.read_header parses what a stream gives, so a short one fails alike.
+    header = (None if encrypt or raw_iv is not None
+              else parse_header(data[:header_size(data)]))
     body = memoryview(data)[0 if header is None else header.size:]
     with planned(encrypt, secret, raw_iv=raw_iv, header=header, backend=backend,
                  options=options, verify=verify, notify=notify) as plan:
