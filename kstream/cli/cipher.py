@@ -22,6 +22,7 @@ from kstream.cli.many import (
     SMALL_FILES_IN_FLIGHT,
     notifier,
     run_files,
+    wipe_secrets,
 )
 from kstream.errors import UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, header_size
@@ -32,7 +33,6 @@ from kstream.passphrase import (
     PassphraseArg,
     read_passphrase_fd,
     read_passphrase_file,
-    wipe,
 )
 
 
@@ -291,13 +291,18 @@ def _cmd_one(args: argparse.Namespace) -> int:
     _show_iv(args.iv, iv)
     options = CipherOptions(driver=args.driver, transfer=args.transfer)
     try:
-        done = not to_stream and _run_small(args, key, passphrase, factor, iv, options)
-    except BaseException:
-        _wipe_secrets(key, passphrase)
-        raise
-    if done:
-        _wipe_secrets(key, passphrase)
-        return 0
+        if not to_stream and _run_small(args, key, passphrase, factor, iv, options):
+            return 0
+        _run_async(args, key, passphrase, factor, iv, options)
+    finally:
+        wipe_secrets(key, passphrase)
+    return 0
+
+
+def _run_async(args: argparse.Namespace, key: Key | None, passphrase: PassphraseArg | None,
+               factor: int | None, iv: bytes | None, options: CipherOptions) -> None:
+    """Any run through the coroutine API, with a progress bar where one is wanted."""
+    encrypt = args.command == "encrypt"
     total = _input_size(args.input)
     if total is not None and not encrypt and not args.raw:
         total = max(total - _header_size_of(args.input), 0)
@@ -307,33 +312,22 @@ def _cmd_one(args: argparse.Namespace) -> int:
 
     transform = encrypt_file if encrypt else decrypt_file
     with tui.progress_bar(args.progress, total, stdout_data=args.output == "-") as progress:
-        try:
-            run(transform(
-                0 if args.input == "-" else args.input,
-                1 if args.output == "-" else args.output,
-                key=key,
-                passphrase=passphrase,
-                backend=args.backend,
-                force=args.force,
-                raw=args.raw,
-                iv=iv,
-                verify=args.verify,
-                options=options,
-                notify=notifier(args),
-                progress=progress,
-                jobs=args.jobs,
-                **({"work_factor": factor} if encrypt else {"max_work_factor": factor}),
-            ))
-        finally:
-            _wipe_secrets(key, passphrase)
-    return 0
-
-
-def _wipe_secrets(key: Key | None, passphrase: PassphraseArg | None) -> None:
-    if key is not None:
-        key.wipe()
-    if isinstance(passphrase, bytearray):
-        wipe(passphrase)
+        run(transform(
+            0 if args.input == "-" else args.input,
+            1 if args.output == "-" else args.output,
+            key=key,
+            passphrase=passphrase,
+            backend=args.backend,
+            force=args.force,
+            raw=args.raw,
+            iv=iv,
+            verify=args.verify,
+            options=options,
+            notify=notifier(args),
+            progress=progress,
+            jobs=args.jobs,
+            **({"work_factor": factor} if encrypt else {"max_work_factor": factor}),
+        ))
 
 
 def _run_small(args: argparse.Namespace, key: Key | None, passphrase: PassphraseArg | None,

@@ -209,12 +209,14 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
 
             run(go())
     finally:
-        _wipe_all(key, shared, phrase)
+        wipe_secrets(key, phrase, shared)
     return most_severe(tally.codes)
 
 
-def _wipe_all(key: Key | None, shared: Derivations | None, phrase: PassphraseArg | None
-              ) -> None:
+def wipe_secrets(key: Key | None, phrase: PassphraseArg | None,
+                 shared: Derivations | None = None) -> None:
+    """Wipe what unlocked a run once it ends: the key, the passphrase as read, and the keys
+    derived from it."""
     if key is not None:
         key.wipe()
     if shared is not None:
