@@ -8,15 +8,17 @@
 #
 # What it installs:
 #   - Debian's own user-mode-linux (6.1 on Debian 12, 6.12 on Debian 13), kmod (modprobe runs
-#     inside UML to load af_alg & co.), patchelf and keyutils (keyctl for keyring tests);
+#     inside UML to load af_alg & co.), patchelf, keyutils (keyctl for keyring tests), and gcc
+#     with libc6-dev (the boot check builds tests/uml/xstate_shim.c, which lets UML builds
+#     before ~6.13 run on hosts with AMX);
 #   - user-mode-linux from Debian 13 (trixie) and Debian unstable (sid), each with its own
 #     distribution's libc6, unpacked into $KSTREAM_UML_DIR/<label>-<major.minor>/ and
 #     patchelf'ed to use that libc. The host's apt sources and libc are not touched: a private
 #     apt configuration under $KSTREAM_UML_DIR/.apt/ is used to download them.
 # Each kernel is boot-tested (tests/uml/bootcheck.py, the same check the tests make) before it
 # is put in place. A broken kernel is not installed. One that cannot run on this host's CPU
-# (UML builds before ~6.13 on CPUs with AMX, see README "Testing") is kept, so that the tests
-# report it as skipped with the reason. A suite that cannot be fetched (sid is sometimes
+# (UML builds before ~6.13 on CPUs with AMX when the xstate shim cannot help, see README
+# "Testing") is kept, so that the tests report it as skipped with the reason. A suite that cannot be fetched (sid is sometimes
 # mid-transition) only warns; the script fails if no kernel >= 6.2 runs on this host.
 #
 # Idempotent: installed packages and cached kernels are kept; the network is only used for
@@ -47,7 +49,7 @@ fi
 SUITES=${KSTREAM_UML_SUITES:-trixie:deb13 sid:sid}
 REFRESH=${KSTREAM_UML_REFRESH:-0}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-BASE_PACKAGES=(user-mode-linux kmod patchelf keyutils)
+BASE_PACKAGES=(user-mode-linux kmod patchelf keyutils gcc libc6-dev)
 
 log() { printf 'install-uml: %s\n' "$*"; }
 warn() { printf 'install-uml: WARNING: %s\n' "$*" >&2; }

@@ -9,8 +9,11 @@ Why a kernel may not run: UML kernels older than about 6.13 restore the guest's 
 PTRACE_SETREGSET from a fixed-size XSAVE buffer, and the host kernel accepts only its CPU's full
 XSAVE size. On hosts whose XSAVE state is larger (Intel CPUs with AMX tile state) the call fails
 with EFAULT, the first user process dies ("ptrace set fp regs failed, errno = 14") and the
-kernel panics. That is a property of the host CPU and that UML build, not of kstream, so such a
-kernel is reported as skipped. Any other failure is a real one, and that kernel's tests fail.
+kernel panics. Every kernel is therefore started with ``xstate_shim.c`` preloaded (built here
+with the host's C compiler), which completes such a call to the full size; a kernel that still
+fails that way (no compiler, or the shim did not help) is a property of the host CPU and that
+UML build, not of kstream, and is reported as skipped. Any other failure is a real one, and that
+kernel's tests fail.
 
 The trivial init prints a marker as its very first command, so "never reached init" and "init
 ran, then something broke" are told apart by the console alone.
@@ -48,6 +51,9 @@ AF_ALG_OK = f"{MARK} af_alg ok"
 FP_REGS = "ptrace set fp regs failed"
 CPU_REASON = ("cannot run on this host CPU: ptrace set fp regs failed "
               "(host XSAVE state larger than this UML build supports)")
+SHIM_SOURCE = Path(__file__).with_name("xstate_shim.c")
+NO_SHIM = f" and {SHIM_SOURCE.name} could not be built (no C compiler?)"
+SHIM_FAILED = f" even with {SHIM_SOURCE.name} preloaded"
 BIND_CTR_AES = ("import socket; s = socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET); "
                 "s.bind(('skcipher', 'ctr(aes)'))")
 
@@ -161,10 +167,25 @@ def memory_dir(fallback: Path, env: Mapping[str, str] = os.environ) -> str:
     return str(fallback)
 
 
+def xstate_shim(workdir: Path) -> Path | None:
+    """Build ``xstate_shim.c`` into ``workdir``; its path, or None without a working compiler."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    shim = workdir / "xstate_shim.so"
+    try:
+        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(shim), str(SHIM_SOURCE),
+                        "-ldl"], check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return shim
+
+
 def spawn(
-    kernel: UmlKernel, init: Path, workdir: Path, console_log: Path,
+    kernel: UmlKernel, init: Path, workdir: Path, console_log: Path, *, shim: Path | None,
 ) -> subprocess.Popen[bytes]:
-    """Start the kernel with ``init`` as PID 1, its console going to ``console_log``.
+    """Start the kernel with ``init`` as PID 1, its console going to ``console_log``, and
+    ``shim`` (``xstate_shim``) preloaded into the kernel process.
 
     UML forks helpers that outlive a killed main process, and it makes itself a process group
     leader if it is not one; so it is started as the leader of a new session (no wrapper in
@@ -174,6 +195,8 @@ def spawn(
         raise ValueError(f"init path has white space (kernel command line): {init}")
     env = {k: v for k, v in os.environ.items() if k not in ("TMP", "TEMP")}
     env["TMPDIR"] = memory_dir(workdir)
+    if shim is not None:
+        env["LD_PRELOAD"] = " ".join(filter(None, (str(shim), env.get("LD_PRELOAD"))))
     with console_log.open("wb") as log:
         return subprocess.Popen(
             kernel_command_line(kernel, init), stdin=subprocess.DEVNULL, stdout=log,
@@ -248,7 +271,8 @@ def check(
         init = workdir / "init"
         init.write_text(check_init(prepare_modules(kernel, workdir), python))
         init.chmod(0o755)
-        proc = spawn(kernel, init, workdir, console_log)
+        shim = xstate_shim(workdir)
+        proc = spawn(kernel, init, workdir, console_log, shim=shim)
     except (OSError, ValueError) as exc:
         return CheckResult(kernel, "broken", f"could not start {kernel.binary}: {exc}", None,
                            console_log, 0.0)
@@ -259,12 +283,12 @@ def check(
     finally:
         kill_group(proc)
     return classify(kernel, read_console(console_log), console_log, time.monotonic() - started,
-                    timed_out=timed_out, timeout=timeout)
+                    timed_out=timed_out, timeout=timeout, shimmed=shim is not None)
 
 
 def classify(
     kernel: UmlKernel, console: str, console_log: Path, duration: float, *, timed_out: bool,
-    timeout: float,
+    timeout: float, shimmed: bool = True,
 ) -> CheckResult:
     lines = console.splitlines()
     release = next((line[len(RELEASE):].strip() for line in lines if line.startswith(RELEASE)),
@@ -275,7 +299,7 @@ def classify(
 
     if STARTED not in lines:
         if FP_REGS in console:
-            return result("cannot-run", CPU_REASON)
+            return result("cannot-run", CPU_REASON + (SHIM_FAILED if shimmed else NO_SHIM))
         # Anything else is not known to be the host's limit: a real failure, not a skip.
         if timed_out:
             return result("broken", f"did not reach init within {timeout:.0f} s")

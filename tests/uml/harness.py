@@ -28,6 +28,7 @@ from .bootcheck import (
     prepare_modules,
     read_console,
     spawn,
+    xstate_shim,
 )
 from .report import InnerReport
 
@@ -277,7 +278,8 @@ class UmlBoot:
         self._started = time.monotonic()
         self._started_wall = time.time()
         try:
-            self._proc = spawn(self.kernel, self.prepare(), self.workdir, self.console_log)
+            self._proc = spawn(self.kernel, self.prepare(), self.workdir, self.console_log,
+                               shim=xstate_shim(self.workdir))
         except (OSError, ValueError) as exc:
             self._start_error = str(exc)
 

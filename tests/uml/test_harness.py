@@ -28,6 +28,12 @@ TESTS = Path(__file__).resolve().parent.parent
 K61 = UmlKernel("6.1", "distro", Path("/usr/bin/linux.uml"), Path("/usr/lib/uml/modules"))
 
 
+def shim_note() -> str:
+    """What a cannot-run reason ends with here: whether the shim could be built."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    return bootcheck.SHIM_FAILED if compiler else bootcheck.NO_SHIM
+
+
 def make_kernel_tree(root: Path, release: str, script: str = "#!/bin/sh\nexit 0\n") -> Path:
     """A directory laid out like an unpacked user-mode-linux package, with a fake binary."""
     binary = root / "usr/bin/linux.uml"
@@ -149,7 +155,7 @@ def event(**kw: object) -> str:
      "kstream-uml-check: modprobe ok\nkstream-uml-check: af_alg ok\n", False, "ok", ""),
     ("Run /x/init as init process\nuserspace - ptrace set fp regs failed, errno = 14\n"
      "Kernel panic - not syncing: Attempted to kill init!\n", False, "cannot-run",
-     bootcheck.CPU_REASON),
+     bootcheck.CPU_REASON + bootcheck.SHIM_FAILED),
     ("Kernel panic - not syncing: VFS: Unable to mount root fs\n", False, "broken",
      "died before reaching init: Kernel panic - not syncing: VFS: Unable to mount root fs"),
     ("Linux version 6.1\n", True, "broken", "did not reach init within 7 s"),
@@ -172,6 +178,78 @@ def test_boot_check_classifies_the_console(
     assert res.usable is (status != "cannot-run")
 
 
+def test_boot_check_says_when_the_xstate_shim_could_not_be_built(tmp_path: Path) -> None:
+    console = "userspace - ptrace set fp regs failed, errno = 14\n"
+    res = bootcheck.classify(K61, console, tmp_path / "console.log", 1.0, timed_out=False,
+                             timeout=7, shimmed=False)
+    assert res.status == "cannot-run"
+    assert res.reason == (
+        "cannot run on this host CPU: ptrace set fp regs failed (host XSAVE state larger than "
+        "this UML build supports) and xstate_shim.c could not be built (no C compiler?)")
+
+
+# Traces a stopped child and restores its XSAVE state from a buffer holding only the legacy
+# area and the header (576 bytes), as old UML builds do with their fixed-size buffer.
+XSTATE_PROBE = r"""
+import ctypes, json, os, signal
+PTRACE_TRACEME, PTRACE_KILL, PTRACE_GETREGSET, PTRACE_SETREGSET = 0, 8, 0x4204, 0x4205
+NT_X86_XSTATE, SHORT, XMM0 = 0x202, 576, slice(160, 176)
+class IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.restype = ctypes.c_long
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+def regset(request, pid, buf, size):
+    iov = IoVec(ctypes.addressof(buf), size)
+    rc = libc.ptrace(request, pid, NT_X86_XSTATE, ctypes.byref(iov))
+    return (0 if rc == 0 else ctypes.get_errno()), iov.len
+pid = os.fork()
+if pid == 0:
+    libc.ptrace(PTRACE_TRACEME, 0, None, None)
+    os.kill(os.getpid(), signal.SIGSTOP)
+    os._exit(0)
+os.waitpid(pid, os.WUNTRACED)
+before = ctypes.create_string_buffer(1 << 16)
+err, full = regset(PTRACE_GETREGSET, pid, before, len(before))
+out = {"get": err, "full": full}
+if err == 0:
+    short = ctypes.create_string_buffer(before.raw[:SHORT], SHORT)
+    ctypes.memmove(ctypes.addressof(short) + XMM0.start, b"kstream-xmm0-set", 16)
+    out["set"] = regset(PTRACE_SETREGSET, pid, short, SHORT)[0]
+    after = ctypes.create_string_buffer(1 << 16)
+    regset(PTRACE_GETREGSET, pid, after, len(after))
+    out["xmm0"] = after.raw[XMM0].decode("latin-1")
+    out["tail_kept"] = after.raw[SHORT:full] == before.raw[SHORT:full]
+libc.ptrace(PTRACE_KILL, pid, None, None)
+os.waitpid(pid, 0)
+print(json.dumps(out))
+"""
+
+
+def test_xstate_shim_completes_a_short_setregset(tmp_path: Path) -> None:
+    """Without the shim the host refuses a short NT_X86_XSTATE SETREGSET (EFAULT, what kills
+    old UML builds on AMX hosts); with it the call succeeds, sets what the short buffer holds
+    and keeps the rest of the traced process's state."""
+    shim = bootcheck.xstate_shim(tmp_path)
+    if shim is None:
+        pytest.skip("no C compiler to build tests/uml/xstate_shim.c")
+
+    def probe(preload: dict[str, str]) -> dict[str, Any]:
+        proc = subprocess.run([sys.executable, "-c", XSTATE_PROBE], capture_output=True,
+                              text=True, timeout=30, env={**os.environ, **preload})
+        assert proc.returncode == 0, proc.stderr
+        result: dict[str, Any] = json.loads(proc.stdout)
+        return result
+
+    plain = probe({})
+    if plain["get"] != 0:
+        pytest.skip(f"this host cannot read XSAVE state by ptrace (errno {plain['get']})")
+    assert plain["full"] > 576 and plain["set"] == 14  # EFAULT
+    shimmed = probe({"LD_PRELOAD": str(shim)})
+    assert shimmed == {"get": 0, "full": plain["full"], "set": 0, "xmm0": "kstream-xmm0-set",
+                       "tail_kept": True}
+
+
 def test_boot_check_script_runs_the_real_check_and_says_why(tmp_path: Path) -> None:
     """The install script's entry point, on a fake kernel that has the AMX host's problem."""
     if shutil.which("modprobe", path="/usr/sbin:/sbin:/usr/bin:/bin") is None:
@@ -183,7 +261,7 @@ def test_boot_check_script_runs_the_real_check_and_says_why(tmp_path: Path) -> N
                            str(tmp_path / "good")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert proc.stdout.splitlines() == [
-        f"{tmp_path / 'amx'}\tcannot-run\t6.1.176\t{bootcheck.CPU_REASON}",
+        f"{tmp_path / 'amx'}\tcannot-run\t6.1.176\t{bootcheck.CPU_REASON}{shim_note()}",
         f"{tmp_path / 'good'}\tok\t7.2.7\tboots and binds ctr(aes)",
     ]
 
@@ -439,7 +517,7 @@ def test_host_items_relay_and_broken_kernels_fail(sandbox: Path) -> None:
     assert "hanging on purpose" in out
     # the kernel that cannot run on this host CPU: every test skipped with the reason
     reason = ("uml-9.6: cannot run on this host CPU: ptrace set fp regs failed (host XSAVE "
-              "state larger than this UML build supports)")
+              "state larger than this UML build supports)" + shim_note())
     for name in ("test_a[x", "test_b[1", "test_b[2", "test_c", "test_d", "test_f[2"):
         assert f"test_k.py::{name}{'-' if '[' in name else '['}uml-9.6] SKIPPED" in out
     for count, line in ((1, 8), (2, 12), (1, 17), (1, 22), (1, 31)):  # -rA: at each test
