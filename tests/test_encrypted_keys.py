@@ -271,8 +271,10 @@ def test_durable_key_in_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert code == 2
     one_error(err, "already exists; refusing to overwrite it")
     assert blob.read_text() == text
-    assert run_main(capsys, "key", "rm", name)[1] == (
-        f"removed encrypted key 'kstream:{name}' (serial {serial})\n")
+    _, out, err = run_main(capsys, "key", "rm", name)
+    assert out == f"removed encrypted key 'kstream:{name}' (serial {serial})\n"
+    assert err == (f"kstream: notice: its blob stays at {blob}: 'kstream key load {name}' "
+                   "brings the key back; delete the blob to destroy the key\n")
     # --key-name loads it back from the default blob, with a notice
     code, _, err = run_main(capsys, "decrypt", "--verify", "--key-name", name, tmp_path / "c",
                             tmp_path / "d")

@@ -376,6 +376,10 @@ def cmd_rm(args: argparse.Namespace) -> int:
             return 0
     keyring.invalidate(ref)
     print(f"removed {ref.label}")
+    blob = encrypted_keys.blob_path(args.name)
+    if ref.type == "encrypted" and blob.exists():
+        tui.notice(f"its blob stays at {blob}: 'kstream key load {args.name}' brings the key "
+                   "back; delete the blob to destroy the key", quiet=False)
     return 0
 
 

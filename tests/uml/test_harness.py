@@ -323,7 +323,8 @@ def sandbox(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     (root / "uml").mkdir(parents=True)
     shutil.copy(TESTS / "conftest.py", root / "conftest.py")
-    for module in ("__init__.py", "bootcheck.py", "harness.py", "report.py", "plugin.py"):
+    for module in ("__init__.py", "bootcheck.py", "harness.py", "report.py", "plugin.py",
+                   "xstate_shim.c"):
         shutil.copy(TESTS / "uml" / module, root / "uml" / module)
     (root / "pytest.ini").write_text("[pytest]\n")
     return root
