@@ -18,7 +18,6 @@ from kstream import __version__
 from kstream.cli import tui
 from kstream.cli.parsing import Parser
 from kstream.errors import command_line_words
-from kstream.memory import tune_malloc
 
 Handler = Callable[[argparse.Namespace], int]
 #: Registers a module's subcommands on the top-level subparsers (with the shared options).
@@ -130,7 +129,6 @@ def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    tune_malloc()  # before any worker thread exists (see kstream.memory)
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, handlers = build_parser(command_of(argv))
     args = parser.parse_args(argv)

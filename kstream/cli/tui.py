@@ -34,7 +34,6 @@ import argparse
 import os
 import signal
 import sys
-import termios
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -312,6 +311,8 @@ def _ask(fd: int, prompt: str) -> bytearray:
     would only cancel the task and leave this read waiting); the terminal's echo setting is
     restored on every way out.
     """
+    import termios  # here: only a passphrase prompt needs it
+
     old = termios.tcgetattr(fd)
     new = list(old)
     new[3] &= ~termios.ECHO
