@@ -225,28 +225,41 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
 
 
-def add_cipher_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``kstream encrypt`` and ``kstream decrypt`` on the top-level subparsers."""
-    for name, what, many in (
-            ("encrypt", "encrypt a file or a pipe",
-             f"or each FILE into FILE{DEFAULT_SUFFIX}"),
-            ("decrypt", "decrypt a file or a pipe",
-             f"or each FILE{DEFAULT_SUFFIX} back into FILE")):
-        description = (f"{name.capitalize()} IN into OUT (each a path, or '-' for stdin or "
-                       f"stdout), {many}.")
-        p = sub.add_parser(name, help=what, description=description,
-                           parents=[common], epilog=tui.EXIT_CODES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        _add_cipher_arguments(p)
-        if name == "encrypt":
-            p.add_argument("--work-factor", metavar="N", type=_positive, default=None,
-                           help="passphrase: scrypt's log2 N (default "
-                           f"{DEFAULT_WORK_FACTOR}: 256 MiB of memory; each step doubles "
-                           "memory and time)")
-        else:
-            p.add_argument("--max-work-factor", metavar="N", type=_positive, default=None,
-                           help="passphrase: accept a file's scrypt log2 N up to N "
-                           f"(default {MAX_WORK_FACTOR}: 1 GiB of memory)")
+#: Each command's one-line help and what its description says of many files.
+_COMMANDS = {
+    "encrypt": ("encrypt a file or a pipe", f"or each FILE into FILE{DEFAULT_SUFFIX}"),
+    "decrypt": ("decrypt a file or a pipe", f"or each FILE{DEFAULT_SUFFIX} back into FILE"),
+}
+
+
+def add_encrypt_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``kstream encrypt`` on the top-level subparsers (a run of ``decrypt`` does
+    not build this parser, nor this one that of ``decrypt``: each costs start-up time)."""
+    p = _add_cipher_parser(sub, common, "encrypt")
+    p.add_argument("--work-factor", metavar="N", type=_positive, default=None,
+                   help="passphrase: scrypt's log2 N (default "
+                   f"{DEFAULT_WORK_FACTOR}: 256 MiB of memory; each step doubles "
+                   "memory and time)")
+
+
+def add_decrypt_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``kstream decrypt`` on the top-level subparsers."""
+    p = _add_cipher_parser(sub, common, "decrypt")
+    p.add_argument("--max-work-factor", metavar="N", type=_positive, default=None,
+                   help="passphrase: accept a file's scrypt log2 N up to N "
+                   f"(default {MAX_WORK_FACTOR}: 1 GiB of memory)")
+
+
+def _add_cipher_parser(sub: Any, common: argparse.ArgumentParser,
+                       name: str) -> argparse.ArgumentParser:
+    what, many = _COMMANDS[name]
+    description = (f"{name.capitalize()} IN into OUT (each a path, or '-' for stdin or "
+                   f"stdout), {many}.")
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=what, description=description, parents=[common], epilog=tui.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_cipher_arguments(p)
+    return p
 
 
 # --------------------------------------------------------------------------- commands

@@ -28,10 +28,16 @@ Adder = Callable[[Any, argparse.ArgumentParser], object]
 # man page and completion, which show them all): a small file's encryption should not pay
 # for importing the benchmark, the backends report or the shell completion.
 
-def _cipher() -> tuple[Adder, dict[str, Handler]]:
-    from kstream.cli.cipher import add_cipher_parsers, cmd_cipher
+def _encrypt() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.cli.cipher import add_encrypt_parser, cmd_cipher
 
-    return add_cipher_parsers, {"encrypt": cmd_cipher, "decrypt": cmd_cipher}
+    return add_encrypt_parser, {"encrypt": cmd_cipher}
+
+
+def _decrypt() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.cli.cipher import add_decrypt_parser, cmd_cipher
+
+    return add_decrypt_parser, {"decrypt": cmd_cipher}
 
 
 def _keygen() -> tuple[Adder, dict[str, Handler]]:
@@ -77,7 +83,8 @@ def _completion() -> tuple[Adder, dict[str, Handler]]:
 
 #: In the order ``--help`` lists them: each loader and the commands it brings.
 GROUPS: list[tuple[Callable[[], tuple[Adder, dict[str, Handler]]], tuple[str, ...]]] = [
-    (_cipher, ("encrypt", "decrypt")),
+    (_encrypt, ("encrypt",)),
+    (_decrypt, ("decrypt",)),
     (_keygen, ("keygen",)),
     (_inspect, ("inspect",)),
     (_info, ("backends", "selftest", "demo")),
@@ -98,9 +105,9 @@ def command_of(argv: Sequence[str]) -> str | None:
 
 def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser,
                                                       dict[str, Handler]]:
-    """The parser and the handlers: of every command, or, given ``command``, of the one
-    module that holds it (the top-level ``--help`` is then never reached: a command's own
-    ``--help`` is)."""
+    """The parser and the handlers: of every command, or, given ``command``, of the group
+    that holds it (encrypt and decrypt are a group each: building a parser costs start-up
+    time; the top-level ``--help`` is then never reached: a command's own ``--help`` is)."""
     parser = Parser(  # options may stand between positionals in every command
         prog=tui.PROG,
         description="Encrypt and decrypt files and pipes with AES-CTR, streaming, through "
