@@ -209,12 +209,13 @@ def test_the_command_line_starts_an_event_loop_only_for_bigger_files(
 #: import than such a file takes to encrypt (README "Many files and start-up"). The
 #: records are NamedTuples or plain classes (no ``dataclasses``, which imports ``inspect``),
 #: paths are strings (no ``pathlib``), malloc is tuned only for worker threads (no
-#: ``ctypes``), and the keyring, the kernel's streams and /proc/crypto's parser are imported
-#: only when a run uses them.
+#: ``ctypes``), and the keyring, the kernel's streams, /proc/crypto's parser and OpenSSL's
+#: whole binding (for its version) are imported only when a run uses them.
 NOT_FOR_A_SMALL_FILE = {
     "dataclasses", "inspect", "pathlib", "ctypes", "json", "termios",
     "kstream.keyring", "kstream.encrypted_keys", "kstream.cli.key", "kstream.memory",
     "kstream.backends.kernel.procfs", "kstream.backends.kernel.ctr",
+    "cryptography.hazmat.backends.openssl.backend", "threading",
 }
 
 
