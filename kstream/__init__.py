@@ -12,17 +12,6 @@ run from ``kstream.run(main())`` (uvloop when installed) or any asyncio event lo
 
 from __future__ import annotations
 
-from kstream.errors import (
-    BackendUnavailable,
-    FormatError,
-    IntegrityError,
-    Interrupted,
-    InvalidKey,
-    IOFailure,
-    KstreamError,
-    UsageError,
-)
-
 #: ``typing`` costs more to import than the rest of ``kstream --version`` (mypy reads this
 #: name as ``typing.TYPE_CHECKING``).
 TYPE_CHECKING = False
@@ -31,6 +20,16 @@ if TYPE_CHECKING:
 
     from kstream.api import decrypt_file, decrypt_stream, encrypt_file, encrypt_stream
     from kstream.backends.base import CipherOptions
+    from kstream.errors import (
+        BackendUnavailable,
+        FormatError,
+        IntegrityError,
+        Interrupted,
+        InvalidKey,
+        IOFailure,
+        KstreamError,
+        UsageError,
+    )
     from kstream.format import CipherSuite, Header
     from kstream.keys import Key
     from kstream.loop import run
@@ -38,8 +37,13 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 #: Loaded on first use: asyncio, uvloop and OpenSSL cost more start-up time than a small
-#: file takes to encrypt, and ``kstream --version``, ``keygen`` or ``key list`` need none.
-_LAZY = {"decrypt_file": "kstream.api", "decrypt_stream": "kstream.api",
+#: file takes to encrypt, and ``kstream --version``, ``keygen`` or ``key list`` need none
+#: (``--version`` not even the exceptions, whose module imports ``contextlib``).
+_LAZY = {"BackendUnavailable": "kstream.errors", "FormatError": "kstream.errors",
+         "IntegrityError": "kstream.errors", "Interrupted": "kstream.errors",
+         "InvalidKey": "kstream.errors", "IOFailure": "kstream.errors",
+         "KstreamError": "kstream.errors", "UsageError": "kstream.errors",
+         "decrypt_file": "kstream.api", "decrypt_stream": "kstream.api",
          "encrypt_file": "kstream.api", "encrypt_stream": "kstream.api", "run": "kstream.loop",
          "CipherOptions": "kstream.backends.base", "CipherSuite": "kstream.format",
          "Header": "kstream.format", "Key": "kstream.keys"}

@@ -28,6 +28,7 @@ from kstream.engine.unlock import Secret, make_secret
 from kstream.errors import KstreamError, UsageError, io_errors
 from kstream.format import HEADER_SIZE, Header, header_size
 from kstream.keys import Key
+from kstream.memory import tune_malloc
 from kstream.passphrase import Derivations, PassphraseArg
 
 log = logging.getLogger("kstream")
@@ -71,7 +72,9 @@ async def _planned(direction: Direction, source: Source | None, secret: Secret, 
                    notify: Notify | None = None, **kw: Any) -> AsyncIterator[Plan]:
     """:func:`~kstream.engine.plan.planned`, after reading a kstream file's header from
     ``source`` when decrypting one (unless ``header`` is given). ``kw``: header_iv,
-    backend, options, verify."""
+    backend, options, verify. Every run of the async API passes here first: malloc is
+    tuned for its worker threads (:mod:`kstream.memory`)."""
+    tune_malloc()
     raw_iv = check_iv(iv, raw)
     if raw_iv is None and header is None and direction == "decrypt":
         assert source is not None

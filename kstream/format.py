@@ -39,7 +39,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kstream.errors import FormatError, option
 
@@ -109,27 +109,36 @@ class CipherSuite(enum.IntEnum):
         raise ValueError(f"no AES-CTR suite for a {size}-byte key")
 
 
-@dataclass(frozen=True)
-class KdfParams:
-    """How a passphrase becomes the file's key: scrypt's parameters and the file's salt.
-
-    Only parameters; deriving is :mod:`kstream.passphrase`'s job. Equal parameters (salt
-    included) derive the same key from the same passphrase, so the object can key a cache.
-    """
-
+# The records are NamedTuples, not dataclasses: every encryption and decryption imports this
+# module, and ``dataclasses`` (with the ``inspect`` it imports) costs more start-up time than
+# a small file takes to encrypt. A record that checks its fields does so in ``__new__`` of a
+# subclass of its fields.
+class _KdfFields(NamedTuple):
     log2n: int
     salt: bytes
     r: int = 8
     p: int = 1
     kdf: int = KDF_SCRYPT
 
-    def __post_init__(self) -> None:
-        if len(self.salt) != SALT_SIZE:
-            raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(self.salt)}")
-        if not (1 <= self.r <= MAX_SCRYPT_R and self.p == SCRYPT_P
-                and 1 <= self.log2n < 16 * self.r):  # RFC 7914: N < 2^(128 * r / 8)
-            raise ValueError(f"unsupported scrypt parameters log2 N = {self.log2n}, "
-                             f"r = {self.r}, p = {self.p}")
+
+class KdfParams(_KdfFields):
+    """How a passphrase becomes the file's key: scrypt's parameters and the file's salt.
+
+    Only parameters; deriving is :mod:`kstream.passphrase`'s job. Equal parameters (salt
+    included) derive the same key from the same passphrase, so the object can key a cache.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, log2n: int, salt: bytes, r: int = 8, p: int = 1,
+                kdf: int = KDF_SCRYPT) -> KdfParams:
+        if len(salt) != SALT_SIZE:
+            raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(salt)}")
+        if not (1 <= r <= MAX_SCRYPT_R and p == SCRYPT_P
+                and 1 <= log2n < 16 * r):  # RFC 7914: N < 2^(128 * r / 8)
+            raise ValueError(f"unsupported scrypt parameters log2 N = {log2n}, "
+                             f"r = {r}, p = {p}")
+        return super().__new__(cls, log2n, salt, r, p, kdf)
 
     @property
     def memory(self) -> int:
@@ -164,10 +173,7 @@ def header_size(fixed: bytes) -> int:
     return HEADER_SIZE
 
 
-@dataclass(frozen=True)
-class Header:
-    """A parsed or to-be-written header. Validates its fields on construction."""
-
+class _HeaderFields(NamedTuple):
     suite: CipherSuite
     iv: bytes
     version: int = VERSION
@@ -177,13 +183,22 @@ class Header:
     #: The passphrase block: set exactly when ``flags`` has :data:`FLAG_PASSPHRASE`.
     kdf: KdfParams | None = None
 
-    def __post_init__(self) -> None:
-        if len(self.iv) != IV_SIZE:
-            raise ValueError(f"IV must be {IV_SIZE} bytes, got {len(self.iv)}")
-        if self.kdf is not None and not self.flags & FLAG_PASSPHRASE:
-            object.__setattr__(self, "flags", self.flags | FLAG_PASSPHRASE)
-        if (self.kdf is None) != (not self.flags & FLAG_PASSPHRASE):
+
+class Header(_HeaderFields):
+    """A parsed or to-be-written header. Validates its fields on construction."""
+
+    __slots__ = ()
+
+    def __new__(cls, suite: CipherSuite, iv: bytes, version: int = VERSION, flags: int = 0,
+                auth_scheme: AuthScheme = AuthScheme.GMAC_SEGMENTS,
+                auth_param: int = DEFAULT_SEGMENT, kdf: KdfParams | None = None) -> Header:
+        if len(iv) != IV_SIZE:
+            raise ValueError(f"IV must be {IV_SIZE} bytes, got {len(iv)}")
+        if kdf is not None:
+            flags |= FLAG_PASSPHRASE
+        if (kdf is None) != (not flags & FLAG_PASSPHRASE):
             raise ValueError("the passphrase flag needs a passphrase block")
+        return super().__new__(cls, suite, iv, version, flags, auth_scheme, auth_param, kdf)
 
     @property
     def size(self) -> int:
@@ -310,8 +325,7 @@ _WORD = struct.Struct(">I")
 LAST_FLAG = 1 << 31
 
 
-@dataclass(frozen=True)
-class BodyLayout:
+class BodyLayout(NamedTuple):
     """What the frame words of a well-framed body say: how many segments it has and how
     many plaintext bytes they hold. The tags are not checked: that needs the key."""
 

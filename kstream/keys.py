@@ -16,16 +16,20 @@ a ``logon`` key is never read is enforced in one place (:func:`kstream.keyring.r
 from __future__ import annotations
 
 import binascii
+import contextlib
 import os
 import stat
 import string
-from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from kstream import keyring
 from kstream.errors import InvalidKey, UsageError, io_errors
 from kstream.format import CipherSuite
-from kstream.keyring import KeyringRef
+
+if TYPE_CHECKING:
+    from kstream.keyring import KeyringRef
+
+# kstream.keyring (ctypes and its records) is imported only by the methods for keys kept in
+# the kernel keyring: a run with a key file or a passphrase does not pay for it.
 
 KEY_SIZES = (16, 24, 32)
 _MAX_KEY_FILE = 4096  # a key file is tiny; refuse to slurp a large file by mistake
@@ -107,6 +111,8 @@ class Key:
         user keyring) or the key with ``serial``. Reads nothing but its type and size."""
         if (name is None) == (serial is None):
             raise UsageError("give either a key name or a key serial")
+        from kstream import keyring
+
         ref = keyring.find_key(name) if name is not None else keyring.key_by_serial(
             serial or 0)
         key = cls.__new__(cls)
@@ -157,6 +163,8 @@ class Key:
         """
         if self._ref is not None:
             raise UsageError(f"{self._ref.label} is already in the kernel keyring")
+        from kstream import keyring
+
         return keyring.add_key(key_type, keyring.description_for(name), self._material, ring)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -178,7 +186,8 @@ class Key:
                 f.flush()
                 os.fsync(f.fileno())
         except UsageError:
-            Path(path).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
             raise
 
     def _refuse_keyring(self, action: str) -> None:
@@ -217,6 +226,8 @@ class Key:
         """
         if self._ref is None:
             return bytes(self._material)
+        from kstream import keyring
+
         payload = keyring.read_key_payload(self._ref)
         try:
             return bytes(payload)

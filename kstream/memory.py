@@ -9,7 +9,10 @@ encryption and the I/O cost. Memory use stays bounded: kstream never has more th
 segments in flight, so the heap stays small whatever the trim threshold.
 
 This changes process-wide allocator settings, so it is applied once, when kstream first
-encrypts or decrypts, and only on glibc; elsewhere it does nothing.
+runs the coroutine API (the command line: before its event loop starts), and only on glibc;
+elsewhere it does nothing. A small file that the command line encrypts without an event loop
+or worker thread (:mod:`kstream.engine.small`) skips it: importing ``ctypes`` alone takes
+longer than encrypting such a file.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ Calls on a stream are blocking and are made from a worker thread, never concurre
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from kstream.keys import Key
@@ -34,22 +35,23 @@ BACKEND_NAMES = ("auto", "kernel", "openssl")
 FALLBACK_NOTICE = "kernel backend unavailable here; using openssl (see 'kstream backends')"
 
 
-@dataclass(frozen=True)
-class CipherOptions:
+# The records here are NamedTuples, not dataclasses: every run imports this module, and
+# ``dataclasses`` (with the ``inspect`` it imports) costs more start-up time than a small
+# file takes to encrypt.
+class CipherOptions(NamedTuple):
     """Backend-specific choices made by the user; ignored where they do not apply."""
 
     driver: str | None = None
     transfer: Transfer = "auto"
 
 
-@dataclass(frozen=True)
-class Availability:
+class Availability(NamedTuple):
     """Whether a backend can run here and, in one line, why (not)."""
 
     name: str
     available: bool
     reason: str
-    details: dict[str, object] = field(default_factory=dict)
+    details: Mapping[str, object] = MappingProxyType({})
 
 
 @runtime_checkable

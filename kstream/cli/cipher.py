@@ -15,7 +15,6 @@ from typing import Any
 from kstream.atomic import check_output_path
 from kstream.backends.base import BACKEND_NAMES, CipherOptions
 from kstream.cli import tui
-from kstream.cli.key import add_keyring_options, load_keyring_key
 from kstream.cli.many import (
     DEFAULT_SUFFIX,
     FILES_IN_FLIGHT,
@@ -88,6 +87,8 @@ def _load_key(args: argparse.Namespace) -> Key:
         return key
     if args.key_fd is not None:
         return Key.from_fd(args.key_fd)
+    from kstream.cli.key import load_keyring_key  # the keyring: only for a key kept there
+
     keyring_key = load_keyring_key(args)
     if keyring_key is not None:
         return keyring_key
@@ -159,6 +160,13 @@ def backend_choice(flag: str | None) -> tuple[str, bool]:
     return value, True
 
 
+def _serial(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a key serial number") from None
+
+
 def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", metavar="FILE", nargs="+",
                    help="IN OUT: input and output, each a path or '-' (stdin/stdout); or "
@@ -169,7 +177,13 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
                       help="key file: 16, 24 or 32 raw bytes, or the same as hex text")
     keys.add_argument("--key-fd", metavar="N", type=int,
                       help="read the key from inherited file descriptor N")
-    add_keyring_options(keys)
+    # The keyring's options (kstream.cli.key loads such a key).
+    keys.add_argument("--key-name", metavar="NAME",
+                      help="key kstream:NAME from the kernel keyring (session keyring, then "
+                      "user keyring); implies the kernel backend")
+    keys.add_argument("--key-serial", metavar="N", type=_serial,
+                      help="key with serial N from the kernel keyring; implies the kernel "
+                      "backend")
     keys.add_argument("-p", "--passphrase", action="store_true",
                       help="a passphrase, asked on the terminal (/dev/tty, no echo); "
                       "decrypt asks by itself when the file needs one")
@@ -211,28 +225,41 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
 
 
-def add_cipher_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``kstream encrypt`` and ``kstream decrypt`` on the top-level subparsers."""
-    for name, what, many in (
-            ("encrypt", "encrypt a file or a pipe",
-             f"or each FILE into FILE{DEFAULT_SUFFIX}"),
-            ("decrypt", "decrypt a file or a pipe",
-             f"or each FILE{DEFAULT_SUFFIX} back into FILE")):
-        description = (f"{name.capitalize()} IN into OUT (each a path, or '-' for stdin or "
-                       f"stdout), {many}.")
-        p = sub.add_parser(name, help=what, description=description,
-                           parents=[common], epilog=tui.EXIT_CODES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        _add_cipher_arguments(p)
-        if name == "encrypt":
-            p.add_argument("--work-factor", metavar="N", type=_positive, default=None,
-                           help="passphrase: scrypt's log2 N (default "
-                           f"{DEFAULT_WORK_FACTOR}: 256 MiB of memory; each step doubles "
-                           "memory and time)")
-        else:
-            p.add_argument("--max-work-factor", metavar="N", type=_positive, default=None,
-                           help="passphrase: accept a file's scrypt log2 N up to N "
-                           f"(default {MAX_WORK_FACTOR}: 1 GiB of memory)")
+#: Each command's one-line help and what its description says of many files.
+_COMMANDS = {
+    "encrypt": ("encrypt a file or a pipe", f"or each FILE into FILE{DEFAULT_SUFFIX}"),
+    "decrypt": ("decrypt a file or a pipe", f"or each FILE{DEFAULT_SUFFIX} back into FILE"),
+}
+
+
+def add_encrypt_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``kstream encrypt`` on the top-level subparsers (a run of ``decrypt`` does
+    not build this parser, nor this one that of ``decrypt``: each costs start-up time)."""
+    p = _add_cipher_parser(sub, common, "encrypt")
+    p.add_argument("--work-factor", metavar="N", type=_positive, default=None,
+                   help="passphrase: scrypt's log2 N (default "
+                   f"{DEFAULT_WORK_FACTOR}: 256 MiB of memory; each step doubles "
+                   "memory and time)")
+
+
+def add_decrypt_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``kstream decrypt`` on the top-level subparsers."""
+    p = _add_cipher_parser(sub, common, "decrypt")
+    p.add_argument("--max-work-factor", metavar="N", type=_positive, default=None,
+                   help="passphrase: accept a file's scrypt log2 N up to N "
+                   f"(default {MAX_WORK_FACTOR}: 1 GiB of memory)")
+
+
+def _add_cipher_parser(sub: Any, common: argparse.ArgumentParser,
+                       name: str) -> argparse.ArgumentParser:
+    what, many = _COMMANDS[name]
+    description = (f"{name.capitalize()} IN into OUT (each a path, or '-' for stdin or "
+                   f"stdout), {many}.")
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=what, description=description, parents=[common], epilog=tui.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_cipher_arguments(p)
+    return p
 
 
 # --------------------------------------------------------------------------- commands

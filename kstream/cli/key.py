@@ -1,8 +1,10 @@
 """``kstream keygen`` and ``kstream key ...``: key files, keys that live in the kernel
 keyring, and ``--key-name``/``--key-serial``.
 
-The keyring feature is this one module: the encrypt/decrypt commands only add the two
-options to their key group and ask :func:`load_keyring_key` for the key.
+The keyring feature is this one module: the encrypt/decrypt commands only declare the two
+options (``--key-name``, ``--key-serial``) with their other key options, and import
+:func:`load_keyring_key` to ask it for the key when one of them is given (a run with a key
+file does not pay for importing the keyring).
 
 A ``logon`` key (the default) can never be read back by any process, so ``key gen`` is
 the only moment its bytes exist outside the kernel: ``--save`` writes the one backup there
@@ -38,23 +40,6 @@ def _ring(text: str) -> str:
             "when it exits; use user or session (or Key.add_to_keyring(..., ring='process') "
             "inside a program)")
     return text
-
-
-def _serial(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a key serial number") from None
-
-
-def add_keyring_options(group: argparse._MutuallyExclusiveGroup) -> None:
-    """``--key-name``/``--key-serial``, in the same exclusive group as -k/--key-fd."""
-    group.add_argument("--key-name", metavar="NAME",
-                       help="key kstream:NAME from the kernel keyring (session keyring, then "
-                       "user keyring); implies the kernel backend")
-    group.add_argument("--key-serial", metavar="N", type=_serial,
-                       help="key with serial N from the kernel keyring; implies the kernel "
-                       "backend")
 
 
 def load_keyring_key(args: argparse.Namespace) -> Key | None:
@@ -395,7 +380,6 @@ def cmd_key(args: argparse.Namespace) -> int:
 __all__ = [
     "add_key_parser",
     "add_keygen_parser",
-    "add_keyring_options",
     "cmd_key",
     "cmd_keygen",
     "load_keyring_key",

@@ -18,7 +18,6 @@ from kstream import __version__
 from kstream.cli import tui
 from kstream.cli.parsing import Parser
 from kstream.errors import command_line_words
-from kstream.memory import tune_malloc
 
 Handler = Callable[[argparse.Namespace], int]
 #: Registers a module's subcommands on the top-level subparsers (with the shared options).
@@ -29,10 +28,16 @@ Adder = Callable[[Any, argparse.ArgumentParser], object]
 # man page and completion, which show them all): a small file's encryption should not pay
 # for importing the benchmark, the backends report or the shell completion.
 
-def _cipher() -> tuple[Adder, dict[str, Handler]]:
-    from kstream.cli.cipher import add_cipher_parsers, cmd_cipher
+def _encrypt() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.cli.cipher import add_encrypt_parser, cmd_cipher
 
-    return add_cipher_parsers, {"encrypt": cmd_cipher, "decrypt": cmd_cipher}
+    return add_encrypt_parser, {"encrypt": cmd_cipher}
+
+
+def _decrypt() -> tuple[Adder, dict[str, Handler]]:
+    from kstream.cli.cipher import add_decrypt_parser, cmd_cipher
+
+    return add_decrypt_parser, {"decrypt": cmd_cipher}
 
 
 def _keygen() -> tuple[Adder, dict[str, Handler]]:
@@ -78,7 +83,8 @@ def _completion() -> tuple[Adder, dict[str, Handler]]:
 
 #: In the order ``--help`` lists them: each loader and the commands it brings.
 GROUPS: list[tuple[Callable[[], tuple[Adder, dict[str, Handler]]], tuple[str, ...]]] = [
-    (_cipher, ("encrypt", "decrypt")),
+    (_encrypt, ("encrypt",)),
+    (_decrypt, ("decrypt",)),
     (_keygen, ("keygen",)),
     (_inspect, ("inspect",)),
     (_info, ("backends", "selftest", "demo")),
@@ -99,9 +105,9 @@ def command_of(argv: Sequence[str]) -> str | None:
 
 def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser,
                                                       dict[str, Handler]]:
-    """The parser and the handlers: of every command, or, given ``command``, of the one
-    module that holds it (the top-level ``--help`` is then never reached: a command's own
-    ``--help`` is)."""
+    """The parser and the handlers: of every command, or, given ``command``, of the group
+    that holds it (encrypt and decrypt are a group each: building a parser costs start-up
+    time; the top-level ``--help`` is then never reached: a command's own ``--help`` is)."""
     parser = Parser(  # options may stand between positionals in every command
         prog=tui.PROG,
         description="Encrypt and decrypt files and pipes with AES-CTR, streaming, through "
@@ -130,7 +136,6 @@ def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    tune_malloc()  # before any worker thread exists (see kstream.memory)
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, handlers = build_parser(command_of(argv))
     args = parser.parse_args(argv)

@@ -12,8 +12,7 @@ import argparse
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from kstream.backends.base import FALLBACK_NOTICE, CipherOptions
 from kstream.cli import tui
@@ -47,8 +46,9 @@ def most_severe(codes: Sequence[int]) -> int:
                default=0)
 
 
-@dataclass(frozen=True)
-class Task:
+# A NamedTuple and a plain class, not dataclasses: the encrypt and decrypt commands import
+# this module, and ``dataclasses`` costs more start-up time than a small file's encryption.
+class Task(NamedTuple):
     """One file of the run: where it comes from and where its output goes."""
 
     src: str
@@ -96,16 +96,18 @@ def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
     return tasks, refused
 
 
-@dataclass
 class Tally:
     """What the run did, for the summary line."""
 
-    files: int
-    done: int = 0
-    failed: int = 0
-    bytes: int = 0
-    codes: list[int] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
+    __slots__ = ("bytes", "codes", "done", "failed", "files", "started")
+
+    def __init__(self, files: int) -> None:
+        self.files = files
+        self.done = 0
+        self.failed = 0
+        self.bytes = 0
+        self.codes: list[int] = []
+        self.started = time.monotonic()
 
     def summary(self) -> str:
         seconds = time.monotonic() - self.started

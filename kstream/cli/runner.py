@@ -69,7 +69,9 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
     import asyncio
 
     from kstream.loop import loop_factory
+    from kstream.memory import tune_malloc
 
+    tune_malloc()  # before the loop starts any worker thread (see kstream.memory)
     runner = asyncio.Runner(loop_factory=loop_factory())
     try:
         runner.run(_with_sigterm(coro))

@@ -34,8 +34,7 @@ import argparse
 import os
 import signal
 import sys
-import termios
-import threading
+from _thread import RLock  # threading's own RLock, without importing threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -76,7 +75,7 @@ Notify = Callable[[str], None]
 _bar_shown: _Bar | None = None
 #: Held while anything is written to the terminal (a message, or the bar drawn or removed),
 #: so that a message from another thread cannot cut into a bar being drawn.
-_screen = threading.RLock()
+_screen = RLock()
 
 
 def say(kind: str, message: str) -> None:
@@ -312,6 +311,9 @@ def _ask(fd: int, prompt: str) -> bytearray:
     would only cancel the task and leave this read waiting); the terminal's echo setting is
     restored on every way out.
     """
+    import termios  # here: only a passphrase prompt needs these
+    import threading
+
     old = termios.tcgetattr(fd)
     new = list(old)
     new[3] &= ~termios.ECHO

@@ -11,12 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kstream.backends.base import BLOCK, Backend, CipherOptions, CipherStream, counter_add
-from kstream.backends.kernel import KernelEcbCtrStream
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.backends.select import choose_backend, prepared_key, select_backend
 from kstream.backends.verify import VerifyingStream
@@ -24,23 +22,12 @@ from kstream.engine.unlock import Secret, unlocked
 from kstream.errors import FormatError, InvalidKey, UsageError, option, worded
 from kstream.format import DEFAULT_SEGMENT, IV_SIZE, Header
 from kstream.keys import Key
-from kstream.memory import tune_malloc
 from kstream.segments import Codec, KeyProof, OpenCodec, RawCodec, SealCodec, mac_for_key
 
 Notify = Callable[[str], None]
 Progress = Callable[[int], None]
 
 NOTHING_TO_VERIFY = f"{option('verify')} has nothing to check: openssl is the reference"
-
-
-@contextlib.contextmanager
-def usable_key(key: Key, backend: str | Backend, notify: Notify) -> Iterator[Key]:
-    """Every run's key passes here (the API has checked what it was given): tune malloc
-    once (:mod:`kstream.memory`), and read a keyring key out only where the user asked for
-    OpenSSL (with a warning)."""
-    tune_malloc()
-    with prepared_key(key, backend, notify) as usable:
-        yield usable
 
 
 def resolve_backend(key: Key | None, backend: str, notify: Notify,
@@ -90,24 +77,27 @@ def check_key_fits(header: Header, key: Key) -> None:
         )
 
 
-@dataclass
 class Plan:
     """What one run does: which way, with which backend object, key, IV and segment size.
 
-    ``header`` is None in raw mode (bare CTR: no header, no frames, no tags).
+    ``header`` is None in raw mode (bare CTR: no header, no frames, no tags). A plain class,
+    not a dataclass: see :mod:`kstream.format`.
     """
 
-    encrypt: bool
-    key: Key
-    backend: Backend
-    iv: bytes
-    header: Header | None
-    options: CipherOptions | None = None
-    verify: bool = False
-    mac: AESGCM | None = None
-    #: Shared by all of the run's openers: once segment 0 verified, a failure is a modified
-    #: file, not a wrong key, whichever range meets it.
-    proof: KeyProof = field(default_factory=KeyProof)
+    def __init__(self, encrypt: bool, key: Key, backend: Backend, iv: bytes,
+                 header: Header | None, options: CipherOptions | None = None,
+                 verify: bool = False, mac: AESGCM | None = None) -> None:
+        self.encrypt = encrypt
+        self.key = key
+        self.backend = backend
+        self.iv = iv
+        self.header = header
+        self.options = options
+        self.verify = verify
+        self.mac = mac
+        #: Shared by all of the run's openers: once segment 0 verified, a failure is a
+        #: modified file, not a wrong key, whichever range meets it.
+        self.proof = KeyProof()
 
     @property
     def segment(self) -> int:
@@ -130,6 +120,8 @@ class Plan:
         stream = self.backend.open(self.key, iv, self.options)
         if not self.verify:
             return stream
+        from kstream.backends.kernel import KernelEcbCtrStream  # only to verify the kernel
+
         try:
             ref = self.key.keyring_ref
             reference: CipherStream = (KernelEcbCtrStream(ref, iv) if ref is not None
@@ -189,7 +181,7 @@ def planned(encrypt: bool, secret: Secret, *, raw_iv: bytes | None, header: Head
         raise UsageError("a passphrase needs the kstream format (its header holds the salt); "
                          f"{option('raw')} takes a key")
     with unlocked(encrypt, secret, header, header_iv) as (key, header), \
-            usable_key(key, backend, notify) as key:
+            prepared_key(key, backend, notify) as key:
         if header is not None and not encrypt:
             check_key_fits(header, key)
         yield make_plan(encrypt=encrypt, key=key, raw_iv=raw_iv, header=header,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from kstream.errors import UsageError, option
 from kstream.format import IV_SIZE, CipherSuite, Header
@@ -28,15 +27,21 @@ from kstream.passphrase import (
 )
 
 
-@dataclass(repr=False)
 class Secret:
     """What unlocks a run: a key, or a passphrase (or a function that returns one, so that
-    the command line asks only once the header says the file needs a passphrase)."""
+    the command line asks only once the header says the file needs a passphrase). A plain
+    class, not a dataclass: see :mod:`kstream.format`."""
 
-    key: Key | None = None
-    passphrase: PassphraseArg | Derivations | None = None
-    work_factor: int = DEFAULT_WORK_FACTOR
-    max_work_factor: int = MAX_WORK_FACTOR
+    __slots__ = ("key", "max_work_factor", "passphrase", "work_factor")
+
+    def __init__(self, key: Key | None = None,
+                 passphrase: PassphraseArg | Derivations | None = None,
+                 work_factor: int = DEFAULT_WORK_FACTOR,
+                 max_work_factor: int = MAX_WORK_FACTOR) -> None:
+        self.key = key
+        self.passphrase = passphrase
+        self.work_factor = work_factor
+        self.max_work_factor = max_work_factor
 
     def __repr__(self) -> str:  # never the passphrase
         return f"<kstream Secret: {'key' if self.key is not None else 'passphrase'}>"

@@ -3,7 +3,6 @@ bytes whichever driver moves them and whichever kind of cipher runs it."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +34,9 @@ def small_plan(key: Key, iv: bytes, *, encrypt: bool, raw: bool, in_place: bool)
     header = None if raw else Header(suite=key.suite, iv=iv, auth_param=SMALL)
     plan = make_plan(encrypt=encrypt, key=key, raw_iv=iv if raw else None, header=header,
                      backend="openssl", notify=print)
-    return plan if in_place else dataclasses.replace(plan, backend=NoInPlaceBackend(True))
+    if not in_place:
+        plan.backend = NoInPlaceBackend(True)
+    return plan
 
 
 async def through_fds(plan: Plan, tmp: Path, data: bytes) -> bytes:

@@ -8,15 +8,18 @@ from contextlib import closing
 from typing import TYPE_CHECKING
 
 from kstream.backends.base import Availability, CipherOptions
-from kstream.backends.kernel import procfs
-from kstream.backends.kernel.ctr import KernelStream
 from kstream.backends.kernel.drivers import CTR_AES, generic_warning, resolve_driver
-from kstream.backends.kernel.procfs import CryptoAlg, implementations
 from kstream.backends.kernel.sockets import KernelKey, bind_tfm, set_key
 from kstream.errors import BackendUnavailable, InvalidKey
 
 if TYPE_CHECKING:
+    from kstream.backends.kernel.ctr import KernelStream
+    from kstream.backends.kernel.procfs import CryptoAlg
     from kstream.keys import Key
+
+# The stream (kstream.backends.kernel.ctr) and /proc/crypto's parser are imported once a
+# socket has bound: every ``auto`` run probes, and on a host without AF_ALG (most
+# containers) the probe's first call fails, so that run needs neither.
 
 #: The counter-carry known answer: AES-128 under key 00 01 .. 0f, counter blocks
 #: ff..fe, ff..ff, 00..00, 00..01, 00..02 (the step from ff..ff to 00..00 carries across the
@@ -39,6 +42,8 @@ _carry_results: dict[str | None, str | None] = {}
 
 
 def _run_carry_check(driver: str | None) -> str | None:
+    from kstream.backends.kernel.ctr import KernelStream
+
     stream = KernelStream(CARRY_KEY, CARRY_IV, CipherOptions(driver=driver,
                                                              transfer="sendmsg"))
     name = stream.driver
@@ -85,7 +90,9 @@ class KernelBackend:
                 set_key(tfm, bytes(16), CTR_AES)
         except (BackendUnavailable, InvalidKey) as exc:
             return Availability(self.name, False, str(exc))
-        pick = resolve_driver(procfs.read_proc_crypto(), CTR_AES)
+        from kstream.backends.kernel.procfs import read_proc_crypto
+
+        pick = resolve_driver(read_proc_crypto(), CTR_AES)
         if pick is None:
             return Availability(
                 self.name,
@@ -108,6 +115,8 @@ class KernelBackend:
         return Availability(self.name, True, reason, details)
 
     def open(self, key: Key, iv: bytes, options: CipherOptions | None = None) -> KernelStream:
+        from kstream.backends.kernel.ctr import KernelStream
+
         return KernelStream(kernel_key(key), iv, options)
 
 
@@ -123,9 +132,11 @@ def ctr_aes_drivers() -> list[CryptoAlg]:
     Binds ``ctr(aes)`` once first, so that the kernel's default instance is listed even on a
     system where nothing has used it yet; does not build other instances.
     """
+    from kstream.backends.kernel.procfs import implementations, read_proc_crypto
+
     with closing(bind_tfm("skcipher", CTR_AES)):
         pass
-    return implementations(procfs.read_proc_crypto(), CTR_AES, "skcipher")
+    return implementations(read_proc_crypto(), CTR_AES, "skcipher")
 
 
 __all__ = ["KernelBackend", "ctr_aes_drivers", "kernel_key"]

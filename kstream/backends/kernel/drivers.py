@@ -9,9 +9,13 @@ what makes the kernel build a template instance such as ``ctr(aes-generic)``) ha
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from kstream.backends.kernel import procfs
-from kstream.backends.kernel.procfs import CryptoAlg, implementations, kernel_pick
+if TYPE_CHECKING:
+    from kstream.backends.kernel.procfs import CryptoAlg
+
+# procfs is imported where /proc/crypto is read: the probe of every ``auto`` run binds
+# CTR_AES first, and on a host without AF_ALG it never gets further.
 
 #: The algorithm name every kstream stream binds unless the user names a driver.
 CTR_AES = "ctr(aes)"
@@ -28,7 +32,9 @@ def available_ctr_aes_drivers(algs: list[CryptoAlg] | None = None) -> list[str]:
     """Driver names that ``--driver`` accepts here: registered ``ctr(aes)`` implementations,
     best first, then ``ctr(X)`` for each loaded AES cipher ``X`` (the ``ctr`` template builds
     those on first use, so they are valid even before they show up as ``ctr(aes)``)."""
-    algs = procfs.read_proc_crypto() if algs is None else algs
+    from kstream.backends.kernel.procfs import implementations, read_proc_crypto
+
+    algs = read_proc_crypto() if algs is None else algs
     names = [alg.driver for alg in implementations(algs, CTR_AES, "skcipher")]
     for cipher in implementations(algs, "aes", "cipher"):
         candidate = f"ctr({cipher.driver})"
@@ -44,6 +50,8 @@ def resolve_driver(algs: list[CryptoAlg], bound: str) -> CryptoAlg | None:
     else highest priority for the name) applied to ``/proc/crypto`` right after the bind is
     the best available answer.
     """
+    from kstream.backends.kernel.procfs import kernel_pick
+
     return kernel_pick(algs, bound, "skcipher")
 
 

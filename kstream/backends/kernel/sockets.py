@@ -14,11 +14,14 @@ import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeAlias
 
 from kstream.backends.base import BLOCK, CHUNK
 from kstream.backends.kernel.drivers import CTR_AES, available_ctr_aes_drivers
 from kstream.errors import BackendUnavailable, InvalidKey, KstreamError, UsageError, option
-from kstream.keyring import KeyringRef
+
+if TYPE_CHECKING:  # kstream.keyring (ctypes) only where a keyring key is used
+    from kstream.keyring import KeyringRef
 
 AF_ALG_RESTRICT = "/proc/sys/crypto/af_alg_restrict"
 
@@ -124,7 +127,7 @@ NO_KEY_BY_SERIAL = (
 )
 
 #: A cipher key: raw bytes, or a key in the kernel keyring that AF_ALG fetches by serial.
-KernelKey = bytes | KeyringRef
+KernelKey: TypeAlias = "bytes | KeyringRef"
 
 
 def serial_key_error(err: int | None, ref: KeyringRef, what: str) -> KstreamError:
@@ -167,7 +170,7 @@ def set_key(tfm: socket.socket, key_bytes: KernelKey, what: str) -> None:
 
     The one place a key reaches the kernel.
     """
-    if isinstance(key_bytes, KeyringRef):
+    if not isinstance(key_bytes, bytes | bytearray | memoryview):  # a KeyringRef
         set_key_by_serial(tfm, key_bytes, what)
         return
     try:
