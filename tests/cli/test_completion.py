@@ -152,6 +152,34 @@ def test_the_zsh_script_is_valid_zsh(tmp_path: Path) -> None:
     assert every_option(cli.build_parser()[0]) <= set(re.findall(r"--?[A-Za-z][\w-]*", text))
 
 
+def test_tab_in_an_interactive_zsh_completes_the_command(tmp_path: Path) -> None:
+    """What a person sees in zsh: 'kstream enc<TAB>' becomes 'kstream encrypt ', and an
+    option completes the same way, once the script is on $fpath and compinit has run."""
+    zsh = shutil.which("zsh")
+    if zsh is None:
+        pytest.skip("zsh is not installed: its completion is not tried")
+    (tmp_path / "_kstream").write_bytes(kst("completion", "zsh").stdout)
+    bin_dir = Path(sys.executable).parent  # where `kstream` is installed
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([zsh, "-f", "-i"], stdin=slave, stdout=slave, stderr=slave,
+                            cwd=tmp_path, start_new_session=True,
+                            env={**os.environ, "TERM": "dumb",
+                                 "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    os.close(slave)
+    try:
+        os.write(master, f"PS1='% '; fpath=({tmp_path} $fpath); autoload -Uz compinit; "
+                 "compinit -u -D; echo READY\n".encode())
+        assert b"READY\r\n" in read_until(master, b"READY\r\n")
+        os.write(master, b"kstream enc\t")
+        assert b"kstream encrypt " in read_until(master, b"kstream encrypt ")
+        os.write(master, b"--backe\t")
+        assert b"--backend " in read_until(master, b"--backend ")
+    finally:
+        os.write(master, b"\x15exit\n")
+        proc.wait(timeout=10)
+        os.close(master)
+
+
 def test_an_unknown_shell_is_a_usage_error() -> None:
     fails("completion", "fish", code=2, match="argument SHELL: invalid choice: 'fish'")
 
