@@ -7,15 +7,14 @@ import argparse
 import os
 import pty
 import re
-import select
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from clirun import fails, kst
+from screen import Keyboard
 
 from kstream.cli import main as cli
 from kstream.cli.completion import manual_page, walk
@@ -100,17 +99,28 @@ def test_the_bash_script_knows_every_command_and_option(bash_script: Path) -> No
         assert command.split()[-1] in words, command
 
 
-def read_until(fd: int, wanted: bytes, timeout: float = 20) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while wanted not in seen and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                seen += os.read(fd, 4096)
-            except OSError:  # the shell is gone
-                break
-    return seen
+class Shell(Keyboard):
+    """An interactive shell on a fresh pty: where a person presses <TAB>."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
+                                     start_new_session=True,
+                                     env={**os.environ, "TERM": "dumb", **env})
+        os.close(slave)
+        self.screen = b""
+
+    def completes_a_command_and_an_option(self) -> None:
+        """'kstream enc<TAB>' becomes 'kstream encrypt ', then '--backe<TAB>' '--backend '."""
+        self.type(b"kstream enc\t")
+        self.expect(b"kstream encrypt ")
+        self.type(b"--backe\t")
+        self.expect(b"--backend ")
+
+    def close(self) -> None:
+        self.type(b"\x15exit\n")  # ^U clears the line
+        self.proc.wait(timeout=10)
+        os.close(self.master)
 
 
 def test_tab_in_an_interactive_bash_completes_the_command(bash_script: Path,
@@ -118,21 +128,13 @@ def test_tab_in_an_interactive_bash_completes_the_command(bash_script: Path,
     """What a person sees: in a terminal, 'kstream enc<TAB>' becomes 'kstream encrypt '."""
     rc = tmp_path / "rc"
     rc.write_text(f"PS1='$ '\nsource {bash_script}\n")
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(["bash", "--noprofile", "--rcfile", str(rc), "-i"], stdin=slave,
-                            stdout=slave, stderr=slave, cwd=tmp_path, start_new_session=True,
-                            env={**os.environ, "TERM": "dumb", "INPUTRC": "/dev/null"})
-    os.close(slave)
+    shell = Shell(["bash", "--noprofile", "--rcfile", str(rc), "-i"], tmp_path,
+                  {"INPUTRC": "/dev/null"})
     try:
-        assert b"$ " in read_until(master, b"$ ")
-        os.write(master, b"kstream enc\t")
-        assert b"kstream encrypt " in read_until(master, b"kstream encrypt ")
-        os.write(master, b"--backe\t")
-        assert b"--backend " in read_until(master, b"--backend ")
+        shell.expect(b"$ ")
+        shell.completes_a_command_and_an_option()
     finally:
-        os.write(master, b"\x15exit\n")  # ^U clears the line
-        proc.wait(timeout=10)
-        os.close(master)
+        shell.close()
 
 
 # --------------------------------------------------------------------------- zsh
@@ -159,25 +161,14 @@ def test_tab_in_an_interactive_zsh_completes_the_command(tmp_path: Path) -> None
     if zsh is None:
         pytest.skip("zsh is not installed: its completion is not tried")
     (tmp_path / "_kstream").write_bytes(kst("completion", "zsh").stdout)
-    bin_dir = Path(sys.executable).parent  # where `kstream` is installed
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([zsh, "-f", "-i"], stdin=slave, stdout=slave, stderr=slave,
-                            cwd=tmp_path, start_new_session=True,
-                            env={**os.environ, "TERM": "dumb",
-                                 "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
-    os.close(slave)
+    shell = Shell([zsh, "-f", "-i"], tmp_path, {})
     try:
-        os.write(master, f"PS1='% '; fpath=({tmp_path} $fpath); autoload -Uz compinit; "
-                 "compinit -u -D; echo READY\n".encode())
-        assert b"READY\r\n" in read_until(master, b"READY\r\n")
-        os.write(master, b"kstream enc\t")
-        assert b"kstream encrypt " in read_until(master, b"kstream encrypt ")
-        os.write(master, b"--backe\t")
-        assert b"--backend " in read_until(master, b"--backend ")
+        shell.type(f"PS1='% '; fpath=({tmp_path} $fpath); autoload -Uz compinit; "
+                   "compinit -u -D; echo READY\n".encode())
+        shell.expect(b"READY\r\n")
+        shell.completes_a_command_and_an_option()
     finally:
-        os.write(master, b"\x15exit\n")
-        proc.wait(timeout=10)
-        os.close(master)
+        shell.close()
 
 
 def test_an_unknown_shell_is_a_usage_error() -> None:
