@@ -453,6 +453,12 @@ def host_has_af_alg() -> bool:
     return True
 
 
+def kernel_version() -> tuple[int, int]:
+    """The running kernel's (major, minor), e.g. (6, 12) for 6.12.113-um."""
+    major, minor = os.uname().release.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
 class FakeAlgSocket:
     """An AF_ALG socket whose ``bind`` or ``setsockopt`` fails with a chosen errno."""
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from clirun import one_error, run_main
+from kernelsim import kernel_version
 
 from kstream import encrypted_keys, keyring
 from kstream.backends.kernel.sockets import NO_KEY_BY_SERIAL
@@ -257,7 +258,7 @@ def test_durable_key_in_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(keyring, "keyctl", watch)
     code, _, err = run_main(capsys, "encrypt", "--key-name", name, plain, tmp_path / "c")
-    if tuple(int(n) for n in os.uname().release.split(".")[:2]) < (6, 2):
+    if kernel_version() < (6, 2):
         # 6.1: the key is made (it will work on a newer kernel), but it cannot be used here
         assert code == 3 and not (tmp_path / "c").exists()
         one_error(err, NO_KEY_BY_SERIAL)

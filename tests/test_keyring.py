@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 from clirun import one_error, run_main
+from kernelsim import kernel_version
 from reference import ctr, unframe
 from streams import corrupt_kernel_output
 
@@ -420,11 +421,6 @@ def host_has_af_alg() -> bool:
 # need a real subprocess.
 
 SIZE = 2 * 1032192 + 4099  # three segments, the last one partial
-
-
-def kernel_version() -> tuple[int, int]:
-    major, minor = os.uname().release.split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 def needs_key_serial() -> None:
