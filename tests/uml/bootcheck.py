@@ -167,9 +167,14 @@ def memory_dir(fallback: Path, env: Mapping[str, str] = os.environ) -> str:
     return str(fallback)
 
 
+def c_compiler() -> str | None:
+    """The host's C compiler for ``xstate_shim.c``, if it has one."""
+    return shutil.which("cc") or shutil.which("gcc")
+
+
 def xstate_shim(workdir: Path) -> Path | None:
     """Build ``xstate_shim.c`` into ``workdir``; its path, or None without a working compiler."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
+    compiler = c_compiler()
     if compiler is None:
         return None
     shim = workdir / "xstate_shim.so"

@@ -30,8 +30,7 @@ K61 = UmlKernel("6.1", "distro", Path("/usr/bin/linux.uml"), Path("/usr/lib/uml/
 
 def shim_note() -> str:
     """What a cannot-run reason ends with here: whether the shim could be built."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    return bootcheck.SHIM_FAILED if compiler else bootcheck.NO_SHIM
+    return bootcheck.SHIM_FAILED if bootcheck.c_compiler() else bootcheck.NO_SHIM
 
 
 def make_kernel_tree(root: Path, release: str, script: str = "#!/bin/sh\nexit 0\n") -> Path:
