@@ -19,7 +19,6 @@ import binascii
 import contextlib
 import os
 import stat
-import string
 from typing import TYPE_CHECKING, NoReturn
 
 from kstream.errors import InvalidKey, UsageError, io_errors
@@ -33,8 +32,8 @@ if TYPE_CHECKING:
 
 KEY_SIZES = (16, 24, 32)
 _MAX_KEY_FILE = 4096  # a key file is tiny; refuse to slurp a large file by mistake
-_HEX = frozenset(string.hexdigits)
-_WHITESPACE = frozenset(string.whitespace.encode())
+_HEX = frozenset("0123456789abcdefABCDEF")  # string.hexdigits, without importing string
+_WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")  # string.whitespace
 
 
 def _check_size(size: int, where: str) -> None:

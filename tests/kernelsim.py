@@ -8,6 +8,7 @@ The kernel is simulated at the narrowest seams: the socket constructor and
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import socket
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from kstream.backends.kernel import procfs
+from kstream.backends.kernel import procfs, sockets
 from kstream.backends.kernel.procfs import parse_proc_crypto
 
 #: /proc/crypto of User Mode Linux 6.1.176 (Debian 12), captured verbatim after binding
@@ -486,10 +487,18 @@ class FakeAlgSocket:
 
 
 def fake_kernel(monkeypatch: pytest.MonkeyPatch, **errors: int) -> None:
+    """A kernel with AF_ALG whose sockets fail as ``errors`` say (see :class:`FakeAlgSocket`)."""
     FakeAlgSocket.instances = []
-    monkeypatch.setattr(socket, "socket", lambda *args: FakeAlgSocket(**errors))
+    monkeypatch.setattr(sockets, "open_alg_socket", lambda: FakeAlgSocket(**errors))
     monkeypatch.setattr(procfs, "read_proc_crypto", lambda: parse_proc_crypto(AESNI))
 
 
 def no_af_alg(*args: object) -> socket.socket:
     raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+
+
+def deny_af_alg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel without AF_ALG, also where the host has it (kstream's sockets are made by
+    ``_socket``, the report's by ``socket``)."""
+    monkeypatch.setattr(_socket, "socket", no_af_alg)
+    monkeypatch.setattr(socket, "socket", no_af_alg)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from _thread import RLock  # threading's own RLock, without importing threading
 from collections.abc import Callable, Iterator
@@ -122,6 +121,29 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         error(f"{message}; see '{self.prog} --help'")
         sys.exit(EXIT_USAGE)
+
+    if sys.version_info < (3, 14):  # 3.14's also sets the formatter's colours: left alone
+        def _get_formatter(self) -> argparse.HelpFormatter:
+            # argparse makes a formatter for every add_argument (to check its metavar), and
+            # each one asks shutil.get_terminal_size for the width: importing shutil costs
+            # more start-up time than a small file takes to encrypt. The same width here.
+            return self.formatter_class(prog=self.prog, width=terminal_columns() - 2)  # type: ignore[call-arg]
+
+
+def terminal_columns() -> int:
+    """What ``shutil.get_terminal_size().columns`` says, without importing shutil: $COLUMNS,
+    else the width of the terminal on stdout, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        columns = 0
+    return columns or 80
 
 
 def show_help(parser: argparse.ArgumentParser) -> int:
@@ -311,7 +333,8 @@ def _ask(fd: int, prompt: str) -> bytearray:
     would only cancel the task and leave this read waiting); the terminal's echo setting is
     restored on every way out.
     """
-    import termios  # here: only a passphrase prompt needs these
+    import signal  # here: only a passphrase prompt needs these
+    import termios
     import threading
 
     old = termios.tcgetattr(fd)

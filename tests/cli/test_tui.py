@@ -77,6 +77,38 @@ def test_a_usage_error_from_argparse_is_one_line(capsys: pytest.CaptureFixture[s
     assert line.endswith("; see 'kstream encrypt --help'")
 
 
+def test_help_is_as_wide_as_argparse_would_make_it() -> None:
+    """kstream's parsers take the width without ``shutil`` (see :class:`tui.Parser`); the help
+    they print on a terminal (120 columns here) or with $COLUMNS is argparse's own."""
+    code = ("import sys\nfrom kstream.cli import tui\nfrom kstream.cli.main import build_parser\n"
+            "if sys.argv[1] == 'stock':\n    del tui.Parser._get_formatter\n"
+            "build_parser('encrypt')[0].parse_args(['encrypt', '--help'])")
+
+    def shown(parser: str, columns: str | None) -> bytes:
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        if columns is not None:
+            env["COLUMNS"] = columns
+        seen = screen.run([sys.executable, "-c", code, parser], stdout_tty=True, env=env)
+        assert seen.returncode == 0
+        return seen.raw
+
+    on_terminal = shown("kstream", None)
+    assert on_terminal == shown("stock", None)
+    assert on_terminal != shown("kstream", "80")
+    assert shown("kstream", "60") == shown("stock", "60")
+
+
+def test_terminal_columns_is_what_shutil_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    for value in ("100", "0", "x", None):
+        if value is None:
+            monkeypatch.delenv("COLUMNS", raising=False)
+        else:
+            monkeypatch.setenv("COLUMNS", value)
+        assert tui.terminal_columns() == shutil.get_terminal_size().columns
+
+
 def test_signals_have_their_own_messages_and_statuses() -> None:
     ctrl_c, term = tui.interrupted(), tui.interrupted(terminated=True)
     assert (str(ctrl_c), ctrl_c.exit_code) == (

@@ -8,9 +8,9 @@ the ``OSError`` stays attached as the cause so that ``--debug`` still shows the 
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
-import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +21,8 @@ from kstream.backends.kernel.drivers import CTR_AES, available_ctr_aes_drivers
 from kstream.errors import BackendUnavailable, InvalidKey, KstreamError, UsageError, option
 
 if TYPE_CHECKING:  # kstream.keyring (ctypes) only where a keyring key is used
+    import socket
+
     from kstream.keyring import KeyringRef
 
 AF_ALG_RESTRICT = "/proc/sys/crypto/af_alg_restrict"
@@ -85,13 +87,22 @@ def bind_refused_reason(socket_type: str, name: str, driver: str | None) -> str:
 
 
 def open_alg_socket() -> socket.socket:
-    """A fresh AF_ALG socket, or :class:`BackendUnavailable` saying why there is none."""
+    """A fresh AF_ALG socket, or :class:`BackendUnavailable` saying why there is none.
+
+    The socket is made with ``_socket`` and only then wrapped by ``socket``: every ``auto``
+    run probes the kernel, and on a host without AF_ALG (most containers) the probe then
+    ends without importing ``socket``, whose enums cost more start-up time than a small
+    file takes to encrypt.
+    """
     try:
-        return socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0)
+        fd = _socket.socket(_socket.AF_ALG, _socket.SOCK_SEQPACKET, 0).detach()
     except OSError as exc:
         if exc.errno == errno.EAFNOSUPPORT:
             raise BackendUnavailable(no_af_alg_reason()) from exc
         raise BackendUnavailable(f"cannot create an AF_ALG socket: {exc.strerror or exc}") from exc
+    import socket
+
+    return socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0, fd)
 
 
 def bind_tfm(socket_type: str, name: str, driver: str | None = None) -> socket.socket:
@@ -160,7 +171,7 @@ def set_key_by_serial(tfm: socket.socket, ref: KeyringRef, what: str) -> None:
     """Key the bound ``tfm`` socket with a keyring key: the kernel fetches it by serial and
     the bytes never pass through this process."""
     try:
-        tfm.setsockopt(socket.SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL, struct.pack("i", ref.serial))
+        tfm.setsockopt(_socket.SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL, struct.pack("i", ref.serial))
     except OSError as exc:
         raise serial_key_error(exc.errno, ref, what) from exc
 
@@ -174,7 +185,7 @@ def set_key(tfm: socket.socket, key_bytes: KernelKey, what: str) -> None:
         set_key_by_serial(tfm, key_bytes, what)
         return
     try:
-        tfm.setsockopt(socket.SOL_ALG, socket.ALG_SET_KEY, key_bytes)
+        tfm.setsockopt(_socket.SOL_ALG, _socket.ALG_SET_KEY, key_bytes)
     except OSError as exc:
         if exc.errno == errno.EINVAL:
             raise InvalidKey(
@@ -196,7 +207,7 @@ def send_limit(op: socket.socket) -> int:
     Less than a block (the held-back tail) is always queued before a send, hence ``- BLOCK``.
     """
     try:
-        sndbuf = op.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        sndbuf = op.getsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF)
     except OSError:
         return CHUNK
     usable = max(sndbuf - sndbuf % _PAGE, _PAGE) - BLOCK

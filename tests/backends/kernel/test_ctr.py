@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernelsim import no_af_alg, open_fds
+from kernelsim import deny_af_alg, open_fds
 from reference import ctr, keystream, split
 
 from kstream.backends.base import CHUNK, CipherOptions, Transfer
@@ -92,7 +92,7 @@ class PipeWriter:
 
 
 def test_arguments_checked_before_any_socket(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket, "socket", no_af_alg)
+    deny_af_alg(monkeypatch)
     with pytest.raises(ValueError, match="IV must be 16 bytes"):
         KernelStream(bytes(16), bytes(15))
     with pytest.raises(UsageError, match="unknown transfer mode 'mmap'; choose auto, sendmsg"):

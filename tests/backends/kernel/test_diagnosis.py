@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernelsim import AESNI, UML_6_1, UML_7_2, host_has_af_alg, kernel_version
+from kernelsim import AESNI, UML_6_1, UML_7_2, deny_af_alg, host_has_af_alg, kernel_version
 
 from kstream.backends.base import Availability
 from kstream.backends.kernel import diagnosis, procfs, sockets
@@ -335,10 +335,7 @@ def test_key_by_serial_without_af_alg_is_no_whatever_the_release(
 ) -> None:
     """The release says whether the kernel has the option; without the socket family it
     cannot be used, and that is what the report is for."""
-    def no_af_alg(*args: object) -> socket.socket:
-        raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
-
-    monkeypatch.setattr(socket, "socket", no_af_alg)
+    deny_af_alg(monkeypatch)
     uname = os.uname()
     fake = os.uname_result((uname.sysname, uname.nodename, release, uname.version, uname.machine))
     monkeypatch.setattr(os, "uname", lambda: fake)

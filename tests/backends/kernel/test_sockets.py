@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 from collections.abc import Callable
 
 import pytest
-from kernelsim import FakeAlgSocket, fake_kernel, no_af_alg, open_fds
+from kernelsim import FakeAlgSocket, deny_af_alg, fake_kernel, open_fds
 
 from kstream.backends.base import CipherOptions, Transfer
 from kstream.backends.kernel.backend import KernelBackend, ctr_aes_drivers
@@ -44,7 +43,7 @@ def test_eafnosupport_explains(
     expected: str,
 ) -> None:
     sysctl(restrict)
-    monkeypatch.setattr(socket, "socket", no_af_alg)
+    deny_af_alg(monkeypatch)
     status = KernelBackend().probe()
     assert not status.available
     assert status.reason.startswith("this kernel has no AF_ALG sockets")
