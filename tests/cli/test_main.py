@@ -25,16 +25,43 @@ def test_version_and_help() -> None:
         assert word in out
 
 
-def test_python_dash_m_and_console_script_agree() -> None:
-    # The script pip installed beside this interpreter (`.venv/bin/python -m pytest` does not
-    # put .venv/bin on PATH), else one on PATH.
+def console_script() -> str:
+    """The script pip installed beside this interpreter (`.venv/bin/python -m pytest` does not
+    put .venv/bin on PATH), else one on PATH."""
     beside = Path(sys.executable).with_name("kstream")
     script = str(beside) if os.access(beside, os.X_OK) else shutil.which("kstream")
     if script is None:
         pytest.skip("no kstream console script beside the interpreter or on PATH "
                     "(package not installed)")
-    out = subprocess.run([script, "--version"], capture_output=True, check=True).stdout
+    return script
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    out = subprocess.run([console_script(), "--version"], capture_output=True,
+                         check=True).stdout
     assert out == kst("--version").stdout
+
+
+def imported(*argv: str) -> set[str]:
+    """The modules this interpreter imports to run ``argv``, by ``-X importtime``."""
+    err = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True,
+                         text=True, check=True).stderr
+    return {line.rsplit("|", 1)[1].strip() for line in err.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2} - {"imported package"}
+
+
+def test_the_console_script_s_version_imports_only_kstream_s_version() -> None:
+    """The installed script is kstream's own, not the one pip writes for an entry point,
+    which imports ``re`` before kstream is reached (README "Start-up"). Read, too: an
+    editable install's import hook imports ``re`` into every interpreter."""
+    script = console_script()
+    source = Path(cli.__file__).with_name("bin") / "kstream"
+    assert (Path(script).read_text().split("\n", 1)[1]
+            == source.read_text().split("\n", 1)[1])
+    extra = imported(script, "--version") - imported("-c", "pass")
+    # An editable install's import hook (a .pth file) runs at the first kstream import.
+    assert {m for m in extra if "editable" not in m} <= {"kstream", "kstream.cli", "__future__"}
+    assert "kstream.cli" in extra
 
 
 def test_no_command_is_help_on_stderr_and_a_usage_error(
@@ -120,7 +147,7 @@ def test_the_license_is_the_mit_license_pyproject_names() -> None:
     text = (root / "LICENSE").read_text()
     assert text.startswith("MIT License\n\nCopyright (c) 2026 the kstream authors\n")
     assert "THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND" in text
-    assert 'license = { text = "MIT" }' in (root / "pyproject.toml").read_text()
+    assert 'license = "MIT"' in (root / "pyproject.toml").read_text()
 
 
 @pytest.mark.parametrize("argv, command", [
