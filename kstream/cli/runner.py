@@ -8,12 +8,19 @@ an event loop, a plain call (:func:`run_sync`); asyncio is imported only for the
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Coroutine
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kstream.cli import tui
+
+# signal's C core: the signal module wraps every signal and handler in enums, which costs
+# more start-up time than a small file takes to encrypt. The types are signal's (typeshed
+# has no stub for _signal).
+if TYPE_CHECKING:
+    import signal as _signal
+else:
+    import _signal
 
 T = TypeVar("T")
 
@@ -25,13 +32,13 @@ def run_sync(work: Callable[[], T]) -> T:
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise tui.interrupted(terminated=True)
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = _signal.signal(_signal.SIGTERM, on_sigterm)
     try:
         return work()
     except KeyboardInterrupt:
         raise tui.interrupted() from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _signal.signal(_signal.SIGTERM, previous)
 
 
 async def _with_sigterm(coro: Coroutine[Any, Any, None]) -> None:
@@ -48,7 +55,7 @@ async def _with_sigterm(coro: Coroutine[Any, Any, None]) -> None:
         terminated = True
         task.cancel()
 
-    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    loop.add_signal_handler(_signal.SIGTERM, on_sigterm)
     try:
         await coro
     except asyncio.CancelledError:
@@ -56,7 +63,7 @@ async def _with_sigterm(coro: Coroutine[Any, Any, None]) -> None:
             raise tui.interrupted(terminated=True) from None
         raise
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(_signal.SIGTERM)
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:

@@ -212,10 +212,11 @@ def test_the_command_line_starts_an_event_loop_only_for_bigger_files(
 #: ``ctypes``), and the keyring, the kernel's streams, /proc/crypto's parser and OpenSSL's
 #: whole binding (for its version) are imported only when a run uses them. argparse gets its
 #: terminal width without ``shutil``, and the kernel's probe makes its socket with
-#: ``_socket``, so that a host without AF_ALG never imports ``socket``.
+#: ``_socket``, so that a host without AF_ALG never imports ``socket``; the runner needs
+#: only ``_signal``.
 NOT_FOR_A_SMALL_FILE = {
     "dataclasses", "inspect", "pathlib", "ctypes", "json", "termios", "shutil", "socket",
-    "string",
+    "string", "signal",
     "kstream.keyring", "kstream.encrypted_keys", "kstream.cli.key", "kstream.memory",
     "kstream.backends.kernel.procfs", "kstream.backends.kernel.ctr",
     "cryptography.hazmat.backends.openssl.backend", "threading",
