@@ -42,6 +42,8 @@ def _yes_no(value: object) -> str:
 
 def _readable(short: dict[str, Any]) -> str:
     binds = ", ".join(f"{name} {code}" for name, code in short["bind"].items())
+    if short["via"] and not short["readable"]:
+        return f"no (no keys by serial; hash bind: {binds})"
     return f"{_yes_no(short['readable'])} (hash bind: {binds})"
 
 

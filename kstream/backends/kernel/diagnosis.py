@@ -119,14 +119,19 @@ def key_by_serial_support() -> dict[str, Any]:
             "detail": "no algorithm kstream uses can be bound (" + ", ".join(refused) + ")"}
 
 
-def short_key_readability() -> dict[str, Any]:
+def short_key_readability(serial: dict[str, Any] | None = None) -> dict[str, Any]:
     """Whether a 16-byte keyring key can be read back here: can a ``hash`` socket bind
-    ``ghash`` or ``polyval``? (A bind that succeeds means yes: such a socket takes any key by
-    serial, and one block of output is the key, or its image under a field inversion.)"""
+    ``ghash`` or ``polyval``, on a kernel that takes keys by serial? (A bind that succeeds
+    then means yes: such a socket takes any key by serial, and one block of output is the
+    key, or its image under a field inversion.) ``serial`` is
+    :func:`key_by_serial_support`'s answer, asked here if not given; where it is no, a
+    keyring key never reaches an AF_ALG socket, and the answer is no whatever binds."""
+    if serial is None:
+        serial = key_by_serial_support()
     binds = {name: bind_errno("hash", name) for name in SHORT_KEY_LEAKS}
     found = [name for name, code in binds.items() if code == 0]
     return {
-        "readable": bool(found),
+        "readable": bool(found) and serial["supported"] is not False,
         "via": found,
         "bind": {name: "ok" if code == 0 else errno.errorcode.get(code, str(code))
                  for name, code in binds.items()},
@@ -196,7 +201,7 @@ def _diagnosis(
             "keys by keyring serial are not supported (ALG_SET_KEY_BY_KEY_SERIAL needs "
             f"Linux 6.2 or later; {serial['detail']})"
         )
-    if short is not None and short["readable"] and serial["supported"] is not False:
+    if short is not None and short["readable"]:
         lines.append(
             "a 16-byte (AES-128) keyring key is readable here: AF_ALG "
             f"{' and '.join(short['via'])} keyed by its serial returns it; keep keyring keys "
@@ -217,7 +222,7 @@ def kernel_report() -> dict[str, Any]:
     algorithms = [algorithm_report(name, socket_type, restrict)
                   for name, socket_type in ALGORITHMS]
     serial = key_by_serial_support()
-    short = short_key_readability()
+    short = short_key_readability(serial)
     diagnosis = _diagnosis(algorithms, restrict, serial, short)
     return {
         "kernel": {

@@ -141,6 +141,20 @@ def test_short_keyring_key_readability(monkeypatch: pytest.MonkeyPatch, tmp_path
         assert report["diagnosis"] == ["no problems found"]
 
 
+def test_no_short_key_is_readable_where_keys_by_serial_are_not(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Linux 6.1 binds ghash, but no keyring key reaches an AF_ALG socket there."""
+    simulate(monkeypatch, tmp_path, proc_crypto=UML_6_1,
+             binds={**OK_BINDS, "ghash": 0}, serial=SERIAL_NO)
+    report = backends_report()
+    short = report["kernel"]["short_keyring_key_readable"]
+    assert short["readable"] is False and short["via"] == ["ghash"]
+    text = format_backends_text(report)
+    assert ("  16-byte keyring key readable: no (no keys by serial; hash bind: ghash ok, "
+            "polyval ENOENT)\n") in text
+    assert not any("readable here" in line for line in report["diagnosis"])
+
+
 def test_generic_only_and_old_kernel_diagnosis(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -389,11 +403,13 @@ def _hash_binds(name: str) -> bool:
 
 @pytest.mark.kernel
 def test_short_key_check_matches_this_kernel() -> None:
-    """The check's answer is what a bind of ghash/polyval does here (7.2's UML build has
-    neither, so there it must say no; Debian's 6.1/6.12 load ghash-generic, so yes)."""
+    """The check's answer is what a bind of ghash/polyval does here, on a kernel that keys
+    AF_ALG by serial (7.2's UML build has neither hash, so there it must say no; 6.12 loads
+    ghash-generic, so yes; 6.1 has ghash but no keys by serial, so no)."""
     short = diagnosis.short_key_readability()
     binds = {name: _hash_binds(name) for name in ("ghash", "polyval")}
-    assert short["readable"] is any(binds.values())
+    by_serial = key_by_serial_support()["supported"] is True
+    assert short["readable"] is (any(binds.values()) and by_serial)
     assert short["via"] == [name for name, ok in binds.items() if ok]
 
 
