@@ -197,13 +197,17 @@ def run_startup(workdir: str, key_path: str, key_hex: str, iv_hex: str, bits: in
         if saved is not None:
             os.environ["PYTHONDONTWRITEBYTECODE"] = saved
     rows = []
+    interpreter = median(times["python"])
     for case_id, label, _ in cases:
         seconds = median(times[case_id])
         row: dict[str, Any] = {"id": case_id, "label": label, "median_s": round(seconds, 4)}
         if case_id in STARTUP_GOALS:
             goal = STARTUP_GOALS[case_id]
+            # The goals are absolute, but a shared VM's interpreter alone starts much
+            # slower in some hours than in others: the ratio to it is what stays put.
             row |= {"goal": f"<= {goal * 1000:.0f} ms",
-                    "verdict": "PASS" if seconds <= goal else "MISS"}
+                    "verdict": "PASS" if seconds <= goal else "MISS",
+                    "vs_python": round(seconds / interpreter, 2)}
         rows.append(row)
     for path in (small, small + ".enc", small + ".kst"):
         os.unlink(path)
@@ -224,7 +228,8 @@ def format_many(many: list[dict[str, Any]], startup: list[dict[str, Any]]) -> li
     for row in startup:
         if "goal" in row:
             lines.append(f"  {row['verdict']:<4}  {row['median_s'] * 1000:6.1f} ms  goal "
-                         f"{row['goal']:<9}  {row['label']}")
+                         f"{row['goal']:<9}  {row['label']} ({row['vs_python']:.1f}x python "
+                         "-c pass)")
         else:
             lines.append(f"        {row['median_s'] * 1000:6.1f} ms                  "
                          f"{row['label']}")

@@ -47,15 +47,19 @@ def test_startup_rows(tmp_path: Path, keyfile: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     rows = many.run_startup(str(tmp_path), str(keyfile), "00" * 16, "11" * 16, 128, repeat=1)
     assert [row["id"] for row in rows] == ["python", "version", "openssl-small", "one-small"]
+    python = rows[0]["median_s"]
     for row in rows:
         assert 0 < row["median_s"] < 30
         if row["id"] in many.STARTUP_GOALS:
             assert row["verdict"] == (
                 "PASS" if row["median_s"] <= many.STARTUP_GOALS[row["id"]] else "MISS")
+            assert abs(row["vs_python"] - row["median_s"] / python) < 0.02 * row["vs_python"]
         else:
-            assert "verdict" not in row
+            assert "verdict" not in row and "vs_python" not in row
     text = "\n".join(many.format_many([], rows))
     assert "ms  goal <= 20 ms" in text and "openssl enc, one 4 KiB file" in text
+    version = next(line for line in text.splitlines() if "kstream --version" in line)
+    assert version.endswith(f"kstream --version ({rows[1]['vs_python']:.1f}x python -c pass)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key"]  # its files are removed
     assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1"  # lifted for the runs only
 
