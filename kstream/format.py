@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, Self
 
 from kstream.errors import FormatError, option
 
@@ -140,6 +140,11 @@ class KdfParams(_KdfFields):
                              f"r = {r}, p = {p}")
         return super().__new__(cls, log2n, salt, r, p, kdf)
 
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> Self:  # type: ignore[override]
+        # NamedTuple's _make (and _replace, which calls it) would skip __new__'s checks.
+        return cls(*iterable)
+
     @property
     def memory(self) -> int:
         """Bytes scrypt needs: 128 * r * N."""
@@ -199,6 +204,11 @@ class Header(_HeaderFields):
         if (kdf is None) != (not flags & FLAG_PASSPHRASE):
             raise ValueError("the passphrase flag needs a passphrase block")
         return super().__new__(cls, suite, iv, version, flags, auth_scheme, auth_param, kdf)
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> Self:  # type: ignore[override]
+        # NamedTuple's _make (and _replace, which calls it) would skip __new__'s checks.
+        return cls(*iterable)
 
     @property
     def size(self) -> int:

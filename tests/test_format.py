@@ -92,6 +92,20 @@ def test_iv_length_is_validated() -> None:
         Header(suite=CipherSuite.AES_128_CTR, iv=b"short")
 
 
+def test_replace_and_make_validate_as_the_constructor_does() -> None:
+    """NamedTuple's own ``_replace``/``_make`` build the tuple without ``__new__``."""
+    header = Header(suite=CipherSuite.AES_128_CTR, iv=IV)
+    assert header._replace(auth_param=32) == Header(CipherSuite.AES_128_CTR, IV, auth_param=32)
+    with pytest.raises(ValueError, match="IV must be 16 bytes"):
+        header._replace(iv=b"short")
+    with pytest.raises(ValueError, match="passphrase flag needs a passphrase block"):
+        Header._make([CipherSuite.AES_128_CTR, IV, 1, FLAG_PASSPHRASE, 1, 32, None])
+    params = KdfParams(log2n=15, salt=bytes(16))
+    assert type(params._replace(log2n=16)) is KdfParams
+    with pytest.raises(ValueError, match="unsupported scrypt parameters"):
+        params._replace(r=99)
+
+
 @given(st.binary(max_size=64))
 def test_parse_raises_only_format_error(data: bytes) -> None:
     try:
