@@ -34,7 +34,10 @@ that does not know a scheme says precisely that ("needs a newer kstream") instea
 misleading "corrupt file".
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` in this module: typing.NamedTuple would turn its
+# fields' annotations, then strings, into ForwardRefs, each compiled at import, and the first
+# compile() in a process (it builds the ast module's types) costs more start-up time than a
+# small file takes to encrypt. Names defined later are quoted instead.
 
 import enum
 import struct
@@ -101,7 +104,7 @@ class CipherSuite(enum.IntEnum):
         return f"AES-{self.key_size * 8}-CTR"
 
     @classmethod
-    def for_key_size(cls, size: int) -> CipherSuite:
+    def for_key_size(cls, size: int) -> "CipherSuite":
         """The suite for a key of ``size`` bytes (16, 24 or 32)."""
         for suite in cls:
             if suite.key_size == size:
@@ -131,7 +134,7 @@ class KdfParams(_KdfFields):
     __slots__ = ()
 
     def __new__(cls, log2n: int, salt: bytes, r: int = 8, p: int = 1,
-                kdf: int = KDF_SCRYPT) -> KdfParams:
+                kdf: int = KDF_SCRYPT) -> "KdfParams":
         if len(salt) != SALT_SIZE:
             raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(salt)}")
         if not (1 <= r <= MAX_SCRYPT_R and p == SCRYPT_P
@@ -158,7 +161,7 @@ class KdfParams(_KdfFields):
         return _KDF.pack(self.kdf, self.log2n, self.r, self.p, self.salt)
 
     @classmethod
-    def parse(cls, block: bytes) -> KdfParams:
+    def parse(cls, block: bytes) -> "KdfParams":
         kdf, log2n, r, p, salt = _KDF.unpack(block)
         if kdf != KDF_SCRYPT:
             raise FormatError(f"file uses key derivation function {kdf}, which this kstream "
@@ -196,7 +199,7 @@ class Header(_HeaderFields):
 
     def __new__(cls, suite: CipherSuite, iv: bytes, version: int = VERSION, flags: int = 0,
                 auth_scheme: AuthScheme = AuthScheme.GMAC_SEGMENTS,
-                auth_param: int = DEFAULT_SEGMENT, kdf: KdfParams | None = None) -> Header:
+                auth_param: int = DEFAULT_SEGMENT, kdf: KdfParams | None = None) -> "Header":
         if len(iv) != IV_SIZE:
             raise ValueError(f"IV must be {IV_SIZE} bytes, got {len(iv)}")
         if kdf is not None:
@@ -229,7 +232,7 @@ class Header(_HeaderFields):
         return fixed + self.kdf.encode() if self.kdf is not None else fixed
 
     @classmethod
-    def parse(cls, data: bytes) -> Header:
+    def parse(cls, data: bytes) -> "Header":
         """Parse the first bytes of a file; ``data`` may be longer than the header.
 
         Raises :class:`FormatError` with a message specific to what is wrong, checked in

@@ -11,7 +11,10 @@ returns as many bytes as it was given.
 Calls on a stream are blocking and are made from a worker thread, never concurrently.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` in this module: typing.NamedTuple would turn its
+# fields' annotations, then strings, into ForwardRefs, each compiled at import, and the first
+# compile() in a process (it builds the ast module's types) costs more start-up time than a
+# small file takes to encrypt. Names defined later are quoted instead.
 
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -114,7 +117,7 @@ class Backend(Protocol):
         """Check, without side effects that matter, whether this backend works here."""
         ...
 
-    def open(self, key: Key, iv: bytes, options: CipherOptions | None = None) -> CipherStream:
+    def open(self, key: "Key", iv: bytes, options: CipherOptions | None = None) -> CipherStream:
         """A new cipher stream for ``key`` starting at counter block ``iv``.
 
         Raises :class:`kstream.errors.BackendUnavailable` when the backend cannot run,

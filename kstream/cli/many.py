@@ -6,7 +6,10 @@ failure is reported with its name and the others still complete; the exit status
 most severe one met (:data:`SEVERITY`).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` in this module: typing.NamedTuple would turn its
+# fields' annotations, then strings, into ForwardRefs, each compiled at import, and the first
+# compile() in a process (it builds the ast module's types) costs more start-up time than a
+# small file takes to encrypt. Names defined later are quoted instead.
 
 import argparse
 import os

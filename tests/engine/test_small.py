@@ -243,3 +243,28 @@ def test_a_small_file_s_run_imports_nothing_it_can_do_without(
     assert "kstream.engine.small" in loaded  # the small path really ran
     assert not (loaded - bare) & NOT_FOR_A_SMALL_FILE
     assert (tmp_path / "out").read_bytes() == (tmp_path / "in").read_bytes()
+
+
+def test_a_small_file_s_run_compiles_no_source_text(tmp_path: Path) -> None:
+    """Nothing on the path compiles a string (typing does, for each NamedTuple field of a
+    module with ``from __future__ import annotations``): the first compile() in a process
+    builds the ast module's types, which costs more than the encryption. The import system's
+    own compiles (of source bytes, with PYTHONDONTWRITEBYTECODE) are not counted. OpenSSL,
+    so that a host with AF_ALG runs the same path."""
+    (tmp_path / "in").write_bytes(os.urandom(5000))
+    key, src, mid, out = (str(tmp_path / name) for name in ("k", "in", "c", "out"))
+    (tmp_path / "k").write_text("00" * 32)
+    runs = [[way, "-q", "--backend", "openssl", "-k", key, a, b]
+            for way, a, b in (("encrypt", src, mid), ("decrypt", mid, out))]
+    code = ("import builtins, sys\nfrom kstream.cli.main import main\nseen = []\n"
+            "real = builtins.compile\n"
+            "def spy(source, *args, **kwargs):\n"
+            "    if isinstance(source, str):\n        seen.append(source)\n"
+            "    return real(source, *args, **kwargs)\n"
+            "builtins.compile = spy\n"
+            f"for argv in {runs!r}:\n    assert main(argv) == 0\n"
+            "print(repr(seen), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert proc.stderr.strip() == "[]"
+    assert (tmp_path / "out").read_bytes() == (tmp_path / "in").read_bytes()
