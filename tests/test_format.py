@@ -53,8 +53,8 @@ def test_suite_sizes(suite: CipherSuite, size: int, label: str) -> None:
     assert CipherSuite.for_key_size(size) is suite
 
 
-def _patched(offset: int, value: int) -> bytes:
-    data = bytearray(EXAMPLE)
+def _patched(base: bytes, offset: int, value: int) -> bytes:
+    data = bytearray(base)
     data[offset] = value
     return bytes(data)
 
@@ -68,17 +68,17 @@ def _patched(offset: int, value: int) -> bytes:
         (MAGIC[:5], "truncated"),
         (MAGIC, "truncated"),
         (EXAMPLE[:31], "truncated: the kstream header needs 32 bytes, found 31"),
-        (_patched(8, 2), "unsupported kstream format version 2"),
-        (_patched(8, 0), "unsupported kstream format version 0"),
-        (_patched(9, 4), "unknown cipher suite id 4"),
-        (_patched(9, 0), "unknown cipher suite id 0"),
-        (_patched(10, 2), "header flags 0x02"),
-        (_patched(10, 0x81), "header flags 0x81"),
-        (_patched(10, 1), "passphrase block needs 52 bytes, found 32"),
-        (_patched(11, 2), "authentication scheme 2, which this kstream does not support"),
-        (_patched(11, 0), "file is not authenticated"),
-        (_patched(15, 1), "segment size 1032193 is not a multiple of 16"),
-        (_patched(12, 0x10), "between 16 and 4194304"),
+        (_patched(EXAMPLE, 8, 2), "unsupported kstream format version 2"),
+        (_patched(EXAMPLE, 8, 0), "unsupported kstream format version 0"),
+        (_patched(EXAMPLE, 9, 4), "unknown cipher suite id 4"),
+        (_patched(EXAMPLE, 9, 0), "unknown cipher suite id 0"),
+        (_patched(EXAMPLE, 10, 2), "header flags 0x02"),
+        (_patched(EXAMPLE, 10, 0x81), "header flags 0x81"),
+        (_patched(EXAMPLE, 10, 1), "passphrase block needs 52 bytes, found 32"),
+        (_patched(EXAMPLE, 11, 2), "authentication scheme 2, which this kstream does not support"),
+        (_patched(EXAMPLE, 11, 0), "file is not authenticated"),
+        (_patched(EXAMPLE, 15, 1), "segment size 1032193 is not a multiple of 16"),
+        (_patched(EXAMPLE, 12, 0x10), "between 16 and 4194304"),
         (bytes(EXAMPLE[:12]) + bytes(4) + EXAMPLE[16:], "segment size 0"),
     ],
 )
@@ -137,24 +137,20 @@ def test_passphrase_block_matches_documented_layout() -> None:
     assert parsed.kdf is not None and parsed.kdf.memory == 256 << 20
 
 
-def _block_patched(offset: int, value: int) -> bytes:
-    data = bytearray(PASSPHRASE_EXAMPLE)
-    data[offset] = value
-    return bytes(data)
-
-
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         (PASSPHRASE_EXAMPLE[:51], "passphrase block needs 52 bytes, found 51"),
-        (_block_patched(32, 2), "key derivation function 2, which this kstream does not"),
-        (_block_patched(32, 0), "key derivation function 0"),
-        (_block_patched(33, 0), "log2 N = 0"),
-        (_block_patched(34, 9), "r = 9"),
-        (_block_patched(34, 0), "r = 0"),
-        (_block_patched(35, 2), "p = 2"),
-        (_block_patched(34, 1), "log2 N = 18, r = 1"),  # RFC 7914: N < 2^(16 r)
-        (_block_patched(9, 1), "a passphrase file is AES-256-CTR, this header says AES-128"),
+        (_patched(PASSPHRASE_EXAMPLE, 32, 2),
+         "key derivation function 2, which this kstream does not"),
+        (_patched(PASSPHRASE_EXAMPLE, 32, 0), "key derivation function 0"),
+        (_patched(PASSPHRASE_EXAMPLE, 33, 0), "log2 N = 0"),
+        (_patched(PASSPHRASE_EXAMPLE, 34, 9), "r = 9"),
+        (_patched(PASSPHRASE_EXAMPLE, 34, 0), "r = 0"),
+        (_patched(PASSPHRASE_EXAMPLE, 35, 2), "p = 2"),
+        (_patched(PASSPHRASE_EXAMPLE, 34, 1), "log2 N = 18, r = 1"),  # RFC 7914: N < 2^(16 r)
+        (_patched(PASSPHRASE_EXAMPLE, 9, 1),
+         "a passphrase file is AES-256-CTR, this header says AES-128"),
     ],
 )
 def test_passphrase_block_errors_are_specific(data: bytes, message: str) -> None:
