@@ -6,6 +6,7 @@ bug in how kstream splits, carries or restarts the counter cannot hide in the re
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -91,3 +92,14 @@ def seal_with_passphrase(passphrase: bytes, header: bytes, plaintext: bytes,
     """A whole passphrase file: the key from :func:`passphrase_key`, then :func:`seal`, whose
     MAC key binds all 52 header bytes."""
     return seal(passphrase_key(passphrase, header), header, plaintext, segment)
+
+
+def check_blob(vector: dict[str, object], blob: bytes, head: int) -> None:
+    """``blob`` is the file a published vector gives: whole, or by its size, its first
+    ``head`` bytes and its SHA-256 where the file is too large to publish."""
+    if "file" in vector:
+        assert blob.hex() == vector["file"]
+    else:
+        assert len(blob) == vector["file_size"]
+        assert blob[:head].hex() == vector["file_head"]
+        assert hashlib.sha256(blob).hexdigest() == vector["file_sha256"]
