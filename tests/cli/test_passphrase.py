@@ -16,6 +16,18 @@ from screen import Keyboard
 PHRASE = b"correct horse battery"
 
 
+def encrypted_with_passphrase(tmp_path: Path, plaintext: bytes, *options: object,
+                              work_factor: int = 10, phrase_file: bytes = PHRASE) -> None:
+    """``tmp_path/p`` holding ``plaintext``, encrypted into ``tmp_path/c`` with ``options``
+    and the passphrase in ``tmp_path/pw`` (``phrase_file``), a file only its owner can read:
+    no permission warning."""
+    (tmp_path / "pw").write_bytes(phrase_file)
+    (tmp_path / "pw").chmod(0o600)
+    (tmp_path / "p").write_bytes(plaintext)
+    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", work_factor, *options,
+        tmp_path / "p", tmp_path / "c")
+
+
 class Tty(Keyboard):
     """``kstream ARGS`` in a new session whose controlling terminal is a fresh pty; stdin
     and stdout are pipes (fed and drained by a thread), stderr is captured."""
@@ -93,11 +105,7 @@ def test_encrypt_refuses_a_mismatch_and_an_empty_passphrase(tmp_path: Path) -> N
 
 
 def test_decrypt_wrong_passphrase_on_the_terminal(tmp_path: Path) -> None:
-    (tmp_path / "pw").write_bytes(PHRASE)
-    (tmp_path / "pw").chmod(0o600)  # no permission warning
-    (tmp_path / "p").write_bytes(os.urandom(5000))
-    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10, "-q",
-        tmp_path / "p", tmp_path / "c")
+    encrypted_with_passphrase(tmp_path, os.urandom(5000), "-q")
     tty = Tty("decrypt", "-q", tmp_path / "c", tmp_path / "d")
     tty.expect(b"enter passphrase: ")
     tty.type(b"not it\n")
@@ -109,11 +117,7 @@ def test_decrypt_wrong_passphrase_on_the_terminal(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_at_the_prompt(tmp_path: Path) -> None:
-    (tmp_path / "pw").write_bytes(PHRASE)
-    (tmp_path / "pw").chmod(0o600)  # no permission warning
-    (tmp_path / "p").write_bytes(b"x")
-    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
-        tmp_path / "p", tmp_path / "c")
+    encrypted_with_passphrase(tmp_path, b"x")
     tty = Tty("decrypt", tmp_path / "c", tmp_path / "d")
     tty.expect(b"enter passphrase: ")
     tty.type(b"\x03")  # the terminal's INTR character: SIGINT to the foreground group
@@ -124,11 +128,7 @@ def test_ctrl_c_at_the_prompt(tmp_path: Path) -> None:
 
 
 def test_no_terminal_and_no_passphrase_source_is_a_usage_error(tmp_path: Path) -> None:
-    (tmp_path / "pw").write_bytes(PHRASE)
-    (tmp_path / "pw").chmod(0o600)  # no permission warning
-    (tmp_path / "p").write_bytes(b"x" * 100)
-    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
-        tmp_path / "p", tmp_path / "c")
+    encrypted_with_passphrase(tmp_path, b"x" * 100)
     message = ("no terminal to ask for the passphrase on; give it with --passphrase-fd N or "
                "--passphrase-file PATH")
     for args in (("decrypt", tmp_path / "c", tmp_path / "d"), ("decrypt", "-p", "-", "-"),
@@ -143,11 +143,8 @@ def test_no_terminal_and_no_passphrase_source_is_a_usage_error(tmp_path: Path) -
 
 def test_fd_and_file_sources_and_inspect(tmp_path: Path) -> None:
     data = os.urandom(2 * 1032192 + 17)
-    (tmp_path / "p").write_bytes(data)
-    (tmp_path / "pw").write_bytes(PHRASE + b"\nignored\n")
-    (tmp_path / "pw").chmod(0o600)  # no permission warning
-    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 11,
-        tmp_path / "p", tmp_path / "c")
+    encrypted_with_passphrase(tmp_path, data, work_factor=11,
+                              phrase_file=PHRASE + b"\nignored\n")
     r, w = os.pipe()
     os.write(w, PHRASE + b"\n")
     os.close(w)
@@ -167,11 +164,7 @@ def test_fd_and_file_sources_and_inspect(tmp_path: Path) -> None:
 
 
 def test_work_factor_cap_on_the_command_line(tmp_path: Path) -> None:
-    (tmp_path / "pw").write_bytes(PHRASE)
-    (tmp_path / "pw").chmod(0o600)  # no permission warning
-    (tmp_path / "p").write_bytes(b"x" * 100)
-    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 12,
-        tmp_path / "p", tmp_path / "c")
+    encrypted_with_passphrase(tmp_path, b"x" * 100, work_factor=12)
     fails("decrypt", "--passphrase-file", tmp_path / "pw", "--max-work-factor", 11,
           tmp_path / "c", tmp_path / "d", code=1,
           match="work factor is 12 (scrypt needs 4 MiB of memory), above the limit of 11; "
@@ -196,11 +189,7 @@ def test_work_factor_cap_on_the_command_line(tmp_path: Path) -> None:
 ])
 def test_usage_errors_name_what_the_file_needs(tmp_path: Path, keyfile: Path,
                                                args: tuple[str, ...], match: str) -> None:
-    (tmp_path / "pw").write_bytes(PHRASE)
-    (tmp_path / "pw").chmod(0o600)  # no permission warning
-    (tmp_path / "p").write_bytes(b"x")
-    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
-        tmp_path / "p", tmp_path / "c")
+    encrypted_with_passphrase(tmp_path, b"x")
     kst("encrypt", "-k", keyfile, tmp_path / "p", tmp_path / "k")
     names = {"key": keyfile, "c": tmp_path / "c", "d": tmp_path / "d", "pw": tmp_path / "pw",
              "k": tmp_path / "k", "p": tmp_path / "p"}
