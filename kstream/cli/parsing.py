@@ -21,7 +21,8 @@ so ``key``'s nested subcommands get it too.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kstream.cli import tui
@@ -36,7 +37,7 @@ def _has_subcommands(parser: argparse.ArgumentParser) -> bool:
     return any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
 
 
-def parse_intermixed(parser: argparse.ArgumentParser,
+def parse_intermixed(parser: Parser,
                      args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """``parse_known_intermixed_args`` for a parser without subcommands, but correct about
     ``--``: options are read from before it only, and everything after it is positional.
@@ -48,42 +49,36 @@ def parse_intermixed(parser: argparse.ArgumentParser,
     args = list(args)
     cut = args.index("--") if "--" in args else len(args)
     head, tail = args[:cut], args[cut:]  # tail keeps its "--"
-    positionals = [a for a in parser._actions if not a.option_strings]
     optionals = [a for a in parser._actions if a.option_strings]
-    saved_usage = parser.usage
+    parser._hidden = [(a, a.nargs, a.default) for a in parser._actions if not a.option_strings]
     try:
-        if parser.usage is None:  # help and errors in the first pass show the positionals
-            parser.usage = parser.format_usage().removeprefix("usage: ")
-        saved_positionals = [(a, a.nargs, a.default) for a in positionals]
-        try:
-            for action in positionals:
-                action.nargs = argparse.SUPPRESS
-                action.default = argparse.SUPPRESS
-            namespace, rest = parser.parse_known_args(head)
-        finally:
-            for action, nargs, default in saved_positionals:
-                action.nargs, action.default = nargs, default
-        # What the first pass left that looks like an option is unknown; taken out, it
-        # cannot shift the positionals after it into the extras as well.
-        unknown = [s for s in rest if parser._parse_optional(s) is not None]
-        rest = [s for s in rest if s not in unknown]
-        # The options were checked (required ones included) in the first pass.
-        saved_required = [(a, a.required) for a in optionals]
-        saved_groups = [(g, g.required) for g in parser._mutually_exclusive_groups]
-        try:
-            for action in optionals:
-                action.required = False
-            for group in parser._mutually_exclusive_groups:
-                group.required = False
-            namespace, extras = parser.parse_known_args(rest + tail, namespace)
-            return namespace, unknown + extras
-        finally:
-            for action, required in saved_required:
-                action.required = required
-            for group, required in saved_groups:
-                group.required = required
+        for action, _, _ in parser._hidden:
+            action.nargs = argparse.SUPPRESS
+            action.default = argparse.SUPPRESS
+        namespace, rest = parser.parse_known_args(head)
     finally:
-        parser.usage = saved_usage
+        for action, nargs, default in parser._hidden:
+            action.nargs, action.default = nargs, default
+        parser._hidden = []
+    # What the first pass left that looks like an option is unknown; taken out, it
+    # cannot shift the positionals after it into the extras as well.
+    unknown = [s for s in rest if parser._parse_optional(s) is not None]
+    rest = [s for s in rest if s not in unknown]
+    # The options were checked (required ones included) in the first pass.
+    saved_required = [(a, a.required) for a in optionals]
+    saved_groups = [(g, g.required) for g in parser._mutually_exclusive_groups]
+    try:
+        for action in optionals:
+            action.required = False
+        for group in parser._mutually_exclusive_groups:
+            group.required = False
+        namespace, extras = parser.parse_known_args(rest + tail, namespace)
+        return namespace, unknown + extras
+    finally:
+        for action, required in saved_required:
+            action.required = required
+        for group, required in saved_groups:
+            group.required = required
 
 
 class _IntermixedSubParsers(_SubParsersBase):
@@ -102,6 +97,7 @@ class _IntermixedSubParsers(_SubParsersBase):
         if self.dest is not argparse.SUPPRESS:
             setattr(namespace, self.dest, name)
         command = self._name_parser_map[name]
+        assert isinstance(command, Parser)  # add_subparsers' default: the parser's class
         if _has_subcommands(command):
             sub_namespace, extras = command.parse_known_args(rest)
         else:
@@ -119,3 +115,27 @@ class Parser(tui.Parser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.register("action", "parsers", _IntermixedSubParsers)
+        #: The positionals :func:`parse_intermixed`'s first pass has switched off, with
+        #: their nargs and defaults: help asked for in that pass shows them as they are.
+        #: (argparse's own version formats the usage up front instead, on every run, for
+        #: the rare one that asks for help.)
+        self._hidden: list[tuple[argparse.Action, Any, Any]] = []
+
+    def format_usage(self) -> str:
+        with self._shown():
+            return super().format_usage()
+
+    def format_help(self) -> str:
+        with self._shown():
+            return super().format_help()
+
+    @contextlib.contextmanager
+    def _shown(self) -> Iterator[None]:
+        hidden = [(a, a.nargs, a.default) for a, _, _ in self._hidden]
+        for action, nargs, default in self._hidden:
+            action.nargs, action.default = nargs, default
+        try:
+            yield
+        finally:
+            for action, nargs, default in hidden:
+                action.nargs, action.default = nargs, default

@@ -11,7 +11,7 @@ from clirun import fails, kst
 
 from kstream.cli import main as cli
 from kstream.cli.completion import walk
-from kstream.cli.parsing import parse_intermixed
+from kstream.cli.parsing import Parser, parse_intermixed
 
 #: (command line, what the Namespace must hold): each command with an option placed between
 #: its positionals, or between the command name and its positional where it has one.
@@ -144,7 +144,7 @@ def test_help_of_every_command_is_argparse_s_own(capsys: pytest.CaptureFixture[s
 
 
 def test_parse_intermixed_leaves_the_parser_as_it_was() -> None:
-    parser = argparse.ArgumentParser(prog="p")
+    parser = Parser(prog="p")
     parser.add_argument("name")
     parser.add_argument("rest", nargs="*", default=["d"])
     parser.add_argument("--opt", required=True)
@@ -154,3 +154,15 @@ def test_parse_intermixed_leaves_the_parser_as_it_was() -> None:
     assert parser.format_help() == before and parser.usage is None
     assert parser._actions[-1].required is True
     assert parser.parse_args(["n", "--opt", "o"]).rest == ["d"]
+    assert parser._hidden == []
+
+
+def test_a_run_without_help_formats_no_usage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Formatting a usage costs start-up time; only --help and the man page need one."""
+    def refuse(*_: object) -> str:
+        raise AssertionError("usage formatted")
+
+    parser = cli.build_parser()[0]
+    monkeypatch.setattr(argparse.HelpFormatter, "add_usage", refuse)
+    args = parser.parse_args(["encrypt", "a", "-k", "K", "b"])
+    assert args.paths == ["a", "b"]
