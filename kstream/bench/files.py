@@ -33,12 +33,17 @@ from kstream.bench.commands import (
     KSTREAM,
     BenchError,
     Sample,
+    age_installed,
+    age_recipient,
     api_file,
     api_stream,
     api_stream_default_loop,
     openssl_command_version,
     run_command,
     run_pipeline,
+    tink_decrypts_to,
+    tink_file,
+    tink_streaming_aead,
 )
 from kstream.bench.machine import (
     UML_WARNING,
@@ -99,6 +104,9 @@ class FilesReport:
     warnings: list[str]
     many: list[dict[str, Any]] = field(default_factory=list)
     startup: list[dict[str, Any]] = field(default_factory=list)
+    peers: list[dict[str, Any]] = field(default_factory=list)
+    #: A line for each peer that could not be measured here, saying how to add it.
+    peers_missing: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": "files", **{f.name: getattr(self, f.name) for f in fields(self)}}
@@ -115,15 +123,17 @@ class Paths:
     raw: str  # openssl enc's output: the reference for --raw, the input of raw decryption
     auth: str  # kstream's authenticated file, the input of decryption
     out: str
+    age_key: str  # an age identity, where age is installed
+    age_file: str  # the input encrypted by age: the input of age -d
 
 
 def _available_backends() -> list[str]:
     return ["openssl", *(["kernel"] if kernel_status()[0] else [])]
 
 
-def plan(paths: Paths, bits: int, iv_hex: str, key_hex: str,
-         backends: Sequence[str]) -> list[Entry]:
-    """Every entry of a round, baselines first."""
+def plan(paths: Paths, bits: int, iv_hex: str, key_hex: str, backends: Sequence[str],
+         age: str | None = None, tink: tuple[str, Any] | None = None) -> list[Entry]:
+    """Every entry of a round, baselines first, the peers (:func:`peer_entries`) last."""
     p = paths
     cipher = f"-aes-{bits}-ctr"
     ossl = ["openssl", "enc", cipher, "-K", key_hex, "-iv", iv_hex]
@@ -201,7 +211,67 @@ def plan(paths: Paths, bits: int, iv_hex: str, key_hex: str,
                   api(api_stream_default_loop, b), b, f"kstream-{b}-stdout", "throughput",
                   check=authentic),
         ]
+    return entries + peer_entries(paths, age, tink)
+
+
+def peer_entries(paths: Paths, age: str | None, tink: tuple[str, Any] | None) -> list[Entry]:
+    """The other tools a user could pick for the same job: ``age`` to the recipient ``age``
+    (X25519, then ChaCha20-Poly1305 in 64 KiB chunks), and for the library Tink's streaming
+    AEAD (``tink``: its template's name and primitive). Each is timed in the same rounds,
+    with no baseline of its own: :data:`PEERS` sets kstream against it."""
+    p = paths
+    entries = []
+    if age is not None:
+        def age_decrypts(out: str) -> str | None:
+            back = p.out + ".back"
+            try:
+                run_command(["age", "-d", "-i", p.age_key, "-o", back, out])
+                return None if same_content(back, p.input) else f"does not decrypt to {p.input}"
+            finally:
+                unlink_quietly(back)
+
+        entries += [
+            Entry("cmd-age-enc", "age -e (X25519 recipient)",
+                  lambda out, rss: run_command(["age", "-e", "-r", age, "-o", out, p.input],
+                                               None, rss),
+                  check=age_decrypts),
+            Entry("cmd-age-dec", "age -d",
+                  lambda out, rss: run_command(["age", "-d", "-i", p.age_key, "-o", out,
+                                                p.age_file], None, rss),
+                  check=lambda out: None if same_content(out, p.input)
+                  else f"differs from {p.input}"),
+        ]
+    if tink is not None:
+        name, primitive = tink
+
+        def tink_decrypts(out: str) -> str | None:
+            return None if tink_decrypts_to(primitive, out, p.input) else \
+                f"does not decrypt to {p.input}"
+
+        entries.append(Entry("tink-api-file", f"Tink streaming AEAD, {name}",
+                             lambda out, rss: tink_file(primitive, p.input, out),
+                             check=tink_decrypts))
     return entries
+
+
+#: (kstream's entry, the peer's): kstream's time / the peer's, in the same round. Shown for
+#: information: no goal is stated against a peer's whole-file time.
+PEERS = [(f"kstream-{b}-{kind}", peer) for b in ("openssl", "kernel") for kind, peer in (
+    ("enc", "cmd-age-enc"), ("dec", "cmd-age-dec"), ("api-file", "tink-api-file"))]
+
+
+def _peers(entries: list[Entry]) -> list[dict[str, Any]]:
+    by_id = {e.id: e for e in entries}
+    rows = []
+    for mine, theirs in PEERS:
+        if mine not in by_id or theirs not in by_id or not by_id[mine].times:
+            continue
+        ratios = [k / t for k, t in zip(by_id[mine].times, by_id[theirs].times, strict=True)
+                  if t > 0]
+        rows.append({"entry": mine, "label": by_id[mine].label, "peer": theirs,
+                     "peer_label": by_id[theirs].label, "ratio": round(median(ratios), 3),
+                     "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3)})
+    return rows
 
 
 def _paired_ratios(entry: Entry, by_id: dict[str, Entry]) -> list[float]:
@@ -340,8 +410,8 @@ def run_files(
     backends = list(backends or _available_backends())
     workdir = tempfile.mkdtemp(prefix="kstream-bench-", dir=directory)
     try:
-        paths = Paths(workdir, *(os.path.join(workdir, name)
-                                 for name in ("input", "key", "input.raw", "input.kst", "out")))
+        paths = Paths(workdir, *(os.path.join(workdir, name) for name in (
+            "input", "key", "input.raw", "input.kst", "out", "age.key", "input.age")))
         key = os.urandom(key_bits // 8)
         iv = os.urandom(16)
         fd = os.open(paths.key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -352,7 +422,17 @@ def run_files(
                      iv.hex(), "-in", paths.input, "-out", paths.raw])
         run_command([*KSTREAM, "encrypt", "-q", "--no-progress", "--backend", "openssl",
                      "-k", paths.key, paths.input, paths.auth])
-        entries = plan(paths, key_bits, iv.hex(), key.hex(), backends)
+        age = tink = None
+        peers_missing = []
+        if age_installed():
+            age = age_recipient(paths.age_key)
+            run_command(["age", "-e", "-r", age, "-o", paths.age_file, paths.input])
+        else:
+            peers_missing.append("age: not installed (Debian package age)")
+        tink = tink_streaming_aead(key_bits)
+        if tink is None:
+            peers_missing.append("Tink: not installed (pip install tink)")
+        entries = plan(paths, key_bits, iv.hex(), key.hex(), backends, age, tink)
         rounds = warmup + repeat
         steps = rounds * len(entries)
         for r in range(rounds):
@@ -424,7 +504,7 @@ def run_files(
         "rss_floor_mib": None if floor is None else round(floor / 1024, 1),
     }
     return FilesReport(machine_info(), settings, rows, _goals(entries, on_disk, size), rss_runs,
-                       warnings, many_rows, startup)
+                       warnings, many_rows, startup, _peers(entries), peers_missing)
 
 
 # --------------------------------------------------------------------------- output
@@ -485,6 +565,16 @@ def format_files_report(report: FilesReport) -> str:
         lines.append(f"  (peak RSS is measured once per entry through a small launcher, which "
                      f"shows {s['rss_floor_mib']:.0f} MiB even for 'true'; the API runs in "
                      "this process and has no RSS of its own)")
+    if report.peers or report.peers_missing:
+        lines += ["", "peers (kstream's time / the peer's in the same round, lower is better; "
+                  "medians; information, no goal):"]
+        for peer in report.peers:
+            spread = ""
+            if peer["ratio_min"] != peer["ratio_max"]:
+                spread = f" (rounds {peer['ratio_min']:.2f}-{peer['ratio_max']:.2f})"
+            lines.append(f"  {peer['ratio']:>6.3f}x  {peer['label']} vs {peer['peer_label']}"
+                         f"{spread}")
+        lines += [f"  ({missing})" for missing in report.peers_missing]
     if report.many or report.startup:
         from kstream.bench.many import format_many
 

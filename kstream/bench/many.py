@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kstream.bench.commands import BenchError, run_command
+from kstream.bench.commands import BenchError, age_installed, age_recipient, run_command
 from kstream.bench.units import MIB, format_size, median
 from kstream.bench.workfiles import generate_file, same_content
 
@@ -83,12 +82,9 @@ def _ways(key_path: str, key_hex: str, iv_hex: str, bits: int, workdir: str) -> 
                  f'{ossl} -d -in "$f" -out "{workdir}/dec/$(basename "$f" .enc)"')),
         Way("kstream", "kstream encrypt FILE..., then kstream decrypt FILE...", kstream),
     ]
-    if shutil.which("age") and shutil.which("age-keygen"):
+    if age_installed():
         identity = os.path.join(workdir, "age.key")
-        if not os.path.exists(identity):
-            subprocess.run(["age-keygen", "-o", identity], capture_output=True, check=True)
-        recipient = subprocess.run(["age-keygen", "-y", identity], capture_output=True,
-                                   check=True, text=True).stdout.strip()
+        recipient = age_recipient(identity)
         ways.append(Way("age-loop", "shell loop: age -e, then age -d, once per file",
                         loop(f'age -e -r {recipient} -o "$f.enc" "$f"',
                              f'age -d -i {shlex.quote(identity)} -o '
