@@ -399,11 +399,13 @@ def run_files(
         raise UsageError("--files compares with the openssl and cp commands; install openssl")
     st = os.statvfs(directory)
     free = st.f_bavail * st.f_frsize
-    need = 4 * size + 16 * MIB
+    age = age_installed()
+    need = (5 if age else 4) * size + 16 * MIB
     if free < need:
+        held = "input, two reference files, one output" + (", age's file" if age else "")
         raise UsageError(
             f"--dir '{directory}' has {format_size(free)} free; a {format_size(size)} run "
-            f"needs {format_size(need)} (input, two reference files, one output)"
+            f"needs {format_size(need)} ({held})"
         )
     fstype = filesystem_type(directory)
     on_disk = fstype not in MEMORY_FILESYSTEMS
@@ -422,17 +424,17 @@ def run_files(
                      iv.hex(), "-in", paths.input, "-out", paths.raw])
         run_command([*KSTREAM, "encrypt", "-q", "--no-progress", "--backend", "openssl",
                      "-k", paths.key, paths.input, paths.auth])
-        age = tink = None
+        recipient = None
         peers_missing = []
-        if age_installed():
-            age = age_recipient(paths.age_key)
-            run_command(["age", "-e", "-r", age, "-o", paths.age_file, paths.input])
+        if age:
+            recipient = age_recipient(paths.age_key)
+            run_command(["age", "-e", "-r", recipient, "-o", paths.age_file, paths.input])
         else:
             peers_missing.append("age: not installed (Debian package age)")
         tink = tink_streaming_aead(key_bits)
         if tink is None:
             peers_missing.append("Tink: not installed (pip install tink)")
-        entries = plan(paths, key_bits, iv.hex(), key.hex(), backends, age, tink)
+        entries = plan(paths, key_bits, iv.hex(), key.hex(), backends, recipient, tink)
         rounds = warmup + repeat
         steps = rounds * len(entries)
         for r in range(rounds):
