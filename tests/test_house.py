@@ -32,7 +32,7 @@ ORDER = {
     "kstream.cli": [["tui"], ["parsing"], ["runner"], ["key"], ["many"], ["cipher"],
                     ["info", "inspect"], ["completion"], ["main"]],
     "kstream.bench": [["units"], ["machine"], ["memory", "workfiles"], ["plot", "commands"],
-                      ["many"], ["files"], ["cli"], ["__main__"]],
+                      ["peers"], ["many"], ["files"], ["cli"], ["__main__"]],
 }
 #: Floors below the engine: they never import the engine, the codec, the API or the CLI.
 LOWER = ("kstream.backends", "kstream.format", "kstream.keys", "kstream.keyring",

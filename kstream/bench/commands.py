@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -206,66 +205,3 @@ def api_stream_default_loop(src: str, dst: str, key_path: str, backend: str) -> 
     start = time.perf_counter()
     asyncio.run(_stream_copy(src, dst, key_path, backend))
     return Sample(time.perf_counter() - start)
-
-
-# --------------------------------------------------------------------------- peers
-
-
-def age_installed() -> bool:
-    return shutil.which("age") is not None and shutil.which("age-keygen") is not None
-
-
-def age_recipient(identity: str) -> str:
-    """The recipient (public key) of the age identity in ``identity``, made there first
-    (owner-only, as age-keygen makes it) if the file does not exist."""
-    if not os.path.exists(identity):
-        run_command(["age-keygen", "-o", identity])
-    proc = subprocess.run(["age-keygen", "-y", identity], capture_output=True, check=True,
-                          text=True)
-    return proc.stdout.strip()
-
-
-#: Tink's streaming AEAD templates nearest to kstream's format: AES-GCM segments of 1 MiB
-#: under a key derived per file with HKDF (kstream: AES-CTR, GCM tags, ~1 MiB segments).
-TINK_TEMPLATES = {128: "AES128_GCM_HKDF_1MB", 256: "AES256_GCM_HKDF_1MB"}
-
-
-def tink_streaming_aead(key_bits: int) -> tuple[str, Any] | None:
-    """(the template's name, Tink's streaming AEAD primitive with a new key of that template)
-    for ``key_bits`` (Tink has no 192-bit template: the 256-bit one stands in), or None where
-    the ``tink`` package is not installed."""
-    try:
-        import tink
-        from tink import streaming_aead
-    except ImportError:
-        return None
-    streaming_aead.register()
-    name = TINK_TEMPLATES[128 if key_bits == 128 else 256]
-    template = getattr(streaming_aead.streaming_aead_key_templates, name)
-    return name, tink.new_keyset_handle(template).primitive(streaming_aead.StreamingAead)
-
-
-def tink_file(primitive: Any, src: str, dst: str) -> Sample:
-    """What a Tink user writes: the file read per MiB into Tink's encrypting stream (which
-    closes the file it writes when it is closed)."""
-    start = time.perf_counter()
-    with open(src, "rb") as fin, primitive.new_encrypting_stream(open(dst, "wb"), b"") as enc:
-        while data := fin.read(STREAM_READ):
-            enc.write(data)
-    fsync_path(dst)
-    return Sample(time.perf_counter() - start)
-
-
-def tink_decrypts_to(primitive: Any, path: str, reference: str) -> bool:
-    """Whether Tink decrypts ``path`` (authenticating every segment) to ``reference``'s bytes."""
-    from tink import TinkError
-
-    try:
-        with open(path, "rb") as fin, primitive.new_decrypting_stream(fin, b"") as dec, \
-                open(reference, "rb") as ref:
-            while data := dec.read(STREAM_READ):
-                if data != ref.read(len(data)):
-                    return False
-            return ref.read(1) == b""
-    except TinkError:
-        return False

@@ -17,7 +17,7 @@ from ``wait4`` of each kstream process itself (not of ``cat`` or of this process
 
 This module plans the rounds, runs them and judges the goals; the runs themselves are in
 :mod:`kstream.bench.commands`, the files and the checks of outputs in
-:mod:`kstream.bench.workfiles`.
+:mod:`kstream.bench.workfiles`, the other tools timed alongside in :mod:`kstream.bench.peers`.
 """
 
 from __future__ import annotations
@@ -33,17 +33,12 @@ from kstream.bench.commands import (
     KSTREAM,
     BenchError,
     Sample,
-    age_installed,
-    age_recipient,
     api_file,
     api_stream,
     api_stream_default_loop,
     openssl_command_version,
     run_command,
     run_pipeline,
-    tink_decrypts_to,
-    tink_file,
-    tink_streaming_aead,
 )
 from kstream.bench.machine import (
     UML_WARNING,
@@ -52,7 +47,8 @@ from kstream.bench.machine import (
     kernel_status,
     machine_info,
 )
-from kstream.bench.units import GIB, MB, MIB, format_size, median
+from kstream.bench.peers import Peer, age_installed, format_peers, peer_rows, prepare
+from kstream.bench.units import GIB, MB, MIB, format_size, median, paired_ratios
 from kstream.bench.workfiles import (
     MEMORY_FILESYSTEMS,
     decrypts_to,
@@ -123,8 +119,6 @@ class Paths:
     raw: str  # openssl enc's output: the reference for --raw, the input of raw decryption
     auth: str  # kstream's authenticated file, the input of decryption
     out: str
-    age_key: str  # an age identity, where age is installed
-    age_file: str  # the input encrypted by age: the input of age -d
 
 
 def _available_backends() -> list[str]:
@@ -132,8 +126,8 @@ def _available_backends() -> list[str]:
 
 
 def plan(paths: Paths, bits: int, iv_hex: str, key_hex: str, backends: Sequence[str],
-         age: str | None = None, tink: tuple[str, Any] | None = None) -> list[Entry]:
-    """Every entry of a round, baselines first, the peers (:func:`peer_entries`) last."""
+         peers: Sequence[Peer] = ()) -> list[Entry]:
+    """Every entry of a round, baselines first, the peers (:mod:`.peers`) last."""
     p = paths
     cipher = f"-aes-{bits}-ctr"
     ossl = ["openssl", "enc", cipher, "-K", key_hex, "-iv", iv_hex]
@@ -211,67 +205,7 @@ def plan(paths: Paths, bits: int, iv_hex: str, key_hex: str, backends: Sequence[
                   api(api_stream_default_loop, b), b, f"kstream-{b}-stdout", "throughput",
                   check=authentic),
         ]
-    return entries + peer_entries(paths, age, tink)
-
-
-def peer_entries(paths: Paths, age: str | None, tink: tuple[str, Any] | None) -> list[Entry]:
-    """The other tools a user could pick for the same job: ``age`` to the recipient ``age``
-    (X25519, then ChaCha20-Poly1305 in 64 KiB chunks), and for the library Tink's streaming
-    AEAD (``tink``: its template's name and primitive). Each is timed in the same rounds,
-    with no baseline of its own: :data:`PEERS` sets kstream against it."""
-    p = paths
-    entries = []
-    if age is not None:
-        def age_decrypts(out: str) -> str | None:
-            back = p.out + ".back"
-            try:
-                run_command(["age", "-d", "-i", p.age_key, "-o", back, out])
-                return None if same_content(back, p.input) else f"does not decrypt to {p.input}"
-            finally:
-                unlink_quietly(back)
-
-        entries += [
-            Entry("cmd-age-enc", "age -e (X25519 recipient)",
-                  lambda out, rss: run_command(["age", "-e", "-r", age, "-o", out, p.input],
-                                               None, rss),
-                  check=age_decrypts),
-            Entry("cmd-age-dec", "age -d",
-                  lambda out, rss: run_command(["age", "-d", "-i", p.age_key, "-o", out,
-                                                p.age_file], None, rss),
-                  check=lambda out: None if same_content(out, p.input)
-                  else f"differs from {p.input}"),
-        ]
-    if tink is not None:
-        name, primitive = tink
-
-        def tink_decrypts(out: str) -> str | None:
-            return None if tink_decrypts_to(primitive, out, p.input) else \
-                f"does not decrypt to {p.input}"
-
-        entries.append(Entry("tink-api-file", f"Tink streaming AEAD, {name}",
-                             lambda out, rss: tink_file(primitive, p.input, out),
-                             check=tink_decrypts))
-    return entries
-
-
-#: (kstream's entry, the peer's): kstream's time / the peer's, in the same round. Shown for
-#: information: no goal is stated against a peer's whole-file time.
-PEERS = [(f"kstream-{b}-{kind}", peer) for b in ("openssl", "kernel") for kind, peer in (
-    ("enc", "cmd-age-enc"), ("dec", "cmd-age-dec"), ("api-file", "tink-api-file"))]
-
-
-def _peers(entries: list[Entry]) -> list[dict[str, Any]]:
-    by_id = {e.id: e for e in entries}
-    rows = []
-    for mine, theirs in PEERS:
-        if mine not in by_id or theirs not in by_id or not by_id[mine].times:
-            continue
-        ratios = [k / t for k, t in zip(by_id[mine].times, by_id[theirs].times, strict=True)
-                  if t > 0]
-        rows.append({"entry": mine, "label": by_id[mine].label, "peer": theirs,
-                     "peer_label": by_id[theirs].label, "ratio": round(median(ratios), 3),
-                     "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3)})
-    return rows
+    return entries + [Entry(p.id, p.label, p.run, check=p.check) for p in peers]
 
 
 def _paired_ratios(entry: Entry, by_id: dict[str, Entry]) -> list[float]:
@@ -280,13 +214,8 @@ def _paired_ratios(entry: Entry, by_id: dict[str, Entry]) -> list[float]:
         return []
     base = by_id[entry.baseline].times
     if entry.compare == "throughput":
-        return [b / t for t, b in zip(entry.times, base, strict=True) if t > 0]
-    return [t / b for t, b in zip(entry.times, base, strict=True) if b > 0]
-
-
-def _paired_ratio(entry: Entry, by_id: dict[str, Entry]) -> float | None:
-    ratios = _paired_ratios(entry, by_id)
-    return median(ratios) if ratios else None
+        return paired_ratios(base, entry.times)
+    return paired_ratios(entry.times, base)
 
 
 def _goals(entries: list[Entry], on_disk: bool, size: int) -> list[dict[str, Any]]:
@@ -399,21 +328,19 @@ def run_files(
         raise UsageError("--files compares with the openssl and cp commands; install openssl")
     st = os.statvfs(directory)
     free = st.f_bavail * st.f_frsize
-    age = age_installed()
-    need = (5 if age else 4) * size + 16 * MIB
+    need = (5 if age_installed() else 4) * size + 16 * MIB  # input, references, output
     if free < need:
-        held = "input, two reference files, one output" + (", age's file" if age else "")
         raise UsageError(
             f"--dir '{directory}' has {format_size(free)} free; a {format_size(size)} run "
-            f"needs {format_size(need)} ({held})"
+            f"needs {format_size(need)} (the input, reference files and an output)"
         )
     fstype = filesystem_type(directory)
     on_disk = fstype not in MEMORY_FILESYSTEMS
     backends = list(backends or _available_backends())
     workdir = tempfile.mkdtemp(prefix="kstream-bench-", dir=directory)
     try:
-        paths = Paths(workdir, *(os.path.join(workdir, name) for name in (
-            "input", "key", "input.raw", "input.kst", "out", "age.key", "input.age")))
+        paths = Paths(workdir, *(os.path.join(workdir, name)
+                                 for name in ("input", "key", "input.raw", "input.kst", "out")))
         key = os.urandom(key_bits // 8)
         iv = os.urandom(16)
         fd = os.open(paths.key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -424,17 +351,8 @@ def run_files(
                      iv.hex(), "-in", paths.input, "-out", paths.raw])
         run_command([*KSTREAM, "encrypt", "-q", "--no-progress", "--backend", "openssl",
                      "-k", paths.key, paths.input, paths.auth])
-        recipient = None
-        peers_missing = []
-        if age:
-            recipient = age_recipient(paths.age_key)
-            run_command(["age", "-e", "-r", recipient, "-o", paths.age_file, paths.input])
-        else:
-            peers_missing.append("age: not installed (Debian package age)")
-        tink = tink_streaming_aead(key_bits)
-        if tink is None:
-            peers_missing.append("Tink: not installed (pip install tink)")
-        entries = plan(paths, key_bits, iv.hex(), key.hex(), backends, recipient, tink)
+        peers, peers_missing = prepare(workdir, paths.input, key_bits)
+        entries = plan(paths, key_bits, iv.hex(), key.hex(), backends, peers)
         rounds = warmup + repeat
         steps = rounds * len(entries)
         for r in range(rounds):
@@ -474,7 +392,7 @@ def run_files(
     by_id = {e.id: e for e in entries}
     rows = []
     for e in entries:
-        ratio = _paired_ratio(e, by_id)
+        ratios = _paired_ratios(e, by_id)
         rows.append({
             "id": e.id,
             "label": e.label,
@@ -483,7 +401,7 @@ def run_files(
             "mb_s": round(size / median(e.times) / MB, 1) if median(e.times) else 0.0,
             "baseline": e.baseline,
             "compare": e.compare,
-            "ratio": None if ratio is None else round(ratio, 3),
+            "ratio": round(median(ratios), 3) if ratios else None,
             "peak_rss_mib": round(max(e.rss_kib) / 1024, 1) if e.rss_kib else None,
             "times": [round(t, 4) for t in e.times],
         })
@@ -506,7 +424,8 @@ def run_files(
         "rss_floor_mib": None if floor is None else round(floor / 1024, 1),
     }
     return FilesReport(machine_info(), settings, rows, _goals(entries, on_disk, size), rss_runs,
-                       warnings, many_rows, startup, _peers(entries), peers_missing)
+                       warnings, many_rows, startup,
+                       peer_rows({e.id: (e.label, e.times) for e in entries}), peers_missing)
 
 
 # --------------------------------------------------------------------------- output
@@ -567,16 +486,7 @@ def format_files_report(report: FilesReport) -> str:
         lines.append(f"  (peak RSS is measured once per entry through a small launcher, which "
                      f"shows {s['rss_floor_mib']:.0f} MiB even for 'true'; the API runs in "
                      "this process and has no RSS of its own)")
-    if report.peers or report.peers_missing:
-        lines += ["", "peers (kstream's time / the peer's in the same round, lower is better; "
-                  "medians; information, no goal):"]
-        for peer in report.peers:
-            spread = ""
-            if peer["ratio_min"] != peer["ratio_max"]:
-                spread = f" (rounds {peer['ratio_min']:.2f}-{peer['ratio_max']:.2f})"
-            lines.append(f"  {peer['ratio']:>6.3f}x  {peer['label']} vs {peer['peer_label']}"
-                         f"{spread}")
-        lines += [f"  ({missing})" for missing in report.peers_missing]
+    lines += format_peers(report.peers, report.peers_missing)
     if report.many or report.startup:
         from kstream.bench.many import format_many
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kstream.bench.commands import BenchError, age_installed, age_recipient, run_command
+from kstream.bench.commands import BenchError, run_command
+from kstream.bench.peers import age_installed, age_recipient
 from kstream.bench.units import MIB, format_size, median
 from kstream.bench.workfiles import generate_file, same_content
 

@@ -70,3 +70,9 @@ def median(values: Sequence[float]) -> float:
     import statistics  # not at the top: the CLI imports this module on every run
 
     return float(statistics.median(values)) if values else 0.0
+
+
+def paired_ratios(times: Sequence[float], base: Sequence[float]) -> list[float]:
+    """Each time divided by the base time of the same round (rounds with no base time left
+    out): on a noisy machine only times measured side by side compare."""
+    return [t / b for t, b in zip(times, base, strict=True) if b > 0]

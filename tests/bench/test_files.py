@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from kstream.bench import commands, files
+from kstream.bench import files, peers
 
 #: The peers measured where they are installed (CI installs both).
-AGE = commands.age_installed()
-TINK = commands.tink_streaming_aead(128) is not None
+AGE = peers.age_installed()
+TINK = peers.tink_streaming_aead(128) is not None
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_files_report_structure(files_report: tuple[Path, Any]) -> None:
         *(f"kstream-openssl-{name}" for name in (
             "raw-enc", "raw-dec", "enc", "dec", "stdout", "pipe", "api-file", "api-stream",
             "api-stream-asyncio")),
-        *(["cmd-age-enc", "cmd-age-dec"] if AGE else []), *(["tink-api-file"] if TINK else []),
+        *(["age-enc", "age-dec"] if AGE else []), *(["tink-api-file"] if TINK else []),
     }
     for entry in entries.values():
         assert len(entry["times"]) == 2 and entry["median_s"] > 0 and entry["mb_s"] > 0
@@ -72,7 +72,7 @@ def test_files_report_structure(files_report: tuple[Path, Any]) -> None:
     assert all(r["size"] == 8 << 20 and r["rss_mib"] > 0 for r in doc["rss_runs"])
     # kstream against each peer installed here, from the times of the same rounds.
     peers = {(p["entry"], p["peer"]): p for p in doc["peers"]}
-    expected = [("enc", "cmd-age-enc"), ("dec", "cmd-age-dec")] if AGE else []
+    expected = [("enc", "age-enc"), ("dec", "age-dec")] if AGE else []
     expected += [("api-file", "tink-api-file")] if TINK else []
     assert sorted(peers) == sorted((f"kstream-openssl-{k}", p) for k, p in expected)
     for (mine, theirs), peer in peers.items():
@@ -140,37 +140,6 @@ def test_time_goals_are_judged_from_1_gib(size: int, verdicts: list[str]) -> Non
         ("kstream-openssl-raw-enc", verdicts[0]), ("kstream-openssl-enc", verdicts[1]),
         ("kstream-kernel-enc", verdicts[2]), ("rss", "MISS")]
     assert [g["ratio"] for g in goals[:3]] == [0.55, 0.9, 0.5]
-
-
-def test_peers_are_medians_of_paired_ratios() -> None:
-    entries = [
-        _entry("kstream-openssl-enc", [1.0, 2.0, 3.0]),
-        _entry("cmd-age-enc", [2.0, 2.0, 2.0], backend=None),  # 0.5, 1.0, 1.5
-        _entry("kstream-openssl-api-file", [1.0, 1.0, 1.0]),  # Tink not measured: no row
-    ]
-    assert files._peers(entries) == [{
-        "entry": "kstream-openssl-enc", "label": "kstream-openssl-enc", "peer": "cmd-age-enc",
-        "peer_label": "cmd-age-enc", "ratio": 1.0, "ratio_min": 0.5, "ratio_max": 1.5}]
-
-
-@pytest.mark.skipif(not TINK, reason="the tink package is not installed (pip install tink)")
-def test_tink_output_is_checked_by_decrypting_it(tmp_path: Path) -> None:
-    peer = commands.tink_streaming_aead(256)
-    assert peer is not None and peer[0] == "AES256_GCM_HKDF_1MB"
-    primitive = peer[1]
-    src, out, bad = tmp_path / "in", tmp_path / "out", tmp_path / "bad"
-    src.write_bytes(bytes(range(256)) * 12289)  # 3 MiB and change: several segments
-    assert commands.tink_file(primitive, str(src), str(out)).seconds > 0
-    assert commands.tink_decrypts_to(primitive, str(out), str(src))
-    blob = bytearray(out.read_bytes())
-    blob[-5] ^= 1  # a tag of the last segment
-    bad.write_bytes(blob)
-    assert not commands.tink_decrypts_to(primitive, str(bad), str(src))
-    bad.write_bytes(out.read_bytes()[:-(1 << 20)])  # the last segment cut off
-    assert not commands.tink_decrypts_to(primitive, str(bad), str(src))
-    other = tmp_path / "other"
-    other.write_bytes(src.read_bytes() + b"x")
-    assert not commands.tink_decrypts_to(primitive, str(out), str(other))
 
 
 def test_files_refuses_a_directory_without_room(tmp_path: Path,
