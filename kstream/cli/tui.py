@@ -194,8 +194,10 @@ class _Bar:
                 from tqdm import tqdm  # only when a bar is drawn: it costs import time
 
                 tqdm.monitor_interval = 0
+                # Decimal units (1 MB = 10^6 bytes), as in the many-files summary line and
+                # in kstream bench: the bar's total and the summary's agree.
                 self._bar = tqdm(total=self.total, initial=n, unit="B", unit_scale=True,
-                                 unit_divisor=1024, file=sys.stderr, leave=False,
+                                 unit_divisor=1000, file=sys.stderr, leave=False,
                                  dynamic_ncols=True, miniters=1, delay=self.delay,
                                  postfix=self.postfix or None)
                 return

@@ -151,9 +151,9 @@ def test_progress_or_no_progress_decides(monkeypatch: pytest.MonkeyPatch,
     with tui.progress_bar(False, None, stdout_data=False) as progress:
         assert progress is None
     _ttys(monkeypatch, False, True)
-    with tui.progress_bar(True, 2048, stdout_data=True) as progress:
+    with tui.progress_bar(True, 2000, stdout_data=True) as progress:
         assert progress is not None
-        progress(1024)
+        progress(1000)
     err = capsys.readouterr().err
     assert "1.00k/2.00k" in err and "B/s" in err  # drawn at once, with the first bytes
     assert "0.00" not in err
@@ -165,13 +165,13 @@ def test_a_message_during_the_bar_goes_above_it() -> None:
     message stays and the bar is gone."""
     script = ("import time\n"
               "from kstream.cli import tui\n"
-              "with tui.progress_bar(True, 4 << 20, stdout_data=False) as progress:\n"
-              "    progress(1 << 20)\n"
+              "with tui.progress_bar(True, 4_000_000, stdout_data=False) as progress:\n"
+              "    progress(1_000_000)\n"
               "    time.sleep(0.3)\n"
               "    tui.notice('a notice while the bar is drawn', quiet=False)\n"
-              "    progress(1 << 20)\n"
+              "    progress(1_000_000)\n"
               "    time.sleep(0.3)\n"
-              "    progress(1 << 20)\n")
+              "    progress(1_000_000)\n")
     seen = screen.run([sys.executable, "-c", script])
     assert seen.returncode == 0
     assert b"1.00M/4.00M" in seen.raw.split(b"kstream: notice:")[0]
