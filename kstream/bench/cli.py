@@ -75,7 +75,8 @@ def add_bench_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.Argu
         description="In memory (default): MB/s and ops/s of every backend, kernel ctr(aes) "
         "driver, transfer mode, key size and chunk size, like kcapi-speed. With --files: "
         "whole-file runs of kstream, openssl enc and cp side by side, with the ratios the "
-        "performance goals use. Medians of --repeat runs after a warm-up.",
+        "performance goals use, and of age and Tink's streaming AEAD where installed. "
+        "Medians of --repeat runs after a warm-up.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
@@ -106,7 +107,7 @@ def add_bench_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.Argu
                         help="also draw MB/s against chunk size (needs kstream[plot])")
     files = p.add_argument_group("whole files (--files)")
     files.add_argument("--files", action="store_true",
-                       help="compare whole-file runs with openssl enc and cp")
+                       help="compare whole-file runs with openssl enc and cp (and age, Tink)")
     files.add_argument("--size", type=parse_size, default=GIB, metavar="SIZE",
                        help="size of the generated file (default 1G)")
     files.add_argument("--dir", metavar="DIR", default=None,
