@@ -1,5 +1,5 @@
-"""Shared by the ``kstream bench`` tests: the fast settings, running the subcommand, and a
-kernel stream simulated with OpenSSL.
+"""Shared by the ``kstream bench`` tests: the fast settings, running the subcommand, a
+kernel stream simulated with OpenSSL, and which peers are installed.
 
 Never a timing assertion in these tests: these machines are shared and noisy. Budgets are tiny
 so that each module takes a few seconds. The kernel rows are checked with a simulated kernel
@@ -16,6 +16,7 @@ import pytest
 
 from kstream.backends.base import CipherOptions
 from kstream.backends.openssl import OpenSSLStream
+from kstream.bench import peers
 from kstream.bench.cli import main
 
 FAST = ["--seconds", "0.01", "--repeat", "1", "--key-bits", "128"]
@@ -64,3 +65,8 @@ def check_rows(rows: list[dict[str, Any]]) -> None:
         # MB/s and ops/s are medians of the same runs: exactly chunk apart.
         assert row["ops_s"] * row["chunk"] / 1e6 == pytest.approx(row["mb_s"], rel=1e-9)
         assert all(value > 0 for value in row["runs_mb_s"])
+
+
+#: The peers of ``bench --files`` installed here (CI installs both).
+AGE = peers.age_installed()
+TINK = peers.tink_streaming_aead(128) is not None

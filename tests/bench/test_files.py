@@ -10,12 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.support import AGE, TINK
 
-from kstream.bench import files, peers
-
-#: The peers measured where they are installed (CI installs both).
-AGE = peers.age_installed()
-TINK = peers.tink_streaming_aead(128) is not None
+from kstream.bench import files
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +68,11 @@ def test_files_report_structure(files_report: tuple[Path, Any]) -> None:
     assert [r["backend"] for r in doc["rss_runs"]] == ["openssl", "openssl"]
     assert all(r["size"] == 8 << 20 and r["rss_mib"] > 0 for r in doc["rss_runs"])
     # kstream against each peer installed here, from the times of the same rounds.
-    peers = {(p["entry"], p["peer"]): p for p in doc["peers"]}
+    rows = {(p["entry"], p["peer"]): p for p in doc["peers"]}
     expected = [("enc", "age-enc"), ("dec", "age-dec")] if AGE else []
     expected += [("api-file", "tink-api-file")] if TINK else []
-    assert sorted(peers) == sorted((f"kstream-openssl-{k}", p) for k, p in expected)
-    for (mine, theirs), peer in peers.items():
+    assert sorted(rows) == sorted((f"kstream-openssl-{k}", p) for k, p in expected)
+    for (mine, theirs), peer in rows.items():
         pairs = zip(entries[mine]["times"], entries[theirs]["times"], strict=True)
         # (the JSON times are rounded to 0.1 ms)
         assert peer["ratio"] == pytest.approx(sum(k / t for k, t in pairs) / 2, rel=0.02)
@@ -103,11 +100,11 @@ def test_files_report_text(files_report: tuple[Path, Any]) -> None:
     last = ("Tink streaming AEAD, AES128_GCM_HKDF_1MB" if TINK else "age -d" if AGE else
             "API encrypt_stream, aiofiles, asyncio.run (openssl)")
     assert lines[note - 1].startswith(f"{last} ")
-    peers = lines.index("peers (kstream's time / the peer's in the same round, lower is "
-                        "better; medians; information, no goal):")
-    assert len(lines[peers + 1:]) == 2 * AGE + TINK + (not AGE) + (not TINK)
+    head = lines.index("peers (kstream's time / the peer's in the same round, lower is "
+                       "better; medians; information, no goal):")
+    assert len(lines[head + 1:]) == 2 * AGE + TINK + (not AGE) + (not TINK)
     if AGE:
-        assert " kstream encrypt (openssl) vs age -e (X25519 recipient)" in lines[peers + 1]
+        assert " kstream encrypt (openssl) vs age -e (X25519 recipient)" in lines[head + 1]
     if TINK:
         assert lines[-1].endswith(("API encrypt_file (openssl) vs Tink streaming AEAD, "
                                    "AES128_GCM_HKDF_1MB", ")"))

@@ -7,11 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bench.support import AGE, TINK
 
 from kstream.bench import peers
-
-AGE = peers.age_installed()
-TINK = peers.tink_streaming_aead(128) is not None
 
 
 def test_peers_are_medians_of_paired_ratios() -> None:
