@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench.support import AGE
 
 from kstream.bench import many
 
@@ -28,15 +29,14 @@ def test_many_files_rows_compare_kstream_with_the_loops(tmp_path: Path, keyfile:
     assert sets == {"4 files of 4 KiB", "2 files of 68.4 KiB"}
     judged = [row for row in rows if "goal" in row]
     # one kstream row per set against openssl, and one against age where it is installed
-    with_age = shutil.which("age") is not None and shutil.which("age-keygen") is not None
-    assert len(judged) == 2 + (1 if with_age else 0)
+    assert len(judged) == 2 + (1 if AGE else 0)
     for row in judged:
         assert row["ratio"] > 0 and row["verdict"] in ("PASS", "MISS")
         expected = ("PASS" if row["ratio"] <= float(row["goal"].split()[1].rstrip("x"))
                     else "MISS")
         assert row["verdict"] == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == (
-        ["age.key", "dec", "key"] if with_age else ["dec", "key"])  # the sets are removed
+        ["age.key", "dec", "key"] if AGE else ["dec", "key"])  # the sets are removed
     text = "\n".join(many.format_many(rows, []))
     assert "kstream (" in text and "shell loop: openssl enc" in text
 
