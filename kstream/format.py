@@ -347,8 +347,9 @@ class BodyLayout(NamedTuple):
 
 
 def truncation(index: int, left: int) -> FormatError:
-    """The error for a body that ends ``left`` bytes (fewer than a frame word) into where
-    segment ``index`` should start: worded once for every reader of the format."""
+    """The error for a body that ends ``left`` bytes into segment ``index``, before that
+    segment is whole (0: where it should start): worded once for every reader of the
+    format."""
     if left:
         return FormatError(f"file is truncated: segment {index} is incomplete")
     if index:
@@ -378,7 +379,7 @@ def walk_frames(body_size: int, segment: int, word_at: Callable[[int], bytes]) -
             raise truncation(index, left)
         data = word_at(offset)
         if len(data) < FRAME_SIZE:  # the file shrank under us
-            raise FormatError(f"file is truncated: segment {index} is incomplete")
+            raise truncation(index, left)
         (word,) = _WORD.unpack_from(data)
         last, size = bool(word & LAST_FLAG), word & ~LAST_FLAG
         if not (size < segment if last else size == segment):  # only the last is short
@@ -389,7 +390,7 @@ def walk_frames(body_size: int, segment: int, word_at: Callable[[int], bytes]) -
             )
         end = FRAME_SIZE + size + TAG_SIZE
         if left < end:
-            raise FormatError(f"file is truncated: segment {index} is incomplete")
+            raise truncation(index, left)
         if last:
             if left > end:
                 extra = left - end

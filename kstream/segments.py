@@ -322,7 +322,7 @@ class OpenCodec:
             final, size = parse_frame(view, 0, self.segment, index, self.unlocked_by)
             end = FRAME_SIZE + size + TAG_SIZE
             if n < end:
-                raise FormatError(f"file is truncated: segment {index} is incomplete")
+                raise truncation(index, n)
             ciphertext = view[FRAME_SIZE:FRAME_SIZE + size]
             check_tag(self.mac, index, final, ciphertext, view[end - TAG_SIZE:end],
                       self.unlocked_by)
