@@ -95,6 +95,12 @@ def _is_terminal(path: str, fd: int | None, mode: int) -> bool:
     return False
 
 
+def output_changed(path: str) -> UsageError:
+    """The error for an output whose kind (file or stream) changed after
+    :func:`check_output_path` classified it: written either way, it could lose data."""
+    return UsageError(f"output '{path}' changed while kstream started; run it again")
+
+
 def open_stream(path: str) -> tuple[int, bool] | None:
     """Open a stream output (:func:`check_output_path` said True): ``(fd, owned)``, owned
     meaning the caller closes it; None while a FIFO has no reader yet (try again later:
@@ -112,7 +118,7 @@ def open_stream(path: str) -> tuple[int, bool] | None:
     try:
         mode = os.fstat(fd).st_mode
         if not is_stream(mode):  # replaced since it was checked: never write into a file
-            raise UsageError(f"output '{path}' changed while kstream started; run it again")
+            raise output_changed(path)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

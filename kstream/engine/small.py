@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import stat
 
-from kstream.atomic import AtomicFile, check_output_path
+from kstream.atomic import AtomicFile, check_output_path, output_changed
 from kstream.backends.base import BLOCK, CipherOptions
 from kstream.engine.plan import Notify, parse_header, planned
 from kstream.engine.unlock import Secret
-from kstream.errors import UsageError, io_errors
+from kstream.errors import io_errors
 from kstream.format import header_size
 from kstream.segments import Codec
 
@@ -69,7 +69,7 @@ def process_small_file(encrypt: bool, src: str, dst: str, secret: Secret, *,
     """Encrypt or decrypt the small regular file ``src`` into the new file ``dst``
     (``raw_iv``: see :func:`~kstream.engine.plan.check_iv`)."""
     if check_output_path(dst, force=force, src=src):  # the caller's check said otherwise
-        raise UsageError(f"output '{dst}' changed while kstream started; run it again")
+        raise output_changed(dst)
     with io_errors("open input", f"'{src}'"):
         f = open(src, "rb", buffering=0)  # noqa: SIM115 (closed below, errors mapped apart)
     with f, io_errors("read", f"input '{src}'"):
