@@ -35,7 +35,7 @@ same message whichever driver runs it.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from kstream.backends.base import BLOCK, CipherStream, InPlaceStream
+from kstream.backends.base import BLOCK, CipherStream, IntoStream
 from kstream.errors import FormatError, IntegrityError
 from kstream.format import FRAME_SIZE, OVERHEAD, TAG_SIZE, Header, truncation
 
@@ -176,10 +176,10 @@ def check_tag(mac: AESGCM, index: int, last: bool, ciphertext: Buffer, tag: Buff
 class Codec(Protocol):
     """Turns one segment of input into the buffers to write.
 
-    ``process(view, n, last)``: the input is ``view[:n]``, in a buffer of at least
-    ``n + BLOCK`` bytes that the codec may overwrite (in-place ciphers do); ``n < unit``
-    means the input ended there, and then ``last`` is true. The buffers returned may point
-    into ``view``: write them before the buffer is reused.
+    ``process(view, n, last)``: the input is ``view[:n]``, which the codec only reads;
+    ``n < unit`` means the input ended there, and then ``last`` is true. The buffers
+    returned may point into ``view`` or into the codec's own output buffer: write them
+    before the next call, and before ``view`` is reused.
     """
 
     #: Input bytes per segment: S to encrypt, S + OVERHEAD to open.
@@ -191,25 +191,42 @@ class Codec(Protocol):
     def process(self, view: memoryview, n: int, last: bool) -> Buffers: ...
 
 
-def apply_cipher(cipher: CipherStream, data: memoryview, room: memoryview, last: bool) -> Buffer:
-    """``data`` through ``cipher``: in place into ``room`` (which starts where ``data``
-    does and has ``BLOCK`` bytes to spare) when the cipher can, else into new bytes.
+def apply_cipher(cipher: CipherStream, data: memoryview, out: memoryview, last: bool) -> Buffer:
+    """``data`` through ``cipher``: into ``out`` (a buffer of its own, never overlapping
+    ``data``, with ``BLOCK`` bytes to spare) when the cipher can write into a caller's
+    buffer, else into new bytes.
 
     ``last`` ends the cipher stream. A non-final call must return all of its input: the
     segment size is a multiple of the AES block, so no cipher holds bytes back there.
     """
-    if isinstance(cipher, InPlaceStream):
-        cipher.update_into(data, room)
+    if isinstance(cipher, IntoStream):
+        n = cipher.update_into(data, out)
         if last:
             cipher.finalize()
-        return data
-    out = cipher.update(data)
+        return out[:n]
+    result = cipher.update(data)
     if last:
-        out += cipher.finalize()
-    elif len(out) != len(data):
-        raise RuntimeError(f"{cipher.description} held back {len(data) - len(out)} bytes "
+        result += cipher.finalize()
+    elif len(result) != len(data):
+        raise RuntimeError(f"{cipher.description} held back {len(data) - len(result)} bytes "
                            "of a whole number of blocks")
-    return out
+    return result
+
+
+class _Room:
+    """A codec's one output buffer, made at its first segment and reused for every one
+    after: the cipher writes into it rather than over its input (OpenSSL's ``update_into``
+    must not be given overlapping buffers), without a new allocation per segment. Only a
+    cipher that writes into a caller's buffer uses it, so a kernel run never makes one."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._view: memoryview | None = None
+
+    def view(self) -> memoryview:
+        if self._view is None:
+            self._view = memoryview(bytearray(self.size))
+        return self._view
 
 
 class RawCodec:
@@ -217,10 +234,11 @@ class RawCodec:
 
     def __init__(self, cipher: CipherStream, unit: int, first_index: int = 0) -> None:
         self.cipher, self.unit, self.index = cipher, unit, first_index
+        self._room = _Room(unit + BLOCK)
 
     def process(self, view: memoryview, n: int, last: bool) -> Buffers:
         self.index += 1
-        return [apply_cipher(self.cipher, view[:n], view, last)]
+        return [apply_cipher(self.cipher, view[:n], self._room.view(), last)]
 
     def process_pieces(self, pieces: Sequence[Buffer], n: int, last: bool) -> bytearray:
         """The ciphertext of ``pieces`` (``n`` bytes in all) in one new buffer."""
@@ -239,6 +257,7 @@ class SealCodec:
                  first_index: int = 0) -> None:
         self.cipher, self.mac, self.unit = cipher, mac, segment
         self.index = first_index
+        self._room = _Room(OVERHEAD + segment + BLOCK)
 
     def seal(self, ciphertext: Buffer, last: bool) -> Buffers:
         """Frame and tag one segment of ciphertext (for drivers whose cipher pulls its
@@ -248,24 +267,33 @@ class SealCodec:
         return [frame, ciphertext, tag]
 
     def process(self, view: memoryview, n: int, last: bool) -> Buffers:
-        return self.seal(apply_cipher(self.cipher, view[:n], view, last), last)
+        if not isinstance(self.cipher, IntoStream):
+            return self.seal(apply_cipher(self.cipher, view[:n], view, last), last)
+        out = self._room.view()
+        self._frame_into(out, n, last, (view[:n],))
+        return [out[:OVERHEAD + n]]
 
     def process_pieces(self, pieces: Sequence[Buffer], n: int, last: bool) -> bytearray:
         """One sealed segment (frame, ciphertext of ``pieces``, tag) in one new buffer: the
         input is read once, by the cipher, and nothing is copied after it."""
         out = bytearray(OVERHEAD + n + BLOCK)
         with memoryview(out) as view:
-            _pieces_into(self.cipher, pieces, n, view[FRAME_SIZE:], last)
-            with view[FRAME_SIZE:FRAME_SIZE + n] as ciphertext:
-                frame, tag = seal_parts(self.mac, self.index, last, ciphertext)
-            view[:FRAME_SIZE] = frame
-            view[FRAME_SIZE + n:OVERHEAD + n] = tag
-        self.index += 1
+            self._frame_into(view, n, last, pieces)
         del out[OVERHEAD + n:]
         return out
 
+    def _frame_into(self, view: memoryview, n: int, last: bool,
+                    pieces: Iterable[Buffer]) -> None:
+        """Frame word, ciphertext of ``pieces`` (``n`` bytes) and tag, from ``view[0]`` on."""
+        _pieces_into(self.cipher, pieces, n, view[FRAME_SIZE:], last)
+        with view[FRAME_SIZE:FRAME_SIZE + n] as ciphertext:
+            frame, tag = seal_parts(self.mac, self.index, last, ciphertext)
+        view[:FRAME_SIZE] = frame
+        view[FRAME_SIZE + n:OVERHEAD + n] = tag
+        self.index += 1
 
-def _pieces_into(cipher: CipherStream, pieces: Sequence[Buffer], n: int, out: memoryview,
+
+def _pieces_into(cipher: CipherStream, pieces: Iterable[Buffer], n: int, out: memoryview,
                  last: bool) -> None:
     """Encrypt ``pieces`` (``n`` bytes in all) one after another into ``out`` (room for all,
     plus BLOCK); ``last`` ends the cipher stream.
@@ -276,7 +304,7 @@ def _pieces_into(cipher: CipherStream, pieces: Sequence[Buffer], n: int, out: me
     """
     offset = 0
     for piece in pieces:
-        if isinstance(cipher, InPlaceStream):
+        if isinstance(cipher, IntoStream):
             cipher.update_into(piece, out[offset:])
             offset += len(piece)
         else:
@@ -313,6 +341,7 @@ class OpenCodec:
         #: Where segment 0 starts in the file (the header's size), for the byte offsets of a
         #: modified segment.
         self.body_start = body_start
+        self._room = _Room(segment + BLOCK)
 
     def process(self, view: memoryview, n: int, last: bool) -> Buffers:
         index = self.index
@@ -338,4 +367,4 @@ class OpenCodec:
             raise FormatError("trailing data after the end of the encrypted file: "
                               f"{n - end} or more bytes were appended")
         self.index += 1
-        return [apply_cipher(self.cipher, ciphertext, view[FRAME_SIZE:], final)]
+        return [apply_cipher(self.cipher, ciphertext, self._room.view(), final)]

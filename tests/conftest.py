@@ -25,6 +25,24 @@ else:
     from uml import plugin as uml
 
 
+@pytest.fixture(autouse=True)
+def _update_into_never_overlaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every in-process ``update_into`` is given an output that does not overlap its input
+    (see tests/buffers.py), with any version of cryptography."""
+    from buffers import overlap
+
+    from kstream.backends.openssl import OpenSSLStream
+
+    real = OpenSSLStream.update_into
+
+    def checked(self: OpenSSLStream, data: bytes | bytearray | memoryview,
+                out: bytearray | memoryview) -> int:
+        assert not overlap(data, out), "update_into was given overlapping buffers"
+        return real(self, data, out)
+
+    monkeypatch.setattr(OpenSSLStream, "update_into", checked)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     uml.configure(config)
 

@@ -80,9 +80,10 @@ class CipherStream(Protocol):
 
 
 @runtime_checkable
-class InPlaceStream(Protocol):
+class IntoStream(Protocol):
     """A cipher stream that can write its output into a caller's buffer (OpenSSL's
-    ``update_into``), which may be the input's own buffer: in place."""
+    ``update_into``). The buffer must not overlap the input: the cipher library does not
+    promise in-place operation, and cryptography refuses overlapping buffers."""
 
     def update_into(self, data: bytes | bytearray | memoryview,
                     out: bytearray | memoryview) -> int: ...

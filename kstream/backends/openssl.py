@@ -50,7 +50,7 @@ class OpenSSLStream:
 
     def update_into(self, data: bytes | bytearray | memoryview,
                     out: bytearray | memoryview) -> int:
-        """Encrypt ``data`` into ``out`` (which may be ``data``'s own buffer: in place).
+        """Encrypt ``data`` into ``out``, a buffer that does not overlap ``data``.
 
         ``out`` needs 15 bytes of room beyond ``len(data)`` (OpenSSL's rule for block
         ciphers; CTR never uses it). Saves the allocation ``update`` makes per call.

@@ -163,12 +163,10 @@ def _feeder(target: Target, stream: CipherStream, data: bytes) -> Iterator[Calla
     elif target.transfer == "update_into":
         if not isinstance(stream, OpenSSLStream):
             raise UsageError("update_into is an OpenSSL transfer")
-        buf = bytearray(len(data) + 15)  # OpenSSL wants 15 spare bytes, CTR never uses them
-        buf[: len(data)] = data
-        view = memoryview(buf)[: len(data)]
+        out = bytearray(len(data) + 15)  # OpenSSL wants 15 spare bytes, CTR never uses them
 
         def update_into() -> None:
-            stream.update_into(view, buf)
+            stream.update_into(data, out)  # into a buffer of its own: never overlapping
 
         yield update_into
     elif target.transfer == "splice":

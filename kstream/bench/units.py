@@ -23,8 +23,8 @@ KEY_BITS = (128, 192, 256)
 #: How data enters the kernel: the backend's ``update`` (``sendmsg``), ``update_from_fd`` on a
 #: pipe (``splice``) and on a memory file (``sendfile``).
 KERNEL_TRANSFERS: tuple[Transfer, ...] = ("sendmsg", "splice", "sendfile")
-#: OpenSSL: ``update`` (a new output object per call) and ``update_into`` in place (what
-#: kstream's streaming path uses, because fresh 1 MiB objects cost page faults).
+#: OpenSSL: ``update`` (a new output object per call) and ``update_into`` a reused output
+#: buffer (what kstream's streaming path uses, because fresh 1 MiB objects cost page faults).
 OPENSSL_TRANSFERS = ("update", "update_into")
 OPS = ("encrypt", "decrypt")
 BACKENDS = ("openssl", "kernel")

@@ -1,7 +1,7 @@
 """The fd stream driver: a pipe, stdin/stdout or a file that cannot take parallel ranges.
 
 Two worker threads and a few reused segment buffers: one thread fills buffers from the
-source, the other runs each through the codec (in place where the cipher can) and writes
+source, the other runs each through the codec (into its one reused output buffer) and writes
 it, and they hand buffers back and forth through thread-safe queues. Reading and
 ciphering-and-writing of consecutive segments overlap while memory stays at a few segments,
 and the event loop is not involved per segment at all: it starts the threads, awaits the

@@ -11,8 +11,8 @@ byte-identical to the other drivers (a test checks this).
 Why it pays although ``cryptography`` holds the GIL while it encrypts: a file copy is bound
 by the kernel's read and write work (page cache, tmpfs page allocation), which runs without
 the GIL; two ranges keep two cores busy in the kernel while Python encrypts. Each range is
-one worker-thread hop, so the event loop only starts them and waits; each reuses one
-segment buffer. Ranges after the first allocate theirs only once segment 0 has gone through
+one worker-thread hop, so the event loop only starts them and waits; each reuses its
+buffers. Ranges after the first allocate theirs only once segment 0 has gone through
 its codec (for decryption: its tag verified), because the segment size comes from a header
 that nothing has authenticated before that.
 """

@@ -182,10 +182,12 @@ async def test_input_offset_is_respected(tmp_path: Path) -> None:
 async def test_cancel_parallel_leaves_nothing(tmp_path: Path) -> None:
     key = Key.generate()
     with open(tmp_path / "big", "wb") as f:
-        f.truncate(400 << 20)  # sparse: cheap to make, slow enough to encrypt
+        f.truncate(16 << 30)  # sparse: cheap to make, far too long to finish before cancel
+    started = asyncio.Event()
     task = asyncio.create_task(kstream.encrypt_file(tmp_path / "big", tmp_path / "c",
-                                                    key=key, jobs=2))
-    await asyncio.sleep(0.2)
+                                                    key=key, jobs=2,
+                                                    progress=lambda n: started.set()))
+    await asyncio.wait_for(started.wait(), 30)  # output is being written: a partial file
     assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
