@@ -24,13 +24,18 @@ else:
         sys.path.insert(0, _HERE)
     from uml import plugin as uml
 
+try:
+    from buffers import overlap
+except ImportError:  # a sandbox that copies only this file and uml/ (tests/uml/test_harness)
+    overlap = None
+
 
 @pytest.fixture(autouse=True)
 def _update_into_never_overlaps(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every in-process ``update_into`` is given an output that does not overlap its input
     (see tests/buffers.py), with any version of cryptography."""
-    from buffers import overlap
-
+    if overlap is None:
+        return
     from kstream.backends.openssl import OpenSSLStream
 
     real = OpenSSLStream.update_into

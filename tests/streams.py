@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     import pytest
@@ -97,3 +101,25 @@ class NoInPlaceBackend:
     def open(self, key: Key, iv: bytes, options: Any = None) -> NoInPlace:
         self.opened += 1
         return NoInPlace(key.material(), iv, self.blockwise)
+
+
+def open_fifo_writer(path: str | os.PathLike[str], reader: subprocess.Popen[bytes],
+                     timeout: float = 30) -> BinaryIO:
+    """Open the FIFO ``path`` for writing once ``reader`` (a process) has opened it; fail
+    with the reader's stderr if it exits first, instead of blocking for good in ``open``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        if reader.poll() is not None:
+            err = reader.stderr.read().decode(errors="replace") if reader.stderr else ""
+            raise AssertionError(f"the reader exited ({reader.returncode}) before opening "
+                                 f"{path}: {err}")
+        assert time.monotonic() < deadline, f"nothing opened {path} for reading in {timeout} s"
+        time.sleep(0.01)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "wb")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from clirun import KST, kst, run_main
 from kernelsim import host_has_af_alg
+from streams import open_fifo_writer
 
 import kstream.api
 from kstream.cli.many import SEVERITY, most_severe, plan_outputs
@@ -203,7 +204,7 @@ def test_a_signal_stops_new_files_and_keeps_the_finished_ones(
     proc = subprocess.Popen([*KST, "encrypt", "-k", str(keyfile), "-j", "1", "--suffix",
                              ".kst", *map(str, files), str(fifo), str(later)],
                             stderr=subprocess.PIPE)
-    with open(fifo, "wb") as writer:  # blocks until kstream opens the FIFO: f0, f1 are done
+    with open_fifo_writer(fifo, proc) as writer:  # once kstream opens it: f0, f1 are done
         writer.write(os.urandom(100_000))
         writer.flush()
         deadline = time.monotonic() + 30

@@ -213,6 +213,12 @@ def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=state.skip_reason))
         replaced.append(item)
     items[:] = replaced
+    # A host item waits for its kernel's whole boot (every kernel test inside it): give it the
+    # boot's own limit, plus room, instead of pytest-timeout's per-test default.
+    limit = pytest.mark.timeout(boot_timeout() + 60)
+    for item in items:
+        if isinstance(item, UmlItem):
+            item.add_marker(limit)
 
 
 class UmlFailure(Exception):
