@@ -174,7 +174,8 @@ class _Bar:
     """A tqdm byte counter on stderr that is created at the first data, not before (a
     passphrase prompt may come first), and can be cleared for a message line.
 
-    Every drawing happens under :data:`_screen`, and tqdm's monitor thread is switched off:
+    Every drawing happens under :data:`_screen`, which is also tqdm's lock (never its default,
+    which creates a multiprocessing semaphore), and tqdm's monitor thread is switched off:
     it would redraw the bar from a thread of its own, between a message's clearing of the
     bar and the message. ``miniters=1`` keeps tqdm from skipping updates after a burst (the
     monitor used to undo that): after a stall the next data is drawn at once.
@@ -194,6 +195,10 @@ class _Bar:
                 from tqdm import tqdm  # only when a bar is drawn: it costs import time
 
                 tqdm.monitor_interval = 0
+                # tqdm's default lock adds a multiprocessing RLock (a POSIX semaphore, which
+                # 3.14's resource_tracker reports as leaked at exit); this process draws from
+                # threads only, all under _screen: that is the lock tqdm needs.
+                tqdm.set_lock(_screen)
                 # Decimal units (1 MB = 10^6 bytes), as in the many-files summary line and
                 # in kstream bench: the bar's total and the summary's agree.
                 self._bar = tqdm(total=self.total, initial=n, unit="B", unit_scale=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -298,6 +299,33 @@ def test_a_slow_pipe_gets_a_bar_that_goes_away(tmp_path: Path, keyfile: Path,
     assert seen.lines == _fallback()
     if command == "decrypt":
         assert (tmp_path / "out").read_bytes() == data
+
+
+def test_a_run_with_a_bar_shows_only_kstream_s_lines_and_makes_no_semaphore(
+        tmp_path: Path, keyfile: Path) -> None:
+    """tqdm's default lock adds a multiprocessing RLock: a POSIX semaphore, which 3.14's
+    resource tracker (a process of its own) reported at exit as "leaked semaphore objects",
+    on the user's terminal, after the run. The bar's lock is a thread lock instead, so no
+    multiprocessing lock is made and no tracker is started: the command is run the way its
+    script runs it (exit by ``os._exit``), and reports which multiprocessing modules it
+    imported, just before exiting, into a file."""
+    report = tmp_path / "multiprocessing"
+    code = ("import os, sys\nfrom kstream.cli import tui\nfrom kstream.cli.main import main\n"
+            "status = main()\n"
+            "loaded = [m for m in sys.modules if 'multiprocessing' in m.split('.')[0]]\n"
+            f"with open({str(report)!r}, 'w') as f:\n    f.write(' '.join(loaded))\n"
+            "os._exit(tui.flush(status))")
+    seen = screen.run([sys.executable, "-c", code, "encrypt", "-k", str(keyfile), "-",
+                       str(tmp_path / "c")], feed=_slowly(os.urandom(6 << 20), 12, 0.15))
+    assert seen.returncode == 0
+    assert _frames(seen.raw)  # there was a bar
+    assert report.read_text() == ""
+    # What the terminal got, the bar's drawings and erasures aside, is kstream's lines only.
+    assert seen.lines == _fallback()
+    text = seen.raw.replace(b"\x1b[A", b"").replace(b"\x1b[K", b"")
+    rest = [piece for piece in re.split(rb"[\r\n]", text)
+            if piece.strip() and b"B/s" not in piece]
+    assert all(piece.startswith(b"kstream: ") for piece in rest), rest
 
 
 def test_a_stalled_input_shows_no_bar_until_data_flows(tmp_path: Path, keyfile: Path) -> None:
