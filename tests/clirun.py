@@ -48,20 +48,33 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, st
     return code, out, err
 
 
+#: The start of the line on which :func:`modules_loaded_by`'s child lists its modules.
+MODULES = "kstream-test-modules:"
+
+
+def marked_line(stderr: str, marker: str) -> str:
+    """The rest of the one line of ``stderr`` that starts with ``marker``: a child's report,
+    read apart from whatever else reaches stderr (an interpreter's warnings, say)."""
+    lines = [line[len(marker):] for line in stderr.splitlines() if line.startswith(marker)]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
 def modules_loaded_by(*runs: Sequence[object], status: int | None = 0) -> set[str]:
     """Every module a fresh interpreter holds after running the CLI on each of ``runs``
     (stdout discarded); each run must end with ``status`` unless it is None."""
     argvs = [[str(a) for a in run] for run in runs]
+    check = "" if status is None else f"    assert code == {status!r}, (argv, code)\n"
     code = ("import sys\nfrom kstream.cli.main import main\n"
             f"for argv in {argvs!r}:\n"
             "    try:\n        code = main(argv)\n"
             "    except SystemExit as exc:\n        code = exc.code\n"
-            f"    assert {status!r} is None or code == {status!r}, (argv, code)\n"
-            "print(' '.join(sorted(sys.modules)), file=sys.stderr)")
+            f"{check}"
+            f"print({MODULES!r}, *sorted(sys.modules), file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                           check=True)
-    return set(proc.stderr.split())
+    return set(marked_line(proc.stderr, MODULES).split())
 
 
 def keybytes(path: Path) -> bytes:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clirun import modules_loaded_by
+from clirun import marked_line, modules_loaded_by
 from kernelsim import host_has_af_alg
 from reference import ctr, unframe
 from streams import NoInPlaceBackend
@@ -263,8 +263,8 @@ def test_a_small_file_s_run_compiles_no_source_text(tmp_path: Path) -> None:
             "    return real(source, *args, **kwargs)\n"
             "builtins.compile = spy\n"
             f"for argv in {runs!r}:\n    assert main(argv) == 0\n"
-            "print(repr(seen), file=sys.stderr)")
+            "print('compiled:', repr(seen), file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    assert proc.stderr.strip() == "[]"
+    assert marked_line(proc.stderr, "compiled:").strip() == "[]"
     assert (tmp_path / "out").read_bytes() == (tmp_path / "in").read_bytes()

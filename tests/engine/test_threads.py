@@ -22,9 +22,23 @@ async def test_cancelled_caller_stops_and_waits_for_its_worker() -> None:
         release.wait(10)
         finished.append(True)
 
+    # The task must be inside wait_for_worker (past its ``try``) when it is cancelled. That
+    # the worker thread has started says nothing about the task: it may not have run its
+    # first step yet (it had not, on 3.14 and 3.15), and a task cancelled before its first
+    # step never enters the coroutine. ``entered`` is set in the task's first step, which
+    # goes on without a pause into wait_for_worker up to its first await, inside the
+    # ``try``: once the test sees it, the task is there.
+    entered = asyncio.Event()
+
+    async def caller(future: asyncio.Future[None]) -> None:
+        entered.set()
+        await wait_for_worker(future, release.set)
+
     future = asyncio.get_running_loop().run_in_executor(None, worker)
-    task = asyncio.create_task(wait_for_worker(future, release.set))
-    await asyncio.to_thread(started.wait, 10)
+    task = asyncio.create_task(caller(future))
+    await asyncio.wait_for(entered.wait(), 10)
+    assert await asyncio.to_thread(started.wait, 10)
+    assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -39,9 +53,16 @@ async def test_run_blocking_returns_the_result_and_raises_the_error() -> None:
 
 async def test_run_blocking_without_waiting_leaves_a_stuck_read_behind() -> None:
     """A read from a pipe that never ends must not hold up a cancellation."""
-    release = threading.Event()
-    task = asyncio.create_task(run_blocking(release.wait, 10, wait_on_cancel=False))
-    await asyncio.sleep(0.05)
+    started, release = threading.Event(), threading.Event()
+
+    def read() -> None:
+        started.set()
+        release.wait(10)
+
+    task = asyncio.create_task(run_blocking(read, wait_on_cancel=False))
+    # The task starts the thread in its first step and then awaits it within that step: the
+    # thread's start, seen from this task, means the task is waiting (not merely a sleep).
+    assert await asyncio.to_thread(started.wait, 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 2)
