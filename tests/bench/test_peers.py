@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench.support import AGE, TINK
+from bench.support import AGE, TINK, TINK_MISSING
 
 from kstream.bench import peers
 
@@ -23,7 +23,7 @@ def test_peers_are_medians_of_paired_ratios() -> None:
         "peer_label": "age -e", "ratio": 1.0, "ratio_min": 0.5, "ratio_max": 1.5}]
 
 
-@pytest.mark.skipif(not TINK, reason="the tink package is not installed (pip install tink)")
+@pytest.mark.skipif(not TINK, reason=TINK_MISSING)
 def test_tink_output_is_checked_by_decrypting_it(tmp_path: Path) -> None:
     peer = peers.tink_streaming_aead(256)
     assert peer is not None and peer[0] == "AES256_GCM_HKDF_1MB"
