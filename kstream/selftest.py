@@ -14,6 +14,10 @@ shares no counter logic with any CTR implementation under test: a driver with a 
 64-bit counter (hardware drivers have shipped such bugs) writes files that authenticate on
 its own machine and decrypt to garbage elsewhere.
 
+Last, whole kstream files go through the drivers users run (the small-file path, parallel
+ranges, the fd stream, the async iterable), each way (:mod:`kstream.selftest_paths`): a
+cipher that passes the vectors can still be called wrongly by the codec.
+
 The vectors live here, once; the tests import them from this module.
 """
 
@@ -304,14 +308,23 @@ def _kernel_rows() -> list[SelftestRow]:
     return rows
 
 
-def run_selftest(*, kernel: bool = True, openssl: bool = True) -> SelftestReport:
+def run_selftest(*, kernel: bool = True, openssl: bool = True,
+                 files: bool = True) -> SelftestReport:
     """Run the NIST CTR and the carry vectors on OpenSSL and on every kernel ``ctr(aes)``
-    driver."""
+    driver, then (``files``) whole files through each driver that ``encrypt`` and
+    ``decrypt`` use, with each backend that is there."""
+    from kstream.selftest_paths import path_rows
+
     rows: list[SelftestRow] = []
     if openssl:
         rows += _openssl_rows()
     if kernel:
         rows += _kernel_rows()
+    backends = (["openssl"] if openssl and files else []) + (
+        ["kernel"] if kernel and files and not any(
+            r.backend == "kernel" and r.status == "skipped" for r in rows) else [])
+    for backend in backends:
+        rows += [SelftestRow(backend, "kstream v1", *row) for row in path_rows(backend)]
     return SelftestReport(tuple(rows))
 
 

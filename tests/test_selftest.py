@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from reference import ctr
@@ -47,7 +48,7 @@ def test_vectors_are_sp800_38a_f5() -> None:
 
 
 def test_openssl_only_passes() -> None:
-    report = run_selftest(kernel=False)
+    report = run_selftest(kernel=False, files=False)
     assert report.ok
     assert len(report.rows) == 28
     assert {row.backend for row in report.rows} == {"openssl"}
@@ -69,7 +70,7 @@ def test_unavailable_kernel_is_skipped_not_failed(monkeypatch: pytest.MonkeyPatc
         raise BackendUnavailable("this kernel has no AF_ALG sockets (simulated)")
 
     monkeypatch.setattr(selftest, "ctr_aes_drivers", unavailable)
-    report = run_selftest()
+    report = run_selftest(files=False)
     assert report.ok
     [skipped] = [row for row in report.rows if row.backend == "kernel"]
     assert skipped.status == "skipped"
@@ -137,7 +138,7 @@ def test_an_error_from_an_available_backend_fails(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(selftest, "ctr_aes_drivers", lambda: [Driver()])
     monkeypatch.setattr(selftest, "KernelStream", broken)
-    report = run_selftest(openssl=False)
+    report = run_selftest(openssl=False, files=False)
     assert not report.ok
     assert len(report.rows) == 14 * 4
     assert {row.implementation for row in report.rows} == {"ctr(aes-simulated)"}
@@ -224,3 +225,53 @@ def test_a_narrow_counter_fails_exactly_the_carry_vectors_it_gets_wrong(
     failed = {row.vector for row in report.rows if row.failed}
     assert failed == {f"carry 2^{b} AES{bits}" for b in wrong for bits in (128, 256)}
     assert not report.ok
+
+
+# --- the file rows: the paths users run -----------------------------------------------------
+
+def test_selftest_runs_files_through_every_driver_each_way() -> None:
+    rows = [row for row in run_selftest(kernel=False).rows if row.implementation == "kstream v1"]
+    assert {row.feed for row in rows} == {
+        f"{driver}, {way}" for driver in ("small-file path", "parallel ranges",
+                                          "fd stream (pipe)", "async iterable")
+        for way in ("encrypt", "decrypt")}
+    assert {row.vector for row in rows} == {"small file", "3 segments and a bit"}
+    assert all(row.status == "ok" for row in rows), [r.result for r in rows if r.failed]
+
+
+@pytest.mark.parametrize("how", ["refuses overlap", "wrong output"])
+def test_a_broken_cipher_call_in_the_codec_fails_selftest(
+        monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """As cryptography 51 broke kstream: the vectors still pass, the file rows must not."""
+    real = OpenSSLStream.update_into
+
+    def broken(self: OpenSSLStream, data: Any, out: Any) -> int:
+        if how == "refuses overlap":
+            raise ValueError("data and buf must not overlap")
+        n = real(self, data, out)
+        out[0] ^= 1
+        return n
+
+    monkeypatch.setattr(OpenSSLStream, "update_into", broken)
+    report = run_selftest(kernel=False)
+    assert not report.ok
+    failed = [row for row in report.rows if row.failed]
+    assert failed and all(row.implementation == "kstream v1" for row in failed)
+    assert "selftest FAILED" in format_table(report)
+
+
+def test_the_reference_opener_reads_the_specification_s_files() -> None:
+    """selftest_paths.reference_open against tests/reference.seal, both from the spec."""
+    from reference import seal
+
+    from kstream.selftest_paths import reference_open
+
+    key, plain = bytes(range(32)), bytes(range(256)) * 300
+    header = (b"KSTREAM\x1a" + bytes([1, 0, 0, 0]) + (1024).to_bytes(4, "big")
+              + bytes(range(16)))
+    blob = seal(key, header, plain, 1024)
+    assert reference_open(key, blob) == plain
+    with pytest.raises(ValueError, match="tag does not verify"):
+        reference_open(key, blob[:100] + bytes([blob[100] ^ 1]) + blob[101:])
+    with pytest.raises(ValueError, match="after the last segment"):
+        reference_open(key, blob + b"x")

@@ -26,7 +26,7 @@ from kstream.passphrase import DEFAULT_WORK_FACTOR, Derivations, PassphraseArg, 
 #: Exit statuses from the least to the most severe: a bad file (1) < a usage error for one
 #: file, such as an existing output (2) < an I/O error (4) < no backend at all (3) < a
 #: signal (143 SIGTERM, 130 SIGINT). The run exits with the most severe one met.
-SEVERITY = (0, 1, 2, 4, 3, 143, 130)
+SEVERITY = (0, 1, 2, 4, 3, 70, 143, 130)
 DEFAULT_SUFFIX = ".kst"
 #: Files in flight by default, by the inputs' mean size (measured: README "Many files").
 #: Small files go fastest one at a time (each is a few thread hops, and more at once only

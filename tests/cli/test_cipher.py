@@ -393,3 +393,32 @@ def test_raw_iv_random_is_refused_for_decryption_and_explained_in_help(
     help_text = " ".join(kst("encrypt", "--help").stdout.decode().split())
     assert "reveal the XOR of their plaintexts" in help_text
     assert "reuses that file's keystream" in help_text
+
+
+@pytest.mark.parametrize("size", [10_000, 3 << 20], ids=["small-file path", "ranges"])
+def test_an_unexpected_error_is_one_line_and_exit_70(
+        tmp_path: Path, keyfile: Path, size: int, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """What cryptography 51 did to every run: not a user mistake, so no usage status; one
+    line that asks for a report, the documented status (README: exit statuses), and no
+    output file left behind."""
+    from clirun import run_main
+
+    from kstream.backends.openssl import OpenSSLStream
+
+    def refuses(*args: object) -> int:
+        raise ValueError("data and buf must not overlap")
+
+    monkeypatch.setattr(OpenSSLStream, "update_into", refuses)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "p").write_bytes(os.urandom(size))
+    for args in (["encrypt", "-q", "-k", keyfile, work / "p", work / "c"],
+                 ["encrypt", "-q", "-k", keyfile, "--suffix", ".kst", work / "p"]):
+        code, _, err = run_main(capsys, *args)
+        assert code == 70
+        assert err.splitlines()[0] == ("kstream: error: unexpected ValueError: data and buf "
+                                       "must not overlap; rerun with --debug and report this")
+        assert sorted(os.listdir(work)) == ["p"]
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "70 internal error" in readme
