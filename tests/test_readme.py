@@ -30,16 +30,16 @@ Markers, an HTML comment on the line before a block (invisible on GitHub):
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
-import pty
 import re
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
+import termios
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,13 +160,21 @@ def repository_copy(target: Path) -> Path:
 def in_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     """Run ``argv`` with a pseudo-terminal as its controlling terminal and stdin/out/err;
     answer passphrase prompts; return the exit status and everything the screen got."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the pty is its terminal
-        try:
-            os.chdir(cwd)
-            os.execvpe(argv[0], argv, env)
-        finally:
-            os._exit(127)
+    # Not pty.fork(): forking this multi-threaded process (Python 3.14 warns of it) could
+    # leave the child holding a lock; subprocess starts the child and execs it at once.
+    fd, slave = os.openpty()
+
+    def take_terminal() -> None:  # after setsid: the pty becomes the controlling terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    try:
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
+                                env=env, start_new_session=True, preexec_fn=take_terminal)
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        os.close(slave)
     screen, answered = b"", 0
     deadline = time.monotonic() + TIMEOUT
     try:
@@ -185,13 +193,13 @@ def in_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, s
                     time.sleep(0.1)  # the prompt turns echo off just before reading
                     os.write(fd, PASSPHRASE + b"\n")
         else:
-            os.kill(pid, signal.SIGKILL)
+            proc.kill()
             pytest.fail(f"{argv} still running after {TIMEOUT} s; screen:\n"
                         f"{screen.decode(errors='replace')}")
     finally:
-        _, status = os.waitpid(pid, 0)
+        status = proc.wait()
         os.close(fd)
-    return os.waitstatus_to_exitcode(status), screen.decode(errors="replace").replace("\r", "")
+    return status, screen.decode(errors="replace").replace("\r", "")
 
 
 def check_restored(home: Path, originals: dict[str, bytes]) -> None:
