@@ -91,9 +91,12 @@ def _stream(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
     read_fd, write_fd = os.pipe()
 
     def feed() -> None:
-        with open(src, "rb") as f, open(write_fd, "wb") as pipe:
-            while chunk := f.read(1 << 16):
-                pipe.write(chunk)
+        try:
+            with open(src, "rb") as f, open(write_fd, "wb") as pipe:
+                while chunk := f.read(1 << 16):
+                    pipe.write(chunk)
+        except BrokenPipeError:  # the run failed and closed its end: that failure is the row
+            pass
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
