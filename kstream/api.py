@@ -42,6 +42,8 @@ Progress = Callable[[int], None]
 #: A path, an open file descriptor (the CLI's ``-``), or an async binary file object.
 FileArg = str | os.PathLike[str] | int | Any
 Direction = Literal["encrypt", "decrypt"]
+#: Seconds a stream output (a FIFO) may wait for its reader before a notice says so.
+FIFO_NOTICE_AFTER = 3.0
 
 
 def _log_notice(message: str) -> None:
@@ -189,13 +191,8 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
 async def _run_into_stream(direction: Direction, source: Source, path: str, secret: Secret,
                            progress: Progress | None, kw: dict[str, Any]) -> None:
     """Into a character device, a FIFO or one of this process's descriptors: written
-    directly by the stream driver. A FIFO is opened once a reader has opened it (polled:
-    a blocking open would hold a worker thread that no cancellation can free)."""
-    wait = 0.01
-    while (opened := open_stream(path)) is None:
-        await asyncio.sleep(wait)
-        wait = min(wait * 2, 0.2)
-    fd, owned = opened
+    directly by the stream driver."""
+    fd, owned = await _open_stream_output(path, kw.get("notify") or _log_notice)
     sink = FdSink(fd, f"output '{path}'")
     try:
         async with _planned(direction, source, secret, **kw) as plan:
@@ -208,6 +205,24 @@ async def _run_into_stream(direction: Direction, source: Source, path: str, secr
     finally:
         if owned:
             os.close(fd)
+
+
+async def _open_stream_output(path: str, notify: Notify) -> tuple[int, bool]:
+    """:func:`~kstream.atomic.open_stream`, waiting for a FIFO's reader: polled, since a
+    blocking open would hold a worker thread that no cancellation (Ctrl-C) can free. A
+    wait of :data:`FIFO_NOTICE_AFTER` seconds is said once, or a run whose reader never
+    comes would look hung."""
+    loop = asyncio.get_running_loop()
+    notice_at = loop.time() + FIFO_NOTICE_AFTER
+    wait, said = 0.01, False
+    while (opened := open_stream(path)) is None:
+        if not said and loop.time() >= notice_at:
+            notify(f"waiting for a reader to open the FIFO '{path}'; nothing is written "
+                   "before one does (Ctrl-C stops)")
+            said = True
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, 0.2)
+    return opened
 
 
 async def _run_into_file(direction: Direction, source: Source, sink: FdSink, secret: Secret,

@@ -7,7 +7,9 @@ temporary file can remain; its name (``.OUT.XXXXXXXX.kstream-partial``) says wha
 
 An output that is not a file but a stream (``/dev/null``, a FIFO, ``/dev/stdout``, a shell's
 ``>(cmd)``) cannot be renamed over and cannot take back what it received: it is written
-directly, like ``-``, and ``decrypt FILE /dev/null`` is an integrity check.
+directly, like ``-``, and ``decrypt FILE /dev/null`` is an integrity check. Only a stream
+the user (or root) owns is written: a FIFO another user planted in a shared directory such
+as ``/tmp`` would hand them the plaintext (see :func:`check_stream_owner`).
 """
 
 from __future__ import annotations
@@ -45,11 +47,32 @@ def is_stream(mode: int) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
+def check_stream_owner(path: str, st: os.stat_result) -> None:
+    """Refuse a FIFO or device that neither this user nor root owns.
+
+    Whoever owns a FIFO can read it: one planted under OUT's name in a shared directory
+    (``/tmp``) by another user would receive the plaintext. Opening an existing FIFO takes
+    no ``O_CREAT``, so the kernel's ``fs.protected_fifos`` does not stop it, and the check
+    is the owner. Root can read everything anyway, so its devices (``/dev/null``,
+    ``/dev/tty``) and FIFOs pass. Called on the path first and on the opened descriptor
+    again, so a swap in between is caught too. A user who means to feed another user's
+    FIFO opens it themselves (a shell redirection) and hands kstream the descriptor.
+    """
+    if st.st_uid in (os.geteuid(), 0):
+        return
+    kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "device"
+    raise UsageError(f"refusing to write to '{path}': a {kind} owned by another user "
+                     f"(uid {st.st_uid}), who can read what goes into it; if that is "
+                     "intended, open it yourself and pass the descriptor (e.g. OUT '-' and "
+                     "a shell redirection)")
+
+
 def check_output_path(path: str, *, force: bool, src: str | None = None,
                       no_terminal: bool = False) -> bool:
     """Refuse outputs that would destroy data: an existing OUT without ``force``, IN itself,
-    a directory, a block device or a socket. True if ``path`` is a stream (see
-    :func:`is_stream`, and :func:`own_descriptor`), written directly; False for a file,
+    a directory, a block device, a socket, another user's FIFO or device
+    (:func:`check_stream_owner`). True if ``path`` is a stream (see :func:`is_stream`, and
+    :func:`own_descriptor`), written directly; False for a file,
     written atomically. ``no_terminal`` refuses a terminal (ciphertext does not belong
     on one)."""
     fd = own_descriptor(path)
@@ -59,6 +82,8 @@ def check_output_path(path: str, *, force: bool, src: str | None = None,
     except FileNotFoundError:
         return False
     if fd is not None or is_stream(st.st_mode):
+        if fd is None:
+            check_stream_owner(path, st)
         if no_terminal and _is_terminal(path, fd, st.st_mode):
             raise UsageError(f"refusing to write ciphertext to the terminal '{path}'; give "
                              "a file or a pipe")
@@ -116,9 +141,10 @@ def open_stream(path: str) -> tuple[int, bool] | None:
                 return None  # a FIFO without a reader
             raise
     try:
-        mode = os.fstat(fd).st_mode
-        if not is_stream(mode):  # replaced since it was checked: never write into a file
+        st = os.fstat(fd)
+        if not is_stream(st.st_mode):  # replaced since it was checked: never into a file
             raise output_changed(path)
+        check_stream_owner(path, st)  # what was opened, not what the path named before
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

@@ -454,6 +454,25 @@ async def test_fifo_without_a_reader_waits_and_can_be_cancelled(tmp_path: Path) 
     assert body_of(reader.result(), key) == b"late reader"
 
 
+async def test_fifo_without_a_reader_says_so_once(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose reader never comes must not look hung: one notice, then the same wait."""
+    monkeypatch.setattr(kstream.api, "FIFO_NOTICE_AFTER", 0.2)
+    (tmp_path / "p").write_bytes(b"nobody reads")
+    os.mkfifo(tmp_path / "fifo")
+    notices: list[str] = []
+    task = asyncio.create_task(kstream.encrypt_file(
+        tmp_path / "p", tmp_path / "fifo", key=kstream.Key.generate(), notify=notices.append))
+    await asyncio.sleep(0.1)
+    assert notices == []
+    await asyncio.sleep(0.6)
+    assert notices == [f"waiting for a reader to open the FIFO '{tmp_path / 'fifo'}'; "
+                       "nothing is written before one does (Ctrl-C stops)"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=5)
+
+
 async def test_dev_null_is_an_integrity_check(tmp_path: Path) -> None:
     key = kstream.Key.generate()
     (tmp_path / "p").write_bytes(os.urandom(2 * BATCH + 5))

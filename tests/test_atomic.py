@@ -142,6 +142,51 @@ def test_open_stream_waits_for_a_fifo_reader(tmp_path: Path) -> None:
     assert open_stream("/dev/stdout") == (1, False)  # used as it is, never closed by kstream
 
 
+#: Owns the FIFO another user plants (root may chown to any uid; the tests run as root).
+OTHER_UID = 3000
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+
+
+def planted_fifo(tmp_path: Path) -> str:
+    """A FIFO of another user, mode 0622, in a sticky world-writable directory (/tmp)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    fifo = str(shared / "report.txt")
+    os.mkfifo(fifo, 0o622)
+    os.chmod(fifo, 0o622)
+    os.chown(fifo, OTHER_UID, OTHER_UID)
+    return fifo
+
+
+def planted_message(fifo: str) -> str:
+    return (f"refusing to write to '{fifo}': a FIFO owned by another user (uid {OTHER_UID}), "
+            "who can read what goes into it; if that is intended, open it yourself and pass "
+            "the descriptor (e.g. OUT '-' and a shell redirection)")
+
+
+@needs_root
+def test_another_users_fifo_is_refused(tmp_path: Path) -> None:
+    """Its owner would read the plaintext: refused by path, and again by what was opened."""
+    fifo = planted_fifo(tmp_path)
+    with pytest.raises(UsageError) as caught:
+        check_output_path(fifo, force=False)
+    assert str(caught.value) == planted_message(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the attacker, ready to read
+    try:
+        with pytest.raises(UsageError) as caught:
+            open_stream(fifo)  # what the path names after the check: a swapped-in FIFO
+        assert str(caught.value) == planted_message(fifo)
+        assert os.read(reader, 100) == b""  # nothing reached it
+    finally:
+        os.close(reader)
+    own = str(tmp_path / "shared" / "mine")
+    os.mkfifo(own)  # the user's own FIFO, and root's devices, are outputs as before
+    assert os.stat(own).st_uid == os.geteuid()
+    assert check_output_path(own, force=False) is True
+    assert os.stat("/dev/null").st_uid == 0 and check_output_path("/dev/null", force=False)
+
+
 def test_open_stream_never_writes_into_a_file_that_replaced_the_stream(tmp_path: Path) -> None:
     path = tmp_path / "was-a-fifo"
     path.write_bytes(b"keep")

@@ -5,7 +5,9 @@ where the API's name keyword arguments (tests/test_api.py). Real subprocesses.""
 from __future__ import annotations
 
 import os
+import select
 import shlex
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from clirun import KST, fails, kst
 
 from kstream.format import DEFAULT_SEGMENT as S
-from kstream.format import HEADER_SIZE
+from kstream.format import HEADER_SIZE, MAGIC
 
 
 class Drain(threading.Thread):
@@ -90,6 +92,47 @@ def test_failure_midway_into_a_fifo(tmp_path: Path, keyfile: Path) -> None:
         "a pipe cannot take them back)")
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_a_fifo_planted_by_another_user_gets_nothing(tmp_path: Path, keyfile: Path,
+                                                     encrypted: Path) -> None:
+    """uid 3000's FIFO in a sticky shared directory, read by uid 3000: refused, exit 2."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    fifo = shared / "report.txt"
+    os.mkfifo(fifo, 0o622)
+    os.chown(fifo, 3000, 3000)
+    attacker = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        line = fails("decrypt", "-q", "-k", keyfile, encrypted, fifo, code=2,
+                     match="a FIFO owned by another user (uid 3000)")
+        assert os.read(attacker, 100) == b""  # nothing reached it
+    finally:
+        os.close(attacker)
+    assert line.startswith(f"kstream: error: refusing to write to '{fifo}': ")
+
+
+def test_a_fifo_without_a_reader_says_so_and_ctrl_c_stops_it(tmp_path: Path, keyfile: Path,
+                                                             encrypted: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([*KST, "decrypt", "-k", str(keyfile), str(encrypted), str(fifo)],
+                            stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    try:
+        # After a few seconds, not never.
+        assert select.select([proc.stderr], [], [], 30)[0], "no notice"
+        line = proc.stderr.readline().decode()
+        assert line == (f"kstream: notice: waiting for a reader to open the FIFO '{fifo}'; "
+                        "nothing is written before one does (Ctrl-C stops)\n")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.stderr.read().decode().startswith("kstream: error: interrupted")
+
+
 def test_process_substitution_and_dev_stdout(keyfile: Path, plain: tuple[Path, bytes],
                                              encrypted: Path, tmp_path: Path) -> None:
     """``>(wc -c)`` is /dev/fd/63, a pipe; /dev/stdout is whatever stdout is."""
@@ -146,6 +189,6 @@ def test_errors_name_the_command_lines_flags(tmp_path: Path, keyfile: Path,
     fails("decrypt", "-k", keyfile, plain[0], tmp_path / "d", code=1,
           match="was it made with --raw?")
     # Many files: each file's error line is worded for the command line too.
-    (tmp_path / "plain.kst").write_bytes(b"")
+    (tmp_path / "plain.kst").write_bytes(MAGIC)  # an old encryption: replacing it is plausible
     fails("encrypt", "-k", keyfile, "--suffix", ".kst", plain[0], code=2,
           match="already exists; use --force to overwrite it")
