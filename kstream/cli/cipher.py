@@ -23,6 +23,7 @@ from kstream.cli.many import (
     run_files,
     wipe_secrets,
 )
+from kstream.cli.outputs import replace_refusal
 from kstream.errors import UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, header_size
 from kstream.keys import Key, readable_by_others
@@ -309,6 +310,11 @@ def _cmd_one(args: argparse.Namespace) -> int:
         )
     if args.input != "-" and args.input == args.output:
         raise UsageError(f"input and output are the same file ('{args.input}')")
+    if not args.raw and args.output != "-" and (
+            refusal := replace_refusal(args.output, encrypt=encrypt,
+                                       src=None if args.input == "-" else args.input)
+    ) is not None:
+        raise refusal
     # Before asking: a passphrase typed twice for nothing annoys. True for stdout, a pipe
     # or a device: written directly, where a new file is written atomically.
     to_stream = args.output == "-" or check_output_path(

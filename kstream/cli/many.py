@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from kstream.backends.base import FALLBACK_NOTICE, CipherOptions
 from kstream.cli import tui
+from kstream.cli.outputs import replace_refusal
 from kstream.errors import KstreamError, UsageError
 from kstream.keys import Key
 from kstream.passphrase import DEFAULT_WORK_FACTOR, Derivations, PassphraseArg, wipe
@@ -87,8 +88,11 @@ def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
             refused.append((src, UsageError(f"the name does not end in '{suffix}'; "
                                             "give the suffix with --suffix")))
             continue
-        tasks.append(Task(src, os.path.join(output_dir if output_dir is not None else directory,
-                                            name), file_size(src)))
+        dst = os.path.join(output_dir if output_dir is not None else directory, name)
+        if (refusal := replace_refusal(dst, encrypt=encrypt)) is not None:
+            refused.append((src, refusal))
+            continue
+        tasks.append(Task(src, dst, file_size(src)))
     seen: dict[str, str] = {}
     for task in tasks:
         real = os.path.realpath(task.dst)

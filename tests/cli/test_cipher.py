@@ -16,7 +16,7 @@ import pytest
 from clirun import KST, fails, keybytes, kst
 from reference import ctr, unframe
 
-from kstream.format import HEADER_SIZE, Header
+from kstream.format import HEADER_SIZE, MAGIC, Header
 from kstream.selftest import NIST_CTR_VECTORS, CtrVector
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
@@ -222,7 +222,7 @@ def test_usage_errors(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) 
     fails("encrypt", "-k", tmp_path / "nokey", p, tmp_path / "c", code=2,
           match="cannot read key file")
     fails("encrypt", "-k", keyfile, p, tmp_path / "exists", code=2,
-          match="already exists; use --force")
+          match="exists and is not kstream ciphertext: encrypt does not replace it")
     assert (tmp_path / "exists").read_bytes() == b"precious"
     fails("encrypt", "-k", keyfile, p, p, code=2, match="same file")
     link = tmp_path / "link"
@@ -264,12 +264,12 @@ def test_write_failure_mid_stream_leaves_nothing(tmp_path: Path, keyfile: Path) 
     big = tmp_path / "big"
     big.write_bytes(os.urandom(5 << 20))
     out = tmp_path / "out"
-    out.write_bytes(b"precious")
+    out.write_bytes(MAGIC + b"precious")  # an older encryption, replaced only once complete
     proc = subprocess.run([*KST, "encrypt", "-f", "-k", str(keyfile), str(big), str(out)],
                           capture_output=True, preexec_fn=_limit_file_size, timeout=60)
     assert proc.returncode == 4, proc.stderr
     assert b"cannot write output" in proc.stderr and b"Traceback" not in proc.stderr
-    assert out.read_bytes() == b"precious"
+    assert out.read_bytes() == MAGIC + b"precious"
     assert sorted(os.listdir(tmp_path)) == ["big", "key", "out"]
 
 
@@ -281,10 +281,10 @@ def test_disk_full(tmp_path: Path, keyfile: Path) -> None:
         pytest.skip("cannot mount a tmpfs here")
     try:
         (tmp_path / "big").write_bytes(os.urandom(3 << 20))
-        (mnt / "out").write_bytes(b"precious")
+        (mnt / "out").write_bytes(MAGIC + b"precious")  # an older encryption
         fails("encrypt", "-f", "-k", keyfile, tmp_path / "big", mnt / "out", code=4,
               match="No space left on device")
-        assert (mnt / "out").read_bytes() == b"precious"
+        assert (mnt / "out").read_bytes() == MAGIC + b"precious"
         assert os.listdir(mnt) == ["out"]
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
@@ -302,7 +302,7 @@ def wait_for_partial(directory: Path) -> None:
 def test_signal_mid_stream_leaves_nothing(tmp_path: Path, keyfile: Path, sig: int,
                                           code: int) -> None:
     out = tmp_path / "out"
-    out.write_bytes(b"precious")
+    out.write_bytes(MAGIC + b"precious")  # an older encryption, replaced only once complete
     proc = subprocess.Popen([*KST, "encrypt", "-f", "-k", str(keyfile), "-", str(out)],
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
@@ -313,7 +313,7 @@ def test_signal_mid_stream_leaves_nothing(tmp_path: Path, keyfile: Path, sig: in
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
     assert b"Traceback" not in err and b"kstream: error:" in err
-    assert out.read_bytes() == b"precious"
+    assert out.read_bytes() == MAGIC + b"precious"
     assert sorted(os.listdir(tmp_path)) == ["key", "out"]
 
 
