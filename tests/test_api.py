@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -471,6 +472,47 @@ async def test_fifo_without_a_reader_says_so_once(tmp_path: Path,
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=5)
+
+
+@pytest.mark.parametrize("into", ["file", "async file"])
+async def test_no_reader_thread_outlives_the_call(tmp_path: Path, into: str) -> None:
+    """A failed decryption of a pipe whose writer is still open leaves no thread reading:
+    the caller's next file, which reuses the pipe's descriptor number, is read whole by
+    the next call (the fd stream driver into a file, the iterate driver into an async
+    file object)."""
+    key = kstream.Key.generate()
+    (tmp_path / "p").write_bytes(os.urandom(3 * BATCH))
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
+    blob = bytearray((tmp_path / "c").read_bytes())
+    blob[HEADER_SIZE + (BATCH + 20) + 100] ^= 1  # segment 0 verifies, segment 1 does not
+    r, w = os.pipe()
+    feeder = asyncio.get_running_loop().run_in_executor(None, os.write, w,
+                                                        bytes(blob[:-BATCH // 2]))
+    try:
+        with pytest.raises(kstream.IntegrityError, match="segment 1"):
+            if into == "file":
+                await kstream.decrypt_file(r, tmp_path / "d", key=key)
+            else:
+                async with aiofiles.open(tmp_path / "d", "wb") as sink:
+                    await kstream.decrypt_file(r, sink, key=key)
+        os.close(r)
+        data = os.urandom(100_016)
+        (tmp_path / "next").write_bytes(data)
+        fd = os.open(tmp_path / "next", os.O_RDONLY)
+        try:
+            assert fd == r  # the caller's next file has the pipe's number
+            with contextlib.suppress(BrokenPipeError):  # wakes a read still waiting
+                os.write(w, b"x" * 16)
+            await asyncio.sleep(0.2)
+            assert os.lseek(fd, 0, os.SEEK_CUR) == 0
+            await kstream.encrypt_file(fd, tmp_path / "next.kst", key=key)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(w)
+        with contextlib.suppress(OSError):
+            await feeder
+    assert body_of((tmp_path / "next.kst").read_bytes(), key) == data
 
 
 async def test_dev_null_is_an_integrity_check(tmp_path: Path) -> None:

@@ -3,13 +3,16 @@ handled, and every ``OSError`` mapped once (:func:`kstream.errors.io_errors`).""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
+import select
 import stat
+import threading
 from collections.abc import Sequence
 
-from kstream.engine.threads import run_blocking
+from kstream.engine.threads import run_blocking, wait_for_worker
 from kstream.errors import IOFailure, io_errors
 from kstream.format import DEFAULT_SEGMENT
 
@@ -35,6 +38,82 @@ def advance(views: list[memoryview], n: int) -> None:
         views[0] = views[0][n:]
 
 
+class ReadStopped(Exception):
+    """A read was stopped (:meth:`FdReader.stop`): whoever stopped it no longer waits for
+    its data, and it must not look like the end of the input."""
+
+
+class FdReader:
+    """One worker thread's reading of a source, which may never outlive its API call.
+
+    The caller's descriptor is not touched after the call returns: the thread reads its own
+    ``dup`` of it and closes that itself (:meth:`close`), so even a read that is still
+    running can never reach a descriptor number the caller has closed and reused. And the
+    call can wait for the thread: :meth:`stop` is checked before every read, and a read
+    from a pipe or terminal first polls the data together with an eventfd that
+    :meth:`stop` signals, so a reader waiting for a writer that never writes returns at
+    once. A regular file is always readable and is read without the poll.
+    """
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._stopped = self._closed = False
+        self._poll: select.poll | None = None
+        with io_errors("read", name):
+            self.fd = os.dup(fd)
+            try:
+                self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            except BaseException:
+                os.close(self.fd)
+                raise
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            self._poll = select.poll()
+            self._poll.register(self.fd, select.POLLIN)
+            self._poll.register(self._wake, select.POLLIN)
+
+    def fill_into(self, view: memoryview, n: int) -> int:
+        """Read until ``view[:n]`` is full or the input ends; return the count (blocking;
+        :class:`ReadStopped` once stopped).
+
+        A pipe delivers at most what it holds per read, so this loops inside one worker
+        thread call instead of costing an event-loop round trip per read.
+        """
+        got = 0
+        with io_errors("read", self.name):
+            while got < n:
+                self._wait_readable()
+                k = os.readv(self.fd, [view[got:n]])
+                if k == 0:
+                    break
+                got += k
+        return got
+
+    def _wait_readable(self) -> None:
+        if self._stopped:
+            raise ReadStopped
+        if self._poll is None:
+            return
+        events = self._poll.poll()
+        if self._stopped or any(fd == self._wake for fd, _ in events):
+            raise ReadStopped
+
+    def stop(self) -> None:
+        """Make the reading thread return before its next read (from any thread)."""
+        with self._lock:
+            self._stopped = True
+            if not self._closed:
+                os.eventfd_write(self._wake, 1)
+
+    def close(self) -> None:
+        """Close the reader's descriptors: called by its thread when it is done reading."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self.fd)
+                os.close(self._wake)
+
+
 class FdSource:
     """Reads a file descriptor (a file, a pipe, stdin), filling a whole segment per call."""
 
@@ -43,31 +122,27 @@ class FdSource:
         self.name = name
         widen_pipe(fd)
 
-    def fill_into(self, view: memoryview, n: int) -> int:
-        """Read until ``view[:n]`` is full or the input ends; return the count (blocking).
+    def reader(self) -> FdReader:
+        """A reader for one worker thread (see :class:`FdReader`); that thread closes it."""
+        return FdReader(self.fd, self.name)
 
-        A pipe delivers at most 64 KiB per read, so this loops inside one worker-thread
-        call instead of costing an event-loop round trip per read.
-        """
-        got = 0
-        with io_errors("read", self.name):
-            while got < n:
-                k = os.readv(self.fd, [view[got:n]])
-                if k == 0:
-                    break
-                got += k
-        return got
-
-    def _fill(self, n: int) -> bytes:
-        buf = bytearray(n)
-        with memoryview(buf) as view:
-            got = self.fill_into(view, n)
-        del buf[got:]
-        return bytes(buf)
+    def _fill(self, reader: FdReader, n: int) -> bytes:
+        try:
+            buf = bytearray(n)
+            with memoryview(buf) as view:
+                got = reader.fill_into(view, n)
+            del buf[got:]
+            return bytes(buf)
+        finally:
+            reader.close()
 
     async def read_pieces(self, n: int) -> tuple[list[Buffer], int]:
-        """Exactly ``n`` bytes (fewer only at the end), as one piece, and the count."""
-        data = await run_blocking(self._fill, n, wait_on_cancel=False)
+        """Exactly ``n`` bytes (fewer only at the end), as one piece, and the count. A
+        cancelled call stops its read (woken if it waits on a pipe) and waits for it, so
+        that no read of this call happens after it."""
+        reader = self.reader()
+        future = asyncio.get_running_loop().run_in_executor(None, self._fill, reader, n)
+        data = await wait_for_worker(future, reader.stop)
         return [data], len(data)
 
     def is_regular(self) -> bool:

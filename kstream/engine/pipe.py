@@ -5,7 +5,10 @@ source, the other runs each through the codec (into its one reused output buffer
 it, and they hand buffers back and forth through thread-safe queues. Reading and
 ciphering-and-writing of consecutive segments overlap while memory stays at a few segments,
 and the event loop is not involved per segment at all: it starts the threads, awaits the
-result, and on cancellation stops the writer after its current segment.
+result, and on cancellation stops the writer after its current segment. Neither thread
+outlives the call: the reader reads its own descriptor and is woken and waited for
+(:class:`~kstream.engine.fdio.FdReader`), so nothing reads the caller's input once
+:func:`pump` has returned or raised.
 
 A kernel cipher that pulls its input straight from the fd (``--transfer splice`` or
 ``sendfile``) has its own loop, :func:`pump_from_fd`, in one worker thread.
@@ -19,7 +22,7 @@ import threading
 from collections.abc import Callable
 
 from kstream.backends.base import BLOCK, FdCipherStream
-from kstream.engine.fdio import FdSink, FdSource
+from kstream.engine.fdio import FdReader, FdSink, FdSource
 from kstream.engine.threads import from_worker, wait_for_worker
 from kstream.errors import io_errors
 from kstream.segments import Codec, OpenCodec, SealCodec
@@ -34,7 +37,7 @@ _POOL = 3
 class _Pump:
     """The two threads' shared state; either thread stops at its next step after ``stop``."""
 
-    def __init__(self, source: FdSource, codec: Codec, sink: FdSink,
+    def __init__(self, source: FdReader, codec: Codec, sink: FdSink,
                  progress: Progress | None) -> None:
         self.source, self.codec, self.sink = source, codec, sink
         self.progress = progress
@@ -60,6 +63,8 @@ class _Pump:
                     return
         except BaseException as exc:  # raised by the writer thread, in order
             self.ready.put(exc)
+        finally:
+            self.source.close()
 
     def write_all(self) -> None:
         """Run each filled buffer through the codec and write it, in order (the writer)."""
@@ -80,6 +85,7 @@ class _Pump:
 
     def stop(self) -> None:
         self.stopped.set()
+        self.source.stop()
         self.ready.put(None)
         self.free.put(None)
 
@@ -88,13 +94,13 @@ async def pump(source: FdSource, codec: Codec, sink: FdSink,
                progress: Progress | None = None) -> None:
     """Run everything from ``source`` through ``codec`` into ``sink``."""
     loop = asyncio.get_running_loop()
-    state = _Pump(source, codec, sink, from_worker(progress))
-    # The reader may block for good on a pipe that never ends: nothing waits for it.
-    loop.run_in_executor(None, state.read_all)
+    state = _Pump(source.reader(), codec, sink, from_worker(progress))
+    reading = loop.run_in_executor(None, state.read_all)
     try:
         await wait_for_worker(loop.run_in_executor(None, state.write_all), state.stop)
     finally:
         state.stop()
+        await wait_for_worker(reading)  # woken by stop(), even on a pipe that never ends
 
 
 def accepts_fd(codec: Codec, source: FdSource) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kstream.engine.fdio import FdSink, FdSource, advance, widen_pipe
+from kstream.engine.fdio import FdSink, FdSource, ReadStopped, advance, widen_pipe
 from kstream.errors import IOFailure, io_errors
 from kstream.format import DEFAULT_SEGMENT as S
 
@@ -42,12 +42,39 @@ def test_fill_into_stops_at_end_of_input(tmp_path: Path) -> None:
         buf = bytearray(10)
         source = FdSource(fd, "f")
         assert source.is_regular() and source.size_hint() == 7
-        assert source.fill_into(memoryview(buf), 4) == 4
-        assert source.position() == 4 and source.size_hint() == 3
-        assert source.fill_into(memoryview(buf)[4:], 6) == 3
+        reader = source.reader()
+        assert reader.fill_into(memoryview(buf), 4) == 4
+        assert source.position() == 4 and source.size_hint() == 3  # its dup shares the offset
+        assert reader.fill_into(memoryview(buf)[4:], 6) == 3
         assert bytes(buf[:7]) == b"abcdefg"
+        reader.close()
     finally:
         os.close(fd)
+
+
+async def test_a_stopped_reader_returns_from_a_silent_pipe_and_closes_its_fds() -> None:
+    """A read waiting on a pipe whose writer never writes can be stopped and waited for;
+    the reader then holds no descriptor (the caller's stays open and unread)."""
+    r, w = os.pipe()
+    try:
+        reader = FdSource(r, "pipe").reader()
+        own = reader.fd
+        future = asyncio.get_running_loop().run_in_executor(
+            None, reader.fill_into, memoryview(bytearray(10)), 10)
+        await asyncio.sleep(0.1)
+        assert not future.done()
+        reader.stop()
+        with pytest.raises(ReadStopped):
+            await asyncio.wait_for(future, timeout=5)
+        reader.close()
+        reader.stop()  # after close: nothing to wake, no error
+        with pytest.raises(OSError):
+            os.fstat(own)
+        os.write(w, b"still here")
+        assert os.read(r, 100) == b"still here"
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 async def test_fd_source_read_error_is_an_io_failure_with_its_cause() -> None:
