@@ -125,6 +125,24 @@ def _usage(parser: argparse.ArgumentParser) -> str:
     return "\n".join([first, *(line.removeprefix(" " * len(prefix)) for line in more)])
 
 
+def _own_epilog(epilog: str | None, top_epilog: str | None) -> str:
+    """What a command's epilog adds to the manual: not the exit status table (its own
+    section) nor the examples (the EXAMPLES section)."""
+    from kstream.cli.cipher import EXAMPLES
+
+    text = (epilog or "").removesuffix(top_epilog or "").strip()
+    return "" if text in EXAMPLES.values() else text
+
+
+def _examples() -> list[str]:
+    from kstream.cli.cipher import EXAMPLES
+
+    lines = []
+    for text in EXAMPLES.values():
+        lines += _verbatim(text.partition("\n")[2])
+    return [".SH EXAMPLES", *lines]
+
+
 def _command_sections(parser: argparse.ArgumentParser, path: str, top_epilog: str | None,
                       ) -> list[str]:
     lines: list[str] = []
@@ -133,8 +151,9 @@ def _command_sections(parser: argparse.ArgumentParser, path: str, top_epilog: st
         lines += [f'.SS "{_roff(full)}"', *_verbatim(_usage(command)), ".PP",
                   *_paragraph(command.description or summary)]
         lines += _option_lines(command)
-        if command.epilog and command.epilog != top_epilog:
-            lines += _verbatim(command.epilog)
+        epilog = _own_epilog(command.epilog, top_epilog)
+        if epilog:
+            lines += _verbatim(epilog)
         lines += _command_sections(command, full, top_epilog)
     return lines
 
@@ -158,6 +177,7 @@ def manual_page(parser: argparse.ArgumentParser) -> str:
         ".SH OPTIONS", *_option_lines(parser),
         ".SH COMMANDS", *_command_sections(parser, prog, parser.epilog),
     ]
+    lines += _examples()
     if parser.epilog:
         title, _, table = parser.epilog.partition("\n")  # "exit status:" and its rows
         lines += [f'.SH "{_roff(title.rstrip(":").upper())}"', *_verbatim(table)]

@@ -47,10 +47,12 @@ PROG = "kstream"
 EXIT_CODES = """\
 exit status:
   0    success
-  1    cryptographic or data error (not a kstream file, damaged header, failed check)
-  2    usage error (bad arguments, unusable key, output exists, refused terminal)
+  1    cryptographic or data error (not a kstream file, damaged header, failed
+       check)
+  2    usage error (bad arguments, unusable key, refused output or terminal)
   3    the requested backend is not available here
   4    input/output error (cannot read input, disk full, cannot write output)
+  70   internal error (a bug: please report it; --debug shows the traceback)
   130  interrupted (SIGINT); 143 terminated (SIGTERM); 141 output pipe closed"""
 
 EXIT_USAGE = 2

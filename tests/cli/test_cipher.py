@@ -110,15 +110,36 @@ def test_a_driver_that_would_not_be_used_is_an_error(tmp_path: Path, keyfile: Pa
 
 
 @pytest.mark.parametrize(("command", "description"), [
-    ("encrypt", "Encrypt IN into OUT (each a path, or '-' for stdin or stdout), or each FILE "
+    ("encrypt", "Encrypt IN into OUT (each a path, or '-' for stdin or stdout),\nor each FILE "
                 "into FILE.kst."),
-    ("decrypt", "Decrypt IN into OUT (each a path, or '-' for stdin or stdout), or each "
+    ("decrypt", "Decrypt IN into OUT (each a path, or '-' for stdin or stdout),\nor each "
                 "FILE.kst back into FILE."),
 ])
 def test_the_commands_describe_themselves(command: str, description: str) -> None:
     out = kst(command, "--help", env={**os.environ, "COLUMNS": "200"}).stdout.decode()
     assert f"\n\n{description}\n\n" in out
     assert "$KSTREAM_BACKEND" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("command", ["encrypt", "decrypt"])
+def test_help_fits_80_columns_and_ends_with_examples(command: str) -> None:
+    out = kst(command, "--help", env={**os.environ, "COLUMNS": "80"}).stdout.decode()
+    assert [line for line in out.splitlines() if len(line) > 80] == []
+    assert out.startswith(f"usage: kstream {command} [options] KEY [IN [OUT]]\n")
+    examples = out[out.index("\nexamples:\n"):out.index("\nexit status:")]
+    lines = [line.split()[:2] for line in examples.splitlines()[2:] if line.startswith("  ")]
+    assert ["kstream", command] in lines
+    for flag in ("-o", "--suffix", "--key-name", "|"):
+        assert flag in examples
+    assert "70   internal error" in out
+
+
+def test_the_manual_has_an_examples_section() -> None:
+    page = kst("man").stdout.decode()
+    section = page[page.index(".SH EXAMPLES"):page.index('.SH "EXIT STATUS"')]
+    assert "kstream encrypt \\-k k.key \\-o report.pdf.kst report.pdf" in section
+    assert "kstream decrypt \\-k k.key \\-\\-suffix .kst *.kst" in section
+    assert page.index("report.pdf") > page.index(".SH EXAMPLES")  # not under COMMANDS too
 
 
 def test_key_fd(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
