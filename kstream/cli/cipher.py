@@ -15,6 +15,7 @@ from typing import Any
 from kstream.atomic import check_output_path
 from kstream.backends.base import BACKEND_NAMES, CipherOptions
 from kstream.cli import tui
+from kstream.cli.descriptors import refuse_input_descriptor
 from kstream.cli.many import (
     DEFAULT_SUFFIX,
     FILES_IN_FLIGHT,
@@ -87,6 +88,7 @@ def _load_key(args: argparse.Namespace) -> Key:
             tui.warning(loose, quiet=args.quiet)
         return key
     if args.key_fd is not None:
+        refuse_input_descriptor(args.key_fd, "--key-fd", "key", args)
         return Key.from_fd(args.key_fd)
     from kstream.cli.key import load_keyring_key  # the keyring: only for a key kept there
 
@@ -124,6 +126,7 @@ def _passphrase(args: argparse.Namespace, encrypt: bool) -> PassphraseArg | None
     """The passphrase for this run, or None for a key. Encryption asks now (twice);
     decryption without a key asks only once the header says the file needs a passphrase."""
     if args.passphrase_fd is not None:
+        refuse_input_descriptor(args.passphrase_fd, "--passphrase-fd", "passphrase", args)
         return read_passphrase_fd(args.passphrase_fd)
     if args.passphrase_file is not None:
         phrase = read_passphrase_file(args.passphrase_file)

@@ -207,3 +207,33 @@ def test_a_passphrase_file_readable_by_others_is_used_with_a_warning(tmp_path: P
             and "chmod 600" in proc.stderr.decode())
     quiet = kst("decrypt", "-q", "--passphrase-file", tmp_path / "pw", tmp_path / "c", "-")
     assert quiet.stdout == b"data" and quiet.stderr == b""
+
+
+@pytest.mark.parametrize(("option", "what", "given"), [
+    ("--passphrase-fd", "passphrase", PHRASE + b"\n"),
+    ("--key-fd", "key", b"00" * 32 + b"\n"),
+])
+@pytest.mark.parametrize("stdin_path", ["-", "/dev/stdin", "/dev/fd/0"])
+def test_a_secret_descriptor_that_is_also_the_input_is_refused(
+        tmp_path: Path, option: str, what: str, given: bytes, stdin_path: str) -> None:
+    """``(echo phrase; cat data) | kstream encrypt --passphrase-fd 0 - OUT`` would lose the
+    input the passphrase reader took with its line (and a key reader reads it all)."""
+    line = fails("encrypt", option, 0, stdin_path, tmp_path / "o.kst", code=2,
+                 input=given + os.urandom(100_000), match=f"{option} 0 is also the input")
+    assert line == (f"kstream: error: {option} 0 is also the input (stdin): reading the {what} "
+                    "would take input data with it; give the input as a file, or the "
+                    f"{what} on another descriptor (e.g. {option} 3 3<FILE)")
+    assert not (tmp_path / "o.kst").exists()
+
+
+def test_a_secret_descriptor_duplicating_the_input_is_refused(tmp_path: Path) -> None:
+    """Another number for the same pipe (``3<&0``) shares its data just the same."""
+    script = (f"{' '.join(KST)} encrypt -q --passphrase-fd 3 - {tmp_path / 'o.kst'} 3<&0")
+    proc = subprocess.run(["bash", "-c", script], input=PHRASE + b"\n" + b"x" * 100_000,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.decode() == (
+        "kstream: error: --passphrase-fd 3 is also the input (stdin): reading the "
+        "passphrase would take input data with it; give the input as a file, or the "
+        "passphrase on another descriptor (e.g. --passphrase-fd 3 3<FILE)\n")
+    assert not (tmp_path / "o.kst").exists()
