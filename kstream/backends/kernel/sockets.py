@@ -63,11 +63,33 @@ def no_af_alg_reason() -> str:
     )
 
 
+#: Where the kernel says what this process may do; CAP_NET_ADMIN is capability bit 12.
+_STATUS = "/proc/self/status"
+_CAP_NET_ADMIN = 12
+
+
+def has_net_admin(status: str = _STATUS) -> bool | None:
+    """Whether this process holds CAP_NET_ADMIN in its effective set (None: unknown)."""
+    try:
+        with open(status, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _restrict_hint() -> str:
-    restrict = af_alg_restrict()
-    if restrict == 1:
-        return ", or not allowed by af_alg_restrict=1 (set sysctl crypto.af_alg_restrict=0)"
-    return ""
+    """At ``af_alg_restrict=1`` the allowlist lets only privileged processes bind
+    ``ctr(aes)`` and ``hmac(sha256)``: name both ways to get access."""
+    if af_alg_restrict() != 1:
+        return ""
+    if has_net_admin():
+        return ", or not on af_alg_restrict=1's allowlist (set sysctl crypto.af_alg_restrict=0)"
+    return (", or not allowed by af_alg_restrict=1 to a process without CAP_NET_ADMIN (run "
+            "as root or from a systemd unit with AmbientCapabilities=CAP_NET_ADMIN, or set "
+            "sysctl crypto.af_alg_restrict=0)")
 
 
 def bind_refused_reason(socket_type: str, name: str, driver: str | None) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from kernelsim import FakeAlgSocket, deny_af_alg, fake_kernel, open_fds
 
 from kstream.backends.base import CipherOptions, Transfer
+from kstream.backends.kernel import sockets
 from kstream.backends.kernel.backend import KernelBackend, ctr_aes_drivers
 from kstream.backends.kernel.ctr import KernelStream
 from kstream.backends.kernel.sockets import bind_tfm
@@ -65,13 +67,20 @@ def test_enoent_at_bind_explains(
         "algorithm's module missing)"
     )
     sysctl(1)
+    monkeypatch.setattr(sockets, "has_net_admin", lambda: False)
     status = KernelBackend().probe()
     assert not status.available
     assert status.reason.endswith(
-        "missing, or not allowed by af_alg_restrict=1 (set sysctl crypto.af_alg_restrict=0))"
+        "missing, or not allowed by af_alg_restrict=1 to a process without CAP_NET_ADMIN (run "
+        "as root or from a systemd unit with AmbientCapabilities=CAP_NET_ADMIN, or set sysctl "
+        "crypto.af_alg_restrict=0))"
     )
+    monkeypatch.setattr(sockets, "has_net_admin", lambda: True)
+    assert KernelBackend().probe().reason.endswith(
+        "missing, or not on af_alg_restrict=1's allowlist (set sysctl "
+        "crypto.af_alg_restrict=0))")
     assert all(sock.closed for sock in FakeAlgSocket.instances)
-    assert len(FakeAlgSocket.instances) == 2
+    assert len(FakeAlgSocket.instances) == 3  # one per attempt: none left open
 
 
 def test_unknown_driver_lists_the_available_ones(
@@ -143,3 +152,14 @@ def test_a_missing_algorithm_is_explained() -> None:
     assert str(raised.value).startswith(
         "the kernel refused skcipher 'ctr(no-such-cipher)' for AF_ALG (module algif_skcipher"
     )
+
+
+def test_cap_net_admin_is_read_from_the_effective_set(tmp_path: Path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tx\nCapInh:\t0000000000001000\nCapEff:\t0000000000000000\n")
+    assert sockets.has_net_admin(str(status)) is False
+    status.write_text("CapEff:\t000001ffffffffff\n")
+    assert sockets.has_net_admin(str(status)) is True
+    status.write_text("CapEff:\t0000000000001000\n")  # bit 12 alone
+    assert sockets.has_net_admin(str(status)) is True
+    assert sockets.has_net_admin(str(tmp_path / "missing")) is None
