@@ -28,6 +28,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "passphrase": ("passphrase= (bytes or str)", "-p/--passphrase (asks on the terminal), "
                    "--passphrase-fd N or --passphrase-file PATH"),
     "max_work_factor": ("max_work_factor=", "--max-work-factor "),
+    "work_factor": ("work_factor", "--work-factor"),
     "openssl": ('backend="openssl"', "--backend openssl"),
     "kernel": ('backend="kernel"', "--backend kernel"),
     "driver": ("options=CipherOptions(driver=...)", "--driver"),

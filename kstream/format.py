@@ -62,6 +62,8 @@ KDF_BLOCK_SIZE = _KDF.size  # 20
 #: work factor alone then bounds the cost, at most 128 * 8 * 2^log2N bytes of memory.
 MAX_SCRYPT_R = 8
 SCRYPT_P = 1
+#: The largest log2 N a file can hold (RFC 7914 wants N < 2^(16 * r), and r <= 8).
+MAX_LOG2N = 16 * MAX_SCRYPT_R - 1
 
 
 #: Segment sizes a reader accepts: whole AES blocks, at least one block, and at most 4 MiB.

@@ -91,18 +91,28 @@ def wipe(buf: bytearray) -> None:
         buf[i] = 0
 
 
-def derive(passphrase: bytes | bytearray, params: KdfParams) -> Key:
+def derive(passphrase: bytes | bytearray, params: KdfParams, *,
+           encrypting: bool = False) -> Key:
     """The AES-256 key for ``passphrase`` under ``params`` (scrypt, RFC 7914).
 
     Call :meth:`Key.wipe` on the result when done. scrypt's memory is freed when this
-    returns.
+    returns. Memory scrypt cannot get is a usage error: the work factor was the caller's
+    choice (``encrypting``: the advice is to lower it) or the file's.
     """
     # Imported here: the command line imports this module to build its parser.
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
     kdf = Scrypt(salt=params.salt, length=KEY_SIZE, n=1 << params.log2n, r=params.r,
                  p=params.p)
-    return Key(kdf.derive(passphrase))  # a bytearray is read in place, not copied
+    try:
+        return Key(kdf.derive(passphrase))  # a bytearray is read in place, not copied
+    except MemoryError as exc:  # OpenSSL could not allocate 128 * r * N bytes
+        advice = (f"use a lower {option('work_factor')} (the default, {DEFAULT_WORK_FACTOR}, "
+                  f"needs {_size(128 * 8 << DEFAULT_WORK_FACTOR)})" if encrypting else
+                  "the file can only be decrypted where that much memory is free")
+        raise UsageError(f"scrypt cannot get the {_size(params.memory)} of memory that "
+                         f"work factor {params.log2n} needs (128 * r * N bytes, "
+                         f"r = {params.r}); {advice}") from exc
 
 
 class Derivations:
@@ -143,7 +153,8 @@ class Derivations:
                     raise ValueError("these derivations were wiped")
                 self._phrase = passphrase_bytes(self._source)
                 self._source = None
-            key = self._keys[params] = derive(self._phrase, params)
+            key = self._keys[params] = derive(self._phrase, params,
+                                              encrypting=params == self._params)
         return key
 
     def wipe(self) -> None:

@@ -366,6 +366,29 @@ async def test_passphrase_work_factor_cap(tmp_path: Path) -> None:
                                                 max_work_factor=10, backend="openssl")) == data
 
 
+async def test_work_factors_beyond_memory_are_usage_errors(tmp_path: Path) -> None:
+    """scrypt at log2 N = 30 needs 128 * 8 * 2^30 bytes: a usage error that says how much,
+    not a bare MemoryError; a cap beyond what a file can hold is refused before any work."""
+    needs = ("scrypt cannot get the 1 TiB of memory that work factor 30 needs (128 * r * N "
+             "bytes, r = 8); ")
+    (tmp_path / "p").write_bytes(b"data")
+    runs = [(kstream.encrypt_file, "p", {"work_factor": 30},
+             needs + "use a lower work_factor (the default, 18, needs 256 MiB)"),
+            (kstream.decrypt_file, "c", {"max_work_factor": 30},
+             needs + "the file can only be decrypted where that much memory is free")]
+    runs += [(kstream.decrypt_file, "c", {"max_work_factor": limit},
+              f"max_work_factor={limit} is no work factor a kstream file can hold; give 1 "
+              "to 127") for limit in (0, 128)]
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", passphrase=PHRASE,
+                               work_factor=10)
+    (tmp_path / "c").write_bytes(_patched((tmp_path / "c").read_bytes(), 33, 30))
+    for transform, src, kw, message in runs:
+        with pytest.raises(UsageError) as caught:
+            await transform(tmp_path / src, tmp_path / "out", passphrase=PHRASE, **kw)
+        assert str(caught.value) == message
+    assert sorted(os.listdir(tmp_path)) == ["c", "p"]
+
+
 async def test_passphrase_or_key_exactly_one_and_the_right_one(tmp_path: Path) -> None:
     key = kstream.Key.generate(256)
     (tmp_path / "p").write_bytes(b"data")

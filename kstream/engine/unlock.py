@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 
 from kstream.errors import UsageError, option
-from kstream.format import IV_SIZE, CipherSuite, Header
+from kstream.format import IV_SIZE, MAX_LOG2N, CipherSuite, Header
 from kstream.keys import Key
 from kstream.passphrase import (
     DEFAULT_WORK_FACTOR,
@@ -55,6 +55,9 @@ def make_secret(key: Key | None, passphrase: PassphraseArg | Derivations | None,
                          "(bytes or str)")
     if key is not None and not isinstance(key, Key):
         raise UsageError("key must be a kstream.Key (use Key.from_file or Key.generate)")
+    if max_work_factor is not None and not 1 <= max_work_factor <= MAX_LOG2N:
+        raise UsageError(f"{option('max_work_factor')}{max_work_factor} is no work factor a "
+                         f"kstream file can hold; give 1 to {MAX_LOG2N}")
     return Secret(key, passphrase,
                   DEFAULT_WORK_FACTOR if work_factor is None else work_factor,
                   MAX_WORK_FACTOR if max_work_factor is None else max_work_factor)
@@ -98,7 +101,8 @@ def unlocked(encrypt: bool, secret: Secret, header: Header | None,
     assert not isinstance(secret.passphrase, Derivations)
     phrase = passphrase_bytes(secret.passphrase)
     try:
-        key = derive(phrase, header.kdf)  # scrypt's memory is freed before streaming
+        # scrypt's memory is freed before streaming
+        key = derive(phrase, header.kdf, encrypting=encrypt)
     finally:
         wipe(phrase)
     try:

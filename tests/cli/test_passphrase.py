@@ -197,6 +197,27 @@ def test_usage_errors_name_what_the_file_needs(tmp_path: Path, keyfile: Path,
     assert not (tmp_path / "d").exists()
 
 
+def test_work_factors_beyond_memory_are_usage_errors(tmp_path: Path) -> None:
+    encrypted_with_passphrase(tmp_path, b"x")
+    line = fails("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 30,
+                 tmp_path / "p", tmp_path / "d", code=2, match="scrypt cannot get")
+    assert line == ("kstream: error: scrypt cannot get the 1 TiB of memory that work factor "
+                    "30 needs (128 * r * N bytes, r = 8); use a lower --work-factor (the "
+                    "default, 18, needs 256 MiB)")
+    blob = bytearray((tmp_path / "c").read_bytes())
+    blob[33] = 30
+    (tmp_path / "c").write_bytes(blob)
+    line = fails("decrypt", "--passphrase-file", tmp_path / "pw", "--max-work-factor", 30,
+                 tmp_path / "c", tmp_path / "d", code=2, match="scrypt cannot get")
+    assert line.endswith("r = 8); the file can only be decrypted where that much memory is "
+                         "free")
+    fails("decrypt", "--passphrase-file", tmp_path / "pw", "--max-work-factor", 128,
+          tmp_path / "c", tmp_path / "d", code=2,
+          match="--max-work-factor 128 is no work factor a kstream file can hold; give 1 "
+          "to 127")
+    assert not (tmp_path / "d").exists()
+
+
 def test_a_passphrase_file_readable_by_others_is_used_with_a_warning(tmp_path: Path) -> None:
     (tmp_path / "pw").write_bytes(PHRASE)
     (tmp_path / "pw").chmod(0o644)
