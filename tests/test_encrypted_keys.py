@@ -239,6 +239,11 @@ def test_durable_key_in_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert stat.S_IMODE(blob.stat().st_mode) == 0o600
     assert text.startswith(f"default user:kstream:{master} 32 ") and len(text.split()[3]) >= 160
     assert text.split()[3] not in out + gen_err
+    # Loading it again from the same blob is a notice and success (a login script may).
+    code, out, err = run_main(capsys, "key", "load", name)
+    assert (code, out) == (0, f"{serial}\n"), err
+    assert err == (f"kstream: notice: encrypted key 'kstream:{name}' is already loaded from "
+                   f"{blob} (serial {serial}); nothing to do\n")
     code, out, _ = run_main(capsys, "key", "list", "--json")
     [entry] = [k for k in json.loads(out) if k["name"] == name]
     assert (entry["serial"], entry["type"], entry["bits"], entry["master"]) == (
@@ -282,6 +287,10 @@ def test_durable_key_in_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert code == 0 and err.startswith(f"kstream: notice: loaded encrypted key 'kstream:{name}'")
     assert (tmp_path / "d").read_bytes() == plain.read_bytes()
     run_main(capsys, "key", "rm", name)
+    code, _, err = run_main(capsys, "key", "rm", name)
+    assert code == 2
+    one_error(err, f"no key 'kstream:{name}' in the session or user keyring: nothing to "
+              "remove (see 'kstream key list')")
     run_main(capsys, "key", "rm", master)
     (tmp_path / "mk2").write_bytes(os.urandom(32))
     run_main(capsys, "key", "add", master, tmp_path / "mk2", "--type", "user", "-q")

@@ -21,7 +21,7 @@ from typing import Any
 
 from kstream import encrypted_keys, keyring
 from kstream.cli import tui
-from kstream.errors import UsageError
+from kstream.errors import KstreamError, UsageError
 from kstream.keys import Key, readable_by_others
 
 #: The keyrings a command can put a key in; ``process`` is refused (see :func:`_ring`).
@@ -287,8 +287,28 @@ def cmd_gen_durable(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loaded_from(name: str, blob: Path, ring: str) -> int | None:
+    """The serial of ``kstream:NAME`` if ``ring`` already holds it as loaded from ``blob``
+    (the kernel gives an encrypted key's blob back as it took it), else None."""
+    text, _ = encrypted_keys.read_blob(blob)
+    try:
+        serial = keyring.search(ring, "encrypted", keyring.description_for(name))
+        current = encrypted_keys.export_blob(serial)
+    except (OSError, KstreamError):
+        return None
+    return serial if current == text.encode("ascii") else None
+
+
 def cmd_load(args: argparse.Namespace) -> int:
+    """Load a durable key from its blob; one already loaded from that blob is left as it is,
+    so that the command can sit in a login script."""
     blob = _blob(args)
+    serial = _loaded_from(args.name, blob, args.keyring)
+    if serial is not None:
+        print(serial)
+        tui.notice(f"encrypted key '{keyring.description_for(args.name)}' is already loaded "
+                   f"from {blob} (serial {serial}); nothing to do", quiet=args.quiet)
+        return 0
     serial = encrypted_keys.load(args.name, blob, args.keyring)
     print(serial)
     tui.notice(f"loaded encrypted key '{keyring.description_for(args.name)}' from {blob} "
@@ -349,7 +369,12 @@ def cmd_rm(args: argparse.Namespace) -> int:
     so the question is the user's. ``user`` keys can still be read out, and an encrypted
     key's blob is its backup: those go without asking.
     """
-    ref = keyring.find_key(args.name)
+    try:
+        ref = keyring.find_key(args.name)
+    except keyring.KeyNotFound:
+        raise keyring.KeyNotFound(
+            f"no key '{keyring.description_for(args.name)}' in the session or user keyring: "
+            "nothing to remove (see 'kstream key list')") from None
     if ref.type == "logon" and not args.yes:
         question = (f"remove {ref.label}? It cannot be read back: files encrypted with it "
                     "stay readable only with a backup key file")
