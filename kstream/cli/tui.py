@@ -390,8 +390,10 @@ def _ask(fd: int, prompt: str) -> bytearray:
         os.write(fd, prompt.encode())
         while b"\n" not in line and len(line) <= _MAX_PASSPHRASE:
             chunk = os.read(fd, 1024)
-            if not chunk:  # Ctrl-D
-                break
+            if not chunk:  # Ctrl-D: the answer was never given, not given empty
+                _wipe(line)
+                raise UsageError("the passphrase prompt was closed (Ctrl-D) without an "
+                                 "answer")
             line += chunk
     except KeyboardInterrupt:
         _wipe(line)
