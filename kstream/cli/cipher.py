@@ -20,6 +20,7 @@ from kstream.cli.many import (
     DEFAULT_SUFFIX,
     FILES_IN_FLIGHT,
     SMALL_FILES_IN_FLIGHT,
+    directory_input,
     notifier,
     run_files,
     wipe_secrets,
@@ -362,6 +363,8 @@ def _cmd_one(args: argparse.Namespace) -> int:
         )
     if args.input != "-" and args.input == args.output:
         raise UsageError(f"input and output are the same file ('{args.input}')")
+    if args.input != "-" and os.path.isdir(args.input):
+        raise UsageError(f"input '{args.input}' {directory_input(encrypt)}")
     if not args.raw and args.output != "-" and (
             refusal := replace_refusal(args.output, encrypt=encrypt,
                                        src=None if args.input == "-" else args.input)
@@ -435,9 +438,8 @@ def _run_small(args: argparse.Namespace, key: Key | None, passphrase: Passphrase
     secret = make_secret(key, passphrase, factor if encrypt else None,
                          None if encrypt else factor)
     raw_iv = check_iv(iv, args.raw)
-    run_sync(lambda: process_small_file(
+    return run_sync(lambda: process_small_file(  # False: it grew, the caller streams it
         encrypt, args.input, args.output, secret, raw_iv=raw_iv, force=args.force,
         backend=args.backend, options=options, verify=args.verify,
         notify=notifier(args)))
-    return True
 

@@ -7,6 +7,9 @@ most :data:`SMALL` bytes is read whole, put through the same plan and codec as a
 run, segment by segment in the calling thread, and written through the same
 :class:`~kstream.atomic.AtomicFile`. The bytes written, and every error, are those of the
 fd stream driver: the codec sees the same segments, ending the same way.
+
+The size is checked before the file is read, so the read takes at most :data:`SMALL` + 1
+bytes: a file that grew in between is handed back to the caller, which streams it.
 """
 
 from __future__ import annotations
@@ -62,18 +65,36 @@ def _write_all(fd: int, data: bytes, name: str) -> None:
             done += os.write(fd, view[done:])
 
 
+def _read_at_most(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``fd``, fewer only at its end."""
+    buf = bytearray(limit)
+    got = 0
+    with memoryview(buf) as view:
+        while got < limit and (n := os.readv(fd, [view[got:]])):
+            got += n
+    del buf[got:]
+    return bytes(buf)
+
+
 def process_small_file(encrypt: bool, src: str, dst: str, secret: Secret, *,
                        raw_iv: bytes | None, force: bool = False, backend: str = "auto",
                        options: CipherOptions | None = None, verify: bool = False,
-                       notify: Notify) -> None:
+                       notify: Notify) -> bool:
     """Encrypt or decrypt the small regular file ``src`` into the new file ``dst``
-    (``raw_iv``: see :func:`~kstream.engine.plan.check_iv`)."""
+    (``raw_iv``: see :func:`~kstream.engine.plan.check_iv`). False, having written
+    nothing and derived no key, if ``src`` holds more than :data:`SMALL` bytes by now:
+    the caller runs it through the streaming path instead, whose output it is."""
     if check_output_path(dst, force=force, src=src):  # the caller's check said otherwise
         raise output_changed(dst)
     with io_errors("open input", f"'{src}'"):
-        f = open(src, "rb", buffering=0)  # noqa: SIM115 (closed below, errors mapped apart)
-    with f, io_errors("read", f"input '{src}'"):
-        data = f.read()
+        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with io_errors("read", f"input '{src}'"):
+            data = _read_at_most(fd, SMALL + 1)
+    finally:
+        os.close(fd)
+    if len(data) > SMALL:
+        return False
     # The whole header (a passphrase file's is longer), or what there is of it: parsed as
     # kstream.api.read_header parses what a stream gives, so a short one fails alike.
     header = (None if encrypt or raw_iv is not None
@@ -93,3 +114,4 @@ def process_small_file(encrypt: bool, src: str, dst: str, secret: Secret, *,
     except BaseException:
         out.abort()
         raise
+    return True

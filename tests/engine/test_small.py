@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clirun import marked_line, modules_loaded_by
+from clirun import marked_line, modules_loaded_by, run_main
 from kernelsim import host_has_af_alg
 from reference import ctr, unframe
 from streams import NoInPlaceBackend
@@ -18,6 +18,7 @@ import kstream
 from kstream.atomic import check_output_path
 from kstream.backends.base import Backend
 from kstream.cli import runner
+from kstream.engine import small
 from kstream.engine.drive import run
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.plan import Plan, make_plan
@@ -147,6 +148,35 @@ def test_an_existing_output_is_refused_and_kept(tmp_path: Path) -> None:
         process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"),
                            make_secret(kstream.Key.generate(), None), raw_iv=None, notify=notes)
     assert (tmp_path / "c").read_bytes() == b"keep me"
+
+
+def test_a_file_that_grew_past_the_limit_is_left_to_the_streaming_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The size was checked first (stat); a file that grew since is not read whole: at most
+    SMALL + 1 bytes, then nothing written, and the command line streams it instead."""
+    data = os.urandom(SMALL + 5)
+    (tmp_path / "p").write_bytes(data)
+    key = kstream.Key.generate()
+    assert process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"),
+                              make_secret(key, None), raw_iv=None, notify=notes) is False
+    assert sorted(os.listdir(tmp_path)) == ["p"]
+    # The command line: the stat said small (it grew just after), the read says no.
+    (tmp_path / "k").write_text("00" * 32)
+    results: list[bool] = []
+
+    def spy(*args: object, **kw: object) -> bool:
+        results.append(process_small_file(*args, **kw))  # type: ignore[arg-type]
+        return results[-1]
+
+    monkeypatch.setattr(small, "small_input", lambda path: True)
+    monkeypatch.setattr(small, "process_small_file", spy)
+    assert run_main(capsys, "encrypt", "-q", "--raw", "--iv", "00" * 16, "-k", tmp_path / "k",
+                    tmp_path / "p", tmp_path / "c")[0] == 0
+    assert results == [False]
+    key = kstream.Key.from_file(tmp_path / "k")
+    assert (tmp_path / "c").read_bytes() == ctr(key.material(), bytes(16), data)
+    assert sorted(os.listdir(tmp_path)) == ["c", "k", "p"]
 
 
 def test_what_the_small_path_takes(tmp_path: Path) -> None:
