@@ -227,7 +227,8 @@ def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
                    help="many files: encrypting writes FILE+SUF, decrypting FILE without SUF "
                    f"(default {DEFAULT_SUFFIX})")
     p.add_argument("--output-dir", metavar="DIR",
-                   help="many files: write the outputs into DIR under their base names")
+                   help="many files: write the outputs into DIR under their base names "
+                   "(created if missing)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: only when stderr is a terminal)")
     p.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")

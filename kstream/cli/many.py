@@ -74,11 +74,14 @@ def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
                          "--output-dir; use 'IN OUT' for a pipe")
     if not suffix:
         raise UsageError("--suffix must not be empty: each output needs a name of its own")
-    if output_dir is not None and not os.path.isdir(output_dir):
-        raise UsageError(f"--output-dir '{output_dir}' is not a directory")
+    if output_dir is not None:
+        make_output_dir(output_dir)
     tasks: list[Task] = []
     refused: list[tuple[str, KstreamError]] = []
     for src in files:
+        if os.path.isdir(src):
+            refused.append((src, UsageError(directory_input(encrypt))))
+            continue
         directory, base = os.path.split(src)
         if encrypt:
             name = base + suffix
@@ -101,6 +104,26 @@ def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
                              f"'{task.dst}'")
         seen[real] = task.src
     return tasks, refused
+
+
+def make_output_dir(path: str) -> None:
+    """``--output-dir``, created with its parents when missing (as zstd does)."""
+    if os.path.isdir(path):
+        return
+    if os.path.lexists(path):
+        raise UsageError(f"--output-dir '{path}' exists and is not a directory")
+    try:
+        os.makedirs(path)
+    except OSError as exc:
+        raise UsageError(f"cannot create --output-dir '{path}': {exc.strerror}") from exc
+
+
+def directory_input(encrypt: bool) -> str:
+    """What to say of a directory given as an input (the caller names it once)."""
+    if encrypt:
+        return ("is a directory; kstream encrypts files: give its files (with --suffix), "
+                "or a tar of it ('tar c DIR | kstream encrypt -k KEY -o DIR.tar.kst')")
+    return "is a directory; give the .kst files in it"
 
 
 class Tally:

@@ -127,9 +127,9 @@ def test_refusals_before_anything_runs(tmp_path: Path, keyfile: Path) -> None:
          "would both be written to"),
         ([tmp_path / "a" / "x", "-", "--suffix", ".k"], "'-' (stdin/stdout) is not accepted"),
         ([tmp_path / "a" / "x", "--suffix", ""], "--suffix must not be empty"),
-        ([tmp_path / "a" / "x", "--output-dir", tmp_path / "none"], "is not a directory"),
+        ([tmp_path / "a" / "x", "--output-dir", tmp_path / "a" / "x"],
+         "--output-dir '" + str(tmp_path / "a" / "x") + "' exists and is not a directory"),
         ([tmp_path / "a" / "x", tmp_path / "b" / "x", tmp_path / "c"], "give IN and OUT"),
-        (["-"], "give IN and OUT"),
         ([tmp_path / "a" / "x", "--raw", "--iv", "00" * 16], "every output would reuse"),
     ]
     for args, message in cases:
@@ -334,3 +334,26 @@ def test_a_backend_that_cannot_run_is_one_error_for_the_run(
     assert err.count("kstream: error:") == 1 and "kernel backend is not available" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # no output, no partial
         [p.name for p in files] + [keyfile.name])
+
+
+def test_a_missing_output_dir_is_created(tmp_path: Path, keyfile: Path) -> None:
+    """As zstd does: ``--output-dir new/sub`` is made, parents too."""
+    files = make_files(tmp_path, [10, 20])
+    kst("encrypt", "-q", "-k", keyfile, "--output-dir", tmp_path / "new" / "sub", *files)
+    assert sorted(os.listdir(tmp_path / "new" / "sub")) == sorted(
+        p.name + ".kst" for p in files)
+
+
+@pytest.mark.parametrize("command", ["encrypt", "decrypt"])
+def test_a_directory_as_input_is_one_clear_line(tmp_path: Path, keyfile: Path,
+                                                command: str) -> None:
+    (tmp_path / "d").mkdir()
+    hint = ("kstream encrypts files: give its files (with --suffix), or a tar of it "
+            "('tar c DIR | kstream encrypt -k KEY -o DIR.tar.kst')" if command == "encrypt"
+            else "give the .kst files in it")
+    for args, named in (([tmp_path / "d", tmp_path / "out"], f"input '{tmp_path / 'd'}'"),
+                        ([tmp_path / "d"], f"{tmp_path / 'd'}:")):
+        proc = kst(command, "-k", keyfile, *args, check=False)
+        assert proc.returncode == 2
+        assert proc.stderr.decode() == f"kstream: error: {named} is a directory; {hint}\n"
+        assert sorted(os.listdir(tmp_path)) == ["d", "key"]
