@@ -20,6 +20,7 @@ from kstream.cli.many import (
     DEFAULT_SUFFIX,
     FILES_IN_FLIGHT,
     SMALL_FILES_IN_FLIGHT,
+    directory_input,
     notifier,
     run_files,
     wipe_secrets,
@@ -363,6 +364,8 @@ def _cmd_one(args: argparse.Namespace) -> int:
         )
     if args.input != "-" and args.input == args.output:
         raise UsageError(f"input and output are the same file ('{args.input}')")
+    if args.input != "-" and os.path.isdir(args.input):
+        raise UsageError(f"input '{args.input}' {directory_input(encrypt)}")
     if not args.raw and args.output != "-" and (
             refusal := replace_refusal(args.output, encrypt=encrypt,
                                        src=None if args.input == "-" else args.input)
