@@ -242,3 +242,17 @@ def test_readme_block_runs_as_written(block: Block, tmp_path: Path) -> None:
         assert found >= 0, f"README line {block.line}: {line!r} not shown; screen:\n{screen}"
         at = found + len(line)
     check_restored(home, originals)
+
+
+def test_the_library_example_runs_in_an_empty_directory(tmp_path: Path) -> None:
+    """The README's first Python block, as a new user runs it: no key, no data yet."""
+    [block] = [b for b in BLOCKS if b.lang == "python"][:1]
+    (tmp_path / "example.py").write_text(block.text)
+    work = tmp_path / "empty"
+    work.mkdir()
+    proc = subprocess.run([sys.executable, str(tmp_path / "example.py")], cwd=work,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (work / "restored.tar").read_bytes() == (work / "photos.tar").read_bytes()
+    assert "bytes of plaintext" in proc.stdout
