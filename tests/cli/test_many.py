@@ -251,9 +251,9 @@ def test_a_passphrase_is_derived_once_per_run(tmp_path: Path,
     real = kstream.passphrase.derive
     calls: list[int] = []
 
-    def counting(passphrase: Any, params: Any) -> Any:
+    def counting(passphrase: Any, params: Any, **kw: Any) -> Any:
         calls.append(params.log2n)
-        return real(passphrase, params)
+        return real(passphrase, params, **kw)
 
     monkeypatch.setattr(kstream.passphrase, "derive", counting)
     code, _, err = run_main(capsys, "encrypt", "-q", "--passphrase-file", phrase,
