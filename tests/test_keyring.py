@@ -783,6 +783,28 @@ def test_user_key_policy(names: list[str], tmp_path: Path, monkeypatch: pytest.M
 
 
 @pytest.mark.kernel
+def test_the_environment_s_openssl_reads_no_keyring_key(
+        names: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """KSTREAM_BACKEND=openssl is a host's default, not a decision to take a key out of the
+    kernel: a keyring key then goes to the kernel as with auto, and a notice names the
+    variable (only --backend openssl reads a user key out, as above)."""
+    needs_key_serial()
+    raw = os.urandom(32)
+    add(names[0], raw, "user")
+    p = tmp_path / "p"
+    p.write_bytes(os.urandom(70001))
+    monkeypatch.setenv("KSTREAM_BACKEND", "openssl")
+    monkeypatch.setattr(keyring, "read_key_payload", lambda ref: pytest.fail("key was read"))
+    code, _, err = run_main(capsys, "encrypt", "--key-name", names[0], p, tmp_path / "c")
+    assert (code, err) == (0, f"kstream: notice: KSTREAM_BACKEND=openssl does not apply to "
+                              f"user key 'kstream:{names[0]}' (serial "
+                              f"{keyring.find_key(names[0]).serial}): only --backend openssl "
+                              "reads a keyring key out of the kernel; using the kernel\n")
+    assert decrypted(raw, (tmp_path / "c").read_bytes()) == p.read_bytes()
+
+
+@pytest.mark.kernel
 def test_key_list_rm_and_the_session_keyring(names: list[str], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Keyring management works on every kernel (6.1 included)."""

@@ -150,19 +150,19 @@ def _passphrase(args: argparse.Namespace, encrypt: bool) -> PassphraseArg | None
 BACKEND_ENV = "KSTREAM_BACKEND"
 
 
-def backend_choice(flag: str | None) -> tuple[str, bool]:
-    """The run's backend name and whether the user chose it (``--backend``, else
-    :data:`BACKEND_ENV`); a bad value in the environment is a usage error naming it."""
+def backend_choice(flag: str | None) -> tuple[str, str]:
+    """The run's backend name and who chose it: ``--backend``, else :data:`BACKEND_ENV`,
+    else nobody (``""``); a bad value in the environment is a usage error naming it."""
     if flag is not None:
-        return flag, True
+        return flag, "--backend"
     value = os.environ.get(BACKEND_ENV, "").strip()
     if not value:
-        return "auto", False
+        return "auto", ""
     if value not in BACKEND_NAMES:
         raise UsageError(f"the environment variable {BACKEND_ENV}='{value}' is not a backend; "
                          "set it to one of "
                          f"{', '.join(BACKEND_NAMES)}, or unset it")
-    return value, True
+    return value, BACKEND_ENV
 
 
 def _serial(text: str) -> int:

@@ -48,6 +48,9 @@ def load_keyring_key(args: argparse.Namespace) -> Key | None:
     A ``user`` key with an explicit ``--backend openssl`` is read out here, once, with a
     warning on stderr (not silenced by -q: the user should know the key left the kernel).
     A ``logon`` key is passed on as it is; the API refuses it for openssl with the reason.
+    ``KSTREAM_BACKEND=openssl`` is a host's default, set once for every run, not a decision
+    to take this key out of the kernel: for a keyring key it counts as ``auto`` (the kernel),
+    with a notice naming the variable.
     """
     name = getattr(args, "key_name", None)
     serial = getattr(args, "key_serial", None)
@@ -63,7 +66,16 @@ def load_keyring_key(args: argparse.Namespace) -> Key | None:
     else:
         key = Key.from_keyring(serial=serial)
     ref = key.keyring_ref
-    if ref is not None and ref.type == "user" and getattr(args, "backend", None) == "openssl":
+    from kstream.cli.cipher import BACKEND_ENV
+
+    backend = getattr(args, "backend", None)
+    if (ref is not None and backend == "openssl"
+            and getattr(args, "backend_chosen", "") == BACKEND_ENV):
+        tui.notice(f"{BACKEND_ENV}=openssl does not apply to {ref.label}: only --backend "
+                   "openssl reads a keyring key out of the kernel; using the kernel",
+                   quiet=getattr(args, "quiet", False))
+        args.backend = backend = "auto"
+    if ref is not None and ref.type == "user" and backend == "openssl":
         tui.warning(f"--backend openssl reads {ref.label} out of the kernel keyring: the "
                     "key's bytes now enter this process's memory")
         return Key(key.material())
