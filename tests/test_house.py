@@ -29,7 +29,7 @@ ORDER = {
                                 ["backend"], ["diagnosis"]],
     "kstream.engine": [["threads", "unlock"], ["fdio"], ["iterate", "pipe", "ranges"], ["plan"],
                        ["drive", "small"]],
-    "kstream.cli": [["tui", "outputs"], ["parsing"], ["runner"], ["key"], ["many"], ["cipher"],
+    "kstream.cli": [["tui", "outputs", "descriptors"], ["parsing"], ["runner"], ["key"], ["many"], ["cipher"],
                     ["info", "inspect"], ["completion"], ["main"]],
     "kstream.bench": [["units"], ["machine"], ["memory", "workfiles"], ["plot", "commands"],
                       ["peers"], ["many"], ["files"], ["cli"], ["__main__"]],
