@@ -66,12 +66,10 @@ def load_keyring_key(args: argparse.Namespace) -> Key | None:
     else:
         key = Key.from_keyring(serial=serial)
     ref = key.keyring_ref
-    from kstream.cli.cipher import BACKEND_ENV
-
     backend = getattr(args, "backend", None)
-    if (ref is not None and backend == "openssl"
-            and getattr(args, "backend_chosen", "") == BACKEND_ENV):
-        tui.notice(f"{BACKEND_ENV}=openssl does not apply to {ref.label}: only --backend "
+    chosen_by = getattr(args, "backend_chosen", "")  # KSTREAM_BACKEND, --backend or ""
+    if ref is not None and backend == "openssl" and chosen_by not in ("", "--backend"):
+        tui.notice(f"{chosen_by}=openssl does not apply to {ref.label}: only --backend "
                    "openssl reads a keyring key out of the kernel; using the kernel",
                    quiet=getattr(args, "quiet", False))
         args.backend = backend = "auto"
