@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from kstream.api import decrypt_file, decrypt_stream, encrypt_file, encrypt_stream
     from kstream.backends.base import CipherOptions
     from kstream.errors import (
+        BackendFailure,
         BackendUnavailable,
         FormatError,
         IntegrityError,
@@ -39,7 +40,8 @@ __version__ = "0.1.0"
 #: Loaded on first use: asyncio, uvloop and OpenSSL cost more start-up time than a small
 #: file takes to encrypt, and ``kstream --version``, ``keygen`` or ``key list`` need none
 #: (``--version`` not even the exceptions, whose module imports ``contextlib``).
-_LAZY = {"BackendUnavailable": "kstream.errors", "FormatError": "kstream.errors",
+_LAZY = {"BackendFailure": "kstream.errors",
+         "BackendUnavailable": "kstream.errors", "FormatError": "kstream.errors",
          "IntegrityError": "kstream.errors", "Interrupted": "kstream.errors",
          "InvalidKey": "kstream.errors", "IOFailure": "kstream.errors",
          "KstreamError": "kstream.errors", "UsageError": "kstream.errors",
@@ -61,6 +63,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BackendFailure",
     "BackendUnavailable",
     "CipherOptions",
     "CipherSuite",

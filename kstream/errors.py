@@ -120,6 +120,13 @@ class BackendUnavailable(KstreamError):
     exit_code = 3
 
 
+class BackendFailure(KstreamError):
+    """The crypto library failed in a way kstream does not expect (the library's own
+    exception is the cause): a bug in kstream or in the library, not in the data."""
+
+    exit_code = 3
+
+
 class IOFailure(KstreamError):
     """Reading the input or writing the output failed (disk full, permission, EIO...)."""
 
@@ -130,6 +137,20 @@ class Interrupted(KstreamError):
     """The run was stopped by a signal (Ctrl-C or SIGTERM); nothing was left half-written."""
 
     exit_code = 130
+
+
+@contextlib.contextmanager
+def library_errors(name: str) -> Iterator[None]:
+    """Map an unexpected exception from the crypto library behind backend ``name`` to
+    :class:`BackendFailure`, so that a library caller only ever catches KstreamError for
+    kstream's failures (``except KstreamError`` stays complete)."""
+    try:
+        yield
+    except KstreamError:
+        raise
+    except Exception as exc:
+        raise BackendFailure(f"the {name} cipher failed unexpectedly ({type(exc).__name__}: "
+                             f"{exc}); please report this") from exc
 
 
 @contextlib.contextmanager
@@ -150,6 +171,7 @@ def io_errors(action: str, name: str, *, passthrough: tuple[type[OSError], ...] 
 
 
 __all__ = [
+    "BackendFailure",
     "BackendUnavailable",
     "FormatError",
     "IOFailure",
@@ -160,6 +182,7 @@ __all__ = [
     "UsageError",
     "command_line_words",
     "io_errors",
+    "library_errors",
     "option",
     "worded",
 ]

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from kstream.backends.base import BLOCK, CipherStream, IntoStream
-from kstream.errors import FormatError, IntegrityError
+from kstream.errors import FormatError, IntegrityError, library_errors
 from kstream.format import FRAME_SIZE, OVERHEAD, TAG_SIZE, Header, truncation
 
 if TYPE_CHECKING:
@@ -116,7 +116,8 @@ def _nonce(index: int, last: bool) -> bytes:
 def seal_parts(mac: AESGCM, index: int, last: bool, ciphertext: Buffer) -> tuple[bytes, bytes]:
     """The frame word that goes before segment ``index``'s ciphertext, and its tag."""
     frame = _FRAME.pack((_LAST if last else 0) | len(ciphertext))
-    return frame, mac.encrypt(_nonce(index, last), b"", ciphertext)
+    with library_errors("openssl"):  # GMAC is OpenSSL's whatever the backend
+        return frame, mac.encrypt(_nonce(index, last), b"", ciphertext)
 
 
 def auth_failure(index: int, unlocked_by: str = "key") -> IntegrityError:
@@ -165,10 +166,11 @@ def parse_frame(data: Buffer, offset: int, segment: int, index: int,
 def check_tag(mac: AESGCM, index: int, last: bool, ciphertext: Buffer, tag: Buffer,
               unlocked_by: str = "key") -> None:
     """Raise :class:`IntegrityError` unless ``tag`` authenticates segment ``index``."""
-    try:
-        mac.decrypt(_nonce(index, last), tag, ciphertext)
-    except InvalidTag as exc:
-        raise auth_failure(index, unlocked_by) from exc
+    with library_errors("openssl"):  # GMAC is OpenSSL's whatever the backend
+        try:
+            mac.decrypt(_nonce(index, last), tag, ciphertext)
+        except InvalidTag as exc:
+            raise auth_failure(index, unlocked_by) from exc
 
 
 # --- the codec ------------------------------------------------------------------------------------

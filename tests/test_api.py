@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from reference import ctr, split, unframe
 
 import kstream
+from kstream.backends.openssl import OpenSSLStream
 from kstream.errors import FormatError, InvalidKey, IOFailure, UsageError
 from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, Header, framed_size
 
@@ -536,6 +537,32 @@ async def test_no_reader_thread_outlives_the_call(tmp_path: Path, into: str) -> 
         with contextlib.suppress(OSError):
             await feeder
     assert body_of((tmp_path / "next.kst").read_bytes(), key) == data
+
+
+class FailingContext:
+    """A cipher context whose library fails in a way kstream does not expect."""
+
+    def update(self, data: object) -> bytes:
+        raise ValueError("the library's own trouble")
+
+    def update_into(self, data: object, out: object) -> int:
+        raise ValueError("the library's own trouble")
+
+
+async def test_an_unexpected_cipher_library_failure_is_a_kstream_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library caller sees only KstreamError subclasses for kstream's failures; the
+    library's own exception stays the cause."""
+    key = kstream.Key.generate()
+    blob = await collect(kstream.encrypt_stream(agen([b"x" * 100]), key=key,
+                                                backend="openssl"))
+    monkeypatch.setattr(OpenSSLStream, "_context", lambda self: FailingContext())
+    with pytest.raises(kstream.BackendFailure) as caught:
+        await collect(kstream.decrypt_stream(agen([blob]), key=key, backend="openssl"))
+    assert str(caught.value) == ("the openssl cipher failed unexpectedly (ValueError: the "
+                                 "library's own trouble); please report this")
+    assert isinstance(caught.value.__cause__, ValueError)
+    assert caught.value.exit_code == 3
 
 
 async def test_dev_null_is_an_integrity_check(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from kstream.backends.base import Availability, CipherOptions
+from kstream.errors import library_errors
 from kstream.format import IV_SIZE
 
 if TYPE_CHECKING:
@@ -46,7 +47,9 @@ class OpenSSLStream:
         return self._ctx
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
-        return self._context().update(data)
+        ctx = self._context()
+        with library_errors("openssl"):
+            return ctx.update(data)
 
     def update_into(self, data: bytes | bytearray | memoryview,
                     out: bytearray | memoryview) -> int:
@@ -55,10 +58,14 @@ class OpenSSLStream:
         ``out`` needs 15 bytes of room beyond ``len(data)`` (OpenSSL's rule for block
         ciphers; CTR never uses it). Saves the allocation ``update`` makes per call.
         """
-        return self._context().update_into(data, out)
+        ctx = self._context()
+        with library_errors("openssl"):
+            return ctx.update_into(data, out)
 
     def finalize(self) -> bytes:
-        out = self._context().finalize()
+        ctx = self._context()
+        with library_errors("openssl"):
+            out = ctx.finalize()
         self._ctx = None
         return out
 
