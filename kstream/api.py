@@ -118,6 +118,23 @@ def _name_of(arg: FileArg) -> str:
     return repr(arg)
 
 
+async def _open_input(path: str) -> int:
+    """``open(path)`` in a worker thread, which a cancellation does not wait for: opening a
+    FIFO blocks until a writer comes, maybe never, and Ctrl-C must not wait for that. If
+    the open completes after all, the descriptor is closed there and then."""
+    future = asyncio.get_running_loop().run_in_executor(
+        None, os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        def close_late(done: asyncio.Future[int]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                os.close(done.result())
+
+        future.add_done_callback(close_late)
+        raise
+
+
 async def open_source(src: FileArg) -> tuple[Source, int | None]:
     """A Source for ``src`` and the fd kstream opened for it (to close), if any."""
     if isinstance(src, int):
@@ -125,7 +142,7 @@ async def open_source(src: FileArg) -> tuple[Source, int | None]:
     if isinstance(src, str | os.PathLike):
         path = os.fspath(src)
         with io_errors("open input", f"'{path}'"):
-            fd = await run_blocking(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = await _open_input(path)
         return FdSource(fd, f"input '{path}'"), fd
     if hasattr(src, "read"):
         return AsyncFileSource(src), None
@@ -179,7 +196,8 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
         try:
             await _run_into_file(direction, source, FdSink(out.fd, f"output '{dst_path}'"),
                                  secret, jobs, progress, kw)
-            await run_blocking(out.commit)
+            await run_blocking(out.sync)  # a cancellation here still removes the output
+            out.publish()  # no await after the output appears: no cancellation either
         except BaseException:
             out.abort()
             raise

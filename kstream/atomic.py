@@ -67,6 +67,11 @@ def check_stream_owner(path: str, st: os.stat_result) -> None:
                      "a shell redirection)")
 
 
+#: The outputs whose partial file :meth:`AtomicFile.abort` removed in this process, in
+#: order: what an interrupted command can truthfully say it cleaned up.
+partials_removed: list[str] = []
+
+
 def check_output_path(path: str, *, force: bool, src: str | None = None,
                       no_terminal: bool = False) -> bool:
     """Refuse outputs that would destroy data: an existing OUT without ``force``, IN itself,
@@ -184,13 +189,33 @@ class AtomicFile:
         self._open = True
 
     def commit(self) -> None:
-        """Make the output visible under its final name, durably."""
+        """Make the output visible under its final name, durably: :meth:`sync`, then
+        :meth:`publish`."""
+        self.sync()
+        self.publish()
+
+    def sync(self) -> None:
+        """Write the temporary file's data to disk and close it: the slow part of a commit
+        (seconds for a large file), which an async caller runs in a thread and may be
+        cancelled during; nothing is visible under the final name yet."""
         done = False
         try:
             with io_errors("write output", f"'{self.path}'"):
                 os.fsync(self.fd)
                 os.close(self.fd)
                 self._open = False
+            done = True
+        finally:
+            if not done:
+                self.abort()
+
+    def publish(self) -> None:
+        """Give the synced temporary file its final name, durably. Quick: an async caller
+        calls it directly, so that no cancellation can come between the output's appearing
+        and the call's return (a cancelled call leaves no output)."""
+        done = False
+        try:
+            with io_errors("write output", f"'{self.path}'"):
                 if self.force:
                     os.replace(self.tmp_path, self.path)
                 else:
@@ -234,3 +259,4 @@ class AtomicFile:
             self._open = False
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp_path)
+            partials_removed.append(self.path)

@@ -41,29 +41,40 @@ def run_sync(work: Callable[[], T]) -> T:
         _signal.signal(_signal.SIGTERM, previous)
 
 
-async def _with_sigterm(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro``; SIGTERM cancels it (so cleanup runs) and becomes an exit of 143."""
+async def _with_signals(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro``; Ctrl-C or SIGTERM cancels it (so cleanup runs) and becomes an exit of
+    130 or 143. One signal is enough: nothing the cleanup waits for can block (a FIFO that
+    never opens, a terminal that is never typed into). A second one ends the process at
+    once, for whatever does block."""
     import asyncio
+    import os
 
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    terminated = False
+    got: list[int] = []
 
-    def on_sigterm() -> None:
-        nonlocal terminated
-        terminated = True
+    def on_signal(signum: int) -> None:
+        if got:
+            tui.error(f"{'terminated' if signum == _signal.SIGTERM else 'interrupted'} "
+                      "again: stopping at once (a partial output file may remain)")
+            os._exit(tui.EXIT_SIGTERM if signum == _signal.SIGTERM else 130)
+        got.append(signum)
+        if signum == _signal.SIGINT:
+            tui.ctrl_c_seen()
         task.cancel()
 
-    loop.add_signal_handler(_signal.SIGTERM, on_sigterm)
+    for signum in (_signal.SIGINT, _signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
         await coro
     except asyncio.CancelledError:
-        if terminated:
-            raise tui.interrupted(terminated=True) from None
+        if got:
+            raise tui.interrupted(terminated=got[0] == _signal.SIGTERM) from None
         raise
     finally:
-        loop.remove_signal_handler(_signal.SIGTERM)
+        for signum in (_signal.SIGINT, _signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -81,7 +92,7 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
     tune_malloc()  # before the loop starts any worker thread (see kstream.memory)
     runner = asyncio.Runner(loop_factory=loop_factory())
     try:
-        runner.run(_with_sigterm(coro))
+        runner.run(_with_signals(coro))
     except KeyboardInterrupt:
         raise tui.interrupted() from None
     runner.close()

@@ -61,10 +61,9 @@ EXIT_SOFTWARE = 70
 EXIT_SIGPIPE = 141
 EXIT_SIGTERM = 143
 
-#: What an interrupted run says: an output file it was writing is removed by then (a pipe or
-#: a device it wrote to cannot take bytes back, hence "any").
-INTERRUPTED = "interrupted; any partial output file was removed"
-TERMINATED = "terminated; any partial output file was removed"
+#: What an interrupted run says, before what it cleaned up (:func:`interrupted`).
+INTERRUPTED = "interrupted"
+TERMINATED = "terminated"
 
 Notify = Callable[[str], None]
 
@@ -82,10 +81,14 @@ _screen = RLock()
 def say(kind: str, message: str) -> None:
     """Write ``kstream: KIND: message`` to stderr at once (stderr may be a pipe); a progress
     bar on screen is cleared first and drawn again below the message."""
+    global _ctrl_c
     with _screen:
         bar = _bar_shown
         if bar is not None:
             bar.clear()
+        elif _ctrl_c and os.isatty(2):  # not after the terminal's "^C" on the same line
+            sys.stderr.write("\n")
+        _ctrl_c = False
         sys.stderr.write(f"{PROG}: {kind}: {message}\n")
         sys.stderr.flush()
         if bar is not None:
@@ -435,11 +438,31 @@ def confirm(question: str, *, refusal: str) -> bool:
 
 
 def interrupted(*, terminated: bool = False) -> Interrupted:
-    """The error for Ctrl-C (exit 130) or SIGTERM (exit 143)."""
-    err = Interrupted(TERMINATED if terminated else INTERRUPTED)
+    """The error for Ctrl-C (exit 130) or SIGTERM (exit 143), saying which partial output
+    files were removed (by then they are), and nothing of the kind where there was none."""
+    from kstream.atomic import partials_removed
+
+    message = TERMINATED if terminated else INTERRUPTED
+    if len(partials_removed) == 1:
+        message += f"; the partial output '{partials_removed[0]}' was removed"
+    elif partials_removed:
+        message += f"; {len(partials_removed)} partial output files were removed"
+    err = Interrupted(message)
     if terminated:
         err.exit_code = EXIT_SIGTERM
+    else:
+        ctrl_c_seen()
     return err
+
+
+#: Whether the terminal has echoed ``^C`` where the cursor was, with no new line since.
+_ctrl_c = False
+
+
+def ctrl_c_seen() -> None:
+    """Ctrl-C was pressed: the next line kstream writes starts on a line of its own."""
+    global _ctrl_c
+    _ctrl_c = True
 
 
 def silence_stdout() -> None:

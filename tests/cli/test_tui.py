@@ -111,11 +111,20 @@ def test_terminal_columns_is_what_shutil_says(monkeypatch: pytest.MonkeyPatch) -
         assert tui.terminal_columns() == shutil.get_terminal_size().columns
 
 
-def test_signals_have_their_own_messages_and_statuses() -> None:
+def test_signals_have_their_own_messages_and_statuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Partial outputs are named only where one was removed."""
+    import kstream.atomic
+
+    removed: list[str] = []
+    monkeypatch.setattr(kstream.atomic, "partials_removed", removed)
     ctrl_c, term = tui.interrupted(), tui.interrupted(terminated=True)
-    assert (str(ctrl_c), ctrl_c.exit_code) == (
-        "interrupted; any partial output file was removed", 130)
-    assert (str(term), term.exit_code) == ("terminated; any partial output file was removed", 143)
+    assert (str(ctrl_c), ctrl_c.exit_code) == ("interrupted", 130)
+    assert (str(term), term.exit_code) == ("terminated", 143)
+    removed.append("out.kst")
+    assert str(tui.interrupted()) == "interrupted; the partial output 'out.kst' was removed"
+    removed.append("b.kst")
+    assert str(tui.interrupted(terminated=True)) == (
+        "terminated; 2 partial output files were removed")
 
 
 def test_terminals_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
