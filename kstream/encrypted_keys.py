@@ -24,6 +24,7 @@ from pathlib import Path
 
 from kstream import keyring
 from kstream.errors import BackendUnavailable, InvalidKey, UsageError
+from kstream.keys import writable_by_others
 
 #: The blob's format word and the key length kstream asks the kernel for (AES-256).
 FORMAT = "default"
@@ -102,14 +103,32 @@ def export_blob(serial: int) -> bytes:
     return buf.raw[:min(size, len(buf))].rstrip(b"\0\n")
 
 
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and each missing parent with mode 0700 (``mkdir(parents=True)``
+    would make the parents with the umask's mode, 0755, listing what is in them)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
+def loose_blob_directory(blob: Path) -> str | None:
+    """The warning for a blob directory others can write to, or ``None``."""
+    return writable_by_others(blob.parent, "blob directory",
+                              "anyone who can write there can remove or replace a key's blob")
+
+
 def _create_exclusive(path: Path) -> int:
-    """An fd of a new file ``path`` (mode 0600, parents 0700); refuses an existing one."""
+    """An fd of a new file ``path`` (mode 0600, missing parents 0700); refuses an existing
+    one."""
     if path.exists() or path.is_symlink():
         raise UsageError(
             f"blob file '{path}' already exists; refusing to overwrite it (it may be the only "
             "way back to a key): give another --blob PATH or remove it"
         )
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     try:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:

@@ -67,17 +67,36 @@ def readable_by_others(path: str | os.PathLike[str], what: str = "key file") -> 
     Only a warning, never a refusal: the file is the user's. ``what`` names the file in
     the message (``"key file"``, ``"passphrase file"``).
     """
+    return _loose(path, what, "readable", "anyone who can read it can decrypt with it")
+
+
+def writable_by_others(directory: str | os.PathLike[str], what: str, why: str) -> str | None:
+    """One line warning that ``directory`` (one that holds secrets) can be written by its
+    group or by others, who can then remove or replace what is in it (``why`` says what
+    that costs), or ``None``. Only a warning, as for :func:`readable_by_others`."""
+    return _loose(directory, what, "writable", why)
+
+
+#: For each permission a warning names: the group's and others' bits, the kind of file it
+#: is about, and the mode that fixes it.
+_PERMISSIONS = {"readable": (stat.S_IRGRP, stat.S_IROTH, stat.S_ISREG, "600"),
+                "writable": (stat.S_IWGRP, stat.S_IWOTH, stat.S_ISDIR, "700")}
+
+
+def _loose(path: str | os.PathLike[str], what: str, permission: str, why: str) -> str | None:
+    """The warning that ``path`` grants its group or others ``permission``, or ``None``
+    (also when it is not of the kind the permission is about, or cannot be examined)."""
+    group_bit, other_bit, is_kind, fix = _PERMISSIONS[permission]
     try:
         st = os.stat(path)
     except OSError:
         return None
-    if not stat.S_ISREG(st.st_mode) or not st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+    who = " and ".join(name for bit, name in ((group_bit, "its group"), (other_bit, "others"))
+                       if st.st_mode & bit)
+    if not is_kind(st.st_mode) or not who:
         return None
-    who = " and ".join(name for bit, name in ((stat.S_IRGRP, "its group"),
-                                              (stat.S_IROTH, "others")) if st.st_mode & bit)
-    return (f"{what} '{os.fspath(path)}' is readable by {who} (mode "
-            f"{stat.S_IMODE(st.st_mode):04o}); anyone who can read it can decrypt with it: "
-            f"chmod 600 '{os.fspath(path)}'")
+    return (f"{what} '{os.fspath(path)}' is {permission} by {who} (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}); {why}: chmod {fix} '{os.fspath(path)}'")
 
 
 class Key:

@@ -102,6 +102,45 @@ def test_gen_writes_the_blob_0600_and_never_overwrites(
     one_error(err, "--master and --blob need --durable")
 
 
+def test_blob_directories_are_private_and_loose_ones_are_warned_of(
+        sim: list[tuple[str, bytes]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Missing directories up to the blob are made 0700 (not the umask's 0755); an existing
+    one that others can write to (where they could replace a blob) is used with a warning,
+    as a key file others can read is."""
+    code, _, err = run_main(capsys, "key", "gen", "d", "--durable", "--master", "kmk")
+    assert code == 0, err
+    for made in ("xdg", "xdg/kstream", "xdg/kstream/keys"):
+        assert stat.S_IMODE((tmp_path / made).stat().st_mode) == 0o700, made
+    assert "blob directory" not in err
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    warning = (f"kstream: warning: blob directory '{shared}' is writable by its group and "
+               "others (mode 0777); anyone who can write there can remove or replace a "
+               f"key's blob: chmod 700 '{shared}'")
+    code, _, err = run_main(capsys, "key", "gen", "e", "--durable", "--master", "kmk",
+                            "--blob", shared / "e.blob")
+    assert code == 0 and warning in err.splitlines(), err
+    code, _, err = run_main(capsys, "key", "load", "e", "--blob", shared / "e.blob")
+    assert code == 0 and warning in err.splitlines(), err
+
+
+def test_a_blob_binds_no_name_and_the_readme_says_so(
+        sim: list[tuple[str, bytes]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The kernel's encrypted format holds the master and the wrapped key, not the name: a
+    blob loads under any name it is given. Not fixable in the blob; documented instead."""
+    (tmp_path / "backup.blob").write_text(BLOB + "\n")
+    code, _, err = run_main(capsys, "key", "load", "other", "--blob", tmp_path / "backup.blob")
+    assert code == 0, err
+    assert sim == [("kstream:other", f"load {BLOB}".encode())]
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert ("A blob does not bind the key's name: the kernel's `encrypted` format records the "
+            "master and the wrapped key, not `kstream:NAME`") in readme
+    assert "Keep the directory private." in readme
+
+
 @pytest.mark.parametrize(("master", "code", "message"), [
     ("other", 2, "master key 'user:kstream:other' is not loaded; load it first with "
      "'kstream key add other FILE --type user'"),

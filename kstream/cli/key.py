@@ -86,10 +86,17 @@ def _autoload(name: str, quiet: bool) -> bool:
     blob = encrypted_keys.blob_path(name)
     if not blob.exists():
         return False
+    _warn_loose_blob_directory(blob, quiet)
     serial = encrypted_keys.load(name, blob, "user")
     tui.notice(f"loaded encrypted key '{keyring.description_for(name)}' (serial {serial}) "
                f"from {blob} into the user keyring", quiet=quiet)
     return True
+
+
+def _warn_loose_blob_directory(blob: Path, quiet: bool) -> None:
+    loose = encrypted_keys.loose_blob_directory(blob)
+    if loose is not None:
+        tui.warning(loose, quiet=quiet)
 
 
 # --------------------------------------------------------------------------- parser
@@ -286,6 +293,7 @@ def cmd_gen_durable(args: argparse.Namespace) -> int:
     blob = _blob(args)
     serial = encrypted_keys.generate(args.name, args.master, blob, args.keyring)
     print(serial)
+    _warn_loose_blob_directory(blob, args.quiet)
     master = encrypted_keys.master_descriptor(args.master)
     tui.notice(f"added encrypted key '{keyring.description_for(args.name)}' (AES-256, "
                f"master {master}) to the {args.keyring} keyring; blob written to {blob} "
@@ -319,6 +327,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         tui.notice(f"encrypted key '{keyring.description_for(args.name)}' is already loaded "
                    f"from {blob} (serial {serial}); nothing to do", quiet=args.quiet)
         return 0
+    _warn_loose_blob_directory(blob, args.quiet)
     serial = encrypted_keys.load(args.name, blob, args.keyring)
     print(serial)
     tui.notice(f"loaded encrypted key '{keyring.description_for(args.name)}' from {blob} "
