@@ -258,3 +258,22 @@ def test_a_secret_descriptor_duplicating_the_input_is_refused(tmp_path: Path) ->
         "passphrase would take input data with it; give the input as a file, or the "
         "passphrase on another descriptor (e.g. --passphrase-fd 3 3<FILE)\n")
     assert not (tmp_path / "o.kst").exists()
+
+
+def test_one_many_files_run_shares_a_salt_and_the_readme_says_what_that_costs(
+        tmp_path: Path) -> None:
+    """One guess tested against all files of one run costs one derivation: the README must
+    not promise a separate search per file for them."""
+    (tmp_path / "pw").write_bytes(PHRASE + b"\n")
+    (tmp_path / "pw").chmod(0o600)
+    for name in ("a", "b"):
+        (tmp_path / name).write_bytes(name.encode())
+    kst("encrypt", "-q", "--passphrase-file", tmp_path / "pw", "--work-factor", 10,
+        "--suffix", ".kst", tmp_path / "a", tmp_path / "b")
+    salts = {(tmp_path / f"{name}.kst").read_bytes()[36:52] for name in ("a", "b")}
+    assert len(salts) == 1
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    assert "no testing one guess against many files at once" not in readme
+    assert ("The files of one many-files run share one salt (one derivation for the run, see "
+            "\"File format\"), so for them one guess costs one derivation and is tested "
+            "against all of them") in readme
