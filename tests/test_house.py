@@ -29,9 +29,9 @@ ORDER = {
                                 ["backend"], ["diagnosis"]],
     "kstream.engine": [["threads", "unlock"], ["fdio"], ["iterate", "pipe", "ranges"], ["plan"],
                        ["drive", "small"]],
-    "kstream.cli": [["tui", "outputs", "descriptors"], ["parsing"], ["runner"], ["key"],
-                    ["many"], ["cipher"],
-                    ["info", "inspect"], ["completion"], ["main"]],
+    "kstream.cli": [["tui", "outputs", "descriptors"], ["prompts"], ["parsing"], ["runner"],
+                    ["key"], ["many"], ["cipher"], ["info", "inspect"], ["completion"],
+                    ["main"]],
     "kstream.bench": [["units"], ["machine"], ["memory", "workfiles"], ["plot", "commands"],
                       ["peers"], ["many"], ["files"], ["cli"], ["__main__"]],
 }

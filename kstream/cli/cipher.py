@@ -14,7 +14,7 @@ from typing import Any
 
 from kstream.atomic import check_output_path
 from kstream.backends.base import BACKEND_NAMES, CipherOptions
-from kstream.cli import tui
+from kstream.cli import prompts, tui
 from kstream.cli.descriptors import refuse_input_descriptor
 from kstream.cli.many import (
     DEFAULT_SUFFIX,
@@ -136,9 +136,9 @@ def _passphrase(args: argparse.Namespace, encrypt: bool) -> PassphraseArg | None
             tui.warning(loose, quiet=args.quiet)
         return phrase
     if encrypt:
-        return tui.ask_passphrase(confirm=True) if args.passphrase else None
+        return prompts.ask_passphrase(confirm=True) if args.passphrase else None
     if not args.raw and (args.passphrase or not _key_given(args)):
-        return lambda: tui.ask_passphrase(confirm=False)
+        return lambda: prompts.ask_passphrase(confirm=False)
     return None
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kstream import encrypted_keys, keyring
-from kstream.cli import tui
+from kstream.cli import prompts, tui
 from kstream.errors import KstreamError, UsageError
 from kstream.keys import Key, readable_by_others
 
@@ -397,7 +397,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     if ref.type == "logon" and not args.yes:
         question = (f"remove {ref.label}? It cannot be read back: files encrypted with it "
                     "stay readable only with a backup key file")
-        if not tui.confirm(question, refusal=(
+        if not prompts.confirm(question, refusal=(
                 f"refusing to remove {ref.label} without asking: no terminal to ask on; "
                 "add --yes if a backup key file exists or the files it encrypted are no "
                 "longer needed")):
