@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import stat
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any, Literal, cast
 
 from kstream.atomic import AtomicFile, check_output_path, open_stream
@@ -186,8 +186,9 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
     try:
         if dst_path is None:
             sink = _sink_for(dst)
-            async with _planned(direction, source, secret, **kw) as plan:
-                await run(plan, source, sink, progress)
+            with _pipe_detail(sink, _name_of(dst)):
+                async with _planned(direction, source, secret, **kw) as plan:
+                    await run(plan, source, sink, progress)
             return
         if stream:
             await _run_into_stream(direction, source, dst_path, secret, progress, kw)
@@ -213,16 +214,25 @@ async def _run_into_stream(direction: Direction, source: Source, path: str, secr
     fd, owned = await _open_stream_output(path, kw.get("notify") or _log_notice)
     sink = FdSink(fd, f"output '{path}'")
     try:
-        async with _planned(direction, source, secret, **kw) as plan:
-            await run(plan, source, sink, progress)
-    except KstreamError as exc:
-        if sink.written and _is_pipe(fd):  # its reader has them: say so, or it may use them
-            exc.add_detail(f"{sink.written} bytes had already gone into the pipe '{path}' "
-                           "(nothing to remove: a pipe cannot take them back)")
-        raise
+        with _pipe_detail(sink, f"'{path}'"):
+            async with _planned(direction, source, secret, **kw) as plan:
+                await run(plan, source, sink, progress)
     finally:
         if owned:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def _pipe_detail(sink: Sink | FdSink, name: str) -> Iterator[None]:
+    """A failure after bytes went into a pipe says how many: its reader has them (a tar
+    extracting them, say) and may use them, and nothing can take them back."""
+    try:
+        yield
+    except KstreamError as exc:
+        if isinstance(sink, FdSink) and sink.written and _is_pipe(sink.fd):
+            exc.add_detail(f"{sink.written} bytes had already gone into the pipe {name} "
+                           "(nothing to remove: a pipe cannot take them back)")
+        raise
 
 
 async def _open_stream_output(path: str, notify: Notify) -> tuple[int, bool]:

@@ -192,3 +192,24 @@ def test_errors_name_the_command_lines_flags(tmp_path: Path, keyfile: Path,
     (tmp_path / "plain.kst").write_bytes(MAGIC)  # an old encryption: replacing it is plausible
     fails("encrypt", "-k", keyfile, "--suffix", ".kst", plain[0], code=2,
           match="already exists; use --force to overwrite it")
+
+
+def test_truncated_file_decrypted_into_a_pipe_says_what_went_in(tmp_path: Path,
+                                                                 keyfile: Path) -> None:
+    """``kstream decrypt dir.tar.kst - | tar x``: the reader already has the verified
+    segments, so the error line says how many bytes, as for a FIFO or /dev/stdout."""
+    data = os.urandom(3 * S)
+    (tmp_path / "p").write_bytes(data)
+    kst("encrypt", "-q", "-k", keyfile, tmp_path / "p", tmp_path / "c")
+    blob = (tmp_path / "c").read_bytes()
+    (tmp_path / "t").write_bytes(blob[:HEADER_SIZE + 2 * (S + 20) + 1000])
+    proc = subprocess.run(f"{shlex.join(KST)} decrypt -q -k {shlex.quote(str(keyfile))} "
+                          f"{shlex.quote(str(tmp_path / 't'))} - | cat > "
+                          f"{shlex.quote(str(tmp_path / 'got'))}; exit ${{PIPESTATUS[0]}}",
+                          shell=True, executable="/bin/bash", capture_output=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == (
+        "kstream: error: file is truncated: segment 2 is incomplete; "
+        f"{2 * S} bytes had already gone into the pipe stdout (nothing to remove: a pipe "
+        "cannot take them back)\n")
+    assert (tmp_path / "got").read_bytes() == data[:2 * S]
