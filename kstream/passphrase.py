@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from kstream.errors import FormatError, UsageError, io_errors, option
 from kstream.format import SALT_SIZE, KdfParams
@@ -91,6 +92,13 @@ def wipe(buf: bytearray) -> None:
         buf[i] = 0
 
 
+#: From this log2 N on a derivation takes about a second or more.
+SLOW_LOG2N = 18
+#: Set by the command line on a terminal: a context manager that shows what takes so long
+#: while it runs (a status line), so that a slow derivation does not look like a hang.
+SLOW_WORK: Callable[[str], AbstractContextManager[None]] | None = None
+
+
 def derive(passphrase: bytes | bytearray, params: KdfParams, *,
            encrypting: bool = False) -> Key:
     """The AES-256 key for ``passphrase`` under ``params`` (scrypt, RFC 7914).
@@ -104,8 +112,13 @@ def derive(passphrase: bytes | bytearray, params: KdfParams, *,
 
     kdf = Scrypt(salt=params.salt, length=KEY_SIZE, n=1 << params.log2n, r=params.r,
                  p=params.p)
+    slow = SLOW_WORK if SLOW_WORK is not None and params.log2n >= SLOW_LOG2N else None
     try:
-        return Key(kdf.derive(passphrase))  # a bytearray is read in place, not copied
+        if slow is None:
+            return Key(kdf.derive(passphrase))  # a bytearray is read in place, not copied
+        with slow(f"deriving the key from the passphrase (scrypt, "
+                  f"{_size(params.memory)})"):
+            return Key(kdf.derive(passphrase))
     except MemoryError as exc:  # OpenSSL could not allocate 128 * r * N bytes
         advice = (f"use a lower {option('work_factor')} (the default, {DEFAULT_WORK_FACTOR}, "
                   f"needs {_size(128 * 8 << DEFAULT_WORK_FACTOR)})" if encrypting else

@@ -15,8 +15,11 @@ import termios
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyte
+import pytest
+from clirun import KST
 
 COLUMNS, ROWS = 120, 40
 
@@ -120,3 +123,64 @@ def run(argv: Sequence[str], *, stdout_tty: bool = False, stdin: int | None = No
         return Seen(proc.returncode, term.raw, screen(term.raw, term.columns, term.rows))
     finally:
         term.close()
+
+
+class Console:
+    """``kstream ARGS`` with a new pty as its controlling terminal and its stdio."""
+
+    def __init__(self, *args: object, cwd: Path) -> None:
+        self.master, slave = os.openpty()
+        name = os.ttyname(slave)
+
+        def take_terminal() -> None:  # after setsid: the first tty opened becomes ours
+            os.close(os.open(name, os.O_RDWR))
+
+        self.proc = subprocess.Popen([*KST, *map(str, args)], stdin=slave, stdout=slave,
+                                     stderr=slave, cwd=cwd, start_new_session=True,
+                                     preexec_fn=take_terminal)
+        os.close(slave)
+        self.raw = b""
+
+    def read(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.master], [], [], left)
+            if not ready:
+                return
+            try:
+                chunk = os.read(self.master, 1 << 16)
+            except OSError:  # EIO: the command has exited
+                return
+            if not chunk:
+                return
+            self.raw += chunk
+
+    def type(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def finish(self, wait: float = 30) -> int:
+        """Wait for the command to exit by itself; its status."""
+        end = time.monotonic() + wait
+        while self.proc.poll() is None and time.monotonic() < end:
+            self.read(0.05)
+        self.read(0.2)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            pytest.fail(f"still running after {wait} s; screen: {self.raw!r}")
+        os.close(self.master)
+        return self.proc.returncode
+
+    def ctrl_c(self, wait: float = 10) -> float:
+        """Type Ctrl-C once; the seconds until the command exited (it must, by ``wait``)."""
+        start = time.monotonic()
+        os.write(self.master, b"\x03")
+        while self.proc.poll() is None and time.monotonic() - start < wait:
+            self.read(0.05)
+        self.read(0.2)
+        took = time.monotonic() - start
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+            pytest.fail(f"still running {wait} s after one Ctrl-C; screen: {self.raw!r}")
+        os.close(self.master)
+        return took

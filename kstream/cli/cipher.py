@@ -115,6 +115,10 @@ def unlock(args: argparse.Namespace) -> tuple[Key | None, PassphraseArg | None, 
         raise UsageError("--raw takes a key: raw output has no header to hold a passphrase's "
                          "salt")
     passphrase = _passphrase(args, encrypt)
+    if passphrase is not None and args.progress is not False and os.isatty(2):
+        import kstream.passphrase  # (the module: its names are imported above)
+
+        kstream.passphrase.SLOW_WORK = tui.status_line  # a slow scrypt shows it is working
     return (_load_key(args) if passphrase is None else None), passphrase, factor
 
 

@@ -332,6 +332,24 @@ def files_bar(wanted: bool | None, total: int, files: int
         yield bar.update, file_done
 
 
+@contextmanager
+def status_line(message: str) -> Iterator[None]:
+    """``kstream: message...`` on the terminal while the block runs, then gone: for work
+    that takes a while before any progress can be counted (a key derivation)."""
+    with _screen:
+        clear_bar()
+        sys.stderr.write(f"{PROG}: {message}...")
+        sys.stderr.flush()
+    try:
+        yield
+    finally:
+        with _screen:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            if _bar_shown is not None:
+                _bar_shown.refresh()
+
+
 def clear_bar() -> None:
     """Take a progress bar off the screen before a prompt (it is drawn again later)."""
     if _bar_shown is not None:

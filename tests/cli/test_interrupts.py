@@ -8,62 +8,12 @@ echoes ``^C`` exactly as for a person.
 from __future__ import annotations
 
 import os
-import select
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from clirun import KST
-from screen import screen
+from screen import Console, screen
 
 from kstream.format import MAGIC
-
-
-class Console:
-    """``kstream ARGS`` with a new pty as its controlling terminal and its stdio."""
-
-    def __init__(self, *args: object, cwd: Path) -> None:
-        self.master, slave = os.openpty()
-        name = os.ttyname(slave)
-
-        def take_terminal() -> None:  # after setsid: the first tty opened becomes ours
-            os.close(os.open(name, os.O_RDWR))
-
-        self.proc = subprocess.Popen([*KST, *map(str, args)], stdin=slave, stdout=slave,
-                                     stderr=slave, cwd=cwd, start_new_session=True,
-                                     preexec_fn=take_terminal)
-        os.close(slave)
-        self.raw = b""
-
-    def read(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            ready, _, _ = select.select([self.master], [], [], left)
-            if not ready:
-                return
-            try:
-                chunk = os.read(self.master, 1 << 16)
-            except OSError:  # EIO: the command has exited
-                return
-            if not chunk:
-                return
-            self.raw += chunk
-
-    def ctrl_c(self, wait: float = 10) -> float:
-        """Type Ctrl-C once; the seconds until the command exited (it must, by ``wait``)."""
-        start = time.monotonic()
-        os.write(self.master, b"\x03")
-        while self.proc.poll() is None and time.monotonic() - start < wait:
-            self.read(0.05)
-        self.read(0.2)
-        took = time.monotonic() - start
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-            pytest.fail(f"still running {wait} s after one Ctrl-C; screen: {self.raw!r}")
-        os.close(self.master)
-        return took
 
 
 @pytest.fixture
