@@ -122,9 +122,10 @@ class BackendUnavailable(KstreamError):
 
 class BackendFailure(KstreamError):
     """The crypto library failed in a way kstream does not expect (the library's own
-    exception is the cause): a bug in kstream or in the library, not in the data."""
+    exception is the cause): a bug in kstream or in the library, not in the data, so the
+    command line's internal-error status (``EX_SOFTWARE``), not a backend's absence."""
 
-    exit_code = 3
+    exit_code = 70
 
 
 class IOFailure(KstreamError):

@@ -562,7 +562,7 @@ async def test_an_unexpected_cipher_library_failure_is_a_kstream_error(
     assert str(caught.value) == ("the openssl cipher failed unexpectedly (ValueError: the "
                                  "library's own trouble); please report this")
     assert isinstance(caught.value.__cause__, ValueError)
-    assert caught.value.exit_code == 3
+    assert caught.value.exit_code == 70  # an internal error, as on the command line
 
 
 async def test_dev_null_is_an_integrity_check(tmp_path: Path) -> None:
