@@ -66,6 +66,25 @@ def screen(raw: bytes, columns: int = COLUMNS, rows: int = ROWS) -> list[str]:
     return [line.rstrip() for line in term.display if line.strip()]
 
 
+def read_for(fd: int, seconds: float) -> bytes:
+    """What arrives on the pty ``fd`` in the next ``seconds``, less once nothing more can
+    (every writer of its other side has closed it)."""
+    end = time.monotonic() + seconds
+    got = b""
+    while (left := end - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:  # EIO: every writer has closed the other side
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 class Terminal:
     """A pseudo-terminal of a fixed size, read in the background of a running command."""
 
@@ -77,19 +96,7 @@ class Terminal:
 
     def read(self, seconds: float) -> bytes:
         """What the terminal gets in the next ``seconds`` (the command's output so far)."""
-        end = time.monotonic() + seconds
-        got = b""
-        while (left := end - time.monotonic()) > 0:
-            ready, _, _ = select.select([self.master], [], [], left)
-            if not ready:
-                break
-            try:
-                chunk = os.read(self.master, 1 << 16)
-            except OSError:  # EIO: every writer has closed the slave side
-                break
-            if not chunk:
-                break
-            got += chunk
+        got = read_for(self.master, seconds)
         self.raw += got
         return got
 
@@ -142,18 +149,7 @@ class Console:
         self.raw = b""
 
     def read(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            ready, _, _ = select.select([self.master], [], [], left)
-            if not ready:
-                return
-            try:
-                chunk = os.read(self.master, 1 << 16)
-            except OSError:  # EIO: the command has exited
-                return
-            if not chunk:
-                return
-            self.raw += chunk
+        self.raw += read_for(self.master, seconds)
 
     def type(self, data: bytes) -> None:
         os.write(self.master, data)

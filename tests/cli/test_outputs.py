@@ -29,34 +29,27 @@ def folder(tmp_path: Path, keyfile: Path) -> Path:
 
 
 @pytest.mark.parametrize("force", [[], ["-f"]], ids=["no-force", "force"])
-def test_encrypt_of_a_two_file_glob_replaces_neither(folder: Path, keyfile: Path,
-                                                      force: list[str]) -> None:
+@pytest.mark.parametrize("command", ["encrypt", "decrypt"])
+def test_a_two_file_glob_replaces_neither(folder: Path, keyfile: Path, command: str,
+                                          force: list[str]) -> None:
+    """``kstream encrypt [-f] -k K *.txt`` and ``kstream decrypt [-f] -k K *.kst`` in a
+    folder of two such files: read as IN OUT, and refused."""
+    if command == "decrypt":
+        assert _in(folder, "encrypt", "-q", "-k", str(keyfile), "--suffix", ".kst", "a.txt",
+                   "b.txt").returncode == 0
+        for name in ("a.txt", "b.txt"):
+            (folder / name).unlink()
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    proc = _in(folder, "encrypt", *force, "-k", str(keyfile), *sorted(before))  # *.txt
+    glob = sorted(before)
+    assert len(glob) == 2
+    proc = _in(folder, command, *force, "-k", str(keyfile), *glob)
     assert proc.returncode == 2
+    what = "is not" if command == "encrypt" else "is"
     assert proc.stderr == (
-        "kstream: error: output 'b.txt' exists and is not kstream ciphertext: encrypt does "
-        "not replace it, even with --force (it may be one of your inputs); for several files "
-        "give --suffix or --output-dir, or remove it first\n")
+        f"kstream: error: output '{glob[1]}' exists and {what} kstream ciphertext: {command} "
+        "does not replace it, even with --force (it may be one of your inputs); for several "
+        "files give --suffix or --output-dir, or remove it first\n")
     assert "use --force" not in proc.stderr
-    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
-
-
-@pytest.mark.parametrize("force", [[], ["-f"]], ids=["no-force", "force"])
-def test_decrypt_of_a_two_file_glob_replaces_neither(folder: Path, keyfile: Path,
-                                                      force: list[str]) -> None:
-    assert _in(folder, "encrypt", "-q", "-k", str(keyfile), "--suffix", ".kst", "a.txt", "b.txt"
-               ).returncode == 0
-    for name in ("a.txt", "b.txt"):
-        (folder / name).unlink()
-    before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    assert sorted(before) == ["a.txt.kst", "b.txt.kst"]
-    proc = _in(folder, "decrypt", *force, "-k", str(keyfile), *sorted(before))  # *.kst
-    assert proc.returncode == 2
-    assert proc.stderr == (
-        "kstream: error: output 'b.txt.kst' exists and is kstream ciphertext: decrypt does "
-        "not replace it, even with --force (it may be one of your inputs); for several files "
-        "give --suffix or --output-dir, or remove it first\n")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
