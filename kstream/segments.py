@@ -269,7 +269,7 @@ class SealCodec:
         return [frame, ciphertext, tag]
 
     def process(self, view: memoryview, n: int, last: bool) -> Buffers:
-        if not isinstance(self.cipher, IntoStream):
+        if not isinstance(self.cipher, IntoStream):  # new bytes: no output buffer needed
             return self.seal(apply_cipher(self.cipher, view[:n], view, last), last)
         out = self._room.view()
         self._frame_into(out, n, last, (view[:n],))
