@@ -23,7 +23,10 @@ from kstream.format import MAGIC
 def is_ciphertext(path: str) -> bool | None:
     """Whether the regular file ``path`` starts like a kstream file; None if it is not a
     regular file or cannot be read (no rule applies to it here)."""
-    try:  # non-blocking: a FIFO put there must not hang the check
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a device is never opened for this
+            return None
+        # Non-blocking and checked again: a FIFO swapped in meanwhile must not hang it.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return None
