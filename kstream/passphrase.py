@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 
 from kstream.errors import FormatError, UsageError, io_errors, option
 from kstream.format import SALT_SIZE, KdfParams
@@ -112,13 +112,12 @@ def derive(passphrase: bytes | bytearray, params: KdfParams, *,
 
     kdf = Scrypt(salt=params.salt, length=KEY_SIZE, n=1 << params.log2n, r=params.r,
                  p=params.p)
-    slow = SLOW_WORK if SLOW_WORK is not None and params.log2n >= SLOW_LOG2N else None
+    shown = (SLOW_WORK(f"deriving the key from the passphrase (scrypt, "
+                       f"{_size(params.memory)})")
+             if SLOW_WORK is not None and params.log2n >= SLOW_LOG2N else nullcontext())
     try:
-        if slow is None:
+        with shown:
             return Key(kdf.derive(passphrase))  # a bytearray is read in place, not copied
-        with slow(f"deriving the key from the passphrase (scrypt, "
-                  f"{_size(params.memory)})"):
-            return Key(kdf.derive(passphrase))
     except MemoryError as exc:  # OpenSSL could not allocate 128 * r * N bytes
         advice = (f"use a lower {option('work_factor')} (the default, {DEFAULT_WORK_FACTOR}, "
                   f"needs {_size(128 * 8 << DEFAULT_WORK_FACTOR)})" if encrypting else
