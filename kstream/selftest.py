@@ -315,15 +315,11 @@ def run_selftest(*, kernel: bool = True, openssl: bool = True,
     ``decrypt`` use, with each backend that is there."""
     from kstream.selftest_paths import path_rows
 
-    rows: list[SelftestRow] = []
-    if openssl:
-        rows += _openssl_rows()
-    if kernel:
-        rows += _kernel_rows()
-    backends = (["openssl"] if openssl and files else []) + (
-        ["kernel"] if kernel and files and not any(
-            r.backend == "kernel" and r.status == "skipped" for r in rows) else [])
-    for backend in backends:
+    kernel_rows = _kernel_rows() if kernel else []
+    rows = (_openssl_rows() if openssl else []) + kernel_rows
+    there = {"openssl": openssl,
+             "kernel": bool(kernel_rows) and all(r.status != "skipped" for r in kernel_rows)}
+    for backend in (b for b, usable in there.items() if usable and files):
         rows += [SelftestRow(backend, "kstream v1", *row) for row in path_rows(backend)]
     return SelftestReport(tuple(rows))
 

@@ -132,20 +132,36 @@ _DRIVERS: dict[str, Driver] = {"small-file path": _small, "parallel ranges": _ra
 
 
 def _drivers_for(size: int) -> Iterator[tuple[str, Driver]]:
+    from kstream.engine.small import SMALL
+
     for name, driver in _DRIVERS.items():
-        if name != "small-file path" or size <= 1 << 20:
+        if name != "small-file path" or size <= SMALL:
             yield name, driver
 
 
+def _through(driver: Driver, encrypt: bool, src: str, out: str, key_bytes: bytes,
+             backend: str, plain: bytes) -> tuple[Status, str]:
+    """One run of ``driver``, judged: an encryption by :func:`reference_open`, a
+    decryption by its bytes."""
+    try:
+        driver(encrypt, src, out, Key(key_bytes), backend)
+        with open(out, "rb") as f:
+            got = f.read()
+        back = reference_open(key_bytes, got) if encrypt else got
+    except Exception as exc:  # any error on a path users run is a failure
+        return "error", str(exc) or type(exc).__name__
+    return ("ok", "") if back == plain else ("FAIL", "the plaintext does not come back")
+
+
 def path_rows(backend: str) -> list[PathRow]:
-    """Encrypt and decrypt each input through each driver with ``backend``."""
+    """Encrypt and decrypt each input through each driver with ``backend``; each driver
+    decrypts the first encryption that the reference opened."""
     key_bytes = hashlib.sha256(b"kstream selftest key").digest()
-    key = Key(key_bytes)
     rows: list[PathRow] = []
     with tempfile.TemporaryDirectory(prefix="kstream-selftest-") as tmp:
+        src, out = os.path.join(tmp, "plain"), os.path.join(tmp, "out")
         for label, size in _SIZES.items():
             plain = hashlib.shake_256(label.encode()).digest(size)
-            src = os.path.join(tmp, "plain")
             with open(src, "wb") as f:
                 f.write(plain)
             checked: str | None = None
@@ -155,20 +171,10 @@ def path_rows(backend: str) -> list[PathRow]:
                     if not encrypt and checked is None:
                         rows.append((*where, "error", "no encryption to decrypt"))
                         continue
-                    out = os.path.join(tmp, "out")
-                    try:
-                        driver(encrypt, src if encrypt else checked or "", out, key, backend)
-                        with open(out, "rb") as f:
-                            got = f.read()
-                        back = reference_open(key_bytes, got) if encrypt else got
-                    except Exception as exc:  # any error on a path users run is a failure
-                        rows.append((*where, "error", str(exc) or type(exc).__name__))
-                        continue
-                    if back != plain:
-                        rows.append((*where, "FAIL", "the plaintext does not come back"))
-                    else:
-                        rows.append((*where, "ok", ""))
-                        if encrypt and checked is None:
-                            checked = os.path.join(tmp, "checked.kst")
-                            os.replace(out, checked)
+                    status, detail = _through(driver, encrypt, src if encrypt else checked or "",
+                                              out, key_bytes, backend, plain)
+                    rows.append((*where, status, detail))
+                    if encrypt and status == "ok" and checked is None:
+                        checked = os.path.join(tmp, "checked.kst")
+                        os.replace(out, checked)
     return rows
