@@ -13,6 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kstream.cli import tui
+from kstream.errors import Interrupted
 
 # signal's C core: the signal module wraps every signal and handler in enums, which costs
 # more start-up time than a small file takes to encrypt. The types are signal's (typeshed
@@ -58,7 +59,7 @@ async def _with_signals(coro: Coroutine[Any, Any, None]) -> None:
         if got:
             tui.error(f"{'terminated' if signum == _signal.SIGTERM else 'interrupted'} "
                       "again: stopping at once (a partial output file may remain)")
-            os._exit(tui.EXIT_SIGTERM if signum == _signal.SIGTERM else 130)
+            os._exit(tui.EXIT_SIGTERM if signum == _signal.SIGTERM else Interrupted.exit_code)
         got.append(signum)
         if signum == _signal.SIGINT:
             tui.ctrl_c_seen()
