@@ -54,6 +54,21 @@ SAMPLE = (
 )
 
 
+def _every_driver() -> bool:
+    """The file rows of ``kstream selftest`` (every driver an ``encrypt`` or ``decrypt`` may
+    take, each way), as one line; False if any failed."""
+    from kstream.selftest_paths import path_rows
+
+    rows = path_rows("auto")
+    failed = [f"{feed} ({vector}): {detail}" for vector, feed, status, detail in rows
+              if status != "ok"]
+    drivers = sorted({feed.partition(",")[0] for _, feed, _, _ in rows})
+    print(f"drivers:     {', '.join(drivers)}: "
+          + (f"{len(rows)} of {len(rows)} runs OK" if not failed
+             else f"FAILED: {'; '.join(failed)}"))
+    return not failed
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from kstream.api import decrypt_file, encrypt_file
     from kstream.cli.runner import run
@@ -90,6 +105,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"note:        {line}")
         ok = back == data
         print(f"round trip:  {'OK, decrypted text equals the original' if ok else 'MISMATCH'}")
+        ok = _every_driver() and ok
         tampered = os.path.join(tmp, "tampered.kst")
         with open(enc, "rb") as src, open(tampered, "wb") as dst:
             blob = bytearray(src.read())

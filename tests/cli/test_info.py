@@ -19,6 +19,26 @@ def test_demo() -> None:
                       r"(/\S+) when it ends\)$", out, re.MULTILINE)
     assert found is not None, out
     assert found[1].startswith(found[2] + "/")
+    assert ("drivers:     async iterable, fd stream (pipe), parallel ranges, small-file path: "
+            "14 of 14 runs OK") in out
+
+
+def test_demo_fails_when_one_driver_is_broken(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's own round trip takes one path; every other path is run too, so a break
+    in any of them fails the demo (as cryptography 51 broke them all)."""
+    import kstream.engine.small
+
+    def broken(*args: object, **kwargs: object) -> bool:
+        raise ValueError("the small-file path is broken")
+
+    monkeypatch.setattr(kstream.engine.small, "process_small_file", broken)
+    code, out, _ = run_main(capsys, "demo")
+    assert code == 1
+    assert "round trip:  OK" in out
+    assert ("drivers:     async iterable, fd stream (pipe), parallel ranges, small-file path: "
+            "FAILED: small-file path, encrypt (small file): the small-file path is broken; "
+            "small-file path, decrypt (small file): ") in out
 
 
 def test_backends_json_names_what_auto_picks(capsys: pytest.CaptureFixture[str]) -> None:
