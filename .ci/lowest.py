@@ -20,8 +20,9 @@ def lowest_pins(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
     pins = []
     for dep in deps:
         requirement, _, marker = dep.partition(";")
-        match = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][0-9A-Za-z.]*)\s*(,.*)?",
-                             requirement)
+        match = re.fullmatch(
+            r"\s*([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][0-9A-Za-z.]*)\s*(,.*)?", requirement
+        )
         if match is None:
             sys.exit(f"lowest.py: {dep!r} has no '>=' lower bound")
         pin = f"{match[1]}=={match[2]}"

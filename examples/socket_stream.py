@@ -31,7 +31,7 @@ async def main() -> None:
 
         async def payload() -> AsyncIterator[bytes]:
             for i in range(0, len(PAYLOAD), 100_000):
-                yield PAYLOAD[i:i + 100_000]
+                yield PAYLOAD[i : i + 100_000]
 
         async for piece in kstream.encrypt_stream(payload(), key=key):
             writer.write(piece)

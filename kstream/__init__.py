@@ -40,15 +40,26 @@ __version__ = "0.1.0"
 #: Loaded on first use: asyncio, uvloop and OpenSSL cost more start-up time than a small
 #: file takes to encrypt, and ``kstream --version``, ``keygen`` or ``key list`` need none
 #: (``--version`` not even the exceptions, whose module imports ``contextlib``).
-_LAZY = {"BackendFailure": "kstream.errors",
-         "BackendUnavailable": "kstream.errors", "FormatError": "kstream.errors",
-         "IntegrityError": "kstream.errors", "Interrupted": "kstream.errors",
-         "InvalidKey": "kstream.errors", "IOFailure": "kstream.errors",
-         "KstreamError": "kstream.errors", "UsageError": "kstream.errors",
-         "decrypt_file": "kstream.api", "decrypt_stream": "kstream.api",
-         "encrypt_file": "kstream.api", "encrypt_stream": "kstream.api", "run": "kstream.loop",
-         "CipherOptions": "kstream.backends.base", "CipherSuite": "kstream.format",
-         "Header": "kstream.format", "Key": "kstream.keys"}
+_LAZY = {
+    "BackendFailure": "kstream.errors",
+    "BackendUnavailable": "kstream.errors",
+    "FormatError": "kstream.errors",
+    "IntegrityError": "kstream.errors",
+    "Interrupted": "kstream.errors",
+    "InvalidKey": "kstream.errors",
+    "IOFailure": "kstream.errors",
+    "KstreamError": "kstream.errors",
+    "UsageError": "kstream.errors",
+    "decrypt_file": "kstream.api",
+    "decrypt_stream": "kstream.api",
+    "encrypt_file": "kstream.api",
+    "encrypt_stream": "kstream.api",
+    "run": "kstream.loop",
+    "CipherOptions": "kstream.backends.base",
+    "CipherSuite": "kstream.format",
+    "Header": "kstream.format",
+    "Key": "kstream.keys",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -69,9 +69,17 @@ def pread_header(source: FdSource, base: int) -> Header:
 
 
 @contextlib.asynccontextmanager
-async def _planned(direction: Direction, source: Source | None, secret: Secret, *,
-                   raw: bool = False, iv: bytes | None = None, header: Header | None = None,
-                   notify: Notify | None = None, **kw: Any) -> AsyncIterator[Plan]:
+async def _planned(
+    direction: Direction,
+    source: Source | None,
+    secret: Secret,
+    *,
+    raw: bool = False,
+    iv: bytes | None = None,
+    header: Header | None = None,
+    notify: Notify | None = None,
+    **kw: Any,
+) -> AsyncIterator[Plan]:
     """:func:`~kstream.engine.plan.planned`, after reading a kstream file's header from
     ``source`` when decrypting one (unless ``header`` is given). ``kw``: header_iv,
     backend, options, verify. Every run of the async API passes here first: malloc is
@@ -81,15 +89,27 @@ async def _planned(direction: Direction, source: Source | None, secret: Secret, 
     if raw_iv is None and header is None and direction == "decrypt":
         assert source is not None
         header = await read_header(source)
-    with planned(direction == "encrypt", secret, raw_iv=raw_iv, header=header,
-                 notify=notify or _log_notice, **kw) as plan:
+    with planned(
+        direction == "encrypt",
+        secret,
+        raw_iv=raw_iv,
+        header=header,
+        notify=notify or _log_notice,
+        **kw,
+    ) as plan:
         yield plan
 
 
-async def encrypt_to(source: Source, sink: Sink | FdSink, *, key: Key | None = None,
-                     passphrase: PassphraseArg | Derivations | None = None,
-                     work_factor: int | None = None,
-                     progress: Progress | None = None, **kw: Any) -> None:
+async def encrypt_to(
+    source: Source,
+    sink: Sink | FdSink,
+    *,
+    key: Key | None = None,
+    passphrase: PassphraseArg | Derivations | None = None,
+    work_factor: int | None = None,
+    progress: Progress | None = None,
+    **kw: Any,
+) -> None:
     """Encrypt everything from ``source`` into ``sink`` (header first unless ``raw``).
 
     ``kw``: raw, iv, header_iv and header (test vectors only), backend, options, verify,
@@ -100,10 +120,16 @@ async def encrypt_to(source: Source, sink: Sink | FdSink, *, key: Key | None = N
         await run(plan, source, sink, progress)
 
 
-async def decrypt_to(source: Source, sink: Sink | FdSink, *, key: Key | None = None,
-                     passphrase: PassphraseArg | Derivations | None = None,
-                     max_work_factor: int | None = None,
-                     progress: Progress | None = None, **kw: Any) -> None:
+async def decrypt_to(
+    source: Source,
+    sink: Sink | FdSink,
+    *,
+    key: Key | None = None,
+    passphrase: PassphraseArg | Derivations | None = None,
+    max_work_factor: int | None = None,
+    progress: Progress | None = None,
+    **kw: Any,
+) -> None:
     """Decrypt everything from ``source`` into ``sink``, checking every segment's tag."""
     secret = make_secret(key, passphrase, max_work_factor=max_work_factor)
     async with _planned("decrypt", source, secret, **kw) as plan:
@@ -123,10 +149,12 @@ async def _open_input(path: str) -> int:
     FIFO blocks until a writer comes, maybe never, and Ctrl-C must not wait for that. If
     the open completes after all, the descriptor is closed there and then."""
     future = asyncio.get_running_loop().run_in_executor(
-        None, os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        None, os.open, path, os.O_RDONLY | os.O_CLOEXEC
+    )
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
+
         def close_late(done: asyncio.Future[int]) -> None:
             if not done.cancelled() and done.exception() is None:
                 os.close(done.result())
@@ -164,12 +192,20 @@ def _sink_for(dst: FileArg) -> Sink | FdSink:
     raise UsageError(f"cannot write to {type(dst).__name__}: give a path or a file")
 
 
-async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
-                       key: Key | None = None,
-                       passphrase: PassphraseArg | Derivations | None = None,
-                       work_factor: int | None = None, max_work_factor: int | None = None,
-                       force: bool = False, jobs: int | None = None,
-                       progress: Progress | None = None, **kw: Any) -> None:
+async def process_file(
+    direction: Direction,
+    src: FileArg,
+    dst: FileArg,
+    *,
+    key: Key | None = None,
+    passphrase: PassphraseArg | Derivations | None = None,
+    work_factor: int | None = None,
+    max_work_factor: int | None = None,
+    force: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    **kw: Any,
+) -> None:
     """Encrypt or decrypt ``src`` into ``dst`` with atomic output when ``dst`` is a path.
 
     A regular input file into a path is processed by ``jobs`` parallel ranges (default: the
@@ -180,8 +216,9 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
     stream = False
     if dst_path is not None:
         src_path = os.fspath(src) if isinstance(src, str | os.PathLike) else None
-        stream = check_output_path(dst_path, force=force, src=src_path,
-                                   no_terminal=direction == "encrypt")
+        stream = check_output_path(
+            dst_path, force=force, src=src_path, no_terminal=direction == "encrypt"
+        )
     source, owned_fd = await open_source(src)
     try:
         if dst_path is None:
@@ -195,8 +232,15 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
             return
         out = AtomicFile(dst_path, force=force)
         try:
-            await _run_into_file(direction, source, FdSink(out.fd, f"output '{dst_path}'"),
-                                 secret, jobs, progress, kw)
+            await _run_into_file(
+                direction,
+                source,
+                FdSink(out.fd, f"output '{dst_path}'"),
+                secret,
+                jobs,
+                progress,
+                kw,
+            )
             await run_blocking(out.sync)  # a cancellation here still removes the output
             out.publish()  # no await after the output appears: no cancellation either
         except BaseException:
@@ -207,8 +251,14 @@ async def process_file(direction: Direction, src: FileArg, dst: FileArg, *,
             os.close(owned_fd)
 
 
-async def _run_into_stream(direction: Direction, source: Source, path: str, secret: Secret,
-                           progress: Progress | None, kw: dict[str, Any]) -> None:
+async def _run_into_stream(
+    direction: Direction,
+    source: Source,
+    path: str,
+    secret: Secret,
+    progress: Progress | None,
+    kw: dict[str, Any],
+) -> None:
     """Into a character device, a FIFO or one of this process's descriptors: written
     directly by the stream driver."""
     fd, owned = await _open_stream_output(path, kw.get("notify") or _log_notice)
@@ -230,8 +280,10 @@ def _pipe_detail(sink: Sink | FdSink, name: str) -> Iterator[None]:
         yield
     except KstreamError as exc:
         if isinstance(sink, FdSink) and sink.written and _is_pipe(sink.fd):
-            exc.add_detail(f"{sink.written} bytes had already gone into the pipe {name} "
-                           "(nothing to remove: a pipe cannot take them back)")
+            exc.add_detail(
+                f"{sink.written} bytes had already gone into the pipe {name} "
+                "(nothing to remove: a pipe cannot take them back)"
+            )
         raise
 
 
@@ -245,17 +297,25 @@ async def _open_stream_output(path: str, notify: Notify) -> tuple[int, bool]:
     wait, said = 0.01, False
     while (opened := open_stream(path)) is None:
         if not said and loop.time() >= notice_at:
-            notify(f"waiting for a reader to open the FIFO '{path}'; nothing is written "
-                   "before one does (Ctrl-C stops)")
+            notify(
+                f"waiting for a reader to open the FIFO '{path}'; nothing is written "
+                "before one does (Ctrl-C stops)"
+            )
             said = True
         await asyncio.sleep(wait)
         wait = min(wait * 2, 0.2)
     return opened
 
 
-async def _run_into_file(direction: Direction, source: Source, sink: FdSink, secret: Secret,
-                         jobs: int | None, progress: Progress | None, kw: dict[str, Any]
-                         ) -> None:
+async def _run_into_file(
+    direction: Direction,
+    source: Source,
+    sink: FdSink,
+    secret: Secret,
+    jobs: int | None,
+    progress: Progress | None,
+    kw: dict[str, Any],
+) -> None:
     """Into a new file: by parallel ranges when the input is a regular file (and no explicit
     splice/sendfile asks otherwise), else by the stream driver. One plan either way, also
     when ranges hand a damaged file (its size fits no intact file) to the stream driver,
@@ -270,8 +330,9 @@ async def _run_into_file(direction: Direction, source: Source, sink: FdSink, sec
     if direction == "decrypt" and check_iv(kw.get("iv"), kw.get("raw", False)) is None:
         header = pread_header(source, base)
     async with _planned(direction, None, secret, header=header, **kw) as plan:
-        if await run_ranges_plan(plan, source, sink, size, base,
-                                 jobs or os.cpu_count() or 1, progress):
+        if await run_ranges_plan(
+            plan, source, sink, size, base, jobs or os.cpu_count() or 1, progress
+        ):
             return
         assert header is not None  # only a kstream file's body can fit no intact layout
         os.lseek(source.fd, base + header.size, os.SEEK_SET)  # the header is read already
@@ -279,11 +340,21 @@ async def _run_into_file(direction: Direction, source: Source, sink: FdSink, sec
 
 
 async def encrypt_file(
-    src: FileArg, dst: FileArg, *, key: Key | None = None,
-    passphrase: PassphraseArg | Derivations | None = None, work_factor: int | None = None,
-    backend: BackendArg = "auto", force: bool = False, raw: bool = False,
-    iv: bytes | None = None, verify: bool = False, options: CipherOptions | None = None,
-    notify: Notify | None = None, progress: Progress | None = None, jobs: int | None = None,
+    src: FileArg,
+    dst: FileArg,
+    *,
+    key: Key | None = None,
+    passphrase: PassphraseArg | Derivations | None = None,
+    work_factor: int | None = None,
+    backend: BackendArg = "auto",
+    force: bool = False,
+    raw: bool = False,
+    iv: bytes | None = None,
+    verify: bool = False,
+    options: CipherOptions | None = None,
+    notify: Notify | None = None,
+    progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> None:
     """Encrypt ``src`` into ``dst`` with ``key``, or with ``passphrase`` (exactly one).
 
@@ -295,35 +366,78 @@ async def encrypt_file(
     A passphrase (bytes, str, or a function returning one) is turned into an AES-256 key
     by scrypt with log2 N = ``work_factor`` (default 18) and a fresh random salt.
     """
-    await process_file("encrypt", src, dst, key=key, passphrase=passphrase,
-                       work_factor=work_factor, force=force, backend=backend, raw=raw,
-                       iv=iv, verify=verify, options=options, notify=notify,
-                       progress=progress, jobs=jobs)
+    await process_file(
+        "encrypt",
+        src,
+        dst,
+        key=key,
+        passphrase=passphrase,
+        work_factor=work_factor,
+        force=force,
+        backend=backend,
+        raw=raw,
+        iv=iv,
+        verify=verify,
+        options=options,
+        notify=notify,
+        progress=progress,
+        jobs=jobs,
+    )
 
 
 async def decrypt_file(
-    src: FileArg, dst: FileArg, *, key: Key | None = None,
-    passphrase: PassphraseArg | Derivations | None = None, max_work_factor: int | None = None,
-    backend: BackendArg = "auto", force: bool = False, raw: bool = False,
-    iv: bytes | None = None, verify: bool = False, options: CipherOptions | None = None,
-    notify: Notify | None = None, progress: Progress | None = None, jobs: int | None = None,
+    src: FileArg,
+    dst: FileArg,
+    *,
+    key: Key | None = None,
+    passphrase: PassphraseArg | Derivations | None = None,
+    max_work_factor: int | None = None,
+    backend: BackendArg = "auto",
+    force: bool = False,
+    raw: bool = False,
+    iv: bytes | None = None,
+    verify: bool = False,
+    options: CipherOptions | None = None,
+    notify: Notify | None = None,
+    progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> None:
     """Decrypt ``src`` into ``dst``; same output guarantees as :func:`encrypt_file`.
 
     A passphrase file's work factor above ``max_work_factor`` (default 20) is refused
     before any work: the header is the file's, and the file may be an attacker's.
     """
-    await process_file("decrypt", src, dst, key=key, passphrase=passphrase,
-                       max_work_factor=max_work_factor, force=force, backend=backend,
-                       raw=raw, iv=iv, verify=verify, options=options, notify=notify,
-                       progress=progress, jobs=jobs)
+    await process_file(
+        "decrypt",
+        src,
+        dst,
+        key=key,
+        passphrase=passphrase,
+        max_work_factor=max_work_factor,
+        force=force,
+        backend=backend,
+        raw=raw,
+        iv=iv,
+        verify=verify,
+        options=options,
+        notify=notify,
+        progress=progress,
+        jobs=jobs,
+    )
 
 
 async def encrypt_stream(
-    source: AsyncIterable[bytes] | Any, *, key: Key | None = None,
-    passphrase: PassphraseArg | Derivations | None = None, work_factor: int | None = None,
-    backend: BackendArg = "auto", raw: bool = False, iv: bytes | None = None,
-    verify: bool = False, options: CipherOptions | None = None, notify: Notify | None = None,
+    source: AsyncIterable[bytes] | Any,
+    *,
+    key: Key | None = None,
+    passphrase: PassphraseArg | Derivations | None = None,
+    work_factor: int | None = None,
+    backend: BackendArg = "auto",
+    raw: bool = False,
+    iv: bytes | None = None,
+    verify: bool = False,
+    options: CipherOptions | None = None,
+    notify: Notify | None = None,
 ) -> AsyncIterator[bytes | bytearray]:
     """Encrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives.
 
@@ -333,24 +447,53 @@ async def encrypt_stream(
     """
     secret = make_secret(key, passphrase, work_factor)
     src = IterSource(source)
-    async with _planned("encrypt", src, secret, raw=raw, iv=iv, backend=backend,
-                        options=options, verify=verify, notify=notify) as plan, \
-            contextlib.aclosing(run_iterable(plan, src)) as outputs:
+    async with (
+        _planned(
+            "encrypt",
+            src,
+            secret,
+            raw=raw,
+            iv=iv,
+            backend=backend,
+            options=options,
+            verify=verify,
+            notify=notify,
+        ) as plan,
+        contextlib.aclosing(run_iterable(plan, src)) as outputs,
+    ):
         async for out in outputs:
             yield out
 
 
 async def decrypt_stream(
-    source: AsyncIterable[bytes] | Any, *, key: Key | None = None,
-    passphrase: PassphraseArg | Derivations | None = None, max_work_factor: int | None = None,
-    backend: BackendArg = "auto", raw: bool = False, iv: bytes | None = None,
-    verify: bool = False, options: CipherOptions | None = None, notify: Notify | None = None,
+    source: AsyncIterable[bytes] | Any,
+    *,
+    key: Key | None = None,
+    passphrase: PassphraseArg | Derivations | None = None,
+    max_work_factor: int | None = None,
+    backend: BackendArg = "auto",
+    raw: bool = False,
+    iv: bytes | None = None,
+    verify: bool = False,
+    options: CipherOptions | None = None,
+    notify: Notify | None = None,
 ) -> AsyncIterator[bytes]:
     """Decrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives."""
     secret = make_secret(key, passphrase, max_work_factor=max_work_factor)
     src = IterSource(source)
-    async with _planned("decrypt", src, secret, raw=raw, iv=iv, backend=backend,
-                        options=options, verify=verify, notify=notify) as plan, \
-            contextlib.aclosing(run_iterable(plan, src)) as outputs:
+    async with (
+        _planned(
+            "decrypt",
+            src,
+            secret,
+            raw=raw,
+            iv=iv,
+            backend=backend,
+            options=options,
+            verify=verify,
+            notify=notify,
+        ) as plan,
+        contextlib.aclosing(run_iterable(plan, src)) as outputs,
+    ):
         async for out in outputs:
             yield bytes(out) if not isinstance(out, bytes) else out

@@ -35,8 +35,8 @@ def own_descriptor(path: str) -> int | None:
     if path in _DESCRIPTOR_PATHS:
         return _DESCRIPTOR_PATHS[path]
     for prefix in _DESCRIPTOR_DIRS:
-        if path.startswith(prefix) and path[len(prefix):].isdigit():
-            return int(path[len(prefix):])
+        if path.startswith(prefix) and path[len(prefix) :].isdigit():
+            return int(path[len(prefix) :])
     return None
 
 
@@ -61,10 +61,12 @@ def check_stream_owner(path: str, st: os.stat_result) -> None:
     if st.st_uid in (os.geteuid(), 0):
         return
     kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "device"
-    raise UsageError(f"refusing to write to '{path}': a {kind} owned by another user "
-                     f"(uid {st.st_uid}), who can read what goes into it; if that is "
-                     "intended, open it yourself and pass the descriptor (e.g. OUT '-' and "
-                     "a shell redirection)")
+    raise UsageError(
+        f"refusing to write to '{path}': a {kind} owned by another user "
+        f"(uid {st.st_uid}), who can read what goes into it; if that is "
+        "intended, open it yourself and pass the descriptor (e.g. OUT '-' and "
+        "a shell redirection)"
+    )
 
 
 #: The outputs whose partial file :meth:`AtomicFile.abort` removed in this process, in
@@ -72,8 +74,9 @@ def check_stream_owner(path: str, st: os.stat_result) -> None:
 partials_removed: list[str] = []
 
 
-def check_output_path(path: str, *, force: bool, src: str | None = None,
-                      no_terminal: bool = False) -> bool:
+def check_output_path(
+    path: str, *, force: bool, src: str | None = None, no_terminal: bool = False
+) -> bool:
     """Refuse outputs that would destroy data: an existing OUT without ``force``, IN itself,
     a directory, a block device, a socket, another user's FIFO or device
     (:func:`check_stream_owner`). True if ``path`` is a stream (see :func:`is_stream`, and
@@ -90,8 +93,9 @@ def check_output_path(path: str, *, force: bool, src: str | None = None,
         if fd is None:
             check_stream_owner(path, st)
         if no_terminal and _is_terminal(path, fd, st.st_mode):
-            raise UsageError(f"refusing to write ciphertext to the terminal '{path}'; give "
-                             "a file or a pipe")
+            raise UsageError(
+                f"refusing to write ciphertext to the terminal '{path}'; give a file or a pipe"
+            )
         return True
     if src is not None:
         with contextlib.suppress(OSError):
@@ -103,11 +107,11 @@ def check_output_path(path: str, *, force: bool, src: str | None = None,
         raise UsageError(f"output '{path}' is a directory; give a file name")
     if not stat.S_ISREG(st.st_mode):
         what = "a block device" if stat.S_ISBLK(st.st_mode) else "a socket or other special file"
-        raise UsageError(f"output '{path}' is {what}; kstream writes to files, FIFOs and "
-                         "character devices")
+        raise UsageError(
+            f"output '{path}' is {what}; kstream writes to files, FIFOs and character devices"
+        )
     if not force:
-        raise UsageError(f"output '{path}' already exists; use {option('force')} to "
-                         "overwrite it")
+        raise UsageError(f"output '{path}' already exists; use {option('force')} to overwrite it")
     return False
 
 
@@ -164,8 +168,9 @@ def _create_partial(directory: str, base: str) -> tuple[int, str]:
     for _ in range(100):
         path = os.path.join(directory, f".{base}.{os.urandom(4).hex()}{PARTIAL_SUFFIX}")
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600)
+            fd = os.open(
+                path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
         except FileExistsError:
             continue
         return fd, path
@@ -231,14 +236,16 @@ class AtomicFile:
         try:
             os.link(self.tmp_path, self.path)
         except FileExistsError as exc:
-            raise UsageError(f"output '{self.path}' already exists; use {option('force')} "
-                             "to overwrite it") from exc
+            raise UsageError(
+                f"output '{self.path}' already exists; use {option('force')} to overwrite it"
+            ) from exc
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
                 raise
             if os.path.lexists(self.path):  # filesystem without hard links
-                raise UsageError(f"output '{self.path}' already exists; use "
-                                 f"{option('force')} to overwrite it") from exc
+                raise UsageError(
+                    f"output '{self.path}' already exists; use {option('force')} to overwrite it"
+                ) from exc
             os.rename(self.tmp_path, self.path)
             return
         os.unlink(self.tmp_path)

@@ -55,7 +55,7 @@ def master_descriptor(master: str) -> str:
 def _load_hint(master: str) -> str:
     key_type, description = master.split(":", 1)
     if key_type == "trusted":
-        return f"keyctl add trusted {description} \"load $(cat SEALED_BLOB)\" @u"
+        return f'keyctl add trusted {description} "load $(cat SEALED_BLOB)" @u'
     if description.startswith(keyring.PREFIX):
         return f"kstream key add {keyring.name_of(description)} FILE --type user"
     return f"keyctl padd user {description} @u < FILE"
@@ -100,7 +100,7 @@ def export_blob(serial: int) -> bytes:
         size = keyring.keyctl(keyring.KEYCTL_READ, serial, buf, len(buf))
     except OSError as exc:
         raise keyring.keyring_error(exc, f"the blob of encrypted key {serial}") from exc
-    return buf.raw[:min(size, len(buf))].rstrip(b"\0\n")
+    return buf.raw[: min(size, len(buf))].rstrip(b"\0\n")
 
 
 def make_private_dirs(directory: Path) -> None:
@@ -116,8 +116,11 @@ def make_private_dirs(directory: Path) -> None:
 
 def loose_blob_directory(blob: Path) -> str | None:
     """The warning for a blob directory others can write to, or ``None``."""
-    return writable_by_others(blob.parent, "blob directory",
-                              "anyone who can write there can remove or replace a key's blob")
+    return writable_by_others(
+        blob.parent,
+        "blob directory",
+        "anyone who can write there can remove or replace a key's blob",
+    )
 
 
 def _create_exclusive(path: Path) -> int:
@@ -149,8 +152,12 @@ def generate(name: str, master: str, blob: Path, ring: str) -> int:
         raise UsageError(f"cannot create blob file '{blob}': {exc.strerror}") from exc
     serial = None
     try:
-        serial = _add(description, f"new {FORMAT} {master} {keyring.ENCRYPTED_KEY_BYTES}",
-                      ring, f"the kernel refused to make an encrypted key under '{master}'")
+        serial = _add(
+            description,
+            f"new {FORMAT} {master} {keyring.ENCRYPTED_KEY_BYTES}",
+            ring,
+            f"the kernel refused to make an encrypted key under '{master}'",
+        )
         data = export_blob(serial)
         with os.fdopen(fd, "wb") as f:
             fd = -1
@@ -175,8 +182,12 @@ def read_blob(blob: Path) -> tuple[str, str]:
         why = exc.strerror if isinstance(exc, OSError) else "not a key blob"
         raise InvalidKey(f"cannot read blob file '{blob}': {why}") from exc
     fields = text.split()
-    if (len(fields) != 4 or fields[0] != FORMAT or not fields[1].startswith(("user:", "trusted:"))
-            or fields[2] != str(keyring.ENCRYPTED_KEY_BYTES)):
+    if (
+        len(fields) != 4
+        or fields[0] != FORMAT
+        or not fields[1].startswith(("user:", "trusted:"))
+        or fields[2] != str(keyring.ENCRYPTED_KEY_BYTES)
+    ):
         raise InvalidKey(
             f"'{blob}' is not an encrypted key blob of a {keyring.ENCRYPTED_KEY_BYTES * 8}-bit "
             "key (as 'kstream key gen --durable' writes)"
@@ -198,10 +209,23 @@ def load(name: str, blob: Path, ring: str) -> int:
     text, master = read_blob(blob)
     keyring.ensure_absent(description, ring)
     check_master(master)
-    return _add(description, f"load {text}", ring,
-                f"blob '{blob}' does not open with master key '{master}': a different master "
-                "key of that name, or a damaged blob")
+    return _add(
+        description,
+        f"load {text}",
+        ring,
+        f"blob '{blob}' does not open with master key '{master}': a different master "
+        "key of that name, or a damaged blob",
+    )
 
 
-__all__ = ["NO_ENCRYPTED_TYPE", "blob_path", "check_master", "export_blob", "generate",
-           "load", "master_descriptor", "master_in", "read_blob"]
+__all__ = [
+    "NO_ENCRYPTED_TYPE",
+    "blob_path",
+    "check_master",
+    "export_blob",
+    "generate",
+    "load",
+    "master_descriptor",
+    "master_in",
+    "read_blob",
+]

@@ -25,8 +25,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "iv": ("iv= (16 bytes)", "--iv HEX (32 hex digits)"),
     "verify": ("verify=True", "--verify"),
     "key": ("key= (a kstream.Key)", "-k/--key-file, --key-fd, --key-name or --key-serial"),
-    "passphrase": ("passphrase= (bytes or str)", "-p/--passphrase (asks on the terminal), "
-                   "--passphrase-fd N or --passphrase-file PATH"),
+    "passphrase": (
+        "passphrase= (bytes or str)",
+        "-p/--passphrase (asks on the terminal), --passphrase-fd N or --passphrase-file PATH",
+    ),
     "max_work_factor": ("max_work_factor=", "--max-work-factor "),
     "work_factor": ("work_factor", "--work-factor"),
     "openssl": ('backend="openssl"', "--backend openssl"),
@@ -150,13 +152,20 @@ def library_errors(name: str) -> Iterator[None]:
     except KstreamError:
         raise
     except Exception as exc:
-        raise BackendFailure(f"the {name} cipher failed unexpectedly ({type(exc).__name__}: "
-                             f"{exc}); please report this") from exc
+        raise BackendFailure(
+            f"the {name} cipher failed unexpectedly ({type(exc).__name__}: "
+            f"{exc}); please report this"
+        ) from exc
 
 
 @contextlib.contextmanager
-def io_errors(action: str, name: str, *, passthrough: tuple[type[OSError], ...] = (),
-              error: type[KstreamError] = IOFailure) -> Iterator[None]:
+def io_errors(
+    action: str,
+    name: str,
+    *,
+    passthrough: tuple[type[OSError], ...] = (),
+    error: type[KstreamError] = IOFailure,
+) -> Iterator[None]:
     """Map an ``OSError`` at an I/O edge to ``error``: ``cannot ACTION NAME: why``.
 
     The OS error stays the cause (``--debug`` shows its errno); ``passthrough`` lists errors

@@ -135,14 +135,15 @@ class KdfParams(_KdfFields):
 
     __slots__ = ()
 
-    def __new__(cls, log2n: int, salt: bytes, r: int = 8, p: int = 1,
-                kdf: int = KDF_SCRYPT) -> "KdfParams":
+    def __new__(
+        cls, log2n: int, salt: bytes, r: int = 8, p: int = 1, kdf: int = KDF_SCRYPT
+    ) -> "KdfParams":
         if len(salt) != SALT_SIZE:
             raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(salt)}")
-        if not (1 <= r <= MAX_SCRYPT_R and p == SCRYPT_P
-                and 1 <= log2n < 16 * r):  # RFC 7914: N < 2^(128 * r / 8)
-            raise ValueError(f"unsupported scrypt parameters log2 N = {log2n}, "
-                             f"r = {r}, p = {p}")
+        if not (
+            1 <= r <= MAX_SCRYPT_R and p == SCRYPT_P and 1 <= log2n < 16 * r
+        ):  # RFC 7914: N < 2^(128 * r / 8)
+            raise ValueError(f"unsupported scrypt parameters log2 N = {log2n}, r = {r}, p = {p}")
         return super().__new__(cls, log2n, salt, r, p, kdf)
 
     @classmethod
@@ -166,8 +167,10 @@ class KdfParams(_KdfFields):
     def parse(cls, block: bytes) -> "KdfParams":
         kdf, log2n, r, p, salt = _KDF.unpack(block)
         if kdf != KDF_SCRYPT:
-            raise FormatError(f"file uses key derivation function {kdf}, which this kstream "
-                              "does not support; the file is damaged or needs a newer kstream")
+            raise FormatError(
+                f"file uses key derivation function {kdf}, which this kstream "
+                "does not support; the file is damaged or needs a newer kstream"
+            )
         try:
             return cls(log2n=log2n, salt=salt, r=r, p=p, kdf=kdf)
         except ValueError as exc:
@@ -199,9 +202,16 @@ class Header(_HeaderFields):
 
     __slots__ = ()
 
-    def __new__(cls, suite: CipherSuite, iv: bytes, version: int = VERSION, flags: int = 0,
-                auth_scheme: AuthScheme = AuthScheme.GMAC_SEGMENTS,
-                auth_param: int = DEFAULT_SEGMENT, kdf: KdfParams | None = None) -> "Header":
+    def __new__(
+        cls,
+        suite: CipherSuite,
+        iv: bytes,
+        version: int = VERSION,
+        flags: int = 0,
+        auth_scheme: AuthScheme = AuthScheme.GMAC_SEGMENTS,
+        auth_param: int = DEFAULT_SEGMENT,
+        kdf: KdfParams | None = None,
+    ) -> "Header":
         if len(iv) != IV_SIZE:
             raise ValueError(f"IV must be {IV_SIZE} bytes, got {len(iv)}")
         if kdf is not None:
@@ -242,8 +252,9 @@ class Header(_HeaderFields):
         """
         prefix = data[: len(MAGIC)]
         if prefix != MAGIC[: len(prefix)] or not prefix:
-            raise FormatError("input is not a kstream file (bad magic); was it made with "
-                              f"{option('raw')}?")
+            raise FormatError(
+                f"input is not a kstream file (bad magic); was it made with {option('raw')}?"
+            )
         if len(data) < len(MAGIC) + 1:
             raise FormatError("file is truncated: the kstream header is incomplete")
         version = data[len(MAGIC)]
@@ -294,12 +305,19 @@ class Header(_HeaderFields):
                     f"file is truncated: the kstream header with its passphrase block needs "
                     f"{HEADER_SIZE + KDF_BLOCK_SIZE} bytes, found {len(data)}"
                 )
-            kdf = KdfParams.parse(data[HEADER_SIZE:HEADER_SIZE + KDF_BLOCK_SIZE])
+            kdf = KdfParams.parse(data[HEADER_SIZE : HEADER_SIZE + KDF_BLOCK_SIZE])
             if suite is not CipherSuite.AES_256_CTR:
-                raise FormatError(f"damaged header: a passphrase file is AES-256-CTR, this "
-                                  f"header says {suite.label}")
+                raise FormatError(
+                    f"damaged header: a passphrase file is AES-256-CTR, this "
+                    f"header says {suite.label}"
+                )
         return cls(
-            suite=suite, iv=iv, version=version, flags=flags, auth_scheme=auth, auth_param=param,
+            suite=suite,
+            iv=iv,
+            version=version,
+            flags=flags,
+            auth_scheme=auth,
+            auth_param=param,
             kdf=kdf,
         )
 
@@ -355,8 +373,9 @@ def truncation(index: int, left: int) -> FormatError:
     if left:
         return FormatError(f"file is truncated: segment {index} is incomplete")
     if index:
-        return FormatError(f"file is truncated: it ends after segment {index - 1} without "
-                           "the final segment")
+        return FormatError(
+            f"file is truncated: it ends after segment {index - 1} without the final segment"
+        )
     return FormatError("file is truncated: no segment follows the header")
 
 
@@ -396,9 +415,11 @@ def walk_frames(body_size: int, segment: int, word_at: Callable[[int], bytes]) -
         if last:
             if left > end:
                 extra = left - end
-                raise FormatError("trailing data after the end of the encrypted file: "
-                                  f"{extra} byte{'s' if extra != 1 else ''} "
-                                  f"{'were' if extra != 1 else 'was'} appended")
+                raise FormatError(
+                    "trailing data after the end of the encrypted file: "
+                    f"{extra} byte{'s' if extra != 1 else ''} "
+                    f"{'were' if extra != 1 else 'was'} appended"
+                )
             return BodyLayout(index + 1, index * segment + size)
         offset += segment + OVERHEAD
         index += 1

@@ -196,17 +196,15 @@ def keyring_error(exc: OSError, what: str) -> KstreamError:
 
 def description_for(name: str) -> str:
     """``kstream:NAME`` for a user's NAME (which may already carry the prefix)."""
-    bare = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    bare = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     if not _NAME.fullmatch(bare):
-        raise UsageError(
-            f"invalid key name '{name}': use 1-200 letters, digits or . _ @ + = , : -"
-        )
+        raise UsageError(f"invalid key name '{name}': use 1-200 letters, digits or . _ @ + = , : -")
     return PREFIX + bare
 
 
 def name_of(description: str) -> str:
     """NAME from ``kstream:NAME`` (other descriptions unchanged)."""
-    return description[len(PREFIX):] if description.startswith(PREFIX) else description
+    return description[len(PREFIX) :] if description.startswith(PREFIX) else description
 
 
 # --------------------------------------------------------------------------- /proc/keys
@@ -246,8 +244,19 @@ def parse_proc_keys(text: str) -> list[ProcKey]:
             description = head
             size = int(tail) if key_type in KEY_TYPES else None
         try:
-            keys.append(ProcKey(int(serial, 16), flags, expiry, int(perm, 16), int(uid),
-                                int(gid), key_type, description, size))
+            keys.append(
+                ProcKey(
+                    int(serial, 16),
+                    flags,
+                    expiry,
+                    int(perm, 16),
+                    int(uid),
+                    int(gid),
+                    key_type,
+                    description,
+                    size,
+                )
+            )
         except ValueError:
             continue
     return keys
@@ -269,8 +278,9 @@ def format_perm(perm: int) -> str:
     for shift, who in ((24, "possessor"), (16, "user"), (8, "group"), (0, "other")):
         bits = (perm >> shift) & 0x3F
         if bits or who in ("possessor", "user"):
-            letters = "".join(c if bits & (1 << (5 - i)) else "-"
-                              for i, c in enumerate(_PERM_LETTERS))
+            letters = "".join(
+                c if bits & (1 << (5 - i)) else "-" for i, c in enumerate(_PERM_LETTERS)
+            )
             parts.append(f"{who} {letters}")
     return ", ".join(parts)
 
@@ -315,7 +325,7 @@ def describe(serial: int) -> tuple[str, int, int, int, str]:
     """``(type, uid, gid, perm, description)`` of a key (needs view permission)."""
     buf = ctypes.create_string_buffer(512)
     size = keyctl(KEYCTL_DESCRIBE, serial, buf, len(buf))
-    text = buf.raw[:max(0, min(size, len(buf)) - 1)].decode("utf-8", "replace")
+    text = buf.raw[: max(0, min(size, len(buf)) - 1)].decode("utf-8", "replace")
     key_type, uid, gid, perm, description = text.split(";", 4)
     return key_type, int(uid), int(gid), int(perm, 16), description
 
@@ -349,9 +359,7 @@ def _checked_ref(serial: int, key_type: str, description: str, keyring: str | No
             "without CONFIG_PROC_KEYS?); use a key file"
         )
     if size not in (16, 24, 32):
-        raise InvalidKey(
-            f"{label} holds {size} bytes; an AES key must be 16, 24 or 32 bytes"
-        )
+        raise InvalidKey(f"{label} holds {size} bytes; an AES key must be 16, 24 or 32 bytes")
     return KeyringRef(serial, key_type, description, size, keyring)
 
 
@@ -392,9 +400,7 @@ def key_by_serial(serial: int) -> KeyringRef:
         key_type, _uid, _gid, _perm, description = describe(serial)
     except OSError as exc:
         if exc.errno == errno.ENOKEY:
-            raise InvalidKey(
-                f"no key with serial {serial}; see 'kstream key list'"
-            ) from exc
+            raise InvalidKey(f"no key with serial {serial}; see 'kstream key list'") from exc
         raise keyring_error(exc, f"key serial {serial}") from exc
     return _checked_ref(serial, key_type, description, None)
 
@@ -408,8 +414,7 @@ def ensure_absent(description: str, ring: str) -> int:
     ring_id = resolve_keyring(ring)
     for existing_type in USABLE_TYPES:
         try:
-            serial = keyctl(KEYCTL_SEARCH, ring_id, existing_type.encode(),
-                            description.encode(), 0)
+            serial = keyctl(KEYCTL_SEARCH, ring_id, existing_type.encode(), description.encode(), 0)
         except OSError:
             continue
         raise UsageError(
@@ -420,8 +425,7 @@ def ensure_absent(description: str, ring: str) -> int:
     return ring_id
 
 
-def add_key(key_type: str, description: str,
-            payload: bytearray | memoryview, ring: str) -> int:
+def add_key(key_type: str, description: str, payload: bytearray | memoryview, ring: str) -> int:
     """Add a key from the caller's buffer (which the caller then wipes); its serial.
 
     ``payload`` is handed to the kernel in place, so no immutable copy of the key bytes is
@@ -437,8 +441,14 @@ def add_key(key_type: str, description: str,
     except TypeError:  # a read-only buffer
         raise UsageError("add_key needs a writable buffer that the caller can wipe") from None
     try:
-        return _call(0, key_type.encode(), description.encode(), buf,
-                     ctypes.c_size_t(len(view)), _long(ring_id))
+        return _call(
+            0,
+            key_type.encode(),
+            description.encode(),
+            buf,
+            ctypes.c_size_t(len(view)),
+            _long(ring_id),
+        )
     except OSError as exc:
         if exc.errno == errno.EINVAL:
             raise InvalidKey(
@@ -454,8 +464,14 @@ def add_key_command(key_type: str, description: str, command: bytes, ring: str) 
     """``add_key`` with a payload that is a command to the key type, not key bytes (an
     ``encrypted`` key's ``new ...`` or ``load BLOB``); its serial. The caller maps errors."""
     ring_id = ensure_absent(description, ring)
-    return _call(0, key_type.encode(), description.encode(), command,
-                 ctypes.c_size_t(len(command)), _long(ring_id))
+    return _call(
+        0,
+        key_type.encode(),
+        description.encode(),
+        command,
+        ctypes.c_size_t(len(command)),
+        _long(ring_id),
+    )
 
 
 def read_key_payload(ref: KeyringRef) -> bytearray:
@@ -497,7 +513,7 @@ def keyring_members(ring: str) -> list[int]:
     except OSError as exc:
         raise keyring_error(exc, f"the {ring} keyring") from exc
     count = min(size, len(buf)) // 4
-    return list(struct.unpack(f"{count}i", buf.raw[:count * 4]))
+    return list(struct.unpack(f"{count}i", buf.raw[: count * 4]))
 
 
 def invalidate(ref: KeyringRef) -> None:
@@ -524,22 +540,30 @@ class ListedKey:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "serial": self.serial, "name": self.name, "description": PREFIX + self.name,
-            "type": self.type, "keyrings": list(self.keyrings), "perm": f"{self.perm:08x}",
-            "permissions": format_perm(self.perm), "uid": self.uid, "bits": self.bits,
-            "expiry": self.expiry, "master": self.master,
+            "serial": self.serial,
+            "name": self.name,
+            "description": PREFIX + self.name,
+            "type": self.type,
+            "keyrings": list(self.keyrings),
+            "perm": f"{self.perm:08x}",
+            "permissions": format_perm(self.perm),
+            "uid": self.uid,
+            "bits": self.bits,
+            "expiry": self.expiry,
+            "master": self.master,
         }
 
 
-def list_keys(proc_keys: Callable[[], list[ProcKey] | None] = read_proc_keys,
-              master_of: Callable[[str], str | None] | None = None) -> list[ListedKey]:
+def list_keys(
+    proc_keys: Callable[[], list[ProcKey] | None] = read_proc_keys,
+    master_of: Callable[[str], str | None] | None = None,
+) -> list[ListedKey]:
     """kstream's keys visible to this process, with the keyrings that link them directly;
     ``master_of(description)`` names an ``encrypted`` key's master (from its blob file)."""
     keys = proc_keys()
     if keys is None:
         raise BackendUnavailable(
-            "cannot list keys: /proc/keys is not available (kernel built without "
-            "CONFIG_PROC_KEYS)"
+            "cannot list keys: /proc/keys is not available (kernel built without CONFIG_PROC_KEYS)"
         )
     members: dict[str, set[int]] = {}
     for ring in ("session", "user"):
@@ -552,14 +576,27 @@ def list_keys(proc_keys: Callable[[], list[ProcKey] | None] = read_proc_keys,
         if key.type not in USABLE_TYPES or not key.description.startswith(PREFIX):
             continue
         rings = tuple(ring for ring, serials in members.items() if key.serial in serials)
-        listed.append(ListedKey(
-            serial=key.serial, name=name_of(key.description), type=key.type,
-            keyrings=rings or ("other",), perm=key.perm, uid=key.uid,
-            bits=(ENCRYPTED_KEY_BYTES * 8 if key.type == "encrypted"
-                  else key.size * 8 if key.size else None),
-            expiry=key.expiry,
-            master=(master_of(key.description) if master_of and key.type == "encrypted"
-                    else None)))
+        listed.append(
+            ListedKey(
+                serial=key.serial,
+                name=name_of(key.description),
+                type=key.type,
+                keyrings=rings or ("other",),
+                perm=key.perm,
+                uid=key.uid,
+                bits=(
+                    ENCRYPTED_KEY_BYTES * 8
+                    if key.type == "encrypted"
+                    else key.size * 8
+                    if key.size
+                    else None
+                ),
+                expiry=key.expiry,
+                master=(
+                    master_of(key.description) if master_of and key.type == "encrypted" else None
+                ),
+            )
+        )
     return sorted(listed, key=lambda k: (k.name, k.serial))
 
 

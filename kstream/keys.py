@@ -79,8 +79,10 @@ def writable_by_others(directory: str | os.PathLike[str], what: str, why: str) -
 
 #: For each permission a warning names: the group's and others' bits, the kind of file it
 #: is about, and the mode that fixes it.
-_PERMISSIONS = {"readable": (stat.S_IRGRP, stat.S_IROTH, stat.S_ISREG, "600"),
-                "writable": (stat.S_IWGRP, stat.S_IWOTH, stat.S_ISDIR, "700")}
+_PERMISSIONS = {
+    "readable": (stat.S_IRGRP, stat.S_IROTH, stat.S_ISREG, "600"),
+    "writable": (stat.S_IWGRP, stat.S_IWOTH, stat.S_ISDIR, "700"),
+}
 
 
 def _loose(path: str | os.PathLike[str], what: str, permission: str, why: str) -> str | None:
@@ -91,12 +93,15 @@ def _loose(path: str | os.PathLike[str], what: str, permission: str, why: str) -
         st = os.stat(path)
     except OSError:
         return None
-    who = " and ".join(name for bit, name in ((group_bit, "its group"), (other_bit, "others"))
-                       if st.st_mode & bit)
+    who = " and ".join(
+        name for bit, name in ((group_bit, "its group"), (other_bit, "others")) if st.st_mode & bit
+    )
     if not is_kind(st.st_mode) or not who:
         return None
-    return (f"{what} '{os.fspath(path)}' is {permission} by {who} (mode "
-            f"{stat.S_IMODE(st.st_mode):04o}); {why}: chmod {fix} '{os.fspath(path)}'")
+    return (
+        f"{what} '{os.fspath(path)}' is {permission} by {who} (mode "
+        f"{stat.S_IMODE(st.st_mode):04o}); {why}: chmod {fix} '{os.fspath(path)}'"
+    )
 
 
 class Key:
@@ -131,8 +136,7 @@ class Key:
             raise UsageError("give either a key name or a key serial")
         from kstream import keyring
 
-        ref = keyring.find_key(name) if name is not None else keyring.key_by_serial(
-            serial or 0)
+        ref = keyring.find_key(name) if name is not None else keyring.key_by_serial(serial or 0)
         key = cls.__new__(cls)
         key._material = bytearray()
         key._ref = ref
@@ -264,7 +268,7 @@ class Key:
 
     def __repr__(self) -> str:
         if self._ref is not None:
-            return (f"<kstream.Key AES-{self.bits} in the kernel keyring: {self._ref.label}>")
+            return f"<kstream.Key AES-{self.bits} in the kernel keyring: {self._ref.label}>"
         return f"<kstream.Key AES-{self.bits} (key material hidden)>"
 
     __str__ = __repr__

@@ -47,6 +47,9 @@ def _apply() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    results = [mallopt(M_ARENA_MAX, 1), mallopt(M_MMAP_THRESHOLD, 32 << 20),
-               mallopt(M_TRIM_THRESHOLD, 64 << 20)]
+    results = [
+        mallopt(M_ARENA_MAX, 1),
+        mallopt(M_MMAP_THRESHOLD, 32 << 20),
+        mallopt(M_TRIM_THRESHOLD, 64 << 20),
+    ]
     return all(r == 1 for r in results)

@@ -47,8 +47,10 @@ def new_params(work_factor: int = DEFAULT_WORK_FACTOR) -> KdfParams:
     """Parameters for a new file: scrypt with ``work_factor`` = log2 N, r = 8, p = 1 and 16
     fresh random salt bytes from the OS CSPRNG."""
     if not MIN_WORK_FACTOR <= work_factor <= MAX_WRITE_WORK_FACTOR:
-        raise UsageError(f"the work factor must be between {MIN_WORK_FACTOR} and "
-                         f"{MAX_WRITE_WORK_FACTOR} (log2 of scrypt's N), not {work_factor}")
+        raise UsageError(
+            f"the work factor must be between {MIN_WORK_FACTOR} and "
+            f"{MAX_WRITE_WORK_FACTOR} (log2 of scrypt's N), not {work_factor}"
+        )
     return KdfParams(log2n=work_factor, salt=os.urandom(SALT_SIZE))
 
 
@@ -99,8 +101,7 @@ SLOW_LOG2N = 18
 SLOW_WORK: Callable[[str], AbstractContextManager[None]] | None = None
 
 
-def derive(passphrase: bytes | bytearray, params: KdfParams, *,
-           encrypting: bool = False) -> Key:
+def derive(passphrase: bytes | bytearray, params: KdfParams, *, encrypting: bool = False) -> Key:
     """The AES-256 key for ``passphrase`` under ``params`` (scrypt, RFC 7914).
 
     Call :meth:`Key.wipe` on the result when done. scrypt's memory is freed when this
@@ -110,21 +111,27 @@ def derive(passphrase: bytes | bytearray, params: KdfParams, *,
     # Imported here: the command line imports this module to build its parser.
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-    kdf = Scrypt(salt=params.salt, length=KEY_SIZE, n=1 << params.log2n, r=params.r,
-                 p=params.p)
-    shown = (SLOW_WORK(f"deriving the key from the passphrase (scrypt, "
-                       f"{_size(params.memory)})")
-             if SLOW_WORK is not None and params.log2n >= SLOW_LOG2N else nullcontext())
+    kdf = Scrypt(salt=params.salt, length=KEY_SIZE, n=1 << params.log2n, r=params.r, p=params.p)
+    shown = (
+        SLOW_WORK(f"deriving the key from the passphrase (scrypt, {_size(params.memory)})")
+        if SLOW_WORK is not None and params.log2n >= SLOW_LOG2N
+        else nullcontext()
+    )
     try:
         with shown:
             return Key(kdf.derive(passphrase))  # a bytearray is read in place, not copied
     except MemoryError as exc:  # OpenSSL could not allocate 128 * r * N bytes
-        advice = (f"use a lower {option('work_factor')} (the default, {DEFAULT_WORK_FACTOR}, "
-                  f"needs {_size(128 * 8 << DEFAULT_WORK_FACTOR)})" if encrypting else
-                  "the file can only be decrypted where that much memory is free")
-        raise UsageError(f"scrypt cannot get the {_size(params.memory)} of memory that "
-                         f"work factor {params.log2n} needs (128 * r * N bytes, "
-                         f"r = {params.r}); {advice}") from exc
+        advice = (
+            f"use a lower {option('work_factor')} (the default, {DEFAULT_WORK_FACTOR}, "
+            f"needs {_size(128 * 8 << DEFAULT_WORK_FACTOR)})"
+            if encrypting
+            else "the file can only be decrypted where that much memory is free"
+        )
+        raise UsageError(
+            f"scrypt cannot get the {_size(params.memory)} of memory that "
+            f"work factor {params.log2n} needs (128 * r * N bytes, "
+            f"r = {params.r}); {advice}"
+        ) from exc
 
 
 class Derivations:
@@ -138,8 +145,7 @@ class Derivations:
     when the run ends (the keys are not wiped per file).
     """
 
-    def __init__(self, passphrase: PassphraseArg,
-                 work_factor: int = DEFAULT_WORK_FACTOR) -> None:
+    def __init__(self, passphrase: PassphraseArg, work_factor: int = DEFAULT_WORK_FACTOR) -> None:
         self._source: PassphraseArg | None = passphrase
         self._phrase: bytearray | None = None
         self._work_factor = work_factor
@@ -165,8 +171,9 @@ class Derivations:
                     raise ValueError("these derivations were wiped")
                 self._phrase = passphrase_bytes(self._source)
                 self._source = None
-            key = self._keys[params] = derive(self._phrase, params,
-                                              encrypting=params == self._params)
+            key = self._keys[params] = derive(
+                self._phrase, params, encrypting=params == self._params
+            )
         return key
 
     def wipe(self) -> None:
@@ -186,8 +193,10 @@ def _first_line(content: bytes, where: str) -> bytearray:
     if line.endswith(b"\r"):
         del line[-1:]
     if len(line) > _MAX_LINE:
-        raise UsageError(f"{where} does not start with a passphrase line "
-                         f"(the first line is over {_MAX_LINE} bytes)")
+        raise UsageError(
+            f"{where} does not start with a passphrase line "
+            f"(the first line is over {_MAX_LINE} bytes)"
+        )
     if not line:
         raise UsageError(f"{where} gives an empty passphrase (its first line is empty)")
     return line
@@ -218,6 +227,16 @@ def read_passphrase_fd(fd: int) -> bytearray:
         wipe(content)
 
 
-__all__ = ["DEFAULT_WORK_FACTOR", "MAX_WORK_FACTOR", "MIN_WORK_FACTOR", "PassphraseArg",
-           "check_work_factor", "derive", "new_params", "passphrase_bytes",
-           "read_passphrase_fd", "read_passphrase_file", "wipe"]
+__all__ = [
+    "DEFAULT_WORK_FACTOR",
+    "MAX_WORK_FACTOR",
+    "MIN_WORK_FACTOR",
+    "PassphraseArg",
+    "check_work_factor",
+    "derive",
+    "new_params",
+    "passphrase_bytes",
+    "read_passphrase_fd",
+    "read_passphrase_file",
+    "wipe",
+]

@@ -63,6 +63,7 @@ Buffers = list[Buffer]
 
 # --- the per-file MAC key -------------------------------------------------------------------------
 
+
 def mac_key_info(header: Header) -> bytes:
     """HKDF-Expand's input after the key: label, complete header, and the block counter 1.
 
@@ -109,6 +110,7 @@ def mac_for_key(key: Key, header: Header) -> AESGCM:
 
 # --- frames and tags ------------------------------------------------------------------------------
 
+
 def _nonce(index: int, last: bool) -> bytes:
     return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 
@@ -150,8 +152,9 @@ class KeyProof:
         self.verified = False
 
 
-def parse_frame(data: Buffer, offset: int, segment: int, index: int,
-                unlocked_by: str = "key") -> tuple[bool, int]:
+def parse_frame(
+    data: Buffer, offset: int, segment: int, index: int, unlocked_by: str = "key"
+) -> tuple[bool, int]:
     """``(last, ciphertext length)`` of the segment whose frame word is at ``offset``.
 
     A length no writer produces (over S, or short but not last) is a modified file.
@@ -163,8 +166,9 @@ def parse_frame(data: Buffer, offset: int, segment: int, index: int,
     return last, size
 
 
-def check_tag(mac: AESGCM, index: int, last: bool, ciphertext: Buffer, tag: Buffer,
-              unlocked_by: str = "key") -> None:
+def check_tag(
+    mac: AESGCM, index: int, last: bool, ciphertext: Buffer, tag: Buffer, unlocked_by: str = "key"
+) -> None:
     """Raise :class:`IntegrityError` unless ``tag`` authenticates segment ``index``."""
     with library_errors("openssl"):  # GMAC is OpenSSL's whatever the backend
         try:
@@ -174,6 +178,7 @@ def check_tag(mac: AESGCM, index: int, last: bool, ciphertext: Buffer, tag: Buff
 
 
 # --- the codec ------------------------------------------------------------------------------------
+
 
 class Codec(Protocol):
     """Turns one segment of input into the buffers to write.
@@ -210,8 +215,10 @@ def apply_cipher(cipher: CipherStream, data: memoryview, out: memoryview, last: 
     if last:
         result += cipher.finalize()
     elif len(result) != len(data):
-        raise RuntimeError(f"{cipher.description} held back {len(data) - len(result)} bytes "
-                           "of a whole number of blocks")
+        raise RuntimeError(
+            f"{cipher.description} held back {len(data) - len(result)} bytes "
+            "of a whole number of blocks"
+        )
     return result
 
 
@@ -255,8 +262,9 @@ class RawCodec:
 class SealCodec:
     """Encryption: one authenticated segment per call."""
 
-    def __init__(self, cipher: CipherStream, mac: AESGCM, segment: int,
-                 first_index: int = 0) -> None:
+    def __init__(
+        self, cipher: CipherStream, mac: AESGCM, segment: int, first_index: int = 0
+    ) -> None:
         self.cipher, self.mac, self.unit = cipher, mac, segment
         self.index = first_index
         self._room = _Room(OVERHEAD + segment + BLOCK)
@@ -273,7 +281,7 @@ class SealCodec:
             return self.seal(apply_cipher(self.cipher, view[:n], view, last), last)
         out = self._room.view()
         self._frame_into(out, n, last, (view[:n],))
-        return [out[:OVERHEAD + n]]
+        return [out[: OVERHEAD + n]]
 
     def process_pieces(self, pieces: Sequence[Buffer], n: int, last: bool) -> bytearray:
         """One sealed segment (frame, ciphertext of ``pieces``, tag) in one new buffer: the
@@ -281,22 +289,22 @@ class SealCodec:
         out = bytearray(OVERHEAD + n + BLOCK)
         with memoryview(out) as view:
             self._frame_into(view, n, last, pieces)
-        del out[OVERHEAD + n:]
+        del out[OVERHEAD + n :]
         return out
 
-    def _frame_into(self, view: memoryview, n: int, last: bool,
-                    pieces: Iterable[Buffer]) -> None:
+    def _frame_into(self, view: memoryview, n: int, last: bool, pieces: Iterable[Buffer]) -> None:
         """Frame word, ciphertext of ``pieces`` (``n`` bytes) and tag, from ``view[0]`` on."""
         _pieces_into(self.cipher, pieces, n, view[FRAME_SIZE:], last)
-        with view[FRAME_SIZE:FRAME_SIZE + n] as ciphertext:
+        with view[FRAME_SIZE : FRAME_SIZE + n] as ciphertext:
             frame, tag = seal_parts(self.mac, self.index, last, ciphertext)
         view[:FRAME_SIZE] = frame
-        view[FRAME_SIZE + n:OVERHEAD + n] = tag
+        view[FRAME_SIZE + n : OVERHEAD + n] = tag
         self.index += 1
 
 
-def _pieces_into(cipher: CipherStream, pieces: Iterable[Buffer], n: int, out: memoryview,
-                 last: bool) -> None:
+def _pieces_into(
+    cipher: CipherStream, pieces: Iterable[Buffer], n: int, out: memoryview, last: bool
+) -> None:
     """Encrypt ``pieces`` (``n`` bytes in all) one after another into ``out`` (room for all,
     plus BLOCK); ``last`` ends the cipher stream.
 
@@ -311,15 +319,16 @@ def _pieces_into(cipher: CipherStream, pieces: Iterable[Buffer], n: int, out: me
             offset += len(piece)
         else:
             data = cipher.update(piece)
-            out[offset:offset + len(data)] = data
+            out[offset : offset + len(data)] = data
             offset += len(data)
     if last:
         data = cipher.finalize()
-        out[offset:offset + len(data)] = data
+        out[offset : offset + len(data)] = data
         offset += len(data)
     if offset != n:
-        raise RuntimeError(f"{cipher.description} held back {n - offset} bytes "
-                           "of a whole number of blocks")
+        raise RuntimeError(
+            f"{cipher.description} held back {n - offset} bytes of a whole number of blocks"
+        )
 
 
 class OpenCodec:
@@ -330,9 +339,17 @@ class OpenCodec:
     that segment is released.
     """
 
-    def __init__(self, cipher: CipherStream, mac: AESGCM, segment: int,
-                 first_index: int = 0, unlocked_by: str = "key", *,
-                 proof: KeyProof | None = None, body_start: int = 0) -> None:
+    def __init__(
+        self,
+        cipher: CipherStream,
+        mac: AESGCM,
+        segment: int,
+        first_index: int = 0,
+        unlocked_by: str = "key",
+        *,
+        proof: KeyProof | None = None,
+        body_start: int = 0,
+    ) -> None:
         self.cipher, self.mac, self.segment = cipher, mac, segment
         self.unit = segment + OVERHEAD
         self.index = first_index
@@ -354,19 +371,23 @@ class OpenCodec:
             end = FRAME_SIZE + size + TAG_SIZE
             if n < end:
                 raise truncation(index, n)
-            ciphertext = view[FRAME_SIZE:FRAME_SIZE + size]
-            check_tag(self.mac, index, final, ciphertext, view[end - TAG_SIZE:end],
-                      self.unlocked_by)
+            ciphertext = view[FRAME_SIZE : FRAME_SIZE + size]
+            check_tag(
+                self.mac, index, final, ciphertext, view[end - TAG_SIZE : end], self.unlocked_by
+            )
         except IntegrityError as exc:
             if not self.proof.verified:
                 raise
             first = self.body_start + index * self.unit
-            raise modified_at(index, first, first + min(n, self.unit) - 1,
-                              self.unlocked_by) from exc
+            raise modified_at(
+                index, first, first + min(n, self.unit) - 1, self.unlocked_by
+            ) from exc
         if index == 0:
             self.proof.verified = True
         if final and n > end:
-            raise FormatError("trailing data after the end of the encrypted file: "
-                              f"{n - end} or more bytes were appended")
+            raise FormatError(
+                "trailing data after the end of the encrypted file: "
+                f"{n - end} or more bytes were appended"
+            )
         self.index += 1
         return [apply_cipher(self.cipher, ciphertext, self._room.view(), final)]

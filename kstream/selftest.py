@@ -118,8 +118,16 @@ def _carry_vectors() -> tuple[CtrVector, ...]:
             low = (1 << boundary) - 3  # ...fffd: blocks fd, fe, ff, then the carry
             high = int.from_bytes(NIST_COUNTER, "big") >> boundary << boundary
             counter = ((high | low) % (1 << 128)).to_bytes(16, "big")
-            vectors.append(CtrVector(f"carry 2^{boundary}", f"AES{bits}", _KEYS[bits], counter,
-                                     plaintext, _ecb_ctr(_KEYS[bits], counter, plaintext)))
+            vectors.append(
+                CtrVector(
+                    f"carry 2^{boundary}",
+                    f"AES{bits}",
+                    _KEYS[bits],
+                    counter,
+                    plaintext,
+                    _ecb_ctr(_KEYS[bits], counter, plaintext),
+                )
+            )
     return tuple(vectors)
 
 
@@ -308,8 +316,9 @@ def _kernel_rows() -> list[SelftestRow]:
     return rows
 
 
-def run_selftest(*, kernel: bool = True, openssl: bool = True,
-                 files: bool = True) -> SelftestReport:
+def run_selftest(
+    *, kernel: bool = True, openssl: bool = True, files: bool = True
+) -> SelftestReport:
     """Run the NIST CTR and the carry vectors on OpenSSL and on every kernel ``ctr(aes)``
     driver, then (``files``) whole files through each driver that ``encrypt`` and
     ``decrypt`` use, with each backend that is there."""
@@ -317,8 +326,10 @@ def run_selftest(*, kernel: bool = True, openssl: bool = True,
 
     kernel_rows = _kernel_rows() if kernel else []
     rows = (_openssl_rows() if openssl else []) + kernel_rows
-    there = {"openssl": openssl,
-             "kernel": bool(kernel_rows) and all(r.status != "skipped" for r in kernel_rows)}
+    there = {
+        "openssl": openssl,
+        "kernel": bool(kernel_rows) and all(r.status != "skipped" for r in kernel_rows),
+    }
     for backend in (b for b, usable in there.items() if usable and files):
         rows += [SelftestRow(backend, "kstream v1", *row) for row in path_rows(backend)]
     return SelftestReport(tuple(rows))

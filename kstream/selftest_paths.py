@@ -42,12 +42,12 @@ def reference_open(key: bytes, blob: bytes) -> bytes:
     gmac = AESGCM(hmac.new(key, _LABEL + header + b"\x01", hashlib.sha256).digest())
     ciphertext = bytearray()
     for index in range(len(blob)):
-        word = int.from_bytes(blob[pos:pos + 4], "big")
+        word = int.from_bytes(blob[pos : pos + 4], "big")
         last, size = bool(word >> 31), word & 0x7FFFFFFF
         if size > segment or (not last and size != segment):
             raise ValueError(f"segment {index}: bad frame")
-        body = blob[pos + 4:pos + 4 + size]
-        tag = blob[pos + 4 + size:pos + 20 + size]
+        body = blob[pos + 4 : pos + 4 + size]
+        tag = blob[pos + 4 + size : pos + 20 + size]
         try:
             gmac.decrypt(index.to_bytes(11, "big") + bytes([last]), tag, body)
         except InvalidTag:
@@ -73,15 +73,33 @@ def _small(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
     from kstream.engine.small import process_small_file
     from kstream.engine.unlock import Secret
 
-    process_small_file(encrypt, src, dst, Secret(key=key), raw_iv=None, force=True,
-                       backend=backend, notify=lambda _: None)
+    process_small_file(
+        encrypt,
+        src,
+        dst,
+        Secret(key=key),
+        raw_iv=None,
+        force=True,
+        backend=backend,
+        notify=lambda _: None,
+    )
 
 
 def _ranges(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
     from kstream.api import process_file
 
-    _run(lambda: process_file("encrypt" if encrypt else "decrypt", src, dst, key=key,
-                              force=True, jobs=2, backend=backend, notify=lambda _: None))
+    _run(
+        lambda: process_file(
+            "encrypt" if encrypt else "decrypt",
+            src,
+            dst,
+            key=key,
+            force=True,
+            jobs=2,
+            backend=backend,
+            notify=lambda _: None,
+        )
+    )
 
 
 def _stream(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
@@ -101,8 +119,17 @@ def _stream(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
     try:
-        _run(lambda: process_file("encrypt" if encrypt else "decrypt", read_fd, dst, key=key,
-                                  force=True, backend=backend, notify=lambda _: None))
+        _run(
+            lambda: process_file(
+                "encrypt" if encrypt else "decrypt",
+                read_fd,
+                dst,
+                key=key,
+                force=True,
+                backend=backend,
+                notify=lambda _: None,
+            )
+        )
     finally:
         os.close(read_fd)
         writer.join(10)
@@ -119,16 +146,24 @@ def _iterable(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None
     async def go() -> None:
         through = encrypt_stream if encrypt else decrypt_stream
         with open(dst, "wb") as out:
-            async for part in through(pieces(), key=key, backend=backend,  # type: ignore[arg-type]
-                                      notify=lambda _: None):
+            async for part in through(
+                pieces(),
+                key=key,
+                backend=backend,  # type: ignore[arg-type]
+                notify=lambda _: None,
+            ):
                 out.write(part)
 
     _run(go)
 
 
 Driver = Callable[[bool, str, str, Key, str], None]
-_DRIVERS: dict[str, Driver] = {"small-file path": _small, "parallel ranges": _ranges,
-                               "fd stream (pipe)": _stream, "async iterable": _iterable}
+_DRIVERS: dict[str, Driver] = {
+    "small-file path": _small,
+    "parallel ranges": _ranges,
+    "fd stream (pipe)": _stream,
+    "async iterable": _iterable,
+}
 
 
 def _drivers_for(size: int) -> Iterator[tuple[str, Driver]]:
@@ -139,8 +174,9 @@ def _drivers_for(size: int) -> Iterator[tuple[str, Driver]]:
             yield name, driver
 
 
-def _through(driver: Driver, encrypt: bool, src: str, out: str, key_bytes: bytes,
-             backend: str, plain: bytes) -> tuple[Status, str]:
+def _through(
+    driver: Driver, encrypt: bool, src: str, out: str, key_bytes: bytes, backend: str, plain: bytes
+) -> tuple[Status, str]:
     """One run of ``driver``, judged: an encryption by :func:`reference_open`, a
     decryption by its bytes."""
     try:
@@ -171,8 +207,15 @@ def path_rows(backend: str) -> list[PathRow]:
                     if not encrypt and checked is None:
                         rows.append((*where, "error", "no encryption to decrypt"))
                         continue
-                    status, detail = _through(driver, encrypt, src if encrypt else checked or "",
-                                              out, key_bytes, backend, plain)
+                    status, detail = _through(
+                        driver,
+                        encrypt,
+                        src if encrypt else checked or "",
+                        out,
+                        key_bytes,
+                        backend,
+                        plain,
+                    )
                     rows.append((*where, status, detail))
                     if encrypt and status == "ok" and checked is None:
                         checked = os.path.join(tmp, "checked.kst")

@@ -15,10 +15,12 @@ from kstream.cli.main import main
 KST = [sys.executable, "-m", "kstream"]
 
 
-def kst(*args: object, input: bytes | None = None, check: bool = True,
-        **kw: object) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run([*KST, *map(str, args)], input=input, capture_output=True,
-                          timeout=120, **kw)  # type: ignore[call-overload]
+def kst(
+    *args: object, input: bytes | None = None, check: bool = True, **kw: object
+) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run(
+        [*KST, *map(str, args)], input=input, capture_output=True, timeout=120, **kw
+    )  # type: ignore[call-overload]
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}: {proc.stderr.decode()}")
     return proc  # type: ignore[no-any-return]
@@ -55,7 +57,7 @@ MODULES = "kstream-test-modules:"
 def marked_line(stderr: str, marker: str) -> str:
     """The rest of the one line of ``stderr`` that starts with ``marker``: a child's report,
     read apart from whatever else reaches stderr (an interpreter's warnings, say)."""
-    lines = [line[len(marker):] for line in stderr.splitlines() if line.startswith(marker)]
+    lines = [line[len(marker) :] for line in stderr.splitlines() if line.startswith(marker)]
     assert len(lines) == 1, stderr
     return lines[0]
 
@@ -65,15 +67,22 @@ def modules_loaded_by(*runs: Sequence[object], status: int | None = 0) -> set[st
     (stdout discarded); each run must end with ``status`` unless it is None."""
     argvs = [[str(a) for a in run] for run in runs]
     check = "" if status is None else f"    assert code == {status!r}, (argv, code)\n"
-    code = ("import sys\nfrom kstream.cli.main import main\n"
-            f"for argv in {argvs!r}:\n"
-            "    try:\n        code = main(argv)\n"
-            "    except SystemExit as exc:\n        code = exc.code\n"
-            f"{check}"
-            f"print({MODULES!r}, *sorted(sys.modules), file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                          check=True)
+    code = (
+        "import sys\nfrom kstream.cli.main import main\n"
+        f"for argv in {argvs!r}:\n"
+        "    try:\n        code = main(argv)\n"
+        "    except SystemExit as exc:\n        code = exc.code\n"
+        f"{check}"
+        f"print({MODULES!r}, *sorted(sys.modules), file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        check=True,
+    )
     return set(marked_line(proc.stderr, MODULES).split())
 
 

@@ -40,8 +40,9 @@ def _update_into_never_overlaps(monkeypatch: pytest.MonkeyPatch) -> None:
 
     real = OpenSSLStream.update_into
 
-    def checked(self: OpenSSLStream, data: bytes | bytearray | memoryview,
-                out: bytearray | memoryview) -> int:
+    def checked(
+        self: OpenSSLStream, data: bytes | bytearray | memoryview, out: bytearray | memoryview
+    ) -> int:
         assert not overlap(data, out), "update_into was given overlapping buffers"
         return real(self, data, out)
 

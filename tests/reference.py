@@ -14,9 +14,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 def keystream(key: bytes, iv: bytes, nblocks: int) -> bytes:
     start = int.from_bytes(iv, "big")
-    counters = b"".join(
-        ((start + i) % (1 << 128)).to_bytes(16, "big") for i in range(nblocks)
-    )
+    counters = b"".join(((start + i) % (1 << 128)).to_bytes(16, "big") for i in range(nblocks))
     enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     return enc.update(counters) + enc.finalize()
 
@@ -41,9 +39,9 @@ def unframe(body: bytes) -> bytes:
     out = bytearray()
     pos = 0
     while True:
-        word = int.from_bytes(body[pos:pos + 4], "big")
+        word = int.from_bytes(body[pos : pos + 4], "big")
         size = word & 0x7FFFFFFF
-        out += body[pos + 4:pos + 4 + size]
+        out += body[pos + 4 : pos + 4 + size]
         pos += 4 + size + 16
         if word >> 31:
             assert pos == len(body), "data after the last segment"
@@ -62,7 +60,7 @@ def seal(key: bytes, header: bytes, plaintext: bytes, segment: int) -> bytes:
     mac_key = hmac.new(key, label + header + b"\x01", hashlib.sha256).digest()  # HKDF-Expand
     gmac = AESGCM(mac_key)
     ct = ctr(key, iv, plaintext)
-    pieces = [ct[i:i + segment] for i in range(0, len(ct), segment)]
+    pieces = [ct[i : i + segment] for i in range(0, len(ct), segment)]
     if not pieces or len(pieces[-1]) == segment:
         pieces.append(b"")
     out = bytearray(header)
@@ -83,12 +81,12 @@ def passphrase_key(passphrase: bytes, header: bytes) -> bytes:
     kdf, log2n, r, p = header[32:36]
     assert kdf == 1
     salt = header[36:52]
-    return hashlib.scrypt(passphrase, salt=salt, n=1 << log2n, r=r, p=p, dklen=32,
-                          maxmem=256 * r << log2n)
+    return hashlib.scrypt(
+        passphrase, salt=salt, n=1 << log2n, r=r, p=p, dklen=32, maxmem=256 * r << log2n
+    )
 
 
-def seal_with_passphrase(passphrase: bytes, header: bytes, plaintext: bytes,
-                         segment: int) -> bytes:
+def seal_with_passphrase(passphrase: bytes, header: bytes, plaintext: bytes, segment: int) -> bytes:
     """A whole passphrase file: the key from :func:`passphrase_key`, then :func:`seal`, whose
     MAC key binds all 52 header bytes."""
     return seal(passphrase_key(passphrase, header), header, plaintext, segment)

@@ -56,7 +56,7 @@ class Seen:
         """The bytes the terminal got after the first ``marker``."""
         at = self.raw.find(marker)
         assert at >= 0, self.raw[-400:]
-        return self.raw[at + len(marker):]
+        return self.raw[at + len(marker) :]
 
 
 def screen(raw: bytes, columns: int = COLUMNS, rows: int = ROWS) -> list[str]:
@@ -104,19 +104,29 @@ class Terminal:
         os.close(self.master)
 
 
-def run(argv: Sequence[str], *, stdout_tty: bool = False, stdin: int | None = None,
-        feed: Callable[[subprocess.Popen[bytes], Terminal], None] | None = None,
-        env: dict[str, str] | None = None, cwd: str | None = None,
-        timeout: float = 120) -> Seen:
+def run(
+    argv: Sequence[str],
+    *,
+    stdout_tty: bool = False,
+    stdin: int | None = None,
+    feed: Callable[[subprocess.Popen[bytes], Terminal], None] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    timeout: float = 120,
+) -> Seen:
     """Run ``argv`` with stderr (and stdout if ``stdout_tty``) on a new terminal. ``feed``,
     if given, is called with the running process (its stdin a pipe) and the terminal, to
     write input at its own pace and look at the screen meanwhile."""
     term = Terminal()
     try:
         proc = subprocess.Popen(
-            list(argv), stdin=subprocess.PIPE if feed is not None else stdin,
-            stdout=term.slave if stdout_tty else subprocess.DEVNULL, stderr=term.slave,
-            env=env, cwd=cwd)
+            list(argv),
+            stdin=subprocess.PIPE if feed is not None else stdin,
+            stdout=term.slave if stdout_tty else subprocess.DEVNULL,
+            stderr=term.slave,
+            env=env,
+            cwd=cwd,
+        )
         os.close(term.slave)
         if feed is not None:
             feed(proc, term)
@@ -142,9 +152,15 @@ class Console:
         def take_terminal() -> None:  # after setsid: the first tty opened becomes ours
             os.close(os.open(name, os.O_RDWR))
 
-        self.proc = subprocess.Popen([*KST, *map(str, args)], stdin=slave, stdout=slave,
-                                     stderr=slave, cwd=cwd, start_new_session=True,
-                                     preexec_fn=take_terminal)
+        self.proc = subprocess.Popen(
+            [*KST, *map(str, args)],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=take_terminal,
+        )
         os.close(slave)
         self.raw = b""
 

@@ -103,8 +103,9 @@ class NoInPlaceBackend:
         return NoInPlace(key.material(), iv, self.blockwise)
 
 
-def open_fifo_writer(path: str | os.PathLike[str], reader: subprocess.Popen[bytes],
-                     timeout: float = 30) -> BinaryIO:
+def open_fifo_writer(
+    path: str | os.PathLike[str], reader: subprocess.Popen[bytes], timeout: float = 30
+) -> BinaryIO:
     """Open the FIFO ``path`` for writing once ``reader`` (a process) has opened it; fail
     with the reader's stderr if it exits first, instead of blocking for good in ``open``."""
     deadline = time.monotonic() + timeout
@@ -117,8 +118,9 @@ def open_fifo_writer(path: str | os.PathLike[str], reader: subprocess.Popen[byte
                 raise
         if reader.poll() is not None:
             err = reader.stderr.read().decode(errors="replace") if reader.stderr else ""
-            raise AssertionError(f"the reader exited ({reader.returncode}) before opening "
-                                 f"{path}: {err}")
+            raise AssertionError(
+                f"the reader exited ({reader.returncode}) before opening {path}: {err}"
+            )
         assert time.monotonic() < deadline, f"nothing opened {path} for reading in {timeout} s"
         time.sleep(0.01)
     os.set_blocking(fd, True)

@@ -40,8 +40,9 @@ async def collect(it: AsyncIterator[bytes]) -> bytes:
     return b"".join([piece async for piece in it])
 
 
-@pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 64511, 64512, 64513, BATCH - 1, BATCH + 1,
-                                    3 * BATCH + 7])
+@pytest.mark.parametrize(
+    "length", [0, 1, 15, 16, 17, 64511, 64512, 64513, BATCH - 1, BATCH + 1, 3 * BATCH + 7]
+)
 async def test_file_roundtrip(tmp_path: Path, length: int) -> None:
     key = kstream.Key.generate(256)
     data = os.urandom(length)
@@ -75,8 +76,10 @@ async def test_raw_mode_is_bare_ctr(tmp_path: Path) -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.sampled_from([0, 1, 17, 64512, BATCH + 1]) | st.integers(0, 70000),
-       st.lists(st.integers(0, 10**7), max_size=10))
+@given(
+    st.sampled_from([0, 1, 17, 64512, BATCH + 1]) | st.integers(0, 70000),
+    st.lists(st.integers(0, 10**7), max_size=10),
+)
 def test_stream_any_split_equals_file_form(length: int, cuts: list[int]) -> None:
     key = kstream.Key.generate()
     data = os.urandom(length)
@@ -85,8 +88,9 @@ def test_stream_any_split_equals_file_form(length: int, cuts: list[int]) -> None
         blob = await collect(kstream.encrypt_stream(agen(split(data, cuts)), key=key))
         header = Header.parse(blob)
         plain = await collect(kstream.decrypt_stream(agen(split(blob, cuts)), key=key))
-        raw = await collect(kstream.encrypt_stream(agen(split(data, cuts)), key=key,
-                                                   raw=True, iv=header.iv))
+        raw = await collect(
+            kstream.encrypt_stream(agen(split(data, cuts)), key=key, raw=True, iv=header.iv)
+        )
         assert unframe(blob[HEADER_SIZE:]) == raw
         return blob, plain
 
@@ -109,8 +113,10 @@ async def test_aiofiles_objects(tmp_path: Path) -> None:
     key = kstream.Key.generate()
     data = os.urandom(300_000)
     (tmp_path / "p").write_bytes(data)
-    async with aiofiles.open(tmp_path / "p", "rb") as src, \
-            aiofiles.open(tmp_path / "c", "wb") as dst:
+    async with (
+        aiofiles.open(tmp_path / "p", "rb") as src,
+        aiofiles.open(tmp_path / "c", "wb") as dst,
+    ):
         await kstream.encrypt_file(src, dst, key=key)
     assert body_of((tmp_path / "c").read_bytes(), key) == data
 
@@ -213,8 +219,9 @@ async def test_stream_cancellation_and_early_close() -> None:
     await it.aclose()  # stops the read-ahead task and closes the cipher
 
     async def consume() -> None:
-        async for _ in kstream.decrypt_stream(agen([bytes(100)] * 1000, delay=0.01),
-                                              key=key, raw=True, iv=bytes(16)):
+        async for _ in kstream.decrypt_stream(
+            agen([bytes(100)] * 1000, delay=0.01), key=key, raw=True, iv=bytes(16)
+        ):
             pass
 
     task = asyncio.create_task(consume())
@@ -230,19 +237,23 @@ async def test_verify_with_openssl_notes_there_is_nothing_to_check(tmp_path: Pat
     key = kstream.Key.generate()
     (tmp_path / "p").write_bytes(b"abc")
     notes: list[str] = []
-    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, backend="openssl",
-                               verify=True, notify=notes.append)
+    await kstream.encrypt_file(
+        tmp_path / "p", tmp_path / "c", key=key, backend="openssl", verify=True, notify=notes.append
+    )
     assert notes == ["verify=True has nothing to check: openssl is the reference"]
     assert body_of((tmp_path / "c").read_bytes(), key) == b"abc"
 
 
-@pytest.mark.parametrize("pieces", [
-    "mib",  # 1 MiB reads against 1008 KiB segments: every batch straddles two pieces
-    "segment",  # exactly segment-sized pieces, ending on a boundary (then an empty last one)
-    "tiny",  # 1000-byte pieces, joined in runs before the cipher sees them
-    "mixed",  # odd sizes, large and small, not multiples of the AES block
-    "empty",
-])
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        "mib",  # 1 MiB reads against 1008 KiB segments: every batch straddles two pieces
+        "segment",  # exactly segment-sized pieces, ending on a boundary (then an empty last one)
+        "tiny",  # 1000-byte pieces, joined in runs before the cipher sees them
+        "mixed",  # odd sizes, large and small, not multiples of the AES block
+        "empty",
+    ],
+)
 async def test_stream_equals_the_reference_file_byte_for_byte(pieces: str) -> None:
     """``encrypt_stream`` encrypts the caller's pieces straight into its output buffers;
     the result must be exactly the file README's format describes (tests/reference.py),
@@ -250,8 +261,13 @@ async def test_stream_equals_the_reference_file_byte_for_byte(pieces: str) -> No
     from reference import seal
 
     key = kstream.Key.generate(256)
-    size = {"mib": 3 * (1 << 20) + 5, "segment": 2 * DEFAULT_SEGMENT, "tiny": 300_000,
-            "mixed": DEFAULT_SEGMENT + 100_003, "empty": 0}[pieces]
+    size = {
+        "mib": 3 * (1 << 20) + 5,
+        "segment": 2 * DEFAULT_SEGMENT,
+        "tiny": 300_000,
+        "mixed": DEFAULT_SEGMENT + 100_003,
+        "empty": 0,
+    }[pieces]
     data = os.urandom(size)
     cuts = {
         "mib": list(range(0, size, 1 << 20)),
@@ -260,8 +276,9 @@ async def test_stream_equals_the_reference_file_byte_for_byte(pieces: str) -> No
         "mixed": [7, 70_000, 70_013, 600_001, 600_002, DEFAULT_SEGMENT - 1, DEFAULT_SEGMENT + 5],
         "empty": [],
     }[pieces]
-    out = [p async for p in kstream.encrypt_stream(agen(split(data, cuts)), key=key,
-                                                   backend="openssl")]
+    out = [
+        p async for p in kstream.encrypt_stream(agen(split(data, cuts)), key=key, backend="openssl")
+    ]
     blob = b"".join(out)
     header = blob[:HEADER_SIZE]
     assert blob == seal(key.material(), header, data, DEFAULT_SEGMENT)
@@ -274,8 +291,9 @@ async def test_raw_stream_of_mib_pieces_is_bare_ctr() -> None:
     key, iv = kstream.Key.generate(128), os.urandom(16)
     data = os.urandom(2 * (1 << 20) + 33)
     cuts = [1 << 20, 2 << 20]
-    out = await collect(kstream.encrypt_stream(agen(split(data, cuts)), key=key,
-                                               backend="openssl", raw=True, iv=iv))
+    out = await collect(
+        kstream.encrypt_stream(agen(split(data, cuts)), key=key, backend="openssl", raw=True, iv=iv)
+    )
     assert out == ctr(key.material(), iv, data)
 
 
@@ -292,22 +310,30 @@ def _patched(blob: bytes, offset: int, value: int) -> bytes:
 
 @pytest.mark.parametrize("length", [0, 5, BATCH, 2 * BATCH + 9])
 @pytest.mark.parametrize("jobs", [1, 3])
-async def test_passphrase_file_roundtrip_ranges_and_stream(tmp_path: Path, length: int,
-                                                           jobs: int) -> None:
+async def test_passphrase_file_roundtrip_ranges_and_stream(
+    tmp_path: Path, length: int, jobs: int
+) -> None:
     from reference import seal_with_passphrase
 
     data = os.urandom(length)
     (tmp_path / "p").write_bytes(data)
-    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", passphrase=PHRASE,
-                               work_factor=10, backend="openssl", jobs=jobs)
+    await kstream.encrypt_file(
+        tmp_path / "p",
+        tmp_path / "c",
+        passphrase=PHRASE,
+        work_factor=10,
+        backend="openssl",
+        jobs=jobs,
+    )
     blob = (tmp_path / "c").read_bytes()
     header = Header.parse(blob)
     assert header.size == 52 and header.kdf is not None
     assert (header.kdf.log2n, header.kdf.r, header.kdf.p) == (10, 8, 1)
     assert blob == seal_with_passphrase(PHRASE.encode(), blob[:52], data, DEFAULT_SEGMENT)
     # Ranges (pread of the header and its block), the fd stream, and the async stream.
-    await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase=PHRASE.encode(),
-                               backend="openssl", jobs=jobs)
+    await kstream.decrypt_file(
+        tmp_path / "c", tmp_path / "d", passphrase=PHRASE.encode(), backend="openssl", jobs=jobs
+    )
     assert (tmp_path / "d").read_bytes() == data
     with open(tmp_path / "c", "rb") as src:
         fd = os.open(tmp_path / "e", os.O_WRONLY | os.O_CREAT, 0o600)
@@ -316,40 +342,62 @@ async def test_passphrase_file_roundtrip_ranges_and_stream(tmp_path: Path, lengt
         finally:
             os.close(fd)
     assert (tmp_path / "e").read_bytes() == data
-    assert await collect(kstream.decrypt_stream(agen(split(blob, [7, 33, 51, 52, 99])),
-                                                passphrase=PHRASE, backend="openssl")) == data
-    again = await collect(kstream.encrypt_stream(agen([data]), passphrase=PHRASE,
-                                                 work_factor=10, backend="openssl"))
+    assert (
+        await collect(
+            kstream.decrypt_stream(
+                agen(split(blob, [7, 33, 51, 52, 99])), passphrase=PHRASE, backend="openssl"
+            )
+        )
+        == data
+    )
+    again = await collect(
+        kstream.encrypt_stream(agen([data]), passphrase=PHRASE, work_factor=10, backend="openssl")
+    )
     assert again[36:52] != blob[36:52]  # a fresh salt per file
-    assert await collect(kstream.decrypt_stream(agen([again]), passphrase=lambda: PHRASE,
-                                                backend="openssl")) == data
+    assert (
+        await collect(
+            kstream.decrypt_stream(agen([again]), passphrase=lambda: PHRASE, backend="openssl")
+        )
+        == data
+    )
 
 
 async def test_passphrase_changes_to_the_header_fail_at_segment_0(tmp_path: Path) -> None:
     """Salt and parameters are authenticated: each change gives another key or K_mac."""
     data = os.urandom(1000)
-    blob = await collect(kstream.encrypt_stream(agen([data]), passphrase=PHRASE,
-                                                work_factor=10, backend="openssl"))
-    changed = [_patched(blob, 36, blob[36] ^ 1), _patched(blob, 51, blob[51] ^ 0x80),
-               _patched(blob, 33, 11), _patched(blob, 33, 9), _patched(blob, 34, 7),
-               _patched(blob, 16, blob[16] ^ 1)]
+    blob = await collect(
+        kstream.encrypt_stream(agen([data]), passphrase=PHRASE, work_factor=10, backend="openssl")
+    )
+    changed = [
+        _patched(blob, 36, blob[36] ^ 1),
+        _patched(blob, 51, blob[51] ^ 0x80),
+        _patched(blob, 33, 11),
+        _patched(blob, 33, 9),
+        _patched(blob, 34, 7),
+        _patched(blob, 16, blob[16] ^ 1),
+    ]
     for bad in [blob, *changed]:
         phrase = "wrong" if bad is blob else PHRASE
         with pytest.raises(kstream.IntegrityError) as info:
-            await collect(kstream.decrypt_stream(agen([bad]), passphrase=phrase,
-                                                 backend="openssl"))
-        assert str(info.value) == ("authentication failed: wrong passphrase or the file "
-                                   "was modified (segment 0)")
+            await collect(kstream.decrypt_stream(agen([bad]), passphrase=phrase, backend="openssl"))
+        assert str(info.value) == (
+            "authentication failed: wrong passphrase or the file was modified (segment 0)"
+        )
 
 
 async def test_passphrase_work_factor_cap(tmp_path: Path) -> None:
     data = b"x" * 100
-    blob = await collect(kstream.encrypt_stream(agen([data]), passphrase=PHRASE,
-                                                work_factor=10, backend="openssl"))
-    with pytest.raises(FormatError, match="work factor is 10 .* limit of 9; .* "
-                       "max_work_factor=10$"):
-        await collect(kstream.decrypt_stream(agen([blob]), passphrase=PHRASE,
-                                             max_work_factor=9, backend="openssl"))
+    blob = await collect(
+        kstream.encrypt_stream(agen([data]), passphrase=PHRASE, work_factor=10, backend="openssl")
+    )
+    with pytest.raises(
+        FormatError, match="work factor is 10 .* limit of 9; .* max_work_factor=10$"
+    ):
+        await collect(
+            kstream.decrypt_stream(
+                agen([blob]), passphrase=PHRASE, max_work_factor=9, backend="openssl"
+            )
+        )
     asked: list[int] = []
 
     def ask() -> str:
@@ -360,28 +408,52 @@ async def test_passphrase_work_factor_cap(tmp_path: Path) -> None:
     crafted = _patched(blob, 33, 40)
     (tmp_path / "c").write_bytes(crafted)
     with pytest.raises(FormatError, match="work factor is 40 .* limit of 20"):
-        await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase=ask,
-                                   backend="openssl")
+        await kstream.decrypt_file(
+            tmp_path / "c", tmp_path / "d", passphrase=ask, backend="openssl"
+        )
     assert not asked and not list(tmp_path.glob("*partial*")) and not (tmp_path / "d").exists()
-    assert await collect(kstream.decrypt_stream(agen([blob]), passphrase=PHRASE,
-                                                max_work_factor=10, backend="openssl")) == data
+    assert (
+        await collect(
+            kstream.decrypt_stream(
+                agen([blob]), passphrase=PHRASE, max_work_factor=10, backend="openssl"
+            )
+        )
+        == data
+    )
 
 
 async def test_work_factors_beyond_memory_are_usage_errors(tmp_path: Path) -> None:
     """scrypt at log2 N = 30 needs 128 * 8 * 2^30 bytes: a usage error that says how much,
     not a bare MemoryError; a cap beyond what a file can hold is refused before any work."""
-    needs = ("scrypt cannot get the 1 TiB of memory that work factor 30 needs (128 * r * N "
-             "bytes, r = 8); ")
+    needs = (
+        "scrypt cannot get the 1 TiB of memory that work factor 30 needs (128 * r * N "
+        "bytes, r = 8); "
+    )
     (tmp_path / "p").write_bytes(b"data")
-    runs = [(kstream.encrypt_file, "p", {"work_factor": 30},
-             needs + "use a lower work_factor (the default, 18, needs 256 MiB)"),
-            (kstream.decrypt_file, "c", {"max_work_factor": 30},
-             needs + "the file can only be decrypted where that much memory is free")]
-    runs += [(kstream.decrypt_file, "c", {"max_work_factor": limit},
-              f"max_work_factor={limit} is no work factor a kstream file can hold; give 1 "
-              "to 127") for limit in (0, 128)]
-    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", passphrase=PHRASE,
-                               work_factor=10)
+    runs = [
+        (
+            kstream.encrypt_file,
+            "p",
+            {"work_factor": 30},
+            needs + "use a lower work_factor (the default, 18, needs 256 MiB)",
+        ),
+        (
+            kstream.decrypt_file,
+            "c",
+            {"max_work_factor": 30},
+            needs + "the file can only be decrypted where that much memory is free",
+        ),
+    ]
+    runs += [
+        (
+            kstream.decrypt_file,
+            "c",
+            {"max_work_factor": limit},
+            f"max_work_factor={limit} is no work factor a kstream file can hold; give 1 to 127",
+        )
+        for limit in (0, 128)
+    ]
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", passphrase=PHRASE, work_factor=10)
     (tmp_path / "c").write_bytes(_patched((tmp_path / "c").read_bytes(), 33, 30))
     for transform, src, kw, message in runs:
         with pytest.raises(UsageError) as caught:
@@ -397,24 +469,36 @@ async def test_passphrase_or_key_exactly_one_and_the_right_one(tmp_path: Path) -
         with pytest.raises(UsageError, match="exactly one of key= .* and passphrase="):
             await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", **kw)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="passphrase needs the kstream format"):
-        await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", passphrase=PHRASE, raw=True,
-                                   iv=bytes(16))
+        await kstream.encrypt_file(
+            tmp_path / "p", tmp_path / "c", passphrase=PHRASE, raw=True, iv=bytes(16)
+        )
     await kstream.encrypt_file(tmp_path / "p", tmp_path / "k.kst", key=key, backend="openssl")
-    await kstream.encrypt_file(tmp_path / "p", tmp_path / "p.kst", passphrase=PHRASE,
-                               work_factor=10, backend="openssl")
-    with pytest.raises(UsageError, match="this file was encrypted with a key, not a passphrase: "
-                       r"give the key with key= \(a kstream.Key\)$"):
+    await kstream.encrypt_file(
+        tmp_path / "p", tmp_path / "p.kst", passphrase=PHRASE, work_factor=10, backend="openssl"
+    )
+    with pytest.raises(
+        UsageError,
+        match="this file was encrypted with a key, not a passphrase: "
+        r"give the key with key= \(a kstream.Key\)$",
+    ):
         await kstream.decrypt_file(tmp_path / "k.kst", tmp_path / "d", passphrase=PHRASE)
-    with pytest.raises(UsageError, match="this file is protected by a passphrase, not a key: "
-                       r"give the passphrase with passphrase= \(bytes or str\)$"):
+    with pytest.raises(
+        UsageError,
+        match="this file is protected by a passphrase, not a key: "
+        r"give the passphrase with passphrase= \(bytes or str\)$",
+    ):
         await kstream.decrypt_file(tmp_path / "p.kst", tmp_path / "d", key=key)
     assert not (tmp_path / "d").exists() and not list(tmp_path.glob("*partial*"))
     with pytest.raises(FormatError, match="passphrase block needs 52 bytes, found 40"):
-        await collect(kstream.decrypt_stream(agen([(tmp_path / "p.kst").read_bytes()[:40]]),
-                                             passphrase=PHRASE))
+        await collect(
+            kstream.decrypt_stream(
+                agen([(tmp_path / "p.kst").read_bytes()[:40]]), passphrase=PHRASE
+            )
+        )
 
 
 # --- outputs that are streams: FIFOs, character devices, open descriptors ----------------------
+
 
 class Drain:
     """A reader thread on a FIFO or pipe: what a consumer on the other end receives."""
@@ -479,20 +563,26 @@ async def test_fifo_without_a_reader_waits_and_can_be_cancelled(tmp_path: Path) 
     assert body_of(reader.result(), key) == b"late reader"
 
 
-async def test_fifo_without_a_reader_says_so_once(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_fifo_without_a_reader_says_so_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run whose reader never comes must not look hung: one notice, then the same wait."""
     monkeypatch.setattr(kstream.api, "FIFO_NOTICE_AFTER", 0.2)
     (tmp_path / "p").write_bytes(b"nobody reads")
     os.mkfifo(tmp_path / "fifo")
     notices: list[str] = []
-    task = asyncio.create_task(kstream.encrypt_file(
-        tmp_path / "p", tmp_path / "fifo", key=kstream.Key.generate(), notify=notices.append))
+    task = asyncio.create_task(
+        kstream.encrypt_file(
+            tmp_path / "p", tmp_path / "fifo", key=kstream.Key.generate(), notify=notices.append
+        )
+    )
     await asyncio.sleep(0.1)
     assert notices == []
     await asyncio.sleep(0.6)
-    assert notices == [f"waiting for a reader to open the FIFO '{tmp_path / 'fifo'}'; "
-                       "nothing is written before one does (Ctrl-C stops)"]
+    assert notices == [
+        f"waiting for a reader to open the FIFO '{tmp_path / 'fifo'}'; "
+        "nothing is written before one does (Ctrl-C stops)"
+    ]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=5)
@@ -510,8 +600,9 @@ async def test_no_reader_thread_outlives_the_call(tmp_path: Path, into: str) -> 
     blob = bytearray((tmp_path / "c").read_bytes())
     blob[HEADER_SIZE + (BATCH + 20) + 100] ^= 1  # segment 0 verifies, segment 1 does not
     r, w = os.pipe()
-    feeder = asyncio.get_running_loop().run_in_executor(None, os.write, w,
-                                                        bytes(blob[:-BATCH // 2]))
+    feeder = asyncio.get_running_loop().run_in_executor(
+        None, os.write, w, bytes(blob[: -BATCH // 2])
+    )
     try:
         with pytest.raises(kstream.IntegrityError, match="segment 1"):
             if into == "file":
@@ -550,17 +641,19 @@ class FailingContext:
 
 
 async def test_an_unexpected_cipher_library_failure_is_a_kstream_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A library caller sees only KstreamError subclasses for kstream's failures; the
     library's own exception stays the cause."""
     key = kstream.Key.generate()
-    blob = await collect(kstream.encrypt_stream(agen([b"x" * 100]), key=key,
-                                                backend="openssl"))
+    blob = await collect(kstream.encrypt_stream(agen([b"x" * 100]), key=key, backend="openssl"))
     monkeypatch.setattr(OpenSSLStream, "_context", lambda self: FailingContext())
     with pytest.raises(kstream.BackendFailure) as caught:
         await collect(kstream.decrypt_stream(agen([blob]), key=key, backend="openssl"))
-    assert str(caught.value) == ("the openssl cipher failed unexpectedly (ValueError: the "
-                                 "library's own trouble); please report this")
+    assert str(caught.value) == (
+        "the openssl cipher failed unexpectedly (ValueError: the "
+        "library's own trouble); please report this"
+    )
     assert isinstance(caught.value.__cause__, ValueError)
     assert caught.value.exit_code == 70  # an internal error, as on the command line
 
@@ -576,8 +669,9 @@ async def test_dev_null_is_an_integrity_check(tmp_path: Path) -> None:
     (tmp_path / "c").write_bytes(blob)
     with pytest.raises(kstream.IntegrityError) as info:
         await kstream.decrypt_file(tmp_path / "c", "/dev/null", key=key)
-    assert str(info.value).startswith("authentication failed: the file was modified at "
-                                      "segment 1 (bytes ")
+    assert str(info.value).startswith(
+        "authentication failed: the file was modified at segment 1 (bytes "
+    )
     assert "pipe" not in str(info.value)  # /dev/null kept nothing: nothing to say about it
 
 
@@ -610,10 +704,11 @@ async def test_failure_midway_into_a_pipe_says_what_the_reader_has(tmp_path: Pat
     reader = Drain(str(tmp_path / "fifo"))
     with pytest.raises(kstream.IntegrityError) as info:
         await kstream.decrypt_file(tmp_path / "c", tmp_path / "fifo", key=key)
-    assert reader.result() == data[:2 * BATCH]  # the verified segments, nothing of segment 2
+    assert reader.result() == data[: 2 * BATCH]  # the verified segments, nothing of segment 2
     assert str(info.value).endswith(
         f"; {2 * BATCH} bytes had already gone into the pipe '{tmp_path / 'fifo'}' (nothing "
-        "to remove: a pipe cannot take them back)")
+        "to remove: a pipe cannot take them back)"
+    )
 
 
 async def test_ciphertext_is_not_written_to_a_terminal_path(tmp_path: Path) -> None:
@@ -633,26 +728,33 @@ async def test_ciphertext_is_not_written_to_a_terminal_path(tmp_path: Path) -> N
 
 # --- errors name the API's parameters, not the command line's flags ------------------------------
 
+
 async def test_api_errors_name_api_parameters(tmp_path: Path) -> None:
     """Each hint a library caller can get names a keyword argument; the same error shown by
     the command line names its flag (tests/cli/test_cipher_outputs.py checks that side)."""
     key = kstream.Key.generate()
     (tmp_path / "p").write_bytes(b"x")
     await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key)
-    await kstream.encrypt_file(tmp_path / "p", tmp_path / "w.kst", passphrase="pw",
-                               work_factor=11)
+    await kstream.encrypt_file(tmp_path / "p", tmp_path / "w.kst", passphrase="pw", work_factor=11)
     calls = [
         (kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key), "force=True"),
         (kstream.encrypt_file(tmp_path / "p", tmp_path / "r", key=key, raw=True), "iv="),
-        (kstream.encrypt_file(tmp_path / "p", tmp_path / "r", key=key, iv=bytes(16)),
-         "raw=True"),
-        (kstream.encrypt_file(tmp_path / "p", tmp_path / "r", passphrase="pw", raw=True,
-                              iv=bytes(16)), "raw=True"),
+        (kstream.encrypt_file(tmp_path / "p", tmp_path / "r", key=key, iv=bytes(16)), "raw=True"),
+        (
+            kstream.encrypt_file(
+                tmp_path / "p", tmp_path / "r", passphrase="pw", raw=True, iv=bytes(16)
+            ),
+            "raw=True",
+        ),
         (kstream.decrypt_file(tmp_path / "p", tmp_path / "d", key=key), "raw=True"),
         (kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase="pw"), "key="),
         (kstream.decrypt_file(tmp_path / "w.kst", tmp_path / "d", key=key), "passphrase="),
-        (kstream.decrypt_file(tmp_path / "w.kst", tmp_path / "d", passphrase="pw",
-                              max_work_factor=10), "max_work_factor=11"),
+        (
+            kstream.decrypt_file(
+                tmp_path / "w.kst", tmp_path / "d", passphrase="pw", max_work_factor=10
+            ),
+            "max_work_factor=11",
+        ),
     ]
     for call, hint in calls:
         with pytest.raises(kstream.KstreamError) as info:

@@ -74,13 +74,16 @@ def test_check_output_path(tmp_path: Path) -> None:
 
 def test_overwrite_refusal_names_the_callers_option(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"")
-    for words, hint in ((contextlib.nullcontext(), "force=True"),
-                        (command_line_words(), "--force")):
+    for words, hint in (
+        (contextlib.nullcontext(), "force=True"),
+        (command_line_words(), "--force"),
+    ):
         with words:
             with pytest.raises(UsageError) as caught:
                 check_output_path(str(tmp_path / "f"), force=False)
-            assert str(caught.value) == (f"output '{tmp_path / 'f'}' already exists; use "
-                                         f"{hint} to overwrite it")
+            assert str(caught.value) == (
+                f"output '{tmp_path / 'f'}' already exists; use {hint} to overwrite it"
+            )
     # The words are chosen when the message is shown, not when the error is raised.
     assert "force=True" in str(caught.value) and "\x00" not in repr(caught.value)
 
@@ -115,8 +118,11 @@ def test_terminals_are_refused_for_ciphertext(tmp_path: Path) -> None:
 def test_sockets_and_block_devices_are_refused(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(tmp_path / "sock"))
-        with pytest.raises(UsageError, match="is a socket or other special file; kstream "
-                           "writes to files, FIFOs and character devices"):
+        with pytest.raises(
+            UsageError,
+            match="is a socket or other special file; kstream "
+            "writes to files, FIFOs and character devices",
+        ):
             check_output_path(str(tmp_path / "sock"), force=True)
     block = next((e.path for e in os.scandir("/dev") if stat.S_ISBLK(e.stat().st_mode)), None)
     if block is not None:  # no mknod without root: a block device this host has, if any
@@ -160,9 +166,11 @@ def planted_fifo(tmp_path: Path) -> str:
 
 
 def planted_message(fifo: str) -> str:
-    return (f"refusing to write to '{fifo}': a FIFO owned by another user (uid {OTHER_UID}), "
-            "who can read what goes into it; if that is intended, open it yourself and pass "
-            "the descriptor (e.g. OUT '-' and a shell redirection)")
+    return (
+        f"refusing to write to '{fifo}': a FIFO owned by another user (uid {OTHER_UID}), "
+        "who can read what goes into it; if that is intended, open it yourself and pass "
+        "the descriptor (e.g. OUT '-' and a shell redirection)"
+    )
 
 
 @needs_root

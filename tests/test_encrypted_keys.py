@@ -47,7 +47,7 @@ def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, byte
         if op == keyring.KEYCTL_READ:
             buf = args[1]
             data = BLOB.encode()
-            buf[:len(data)] = data  # type: ignore[index]
+            buf[: len(data)] = data  # type: ignore[index]
             return len(data)
         return 0
 
@@ -76,8 +76,8 @@ def test_blob_path_and_master_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_gen_writes_the_blob_0600_and_never_overwrites(
-        sim: list[tuple[str, bytes]], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    sim: list[tuple[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run_main(capsys, "key", "gen", "d", "--durable", "--master", "kmk")
     assert (code, out) == (0, "5000\n"), err
     assert sim == [("kstream:d", b"new default user:kstream:kmk 32")]
@@ -85,15 +85,18 @@ def test_gen_writes_the_blob_0600_and_never_overwrites(
     assert blob.read_text() == BLOB + "\n"
     assert stat.S_IMODE(blob.stat().st_mode) == 0o600
     assert "added encrypted key 'kstream:d' (AES-256, master user:kstream:kmk)" in err
-    code, _, err = run_main(capsys, "key", "gen", "e", "--durable", "--master", "kmk",
-                            "--blob", blob)
+    code, _, err = run_main(
+        capsys, "key", "gen", "e", "--durable", "--master", "kmk", "--blob", blob
+    )
     assert code == 2 and len(sim) == 1  # refused before any key was made
     one_error(err, f"blob file '{blob}' already exists; refusing to overwrite it")
     assert blob.read_text() == BLOB + "\n"
-    for extra, word in ((("--save", tmp_path / "k"), "--save"), (("--bits", 128), "--bits"),
-                        (("--type", "user"), "--type")):
-        code, _, err = run_main(capsys, "key", "gen", "f", "--durable", "--master", "kmk",
-                                *extra)
+    for extra, word in (
+        (("--save", tmp_path / "k"), "--save"),
+        (("--bits", 128), "--bits"),
+        (("--type", "user"), "--type"),
+    ):
+        code, _, err = run_main(capsys, "key", "gen", "f", "--durable", "--master", "kmk", *extra)
         assert code == 2
         one_error(err, f"{word} does not apply to --durable")
     code, _, err = run_main(capsys, "key", "gen", "f", "--durable")
@@ -103,8 +106,8 @@ def test_gen_writes_the_blob_0600_and_never_overwrites(
 
 
 def test_blob_directories_are_private_and_loose_ones_are_warned_of(
-        sim: list[tuple[str, bytes]], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    sim: list[tuple[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Missing directories up to the blob are made 0700 (not the umask's 0755); an existing
     one that others can write to (where they could replace a blob) is used with a warning,
     as a key file others can read is."""
@@ -116,19 +119,22 @@ def test_blob_directories_are_private_and_loose_ones_are_warned_of(
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    warning = (f"kstream: warning: blob directory '{shared}' is writable by its group and "
-               "others (mode 0777); anyone who can write there can remove or replace a "
-               f"key's blob: chmod 700 '{shared}'")
-    code, _, err = run_main(capsys, "key", "gen", "e", "--durable", "--master", "kmk",
-                            "--blob", shared / "e.blob")
+    warning = (
+        f"kstream: warning: blob directory '{shared}' is writable by its group and "
+        "others (mode 0777); anyone who can write there can remove or replace a "
+        f"key's blob: chmod 700 '{shared}'"
+    )
+    code, _, err = run_main(
+        capsys, "key", "gen", "e", "--durable", "--master", "kmk", "--blob", shared / "e.blob"
+    )
     assert code == 0 and warning in err.splitlines(), err
     code, _, err = run_main(capsys, "key", "load", "e", "--blob", shared / "e.blob")
     assert code == 0 and warning in err.splitlines(), err
 
 
 def test_a_blob_binds_no_name_and_the_readme_says_so(
-        sim: list[tuple[str, bytes]], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    sim: list[tuple[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The kernel's encrypted format holds the master and the wrapped key, not the name: a
     blob loads under any name it is given. Not fixable in the blob; documented instead."""
     (tmp_path / "backup.blob").write_text(BLOB + "\n")
@@ -136,21 +142,43 @@ def test_a_blob_binds_no_name_and_the_readme_says_so(
     assert code == 0, err
     assert sim == [("kstream:other", f"load {BLOB}".encode())]
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
-    assert ("A blob does not bind the key's name: the kernel's `encrypted` format records the "
-            "master and the wrapped key, not `kstream:NAME`") in readme
+    assert (
+        "A blob does not bind the key's name: the kernel's `encrypted` format records the "
+        "master and the wrapped key, not `kstream:NAME`"
+    ) in readme
     assert "Keep the directory private." in readme
 
 
-@pytest.mark.parametrize(("master", "code", "message"), [
-    ("other", 2, "master key 'user:kstream:other' is not loaded; load it first with "
-     "'kstream key add other FILE --type user'"),
-    ("user:login", 2, "master key 'user:login' is not loaded; load it first with "
-     "'keyctl padd user login @u < FILE'"),
-    ("trusted:tpmk", 3, "master key 'trusted:tpmk' is a TPM-sealed trusted key, and this "
-     "machine has no TPM"),
-])
-def test_master_errors(sim: list[tuple[str, bytes]], capsys: pytest.CaptureFixture[str],
-                       tmp_path: Path, master: str, code: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("master", "code", "message"),
+    [
+        (
+            "other",
+            2,
+            "master key 'user:kstream:other' is not loaded; load it first with "
+            "'kstream key add other FILE --type user'",
+        ),
+        (
+            "user:login",
+            2,
+            "master key 'user:login' is not loaded; load it first with "
+            "'keyctl padd user login @u < FILE'",
+        ),
+        (
+            "trusted:tpmk",
+            3,
+            "master key 'trusted:tpmk' is a TPM-sealed trusted key, and this machine has no TPM",
+        ),
+    ],
+)
+def test_master_errors(
+    sim: list[tuple[str, bytes]],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    master: str,
+    code: int,
+    message: str,
+) -> None:
     got, _, err = run_main(capsys, "key", "gen", "d", "--durable", "--master", master)
     assert got == code and sim == []
     one_error(err, message)
@@ -158,24 +186,39 @@ def test_master_errors(sim: list[tuple[str, bytes]], capsys: pytest.CaptureFixtu
 
 
 def test_trusted_master_with_a_tpm_but_not_loaded(
-        sim: list[tuple[str, bytes]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    sim: list[tuple[str, bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     (tmp_path / "tpm" / "tpm0").mkdir(parents=True)
     monkeypatch.setattr(encrypted_keys, "TPM_CLASS", str(tmp_path / "tpm"))
     code, _, err = run_main(capsys, "key", "gen", "d", "--durable", "--master", "trusted:t")
     assert code == 2
-    one_error(err, "master key 'trusted:t' is not loaded; load it first with 'keyctl add "
-              "trusted t")
+    one_error(err, "master key 'trusted:t' is not loaded; load it first with 'keyctl add trusted t")
 
 
-@pytest.mark.parametrize(("errno_", "code", "message"), [
-    (errno.ENODEV, 3, "this kernel has no 'encrypted' key type (CONFIG_ENCRYPTED_KEYS); load "
-     "it with 'modprobe encrypted-keys'"),
-    (errno.EINVAL, 2, "does not open with master key 'user:kstream:kmk': a different master"),
-])
-def test_kernel_refusals_on_load(sim: list[tuple[str, bytes]], monkeypatch: pytest.MonkeyPatch,
-                                 tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                 errno_: int, code: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("errno_", "code", "message"),
+    [
+        (
+            errno.ENODEV,
+            3,
+            "this kernel has no 'encrypted' key type (CONFIG_ENCRYPTED_KEYS); load "
+            "it with 'modprobe encrypted-keys'",
+        ),
+        (errno.EINVAL, 2, "does not open with master key 'user:kstream:kmk': a different master"),
+    ],
+)
+def test_kernel_refusals_on_load(
+    sim: list[tuple[str, bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    errno_: int,
+    code: int,
+    message: str,
+) -> None:
     blob = tmp_path / "b"
     blob.write_text(BLOB + "\n")
 
@@ -194,8 +237,9 @@ def test_kernel_refusals_on_load(sim: list[tuple[str, bytes]], monkeypatch: pyte
         assert not list((tmp_path / "xdg").rglob("*.blob"))
 
 
-def test_load_errors_of_the_blob_file(sim: list[tuple[str, bytes]], tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_load_errors_of_the_blob_file(
+    sim: list[tuple[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run_main(capsys, "key", "load", "d")
     assert code == 2
     one_error(err, f"cannot read blob file '{tmp_path}/xdg/kstream/keys/d.blob': No such file")
@@ -214,8 +258,14 @@ def test_load_errors_of_the_blob_file(sim: list[tuple[str, bytes]], tmp_path: Pa
 
 def test_encrypted_keys_are_found_and_never_read(monkeypatch: pytest.MonkeyPatch) -> None:
     from kstream.keys import Key
-    monkeypatch.setattr(keyring, "search", lambda ring, t, d: 0x99 if t == "encrypted" else
-                        (_ for _ in ()).throw(OSError(errno.ENOKEY, "no")))
+
+    monkeypatch.setattr(
+        keyring,
+        "search",
+        lambda ring, t, d: (
+            0x99 if t == "encrypted" else (_ for _ in ()).throw(OSError(errno.ENOKEY, "no"))
+        ),
+    )
     key = Key.from_keyring("d")
     assert key.keyring_ref == keyring.KeyringRef(0x99, "encrypted", "kstream:d", 32, "session")
     assert key.bits == 256
@@ -233,6 +283,7 @@ def load_encrypted_type() -> str | None:
     """Make sure the ``encrypted`` type exists (in UML: modprobe through the harness's
     helper, cbc/ecb/hmac/sha256 first); kstream's error from before, if it was missing."""
     from kstream.errors import KstreamError
+
     master = f"kstream:probe-{uuid.uuid4().hex[:8]}"
     serial = keyring.add_key("user", master, bytearray(32), "user")
     error = None
@@ -251,8 +302,9 @@ def load_encrypted_type() -> str | None:
 
 
 @pytest.mark.kernel
-def test_durable_key_in_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_durable_key_in_one_boot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     if not Path("/proc/sys/kernel/modprobe").exists() or os.getenv("KSTREAM_IN_UML") != "1":
         pytest.skip("loads kernel modules: runs inside User Mode Linux only")
     before = load_encrypted_type()
@@ -263,8 +315,11 @@ def test_durable_key_in_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     master, name = f"m{tag}", f"d{tag}"
     code, _, err = run_main(capsys, "key", "gen", name, "--durable", "--master", master)
     assert code == 2
-    one_error(err, f"master key 'user:kstream:{master}' is not loaded; load it first with "
-              f"'kstream key add {master} FILE --type user'")
+    one_error(
+        err,
+        f"master key 'user:kstream:{master}' is not loaded; load it first with "
+        f"'kstream key add {master} FILE --type user'",
+    )
     code, _, err = run_main(capsys, "key", "gen", name, "--durable", "--master", "trusted:t")
     assert code == 3  # UML has no TPM (and no trusted type)
     one_error(err, "this machine has no TPM")
@@ -281,15 +336,25 @@ def test_durable_key_in_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     # Loading it again from the same blob is a notice and success (a login script may).
     code, out, err = run_main(capsys, "key", "load", name)
     assert (code, out) == (0, f"{serial}\n"), err
-    assert err == (f"kstream: notice: encrypted key 'kstream:{name}' is already loaded from "
-                   f"{blob} (serial {serial}); nothing to do\n")
+    assert err == (
+        f"kstream: notice: encrypted key 'kstream:{name}' is already loaded from "
+        f"{blob} (serial {serial}); nothing to do\n"
+    )
     code, out, _ = run_main(capsys, "key", "list", "--json")
     [entry] = [k for k in json.loads(out) if k["name"] == name]
     assert (entry["serial"], entry["type"], entry["bits"], entry["master"]) == (
-        serial, "encrypted", 256, f"user:kstream:{master}")
+        serial,
+        "encrypted",
+        256,
+        f"user:kstream:{master}",
+    )
     code, out, _ = run_main(capsys, "key", "list")
-    assert any(line.split()[1:2] == ["encrypted"] and f"user:kstream:{master}" in line
-               and line.endswith(name) for line in out.splitlines())
+    assert any(
+        line.split()[1:2] == ["encrypted"]
+        and f"user:kstream:{master}" in line
+        and line.endswith(name)
+        for line in out.splitlines()
+    )
     plain = tmp_path / "p"
     plain.write_bytes(os.urandom(300_000))
     reads: list[int] = []
@@ -306,30 +371,39 @@ def test_durable_key_in_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         # 6.1: the key is made (it will work on a newer kernel), but it cannot be used here
         assert code == 3 and not (tmp_path / "c").exists()
         one_error(err, NO_KEY_BY_SERIAL)
-        assert (f"kstream: warning: encrypted key 'kstream:{name}': it cannot be used on this "
-                "host: this kernel cannot take keys by serial") in gen_err
+        assert (
+            f"kstream: warning: encrypted key 'kstream:{name}': it cannot be used on this "
+            "host: this kernel cannot take keys by serial"
+        ) in gen_err
         return
     assert code == 0, err
     assert serial not in reads  # used by serial, never read
-    code, _, err = run_main(capsys, "key", "gen", f"e{tag}", "--durable", "--master", master,
-                            "--blob", blob)
+    code, _, err = run_main(
+        capsys, "key", "gen", f"e{tag}", "--durable", "--master", master, "--blob", blob
+    )
     assert code == 2
     one_error(err, "already exists; refusing to overwrite it")
     assert blob.read_text() == text
     _, out, err = run_main(capsys, "key", "rm", name)
     assert out == f"removed encrypted key 'kstream:{name}' (serial {serial})\n"
-    assert err == (f"kstream: notice: its blob stays at {blob}: 'kstream key load {name}' "
-                   "brings the key back; delete the blob to destroy the key\n")
+    assert err == (
+        f"kstream: notice: its blob stays at {blob}: 'kstream key load {name}' "
+        "brings the key back; delete the blob to destroy the key\n"
+    )
     # --key-name loads it back from the default blob, with a notice
-    code, _, err = run_main(capsys, "decrypt", "--verify", "--key-name", name, tmp_path / "c",
-                            tmp_path / "d")
+    code, _, err = run_main(
+        capsys, "decrypt", "--verify", "--key-name", name, tmp_path / "c", tmp_path / "d"
+    )
     assert code == 0 and err.startswith(f"kstream: notice: loaded encrypted key 'kstream:{name}'")
     assert (tmp_path / "d").read_bytes() == plain.read_bytes()
     run_main(capsys, "key", "rm", name)
     code, _, err = run_main(capsys, "key", "rm", name)
     assert code == 2
-    one_error(err, f"no key 'kstream:{name}' in the session or user keyring: nothing to "
-              "remove (see 'kstream key list')")
+    one_error(
+        err,
+        f"no key 'kstream:{name}' in the session or user keyring: nothing to "
+        "remove (see 'kstream key list')",
+    )
     run_main(capsys, "key", "rm", master)
     (tmp_path / "mk2").write_bytes(os.urandom(32))
     run_main(capsys, "key", "add", master, tmp_path / "mk2", "--type", "user", "-q")
@@ -341,7 +415,7 @@ def test_durable_key_in_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 # --------------------------------------------------------------------------- two boots
 
-BOOT_SCRIPT = r'''
+BOOT_SCRIPT = r"""
 import os, subprocess, sys
 from pathlib import Path
 W = Path(os.environ["DURABLE_WORK"])
@@ -369,7 +443,7 @@ else:
     run("decrypt", "--verify", "--key-name", "data", "-", "-", stdin=W / "pipe.kst",
         out=W / "pipe.out")
 (W / f"done{sys.argv[1]}").write_text("ok")
-'''
+"""
 
 
 def test_a_durable_key_survives_a_reboot(tmp_path: Path) -> None:
@@ -378,11 +452,11 @@ def test_a_durable_key_survives_a_reboot(tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from uml.bootcheck import check
     from uml.harness import discover_kernels
+
     kernels = [k for k in discover_kernels() if k.version >= (6, 2)]
     if os.getenv("KSTREAM_IN_UML") == "1" or not kernels:
         pytest.skip("no User Mode Linux kernel >= 6.2 here (.ci/install-uml.sh)")
-    usable = [k for k in kernels
-              if check(k, tmp_path / f"check-{k.name}").status == "ok"]
+    usable = [k for k in kernels if check(k, tmp_path / f"check-{k.name}").status == "ok"]
     if not usable:
         pytest.skip("no User Mode Linux kernel >= 6.2 can run on this host CPU")
     for kernel in usable:  # 7.2, and 6.12 (with the xstate shim on AMX hosts)
@@ -392,6 +466,7 @@ def test_a_durable_key_survives_a_reboot(tmp_path: Path) -> None:
 def two_boots(kernel: UmlKernel, base: Path) -> None:
     """The two boots of ``test_a_durable_key_survives_a_reboot`` on one kernel."""
     from uml.harness import UmlBoot, inner_environment
+
     work = base / "work"
     work.mkdir(parents=True)
     (work / "master.key").write_bytes(os.urandom(32))
@@ -403,12 +478,19 @@ def two_boots(kernel: UmlKernel, base: Path) -> None:
         boot_dir.mkdir()
         env = inner_environment(kernel, boot_dir, boot_dir / "report.jsonl")
         env.update(DURABLE_WORK=str(work), XDG_DATA_HOME=str(work / "xdg"))
-        boot = UmlBoot(kernel, boot_dir, argv=[sys.executable, str(work / "boot.py"), n],
-                       cwd=work, env=env, timeout=180)
+        boot = UmlBoot(
+            kernel,
+            boot_dir,
+            argv=[sys.executable, str(work / "boot.py"), n],
+            cwd=work,
+            env=env,
+            timeout=180,
+        )
         result = boot.wait()
         log = (work / "log").read_text() if (work / "log").exists() else ""
         assert (work / f"done{n}").exists(), (
-            f"{kernel.id} boot {n}: {log}\n{result.console_tail(30)}")
+            f"{kernel.id} boot {n}: {log}\n{result.console_tail(30)}"
+        )
     blob = (work / "xdg/kstream/keys/data.blob").read_text()
     printed = (work / "gen.out").read_text() + (work / "log").read_text()
     assert blob.split()[3] not in printed

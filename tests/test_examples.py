@@ -17,7 +17,8 @@ def test_there_are_examples() -> None:
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs(script: Path, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=120,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, timeout=120, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert b"round trip ok: True" in proc.stdout

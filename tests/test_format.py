@@ -26,9 +26,7 @@ from kstream.format import (
 
 IV = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 # AES-256-CTR, GMAC segments of 1008 KiB (0x000fc000), IV 00 01 .. 0f.
-EXAMPLE = bytes.fromhex(
-    "4b53545245414d1a" "01" "03" "00" "01" "000fc000" "000102030405060708090a0b0c0d0e0f"
-)
+EXAMPLE = bytes.fromhex("4b53545245414d1a01030001000fc000000102030405060708090a0b0c0d0e0f")
 
 
 def test_encode_matches_documented_example() -> None:
@@ -45,8 +43,11 @@ def test_roundtrip_ignores_trailing_body(suite: CipherSuite, iv: bytes, body: by
 
 @pytest.mark.parametrize(
     ("suite", "size", "label"),
-    [(CipherSuite.AES_128_CTR, 16, "AES-128-CTR"), (CipherSuite.AES_192_CTR, 24, "AES-192-CTR"),
-     (CipherSuite.AES_256_CTR, 32, "AES-256-CTR")],
+    [
+        (CipherSuite.AES_128_CTR, 16, "AES-128-CTR"),
+        (CipherSuite.AES_192_CTR, 24, "AES-192-CTR"),
+        (CipherSuite.AES_256_CTR, 32, "AES-256-CTR"),
+    ],
 )
 def test_suite_sizes(suite: CipherSuite, size: int, label: str) -> None:
     assert suite.key_size == size and suite.label == label
@@ -112,7 +113,7 @@ def test_parse_raises_only_format_error(data: bytes) -> None:
         header = Header.parse(data)
     except FormatError:
         return
-    assert header.encode() == data[:header.size]
+    assert header.encode() == data[: header.size]
 
 
 # --- the passphrase block (flag 0x01) -----------------------------------------------------
@@ -120,8 +121,18 @@ def test_parse_raises_only_format_error(data: bytes) -> None:
 SALT = bytes(range(0x40, 0x50))
 # EXAMPLE with flag 01, then: scrypt (01), log2 N 18 (0x12), r 8, p 1, salt 40 41 .. 4f.
 PASSPHRASE_EXAMPLE = bytes.fromhex(
-    "4b53545245414d1a" "01" "03" "01" "01" "000fc000" "000102030405060708090a0b0c0d0e0f"
-    "01" "12" "08" "01" "404142434445464748494a4b4c4d4e4f"
+    "4b53545245414d1a"
+    "01"
+    "03"
+    "01"
+    "01"
+    "000fc000"
+    "000102030405060708090a0b0c0d0e0f"
+    "01"
+    "12"
+    "08"
+    "01"
+    "404142434445464748494a4b4c4d4e4f"
 )
 
 
@@ -141,16 +152,20 @@ def test_passphrase_block_matches_documented_layout() -> None:
     ("data", "message"),
     [
         (PASSPHRASE_EXAMPLE[:51], "passphrase block needs 52 bytes, found 51"),
-        (_patched(PASSPHRASE_EXAMPLE, 32, 2),
-         "key derivation function 2, which this kstream does not"),
+        (
+            _patched(PASSPHRASE_EXAMPLE, 32, 2),
+            "key derivation function 2, which this kstream does not",
+        ),
         (_patched(PASSPHRASE_EXAMPLE, 32, 0), "key derivation function 0"),
         (_patched(PASSPHRASE_EXAMPLE, 33, 0), "log2 N = 0"),
         (_patched(PASSPHRASE_EXAMPLE, 34, 9), "r = 9"),
         (_patched(PASSPHRASE_EXAMPLE, 34, 0), "r = 0"),
         (_patched(PASSPHRASE_EXAMPLE, 35, 2), "p = 2"),
         (_patched(PASSPHRASE_EXAMPLE, 34, 1), "log2 N = 18, r = 1"),  # RFC 7914: N < 2^(16 r)
-        (_patched(PASSPHRASE_EXAMPLE, 9, 1),
-         "a passphrase file is AES-256-CTR, this header says AES-128"),
+        (
+            _patched(PASSPHRASE_EXAMPLE, 9, 1),
+            "a passphrase file is AES-256-CTR, this header says AES-128",
+        ),
     ],
 )
 def test_passphrase_block_errors_are_specific(data: bytes, message: str) -> None:
@@ -186,7 +201,7 @@ def _walk(body: bytes, segment: int = SEG) -> tuple[BodyLayout, list[int]]:
 
     def word_at(offset: int) -> bytes:
         asked.append(offset)
-        return body[offset:offset + 4]
+        return body[offset : offset + 4]
 
     return walk_frames(len(body), segment, word_at), asked
 
@@ -211,37 +226,47 @@ def test_walk_of_a_truncated_body(plaintext: int, data: st.DataObject) -> None:
 @given(st.integers(0, 6 * SEG), st.binary(min_size=1, max_size=3 * SEG))
 def test_walk_counts_appended_bytes(plaintext: int, extra: bytes) -> None:
     n = len(extra)
-    message = (f"trailing data after the end of the encrypted file: {n} "
-               f"{'bytes were' if n > 1 else 'byte was'} appended")
+    message = (
+        f"trailing data after the end of the encrypted file: {n} "
+        f"{'bytes were' if n > 1 else 'byte was'} appended"
+    )
     with pytest.raises(FormatError) as info:
         _walk(_body(plaintext) + extra)
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize(("keep", "message"), [
-    (0, "file is truncated: no segment follows the header"),
-    (3, "file is truncated: segment 0 is incomplete"),
-    (4 + SEG + 15, "file is truncated: segment 0 is incomplete"),
-    (SEG + 20, "file is truncated: it ends after segment 0 without the final segment"),
-    (SEG + 22, "file is truncated: segment 1 is incomplete"),
-])
+@pytest.mark.parametrize(
+    ("keep", "message"),
+    [
+        (0, "file is truncated: no segment follows the header"),
+        (3, "file is truncated: segment 0 is incomplete"),
+        (4 + SEG + 15, "file is truncated: segment 0 is incomplete"),
+        (SEG + 20, "file is truncated: it ends after segment 0 without the final segment"),
+        (SEG + 22, "file is truncated: segment 1 is incomplete"),
+    ],
+)
 def test_walk_names_the_truncation_as_decrypt_does(keep: int, message: str) -> None:
     with pytest.raises(FormatError) as info:
         _walk(_body(SEG + 5)[:keep])
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize(("word", "why"), [
-    (SEG - 16, "a short segment not flagged last"),
-    ((1 << 31) | SEG, "a full segment flagged last"),
-    ((1 << 31) | (SEG + 16), "a last segment longer than the segment size"),
-    (SEG + 16, "a segment longer than the segment size"),
-])
+@pytest.mark.parametrize(
+    ("word", "why"),
+    [
+        (SEG - 16, "a short segment not flagged last"),
+        ((1 << 31) | SEG, "a full segment flagged last"),
+        ((1 << 31) | (SEG + 16), "a last segment longer than the segment size"),
+        (SEG + 16, "a segment longer than the segment size"),
+    ],
+)
 def test_walk_refuses_a_word_no_writer_produces(word: int, why: str) -> None:
     body = bytearray(_body(3 * SEG + 1))
-    body[SEG + 20:SEG + 24] = word.to_bytes(4, "big")
+    body[SEG + 20 : SEG + 24] = word.to_bytes(4, "big")
     with pytest.raises(FormatError) as info:
         _walk(bytes(body))
-    assert str(info.value) == (f"file is damaged: segment 1 starts with length word "
-                               f"0x{word:08x}, which no kstream writer produces (segments of "
-                               f"{SEG} bytes); the file was modified"), why
+    assert str(info.value) == (
+        f"file is damaged: segment 1 starts with length word "
+        f"0x{word:08x}, which no kstream writer produces (segments of "
+        f"{SEG} bytes); the file was modified"
+    ), why

@@ -33,20 +33,23 @@ EXAMPLES = int(os.environ.get("KSTREAM_FUZZ_EXAMPLES", "300"))
 SEGMENT = 64  # small segments: many of them in a small file
 KEY = Key(bytes(range(16)))
 PLAIN = bytes(range(256)) * 2 + b"tail"  # 8 full segments and a short one
-HEADER = Header(suite=CipherSuite.AES_128_CTR, iv=bytes.fromhex("00" * 15 + "f0"),
-                auth_param=SEGMENT)
+HEADER = Header(
+    suite=CipherSuite.AES_128_CTR, iv=bytes.fromhex("00" * 15 + "f0"), auth_param=SEGMENT
+)
 VALID = seal(KEY.material(), HEADER.encode(), PLAIN, SEGMENT)
 
-fuzz_settings = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
-                         suppress_health_check=list(HealthCheck))
+fuzz_settings = settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=False, suppress_health_check=list(HealthCheck)
+)
 
 
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
     data = bytearray(VALID)
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate",
-                                     "append", "splice"]))
+        kind = draw(
+            st.sampled_from(["flip", "set", "insert", "delete", "truncate", "append", "splice"])
+        )
         pos = draw(st.integers(0, max(len(data) - 1, 0)))
         if kind == "flip" and data:
             data[pos] ^= 1 << draw(st.integers(0, 7))
@@ -55,15 +58,15 @@ def mutated(draw: st.DrawFn) -> bytes:
         elif kind == "insert":
             data[pos:pos] = draw(st.binary(min_size=1, max_size=40))
         elif kind == "delete":
-            del data[pos:pos + draw(st.integers(1, 90))]
+            del data[pos : pos + draw(st.integers(1, 90))]
         elif kind == "truncate":
             del data[pos:]
         elif kind == "append":
             data += draw(st.binary(min_size=1, max_size=90))
         elif kind == "splice":  # move a run of bytes elsewhere (reorders segments)
             n = draw(st.integers(1, 90))
-            run = data[pos:pos + n]
-            del data[pos:pos + n]
+            run = data[pos : pos + n]
+            del data[pos : pos + n]
             at = draw(st.integers(0, len(data)))
             data[at:at] = run
     return bytes(data)
@@ -75,13 +78,16 @@ def decrypt_segments(blob: bytes) -> tuple[bytes, Exception | None]:
     released = bytearray()
     try:
         header = check_header(blob[:32], KEY)
-        codec = OpenCodec(OpenSSLStream(KEY.material(), header.iv),
-                          derive_mac(KEY.material(), header), header.auth_param)
+        codec = OpenCodec(
+            OpenSSLStream(KEY.material(), header.iv),
+            derive_mac(KEY.material(), header),
+            header.auth_param,
+        )
         body, pos = blob[32:], 0
         while True:
             n = min(codec.unit, len(body) - pos)
             buf = bytearray(codec.unit + 16)
-            buf[:n] = body[pos:pos + n]
+            buf[:n] = body[pos : pos + n]
             pos += n
             for part in codec.process(memoryview(buf), n, n < codec.unit):
                 released += part
@@ -117,15 +123,17 @@ def test_decryptor_on_mutated_files(blob: bytes) -> None:
     check(blob, released, error)
 
 
-@settings(max_examples=max(EXAMPLES // 10, 20), deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=max(EXAMPLES // 10, 20), deadline=None, suppress_health_check=list(HealthCheck)
+)
 @given(mutated(), st.lists(st.integers(0, 10_000), max_size=6))
 def test_stream_api_on_mutated_files(blob: bytes, cuts: list[int]) -> None:
     released = bytearray()
 
     async def go() -> None:
-        async for piece in kstream.decrypt_stream(each(split(blob, cuts)), key=KEY,
-                                                  backend="openssl"):
+        async for piece in kstream.decrypt_stream(
+            each(split(blob, cuts)), key=KEY, backend="openssl"
+        ):
             released.extend(piece)
 
     error: Exception | None = None
@@ -136,16 +144,15 @@ def test_stream_api_on_mutated_files(blob: bytes, cuts: list[int]) -> None:
     check(blob, bytes(released), error)
 
 
-@settings(max_examples=max(EXAMPLES // 10, 20), deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=max(EXAMPLES // 10, 20), deadline=None, suppress_health_check=list(HealthCheck)
+)
 @given(mutated())
-def test_file_api_on_mutated_files(tmp_path_factory: pytest.TempPathFactory,
-                                   blob: bytes) -> None:
+def test_file_api_on_mutated_files(tmp_path_factory: pytest.TempPathFactory, blob: bytes) -> None:
     d: Path = tmp_path_factory.mktemp("fuzz")
     (d / "in").write_bytes(blob)
     try:
-        asyncio.run(kstream.decrypt_file(d / "in", d / "out", key=KEY, backend="openssl",
-                                         jobs=3))
+        asyncio.run(kstream.decrypt_file(d / "in", d / "out", key=KEY, backend="openssl", jobs=3))
     except KstreamError:
         assert os.listdir(d) == ["in"]  # no output, no temp file
         return

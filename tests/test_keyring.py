@@ -66,10 +66,13 @@ LOGON = KeyringRef(4242, "logon", "kstream:t", 32, "user")
 USER = KeyringRef(4343, "user", "kstream:u", 32, "session")
 #: A kstream process that first joins a new anonymous session keyring (one that does not
 #: link the user keyring), so that keys in @u are not possessed there.
-NEW_SESSION = [sys.executable, "-c",
-               "import os, sys\nfrom kstream import keyring\n"
-               "keyring.keyctl(keyring.KEYCTL_JOIN_SESSION_KEYRING, None)\n"
-               "os.execvp(sys.argv[1], sys.argv[1:])"]
+NEW_SESSION = [
+    sys.executable,
+    "-c",
+    "import os, sys\nfrom kstream import keyring\n"
+    "keyring.keyctl(keyring.KEYCTL_JOIN_SESSION_KEYRING, None)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])",
+]
 
 PROC_KEYS = """\
 0fc1ea0b I--Q---     6 perm 1f3f0000     0 65534 keyring   _uid_ses.0: 1
@@ -83,10 +86,12 @@ PROC_KEYS = """\
 """
 
 
-def kst(*args: object, input: bytes | None = None, prefix: list[str] | None = None,
-        check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run([*(prefix or []), *KST, *map(str, args)], input=input,
-                          capture_output=True, timeout=300)
+def kst(
+    *args: object, input: bytes | None = None, prefix: list[str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run(
+        [*(prefix or []), *KST, *map(str, args)], input=input, capture_output=True, timeout=300
+    )
     if check and proc.returncode:
         raise AssertionError(f"exit {proc.returncode}: {proc.stderr.decode()}")
     return proc
@@ -135,18 +140,30 @@ def test_raw_syscall_reports_errno_through_libc() -> None:
     assert result in (-errno.EOPNOTSUPP, -errno.ENOSYS, -errno.EPERM)
 
 
-@pytest.mark.parametrize(("code", "cls", "match"), [
-    (errno.ENOKEY, InvalidKey, "no key 'kstream:x' in the session or user keyring; create "
-     "one with 'kstream key gen x'"),
-    (errno.EKEYEXPIRED, InvalidKey, "key 'kstream:x' has expired; add the key again"),
-    (errno.EKEYREVOKED, InvalidKey, "key 'kstream:x' has been revoked"),
-    (errno.EACCES, InvalidKey, "no permission to use key 'kstream:x'; if it is in the user "
-     "keyring, link that into your session keyring with 'keyctl link @u @s'"),
-    (errno.ENOSYS, BackendUnavailable, "this kernel has no keyring support"),
-    (errno.EPERM, BackendUnavailable, "not permitted here (a container's seccomp policy"),
-])
-def test_find_key_errors(monkeypatch: pytest.MonkeyPatch, code: int,
-                         cls: type[KstreamError], match: str) -> None:
+@pytest.mark.parametrize(
+    ("code", "cls", "match"),
+    [
+        (
+            errno.ENOKEY,
+            InvalidKey,
+            "no key 'kstream:x' in the session or user keyring; create "
+            "one with 'kstream key gen x'",
+        ),
+        (errno.EKEYEXPIRED, InvalidKey, "key 'kstream:x' has expired; add the key again"),
+        (errno.EKEYREVOKED, InvalidKey, "key 'kstream:x' has been revoked"),
+        (
+            errno.EACCES,
+            InvalidKey,
+            "no permission to use key 'kstream:x'; if it is in the user "
+            "keyring, link that into your session keyring with 'keyctl link @u @s'",
+        ),
+        (errno.ENOSYS, BackendUnavailable, "this kernel has no keyring support"),
+        (errno.EPERM, BackendUnavailable, "not permitted here (a container's seccomp policy"),
+    ],
+)
+def test_find_key_errors(
+    monkeypatch: pytest.MonkeyPatch, code: int, cls: type[KstreamError], match: str
+) -> None:
     def search(ring: str, key_type: str, description: str) -> int:
         raise OSError(code, os.strerror(code))
 
@@ -157,7 +174,8 @@ def test_find_key_errors(monkeypatch: pytest.MonkeyPatch, code: int,
 
 
 def test_find_key_prefers_session_then_logon_and_takes_the_size(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     asked: list[tuple[str, str]] = []
 
     def search(ring: str, key_type: str, description: str) -> int:
@@ -169,8 +187,14 @@ def test_find_key_prefers_session_then_logon_and_takes_the_size(
     monkeypatch.setattr(keyring, "search", search)
     monkeypatch.setattr(keyring, "read_proc_keys", lambda: keyring.parse_proc_keys(PROC_KEYS))
     ref = keyring.find_key("x")
-    assert asked == [("session", "logon"), ("session", "encrypted"), ("session", "user"),
-                     ("user", "logon"), ("user", "encrypted"), ("user", "user")]
+    assert asked == [
+        ("session", "logon"),
+        ("session", "encrypted"),
+        ("session", "user"),
+        ("user", "logon"),
+        ("user", "encrypted"),
+        ("user", "user"),
+    ]
     # /proc/keys says serial 2a3b5aea holds 24 bytes (its description there differs: the
     # size is looked up by serial only).
     assert ref == KeyringRef(0x2A3B5AEA, "user", "kstream:x", 24, "user")
@@ -179,16 +203,19 @@ def test_find_key_prefers_session_then_logon_and_takes_the_size(
 def test_wrong_sizes_and_types_are_refused_at_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keyring, "read_proc_keys", lambda: keyring.parse_proc_keys(PROC_KEYS))
     monkeypatch.setattr(keyring, "search", lambda ring, t, d: 0xBAD)
-    with pytest.raises(InvalidKey, match=r"^logon key 'kstream:short' \(serial 2989\) holds 20 "
-                       r"bytes; an AES key must be 16, 24 or 32 bytes$"):
+    with pytest.raises(
+        InvalidKey,
+        match=r"^logon key 'kstream:short' \(serial 2989\) holds 20 "
+        r"bytes; an AES key must be 16, 24 or 32 bytes$",
+    ):
         keyring.find_key("short")
     monkeypatch.setattr(keyring, "read_proc_keys", lambda: None)
     with pytest.raises(InvalidKey, match="not listed in /proc/keys"):
         keyring.find_key("short")
-    monkeypatch.setattr(keyring, "describe",
-                        lambda serial: ("keyring", 0, 0, 0x1F3F0000, "_uid.0"))
-    with pytest.raises(InvalidKey,
-                       match="^serial 77 is a keyring, not a logon, encrypted or user key"):
+    monkeypatch.setattr(keyring, "describe", lambda serial: ("keyring", 0, 0, 0x1F3F0000, "_uid.0"))
+    with pytest.raises(
+        InvalidKey, match="^serial 77 is a keyring, not a logon, encrypted or user key"
+    ):
         keyring.key_by_serial(77)
 
     def gone(serial: int) -> tuple[str, int, int, int, str]:
@@ -207,8 +234,7 @@ def test_proc_keys_parser_and_permissions() -> None:
     assert keys["kstream:x u"].size == 24 and keys["kstream:x u"].expiry == "5m"
     assert keys["_uid.0"].type == "keyring" and keys["_uid.0"].size is None
     assert keyring.format_perm(0x3D010000) == "possessor alsw-v, user -----v"
-    assert keyring.format_perm(0x3F3F0008) == ("possessor alswrv, user alswrv, "
-                                               "other --s---")
+    assert keyring.format_perm(0x3F3F0008) == ("possessor alswrv, user alswrv, other --s---")
 
 
 def test_key_names() -> None:
@@ -233,28 +259,53 @@ class FakeTfm:
             raise OSError(self.code, os.strerror(self.code))
 
 
-@pytest.mark.parametrize(("code", "cls", "message"), [
-    (errno.ENOPROTOOPT, BackendUnavailable,
-     "this kernel cannot take keys from the keyring (needs Linux ≥ 6.2); use a key file"),
-    (errno.ENOKEY, InvalidKey,
-     "logon key 'kstream:t' (serial 4242) no longer exists (removed, or its keyring was "
-     "cleared)"),
-    (errno.EACCES, InvalidKey,
-     "no permission to use logon key 'kstream:t' (serial 4242) from the user keyring: "
-     "this process does not possess it; link the user keyring into your session keyring "
-     "with 'keyctl link @u @s', or add the key with --keyring session"),
-    (errno.EKEYEXPIRED, InvalidKey,
-     "logon key 'kstream:t' (serial 4242) has expired; add the key again ('kstream key add')"),
-    (errno.EKEYREVOKED, InvalidKey,
-     "logon key 'kstream:t' (serial 4242) has been revoked; add the key again ('kstream key "
-     "add')"),
-    (errno.EINVAL, InvalidKey,
-     "the kernel's ctr(aes-generic) refused logon key 'kstream:t' (serial 4242): an AES key "
-     "must be 16, 24 or 32 bytes"),
-    (errno.EIO, BackendUnavailable,
-     "the kernel's ctr(aes-generic) could not take logon key 'kstream:t' (serial 4242): "
-     "Input/output error"),
-])
+@pytest.mark.parametrize(
+    ("code", "cls", "message"),
+    [
+        (
+            errno.ENOPROTOOPT,
+            BackendUnavailable,
+            "this kernel cannot take keys from the keyring (needs Linux ≥ 6.2); use a key file",
+        ),
+        (
+            errno.ENOKEY,
+            InvalidKey,
+            "logon key 'kstream:t' (serial 4242) no longer exists (removed, or its keyring was "
+            "cleared)",
+        ),
+        (
+            errno.EACCES,
+            InvalidKey,
+            "no permission to use logon key 'kstream:t' (serial 4242) from the user keyring: "
+            "this process does not possess it; link the user keyring into your session keyring "
+            "with 'keyctl link @u @s', or add the key with --keyring session",
+        ),
+        (
+            errno.EKEYEXPIRED,
+            InvalidKey,
+            "logon key 'kstream:t' (serial 4242) has expired; "
+            "add the key again ('kstream key add')",
+        ),
+        (
+            errno.EKEYREVOKED,
+            InvalidKey,
+            "logon key 'kstream:t' (serial 4242) has been revoked; add the key again ('kstream key "
+            "add')",
+        ),
+        (
+            errno.EINVAL,
+            InvalidKey,
+            "the kernel's ctr(aes-generic) refused logon key 'kstream:t' (serial 4242): an AES key "
+            "must be 16, 24 or 32 bytes",
+        ),
+        (
+            errno.EIO,
+            BackendUnavailable,
+            "the kernel's ctr(aes-generic) could not take logon key 'kstream:t' (serial 4242): "
+            "Input/output error",
+        ),
+    ],
+)
 def test_set_key_by_serial_errors(code: int, cls: type[KstreamError], message: str) -> None:
     tfm = FakeTfm(code)
     with pytest.raises(cls) as info:
@@ -292,11 +343,15 @@ def test_a_logon_key_is_never_read(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(keyring, "_raw_syscall", no_syscalls)
     key = keyring_key(LOGON)
-    with pytest.raises(InvalidKey, match=r"^logon key 'kstream:t' \(serial 4242\) cannot be "
-                       r'read by any process .* use backend="kernel" \(Linux ≥ 6.2\)$'):
+    with pytest.raises(
+        InvalidKey,
+        match=r"^logon key 'kstream:t' \(serial 4242\) cannot be "
+        r'read by any process .* use backend="kernel" \(Linux ≥ 6.2\)$',
+    ):
         key.material()
-    assert repr(key) == ("<kstream.Key AES-256 in the kernel keyring: logon key 'kstream:t' "
-                         "(serial 4242)>")
+    assert repr(key) == (
+        "<kstream.Key AES-256 in the kernel keyring: logon key 'kstream:t' (serial 4242)>"
+    )
     assert (key.size, key.bits, key.suite.key_size) == (32, 256, 32)
     with pytest.raises(UsageError, match="cannot be saved to a file"):
         key.save("/nonexistent/k")
@@ -320,39 +375,51 @@ def test_user_key_material_goes_through_the_one_read(monkeypatch: pytest.MonkeyP
 
 
 def no_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(KernelBackend, "probe",
-                        lambda self: Availability("kernel", False, "no AF_ALG here (test)"))
+    monkeypatch.setattr(
+        KernelBackend, "probe", lambda self: Availability("kernel", False, "no AF_ALG here (test)")
+    )
 
 
 def test_logon_key_needs_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     no_kernel(monkeypatch)
     key = keyring_key(LOGON)
     for backend in ("auto", "kernel"):
-        with pytest.raises(BackendUnavailable, match=r"^logon key 'kstream:t' \(serial 4242\) "
-                           r"can only be used through the kernel crypto API, which is not "
-                           r"available here: no AF_ALG here \(test\)$"):
+        with pytest.raises(
+            BackendUnavailable,
+            match=r"^logon key 'kstream:t' \(serial 4242\) "
+            r"can only be used through the kernel crypto API, which is not "
+            r"available here: no AF_ALG here \(test\)$",
+        ):
             choose_backend(key, backend, print)
-    with pytest.raises(UsageError, match='cannot be used with backend="openssl": a logon key '
-                       "never leaves the kernel"):
+    with pytest.raises(
+        UsageError,
+        match='cannot be used with backend="openssl": a logon key never leaves the kernel',
+    ):
         choose_backend(key, "openssl", print)
 
 
 async def test_user_key_with_explicit_openssl_is_read_with_a_warning(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     no_kernel(monkeypatch)
     monkeypatch.setattr(keyring, "read_key_payload", lambda ref: bytearray(RAW))
     key = keyring_key(USER)
-    with pytest.raises(BackendUnavailable, match='backend="openssl" can read this user key '
-                       "into process memory instead$"):
+    with pytest.raises(
+        BackendUnavailable,
+        match='backend="openssl" can read this user key into process memory instead$',
+    ):
         choose_backend(key, "auto", print)
     notices: list[str] = []
     plain = os.urandom(70000)
     (tmp_path / "p").write_bytes(plain)
-    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, backend="openssl",
-                               notify=notices.append)
-    assert notices == ['warning: backend="openssl" reads user key '
-                       "'kstream:u' (serial 4343) out of the kernel keyring: the key's bytes "
-                       "now enter this process's memory"]
+    await kstream.encrypt_file(
+        tmp_path / "p", tmp_path / "c", key=key, backend="openssl", notify=notices.append
+    )
+    assert notices == [
+        'warning: backend="openssl" reads user key '
+        "'kstream:u' (serial 4343) out of the kernel keyring: the key's bytes "
+        "now enter this process's memory"
+    ]
     await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", key=Key(RAW), backend="openssl")
     assert (tmp_path / "d").read_bytes() == plain
 
@@ -383,24 +450,45 @@ $K key list >{tmp_path}/list.txt
     listed = {k["name"]: k for k in json.loads((tmp_path / "list.json").read_text())}
     assert listed["a"]["serial"] == int((tmp_path / "serial").read_text())
     assert (listed["a"]["type"], listed["a"]["bits"], listed["a"]["keyrings"]) == (
-        "logon", 192, ["session"])
+        "logon",
+        192,
+        ["session"],
+    )
     assert listed["a"]["perm"] == "3d010000" and listed["b"]["type"] == "user"
     one_error((tmp_path / "again.err").read_text(), "logon key 'kstream:a' already exists")
     one_error((tmp_path / "save.err").read_text(), "already exists; refusing to overwrite")
     if not host_has_af_alg():
-        one_error((tmp_path / "enc.err").read_text(),
-                  f"logon key 'kstream:a' (serial {listed['a']['serial']}) can only be used "
-                  "through the kernel crypto API, which is not available here: this kernel "
-                  "has no AF_ALG sockets")
-    assert (tmp_path / "ossl.err").read_text().startswith(
-        "kstream: warning: --backend openssl reads user key 'kstream:b'")
+        one_error(
+            (tmp_path / "enc.err").read_text(),
+            f"logon key 'kstream:a' (serial {listed['a']['serial']}) can only be used "
+            "through the kernel crypto API, which is not available here: this kernel "
+            "has no AF_ALG sockets",
+        )
+    assert (
+        (tmp_path / "ossl.err")
+        .read_text()
+        .startswith("kstream: warning: --backend openssl reads user key 'kstream:b'")
+    )
     back = Key.from_file(tmp_path / "a.key")
-    assert ctr(back.material(), (tmp_path / "c").read_bytes()[16:32],
-               unframe((tmp_path / "c").read_bytes()[HEADER_SIZE:])) == (
-        tmp_path / "p").read_bytes()
+    assert (
+        ctr(
+            back.material(),
+            (tmp_path / "c").read_bytes()[16:32],
+            unframe((tmp_path / "c").read_bytes()[HEADER_SIZE:]),
+        )
+        == (tmp_path / "p").read_bytes()
+    )
     listing = (tmp_path / "list.txt").read_text().splitlines()
-    assert listing[0].split() == ["SERIAL", "TYPE", "BITS", "KEYRING", "EXPIRY",
-                                  "PERMISSIONS", "MASTER", "NAME"]
+    assert listing[0].split() == [
+        "SERIAL",
+        "TYPE",
+        "BITS",
+        "KEYRING",
+        "EXPIRY",
+        "PERMISSIONS",
+        "MASTER",
+        "NAME",
+    ]
     # a was removed; c was never added, as its backup file could not be written
     assert [line.split()[-1] for line in listing[1:]] == ["b"]
 
@@ -425,8 +513,10 @@ SIZE = 2 * 1032192 + 4099  # three segments, the last one partial
 
 def needs_key_serial() -> None:
     if kernel_version() < (6, 2):
-        pytest.skip("ALG_SET_KEY_BY_KEY_SERIAL needs Linux ≥ 6.2 "
-                    "(test_kernel_before_6_2_explains checks the message here)")
+        pytest.skip(
+            "ALG_SET_KEY_BY_KEY_SERIAL needs Linux ≥ 6.2 "
+            "(test_kernel_before_6_2_explains checks the message here)"
+        )
 
 
 def remove_all(name: str) -> None:
@@ -474,8 +564,9 @@ def add(name: str, raw: bytes, key_type: str = "logon", ring: str = "user") -> i
 
 
 @pytest.mark.kernel
-def test_kernel_before_6_2_explains(names: list[str], tmp_path: Path, plain_file: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_kernel_before_6_2_explains(
+    names: list[str], tmp_path: Path, plain_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     name = names[0]
     kf = tmp_path / "k"
     code, _, _ = run_main(capsys, "key", "gen", name, "--save", kf)
@@ -499,8 +590,9 @@ def test_kernel_before_6_2_explains(names: list[str], tmp_path: Path, plain_file
         assert err == f"kstream: error: {NO_KEY_BY_SERIAL}\n"
         assert not os.path.exists(str(args[-1]))
         assert not [n for n in os.listdir(tmp_path) if n.endswith(".kstream-partial")]
-    assert NO_KEY_BY_SERIAL == ("this kernel cannot take keys from the keyring (needs Linux "
-                                "≥ 6.2); use a key file")
+    assert NO_KEY_BY_SERIAL == (
+        "this kernel cannot take keys from the keyring (needs Linux ≥ 6.2); use a key file"
+    )
     proc = kst("encrypt", "--key-name", name, "-", "-", input=b"x" * 1000, check=False)
     assert proc.returncode == 3 and proc.stdout == b""
     assert proc.stderr.decode() == f"kstream: error: {NO_KEY_BY_SERIAL}\n"
@@ -508,8 +600,8 @@ def test_kernel_before_6_2_explains(names: list[str], tmp_path: Path, plain_file
 
 @pytest.mark.kernel
 def test_gen_logon_key_round_trips_with_its_key_file(
-        names: list[str], tmp_path: Path, plain_file: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    names: list[str], tmp_path: Path, plain_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """kstream key gen → encrypt/decrypt by --key-name and by key file, crosswise, for
     files (sequential and -j 2) and pipes; every output also checked by the reference."""
     needs_key_serial()
@@ -517,15 +609,15 @@ def test_gen_logon_key_round_trips_with_its_key_file(
     code, out, err = run_main(capsys, "key", "gen", name, "--bits", 256, "--save", kf)
     assert code == 0
     serial = int(out)
-    assert err == (f"kstream: notice: added logon key 'kstream:{name}' (AES-256) to the user "
-                   "keyring\n")
+    assert err == (
+        f"kstream: notice: added logon key 'kstream:{name}' (AES-256) to the user keyring\n"
+    )
     assert oct(kf.stat().st_mode & 0o777) == "0o600"
     raw = Key.from_file(kf).material()
     plain = plain_file.read_bytes()
     for jobs in (1, 2):
         c, d = tmp_path / f"c{jobs}", tmp_path / f"d{jobs}"
-        code, out, err = run_main(capsys, "encrypt", "--key-name", name, "-j", jobs,
-                                  plain_file, c)
+        code, out, err = run_main(capsys, "encrypt", "--key-name", name, "-j", jobs, plain_file, c)
         assert (code, out, err) == (0, "", "")  # auto picked the kernel: no notice
         assert decrypted(raw, c.read_bytes()) == plain
         assert run_main(capsys, "decrypt", "--backend", "openssl", "-k", kf, c, d)[0] == 0
@@ -538,15 +630,15 @@ def test_gen_logon_key_round_trips_with_its_key_file(
         assert d.read_bytes() == plain
     piped = kst("encrypt", "--key-name", name, "-", "-", input=plain).stdout
     assert decrypted(raw, piped) == plain
-    assert kst("decrypt", "--backend", "openssl", "-k", kf, "-", "-",
-               input=piped).stdout == plain
+    assert kst("decrypt", "--backend", "openssl", "-k", kf, "-", "-", input=piped).stdout == plain
     assert kst("decrypt", "--key-name", name, "-", "-", input=co.read_bytes()).stdout == plain
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("bits", [128, 192, 256])
-def test_keys_added_by_keyctl_work(names: list[str], tmp_path: Path, bits: int,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_keys_added_by_keyctl_work(
+    names: list[str], tmp_path: Path, bits: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     """keyutils' `keyctl padd logon kstream:x @u` interoperates with --key-name/--key-serial,
     and `kstream key add` from a key file gives the same key."""
     needs_key_serial()
@@ -554,26 +646,37 @@ def test_keys_added_by_keyctl_work(names: list[str], tmp_path: Path, bits: int,
         pytest.skip("keyctl (Debian's keyutils) is not installed")
     raw = os.urandom(bits // 8)
     (tmp_path / "raw").write_bytes(raw)
-    proc = subprocess.run(["keyctl", "padd", "logon", f"kstream:{names[0]}", "@u"], input=raw,
-                          capture_output=True, check=True)
+    proc = subprocess.run(
+        ["keyctl", "padd", "logon", f"kstream:{names[0]}", "@u"],
+        input=raw,
+        capture_output=True,
+        check=True,
+    )
     serial = int(proc.stdout)
     plain = os.urandom(100003)
     (tmp_path / "p").write_bytes(plain)
-    assert run_main(capsys, "encrypt", "--key-name", names[0], tmp_path / "p",
-                    tmp_path / "c")[0] == 0
+    assert (
+        run_main(capsys, "encrypt", "--key-name", names[0], tmp_path / "p", tmp_path / "c")[0] == 0
+    )
     assert decrypted(raw, (tmp_path / "c").read_bytes()) == plain
-    assert run_main(capsys, "decrypt", "--key-serial", serial, tmp_path / "c",
-                    tmp_path / "d")[0] == 0
+    assert (
+        run_main(capsys, "decrypt", "--key-serial", serial, tmp_path / "c", tmp_path / "d")[0] == 0
+    )
     assert (tmp_path / "d").read_bytes() == plain
     # The same bytes through `kstream key add` (hex key file on stdin) decrypt it too.
     (tmp_path / "hex").write_text(raw.hex() + "\n")
     added = kst("key", "add", names[1], input=(tmp_path / "hex").read_bytes())
     from kstream.cli.key import SHORT_KEY_WARNING
+
     warning = f"kstream: warning: {SHORT_KEY_WARNING}\n" if bits == 128 else ""
-    assert added.stderr.decode() == (warning + f"kstream: notice: added logon key "
-                                     f"'kstream:{names[1]}' (AES-{bits}) to the user keyring\n")
-    assert run_main(capsys, "decrypt", "--key-name", names[1], "-f", tmp_path / "c",
-                    tmp_path / "d")[0] == 0
+    assert added.stderr.decode() == (
+        warning + f"kstream: notice: added logon key "
+        f"'kstream:{names[1]}' (AES-{bits}) to the user keyring\n"
+    )
+    assert (
+        run_main(capsys, "decrypt", "--key-name", names[1], "-f", tmp_path / "c", tmp_path / "d")[0]
+        == 0
+    )
     assert (tmp_path / "d").read_bytes() == plain
     _, out, _ = run_main(capsys, "key", "list", "--json")
     listed = {k["serial"]: k for k in json.loads(out)}
@@ -598,8 +701,9 @@ def test_mac_key_is_derived_in_the_kernel(names: list[str]) -> None:
 
 
 @pytest.mark.kernel
-def test_kstream_never_reads_a_logon_key(names: list[str], tmp_path: Path, plain_file: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kstream_never_reads_a_logon_key(
+    names: list[str], tmp_path: Path, plain_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The seam: reading key payloads is forbidden and every keyctl call is watched, and
     files (sequential and parallel), --verify and streams all still work."""
     needs_key_serial()
@@ -630,16 +734,16 @@ def test_kstream_never_reads_a_logon_key(names: list[str], tmp_path: Path, plain
 
     async def pieces(data: bytes) -> Any:
         for i in range(0, len(data), 300007):
-            yield data[i:i + 300007]
+            yield data[i : i + 300007]
 
     async def run() -> tuple[bytes, bytes]:
         await kstream.encrypt_file(p, tmp_path / "c1", key=key, jobs=1)
         await kstream.encrypt_file(p, tmp_path / "c2", key=key, jobs=2, verify=True)
-        await kstream.decrypt_file(tmp_path / "c1", tmp_path / "d1", key=key, jobs=2,
-                                   verify=True)
+        await kstream.decrypt_file(tmp_path / "c1", tmp_path / "d1", key=key, jobs=2, verify=True)
         await kstream.decrypt_file(tmp_path / "c2", tmp_path / "d2", key=key, jobs=1)
-        blob = b"".join([x async for x in kstream.encrypt_stream(pieces(plain), key=key,
-                                                                 verify=True)])
+        blob = b"".join(
+            [x async for x in kstream.encrypt_stream(pieces(plain), key=key, verify=True)]
+        )
         back = b"".join([x async for x in kstream.decrypt_stream(pieces(blob), key=key)])
         return blob, back
 
@@ -662,7 +766,7 @@ def test_ecb_reference_stream_is_ctr() -> None:
         stream = KernelEcbCtrStream(raw, iv)
         out, pos = [], 0
         for size in (1, 15, 16, 17, 100000, 4000, 1):
-            out.append(stream.update(data[pos:pos + size]))
+            out.append(stream.update(data[pos : pos + size]))
             pos += size
         out.append(stream.update(data[pos:]))
         out.append(stream.finalize())
@@ -671,23 +775,28 @@ def test_ecb_reference_stream_is_ctr() -> None:
 
 @pytest.mark.kernel
 def test_verify_with_a_keyring_key_catches_a_wrong_byte(
-        names: list[str], tmp_path: Path, plain_file: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    names: list[str], tmp_path: Path, plain_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     needs_key_serial()
     add(names[0], os.urandom(16))
     key = Key.from_keyring(names[0])
     corrupt_kernel_output(monkeypatch)
-    with pytest.raises(IntegrityError, match=r"^verification failed: kernel ctr\(.*\) disagrees "
-                       r"with ctr computed by kstream over kernel ecb\(.*\) at byte offset "
-                       r"100$"):
-        asyncio.run(kstream.encrypt_file(plain_file, tmp_path / "bad", key=key, verify=True,
-                                         jobs=1))
+    with pytest.raises(
+        IntegrityError,
+        match=r"^verification failed: kernel ctr\(.*\) disagrees "
+        r"with ctr computed by kstream over kernel ecb\(.*\) at byte offset "
+        r"100$",
+    ):
+        asyncio.run(
+            kstream.encrypt_file(plain_file, tmp_path / "bad", key=key, verify=True, jobs=1)
+        )
     assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.kernel
-def test_keyring_errors_are_one_line(names: list[str], tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_keyring_errors_are_one_line(
+    names: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     needs_key_serial()
     p, c = tmp_path / "p", tmp_path / "c"
     p.write_bytes(os.urandom(5000))
@@ -699,18 +808,29 @@ def test_keyring_errors_are_one_line(names: list[str], tmp_path: Path,
         assert not c.exists()
 
     missing, short, revoked, expired, raced, logon = names
-    fails(2, f"no key 'kstream:{missing}' in the session or user keyring", "--key-name",
-          missing)
-    fails(2, "no key with serial 2147483000; see 'kstream key list'", "--key-serial",
-          2147483000)
+    fails(2, f"no key 'kstream:{missing}' in the session or user keyring", "--key-name", missing)
+    fails(2, "no key with serial 2147483000; see 'kstream key list'", "--key-serial", 2147483000)
     user_ring = keyring.resolve_keyring("user")
-    fails(2, f"serial {user_ring} is a keyring, not a logon, encrypted or user key", "--key-serial",
-          user_ring)
+    fails(
+        2,
+        f"serial {user_ring} is a keyring, not a logon, encrypted or user key",
+        "--key-serial",
+        user_ring,
+    )
     serial = add(short, bytes(20))
-    fails(2, f"logon key 'kstream:{short}' (serial {serial}) holds 20 bytes; an AES key must "
-          "be 16, 24 or 32 bytes", "--key-name", short)
-    with bind_tfm("skcipher", "ctr(aes)") as tfm, pytest.raises(
-            InvalidKey, match=r"refused logon key .* an AES key must be 16, 24 or 32 bytes$"):
+    fails(
+        2,
+        f"logon key 'kstream:{short}' (serial {serial}) holds 20 bytes; an AES key must "
+        "be 16, 24 or 32 bytes",
+        "--key-name",
+        short,
+    )
+    with (
+        bind_tfm("skcipher", "ctr(aes)") as tfm,
+        pytest.raises(
+            InvalidKey, match=r"refused logon key .* an AES key must be 16, 24 or 32 bytes$"
+        ),
+    ):
         set_key(tfm, KeyringRef(serial, "logon", f"kstream:{short}", 20), "ctr(aes)")
     serial = add(revoked, os.urandom(16))
     keyring.keyctl(keyring.KEYCTL_REVOKE, serial)
@@ -726,13 +846,21 @@ def test_keyring_errors_are_one_line(names: list[str], tmp_path: Path,
     ref = key.keyring_ref
     assert ref is not None
     keyring.keyctl(keyring.KEYCTL_REVOKE, ref.serial)
-    with pytest.raises(InvalidKey, match=rf"^logon key 'kstream:{raced}' \(serial "
-                       r"\d+\) has been revoked; add the key again"):
+    with pytest.raises(
+        InvalidKey,
+        match=rf"^logon key 'kstream:{raced}' \(serial "
+        r"\d+\) has been revoked; add the key again",
+    ):
         asyncio.run(kstream.encrypt_file(p, c, key=key))
     add(logon, os.urandom(32))
     fails(2, f"logon key 'kstream:{logon}' (serial ", "--key-name", logon, backend="openssl")
-    fails(2, "cannot be used with --backend openssl: a logon key never leaves the kernel",
-          "--key-name", logon, backend="openssl")
+    fails(
+        2,
+        "cannot be used with --backend openssl: a logon key never leaves the kernel",
+        "--key-name",
+        logon,
+        backend="openssl",
+    )
 
 
 @pytest.mark.kernel
@@ -742,25 +870,40 @@ def test_a_key_this_process_does_not_possess(names: list[str], tmp_path: Path) -
     needs_key_serial()
     serial = add(names[0], os.urandom(16))
     (tmp_path / "p").write_bytes(b"secret" * 1000)
-    proc = kst("encrypt", "--key-name", names[0], tmp_path / "p", tmp_path / "c",
-               prefix=NEW_SESSION, check=False)
+    proc = kst(
+        "encrypt",
+        "--key-name",
+        names[0],
+        tmp_path / "p",
+        tmp_path / "c",
+        prefix=NEW_SESSION,
+        check=False,
+    )
     assert proc.returncode == 2
-    one_error(proc.stderr.decode(),
-              f"no permission to use logon key 'kstream:{names[0]}' (serial {serial}) from "
-              "the user keyring: this process does not possess it; link the user keyring "
-              "into your session keyring with 'keyctl link @u @s'")
+    one_error(
+        proc.stderr.decode(),
+        f"no permission to use logon key 'kstream:{names[0]}' (serial {serial}) from "
+        "the user keyring: this process does not possess it; link the user keyring "
+        "into your session keyring with 'keyctl link @u @s'",
+    )
     assert not (tmp_path / "c").exists()
     if shutil.which("keyctl") is None:
         return
-    script = (f"keyctl link @u @s && {sys.executable} -m kstream encrypt --key-name {names[0]}"
-              f" {tmp_path}/p {tmp_path}/c")
+    script = (
+        f"keyctl link @u @s && {sys.executable} -m kstream encrypt --key-name {names[0]}"
+        f" {tmp_path}/p {tmp_path}/c"
+    )
     proc = subprocess.run([*NEW_SESSION, "sh", "-c", script], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
 
 
 @pytest.mark.kernel
-def test_user_key_policy(names: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_key_policy(
+    names: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A user key goes to the kernel by serial like a logon key (not read); only an explicit
     --backend openssl reads it, with a warning."""
     needs_key_serial()
@@ -770,22 +913,34 @@ def test_user_key_policy(names: list[str], tmp_path: Path, monkeypatch: pytest.M
     p.write_bytes(os.urandom(70001))
     with monkeypatch.context() as m:
         m.setattr(keyring, "read_key_payload", lambda ref: pytest.fail("user key was read"))
-        assert run_main(capsys, "encrypt", "--key-name", names[0], p, tmp_path / "c") == (
-            0, "", "")
+        assert run_main(capsys, "encrypt", "--key-name", names[0], p, tmp_path / "c") == (0, "", "")
     assert decrypted(raw, (tmp_path / "c").read_bytes()) == p.read_bytes()
-    code, _, err = run_main(capsys, "decrypt", "--backend", "openssl", "--key-name",
-                            names[0], tmp_path / "c", tmp_path / "d")
+    code, _, err = run_main(
+        capsys,
+        "decrypt",
+        "--backend",
+        "openssl",
+        "--key-name",
+        names[0],
+        tmp_path / "c",
+        tmp_path / "d",
+    )
     assert code == 0 and (tmp_path / "d").read_bytes() == p.read_bytes()
-    assert err.startswith(f"kstream: warning: --backend openssl reads user key "
-                          f"'kstream:{names[0]}'")
-    assert err.endswith("out of the kernel keyring: the key's bytes now enter this process's "
-                        "memory\n")
+    assert err.startswith(
+        f"kstream: warning: --backend openssl reads user key 'kstream:{names[0]}'"
+    )
+    assert err.endswith(
+        "out of the kernel keyring: the key's bytes now enter this process's memory\n"
+    )
 
 
 @pytest.mark.kernel
 def test_the_environment_s_openssl_reads_no_keyring_key(
-        names: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    names: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """KSTREAM_BACKEND=openssl is a host's default, not a decision to take a key out of the
     kernel: a keyring key then goes to the kernel as with auto, and a notice names the
     variable (only --backend openssl reads a user key out, as above)."""
@@ -797,35 +952,45 @@ def test_the_environment_s_openssl_reads_no_keyring_key(
     monkeypatch.setenv("KSTREAM_BACKEND", "openssl")
     monkeypatch.setattr(keyring, "read_key_payload", lambda ref: pytest.fail("key was read"))
     code, _, err = run_main(capsys, "encrypt", "--key-name", names[0], p, tmp_path / "c")
-    assert (code, err) == (0, f"kstream: notice: KSTREAM_BACKEND=openssl does not apply to "
-                              f"user key 'kstream:{names[0]}' (serial "
-                              f"{keyring.find_key(names[0]).serial}): only --backend openssl "
-                              "reads a keyring key out of the kernel; using the kernel\n")
+    assert (code, err) == (
+        0,
+        f"kstream: notice: KSTREAM_BACKEND=openssl does not apply to "
+        f"user key 'kstream:{names[0]}' (serial "
+        f"{keyring.find_key(names[0]).serial}): only --backend openssl "
+        "reads a keyring key out of the kernel; using the kernel\n",
+    )
     assert decrypted(raw, (tmp_path / "c").read_bytes()) == p.read_bytes()
 
 
 @pytest.mark.kernel
-def test_key_list_rm_and_the_session_keyring(names: list[str], tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_key_list_rm_and_the_session_keyring(
+    names: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Keyring management works on every kernel (6.1 included)."""
     a, b = names[:2]
     code, out, err = run_main(capsys, "key", "gen", a, "--bits", 192)
     assert code == 0
     assert "no copy exists anywhere else, so it is lost at reboot" in err
     serial_a = int(out)
-    code, out, _ = run_main(capsys, "key", "gen", b, "--type", "user", "--keyring", "session",
-                            "-q")
+    code, out, _ = run_main(capsys, "key", "gen", b, "--type", "user", "--keyring", "session", "-q")
     serial_b = int(out)
     code, out, _ = run_main(capsys, "key", "list", "--json")
     listed = {k["name"]: k for k in json.loads(out)}
-    assert listed[a] == {**listed[a], "serial": serial_a, "type": "logon", "bits": 192,
-                         "keyrings": ["user"], "perm": "3d010000"}
+    assert listed[a] == {
+        **listed[a],
+        "serial": serial_a,
+        "type": "logon",
+        "bits": 192,
+        "keyrings": ["user"],
+        "perm": "3d010000",
+    }
     assert listed[b]["serial"] == serial_b and listed[b]["keyrings"] == ["session"]
     # The session keyring here is the per-user one, so another process finds the key too.
     found = kst("key", "list").stdout.decode()
     assert f"  {a}\n" in found and f"  {b}\n" in found
-    assert Key.from_keyring(b).keyring_ref == KeyringRef(serial_b, "user", f"kstream:{b}", 32,
-                                                          "session")
+    assert Key.from_keyring(b).keyring_ref == KeyringRef(
+        serial_b, "user", f"kstream:{b}", 32, "session"
+    )
     code, out, _ = run_main(capsys, "key", "rm", a, "--yes")
     assert out == f"removed logon key 'kstream:{a}' (serial {serial_a})\n"
     code, out, err = run_main(capsys, "key", "rm", a)

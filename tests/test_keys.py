@@ -25,8 +25,15 @@ def test_raw_key_file(tmp_path: Path, size: int) -> None:
     assert key.suite is CipherSuite.for_key_size(size)
 
 
-@pytest.mark.parametrize("text", [RAW.hex(), RAW.hex() + "\n", RAW.hex().upper(),
-                                  " ".join(RAW.hex()[i:i + 8] for i in range(0, 64, 8)) + "\r\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        RAW.hex(),
+        RAW.hex() + "\n",
+        RAW.hex().upper(),
+        " ".join(RAW.hex()[i : i + 8] for i in range(0, 64, 8)) + "\r\n",
+    ],
+)
 def test_hex_key_file_ignores_whitespace(tmp_path: Path, text: str) -> None:
     path = tmp_path / "k"
     path.write_text(text)
@@ -42,8 +49,12 @@ def test_raw_bytes_that_happen_to_be_hex_text(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "is empty"), (b"x" * 17, "holds 17 bytes"), (b"ab" * 15, "holds 30 bytes"),
-     (b"\x00" * 5000, "too large")],
+    [
+        (b"", "is empty"),
+        (b"x" * 17, "holds 17 bytes"),
+        (b"ab" * 15, "holds 30 bytes"),
+        (b"\x00" * 5000, "too large"),
+    ],
 )
 def test_bad_key_files(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "k"
@@ -126,6 +137,7 @@ def test_readable_by_others(tmp_path: Path) -> None:
     path.chmod(0o640)
     assert readable_by_others(path, "passphrase file") == (
         f"passphrase file '{path}' is readable by its group (mode 0640); anyone who can read "
-        f"it can decrypt with it: chmod 600 '{path}'")
+        f"it can decrypt with it: chmod 600 '{path}'"
+    )
     assert readable_by_others(tmp_path / "missing") is None
     assert readable_by_others("/dev/null") is None  # not a regular file

@@ -49,8 +49,14 @@ def test_run_encrypts_the_same_bytes_as_asyncio_run() -> None:
         async def source():  # type: ignore[no-untyped-def]
             yield data
 
-        return b"".join([p async for p in kstream.encrypt_stream(
-            source(), key=key, backend="openssl", raw=True, iv=iv)])
+        return b"".join(
+            [
+                p
+                async for p in kstream.encrypt_stream(
+                    source(), key=key, backend="openssl", raw=True, iv=iv
+                )
+            ]
+        )
 
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 

@@ -28,8 +28,7 @@ from kstream.passphrase import (
     read_passphrase_file,
 )
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "kstream-v1-passphrase.json")
-                     .read_text())
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "kstream-v1-passphrase.json").read_text())
 SALT = bytes(range(0x40, 0x50))
 
 
@@ -38,7 +37,8 @@ def test_hashlib_scrypt_is_rfc_7914() -> None:
     out = hashlib.scrypt(b"pleaseletmein", salt=b"SodiumChloride", n=16384, r=8, p=1, dklen=64)
     assert out.hex() == (
         "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2"
-        "d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887")
+        "d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887"
+    )
 
 
 @pytest.mark.parametrize("log2n", [10, 14])
@@ -46,8 +46,9 @@ def test_derive_matches_hashlib(log2n: int) -> None:
     params = KdfParams(log2n=log2n, salt=SALT)
     key = derive(bytearray(b"pleaseletmein"), params)
     assert key.bits == 256
-    assert key.material() == hashlib.scrypt(b"pleaseletmein", salt=SALT, n=1 << log2n, r=8,
-                                            p=1, dklen=32)
+    assert key.material() == hashlib.scrypt(
+        b"pleaseletmein", salt=SALT, n=1 << log2n, r=8, p=1, dklen=32
+    )
 
 
 def test_new_params_are_fresh_and_bounded() -> None:
@@ -65,7 +66,8 @@ def test_work_factor_cap_names_the_factor_and_the_option() -> None:
         check_work_factor(KdfParams(log2n=21, salt=SALT))
     assert str(info.value) == (
         "the file's passphrase work factor is 21 (scrypt needs 2 GiB of memory), above the "
-        "limit of 20; if you trust the file, allow it with max_work_factor=21")
+        "limit of 20; if you trust the file, allow it with max_work_factor=21"
+    )
     with command_line_words():
         assert str(info.value).endswith("allow it with --max-work-factor 21")
     check_work_factor(KdfParams(log2n=21, salt=SALT), 21)
@@ -81,8 +83,12 @@ def test_passphrase_bytes() -> None:
 
 
 def test_passphrase_file_and_fd_give_the_first_line(tmp_path: Path) -> None:
-    for content, want in [(b"secret\nsecond line\n", b"secret"), (b"secret", b"secret"),
-                          (b"se cret \r\n", b"se cret "), (b"\xc3\xa4\n", b"\xc3\xa4")]:
+    for content, want in [
+        (b"secret\nsecond line\n", b"secret"),
+        (b"secret", b"secret"),
+        (b"se cret \r\n", b"se cret "),
+        (b"\xc3\xa4\n", b"\xc3\xa4"),
+    ]:
         (tmp_path / "pw").write_bytes(content)
         assert read_passphrase_file(tmp_path / "pw") == want
         r, w = os.pipe()
@@ -101,17 +107,24 @@ def test_passphrase_file_and_fd_give_the_first_line(tmp_path: Path) -> None:
 
 # --- the published vectors --------------------------------------------------------------------
 
+
 def pattern(n: int) -> bytes:
     return bytes(i % 251 for i in range(n))
 
 
 def vector_data(vector: dict[str, object]) -> tuple[bytes, Header, bytes]:
-    plain = (bytes.fromhex(str(vector["plaintext"])) if "plaintext" in vector
-             else pattern(int(str(vector["plaintext_size"]))))
-    kdf = KdfParams(log2n=int(str(vector["log2_n"])), salt=bytes.fromhex(str(vector["salt"])),
-                    r=int(str(vector["r"])), p=int(str(vector["p"])))
-    header = Header(suite=CipherSuite.AES_256_CTR, iv=bytes.fromhex(str(vector["iv"])),
-                    kdf=kdf)
+    plain = (
+        bytes.fromhex(str(vector["plaintext"]))
+        if "plaintext" in vector
+        else pattern(int(str(vector["plaintext_size"])))
+    )
+    kdf = KdfParams(
+        log2n=int(str(vector["log2_n"])),
+        salt=bytes.fromhex(str(vector["salt"])),
+        r=int(str(vector["r"])),
+        p=int(str(vector["p"])),
+    )
+    header = Header(suite=CipherSuite.AES_256_CTR, iv=bytes.fromhex(str(vector["iv"])), kdf=kdf)
     return bytes.fromhex(str(vector["passphrase_utf8"])), header, plain
 
 
@@ -124,26 +137,40 @@ def test_published_passphrase_vectors(vector: dict[str, object]) -> None:
     check_blob(vector, seal_with_passphrase(phrase, header.encode(), plain, S), 84)
     # ... and kstream, given the same salt and IV, writes the same bytes (str or bytes).
     sink = Collect()
-    asyncio.run(encrypt_to(IterSource(one(plain)), sink, passphrase=str(vector["passphrase"]),
-                           header=header, backend="openssl"))
+    asyncio.run(
+        encrypt_to(
+            IterSource(one(plain)),
+            sink,
+            passphrase=str(vector["passphrase"]),
+            header=header,
+            backend="openssl",
+        )
+    )
     check_blob(vector, bytes(sink.data), 84)
     out = Collect()
-    asyncio.run(decrypt_to(IterSource(one(bytes(sink.data))), out, passphrase=phrase,
-                           backend="openssl"))
+    asyncio.run(
+        decrypt_to(IterSource(one(bytes(sink.data))), out, passphrase=phrase, backend="openssl")
+    )
     assert bytes(out.data) == plain
 
 
 def test_readme_passphrase_example() -> None:
     vector = VECTORS["vectors"][0]
     assert vector["file"] == (
-        "4b53545245414d1a0103010100" "0fc000f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
-        "010a0801" "404142434445464748494a4b4c4d4e4f"
-        "80000010" "cd058b67149e1b75b9ac6144624bf749" "c984b329bde088a0ba7f8707294e9301")
+        "4b53545245414d1a0103010100"
+        "0fc000f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+        "010a0801"
+        "404142434445464748494a4b4c4d4e4f"
+        "80000010"
+        "cd058b67149e1b75b9ac6144624bf749"
+        "c984b329bde088a0ba7f8707294e9301"
+    )
 
 
 def test_scrypt_memory_is_released_before_streaming() -> None:
     """log2 N = 17 makes scrypt allocate 128 MiB; when derive returns it is gone again, so
     the streaming memory bound holds from then on (README "Passphrases")."""
+
     def rss() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -155,28 +182,33 @@ def test_scrypt_memory_is_released_before_streaming() -> None:
 
 # --- both backends --------------------------------------------------------------------------
 
+
 @pytest.mark.kernel
-@pytest.mark.parametrize(("enc", "dec"), [("kernel", "openssl"), ("openssl", "kernel"),
-                                          ("kernel", "kernel")])
+@pytest.mark.parametrize(
+    ("enc", "dec"), [("kernel", "openssl"), ("openssl", "kernel"), ("kernel", "kernel")]
+)
 async def test_passphrase_file_on_both_backends(tmp_path: Path, enc: str, dec: str) -> None:
     """The derived key reaches the kernel by ALG_SET_KEY like a key file's; the file is the
     reference's, whichever backend wrote it, through ranges and through the stream."""
     plain = os.urandom(2 * S + 333)
     (tmp_path / "p").write_bytes(plain)
-    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", passphrase="k", work_factor=10,
-                               backend=enc)  # type: ignore[arg-type]
+    await kstream.encrypt_file(
+        tmp_path / "p", tmp_path / "c", passphrase="k", work_factor=10, backend=enc
+    )  # type: ignore[arg-type]
     blob = (tmp_path / "c").read_bytes()
     header = Header.parse(blob)
     assert header.kdf is not None and header.kdf.log2n == 10
     assert blob == seal_with_passphrase(b"k", blob[:52], plain, S)
-    await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase=b"k",
-                               backend=dec)  # type: ignore[arg-type]
+    await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase=b"k", backend=dec)  # type: ignore[arg-type]
     assert (tmp_path / "d").read_bytes() == plain
-    got = b"".join([p async for p in kstream.decrypt_stream(one(blob), passphrase="k",
-                                                            backend=dec)])  # type: ignore[arg-type]
+    got = b"".join(
+        [p async for p in kstream.decrypt_stream(one(blob), passphrase="k", backend=dec)]
+    )  # type: ignore[arg-type]
     assert got == plain
-    with pytest.raises(IntegrityError, match="wrong passphrase or the file was modified "
-                       r"\(segment 0\)"):
-        await kstream.decrypt_file(tmp_path / "c", tmp_path / "e", passphrase="K",
-                                   backend=dec)  # type: ignore[arg-type]
+    with pytest.raises(
+        IntegrityError,
+        match="wrong passphrase or the file was modified "
+        r"\(segment 0\)",
+    ):
+        await kstream.decrypt_file(tmp_path / "c", tmp_path / "e", passphrase="K", backend=dec)  # type: ignore[arg-type]
     assert not (tmp_path / "e").exists()

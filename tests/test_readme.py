@@ -73,8 +73,9 @@ class Block:
         """A transcript's lines that are not commands: what the terminal shows."""
         if not self.transcript:
             return []
-        return [ln for ln in self.text.splitlines()
-                if ln.strip() and not ln.startswith(("$ ", "#"))]
+        return [
+            ln for ln in self.text.splitlines() if ln.strip() and not ln.startswith(("$ ", "#"))
+        ]
 
 
 def blocks() -> list[Block]:
@@ -89,8 +90,14 @@ def blocks() -> list[Block]:
         before = lines[i - 1] if i else ""
         marker = MARKER.fullmatch(before.strip())
         if fence.group(1) in ("sh", "python"):
-            found.append(Block(i + 1, fence.group(1), "\n".join(lines[i + 1:end]) + "\n",
-                               marker.group(1) if marker else None))
+            found.append(
+                Block(
+                    i + 1,
+                    fence.group(1),
+                    "\n".join(lines[i + 1 : end]) + "\n",
+                    marker.group(1) if marker else None,
+                )
+            )
         i = end + 1
     return found
 
@@ -104,10 +111,12 @@ def test_the_readme_has_runnable_blocks_and_few_skips() -> None:
     assert len(BLOCKS) - len(skipped) >= 5 and len(skipped) <= 6, [b.line for b in skipped]
     for b in BLOCKS:
         assert b.marker in (None, "in a copy of the repository") or re.fullmatch(
-            r"skip: \S.*", b.marker), f"README line {b.line}: unknown marker {b.marker!r}"
+            r"skip: \S.*", b.marker
+        ), f"README line {b.line}: unknown marker {b.marker!r}"
 
 
 # --- the directory a block runs in ----------------------------------------------------------------
+
 
 def _write_tree(base: Path, files: dict[str, bytes]) -> None:
     for name, data in files.items():
@@ -118,9 +127,15 @@ def _write_tree(base: Path, files: dict[str, bytes]) -> None:
 def user_files(home: Path) -> dict[str, bytes]:
     """The files the examples take as the user's, written into ``home``: their contents."""
     rnd = lambda n: hashlib.shake_256(str(n).encode()).digest(n)  # noqa: E731
-    files = {"a.jpg": rnd(40_000), "b.jpg": rnd(3_000), "notes.txt": b"shopping list\n",
-             "photos/beach.jpg": rnd(1_500_000), "photos/tree.jpg": rnd(7_000),
-             "dir/x.txt": b"x\n", "dir/sub/y.bin": rnd(2_100_000)}
+    files = {
+        "a.jpg": rnd(40_000),
+        "b.jpg": rnd(3_000),
+        "notes.txt": b"shopping list\n",
+        "photos/beach.jpg": rnd(1_500_000),
+        "photos/tree.jpg": rnd(7_000),
+        "dir/x.txt": b"x\n",
+        "dir/sub/y.bin": rnd(2_100_000),
+    }
     _write_tree(home, files)
     with tarfile.open(home / "photos.tar", "w") as tar:
         tar.add(home / "photos", arcname="photos")
@@ -131,23 +146,34 @@ def user_files(home: Path) -> dict[str, bytes]:
 def environment(home: Path) -> dict[str, str]:
     venv_bin = Path(sys.executable).parent
     if not (venv_bin / "kstream").exists():
-        pytest.fail(f"no kstream command next to {sys.executable}: install the package "
-                    "(pip install -e .) into the interpreter that runs the tests")
+        pytest.fail(
+            f"no kstream command next to {sys.executable}: install the package "
+            "(pip install -e .) into the interpreter that runs the tests"
+        )
     stubs = home.parent / "stubs"
     stubs.mkdir(exist_ok=True)
-    (stubs / "ssh").write_text('#!/bin/sh\n# ssh HOST COMMAND: run COMMAND here\nshift\n'
-                               'exec sh -c "$*"\n')
+    (stubs / "ssh").write_text(
+        '#!/bin/sh\n# ssh HOST COMMAND: run COMMAND here\nshift\nexec sh -c "$*"\n'
+    )
     (stubs / "ssh").chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KSTREAM_", "PYTEST"))}
-    env.update(PATH=f"{stubs}:{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-               HOME=str(home), TERM="xterm", COLUMNS="120", LINES="40")
+    env.update(
+        PATH=f"{stubs}:{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        HOME=str(home),
+        TERM="xterm",
+        COLUMNS="120",
+        LINES="40",
+    )
     return env
 
 
 def repository_copy(target: Path) -> Path:
     """The repository's tracked files as they are in this working tree (not a commit)."""
-    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
-                           check=True).stdout.decode().split("\0")
+    names = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, names):
         if (ROOT / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +182,7 @@ def repository_copy(target: Path) -> Path:
 
 
 # --- running a block in a terminal ---------------------------------------------------------------
+
 
 def in_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     """Run ``argv`` with a pseudo-terminal as its controlling terminal and stdin/out/err;
@@ -168,8 +195,16 @@ def in_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, s
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     try:
-        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
-                                env=env, start_new_session=True, preexec_fn=take_terminal)
+        proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            preexec_fn=take_terminal,
+        )
     except BaseException:
         os.close(fd)
         raise
@@ -194,8 +229,10 @@ def in_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, s
                     os.write(fd, PASSPHRASE + b"\n")
         else:
             proc.kill()
-            pytest.fail(f"{argv} still running after {TIMEOUT} s; screen:\n"
-                        f"{screen.decode(errors='replace')}")
+            pytest.fail(
+                f"{argv} still running after {TIMEOUT} s; screen:\n"
+                f"{screen.decode(errors='replace')}"
+            )
     finally:
         status = proc.wait()
         os.close(fd)
@@ -215,7 +252,7 @@ def check_restored(home: Path, originals: dict[str, bytes]) -> None:
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"{b.lang}-line{b.line}")
 def test_readme_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     if block.marker is not None and block.marker.startswith("skip"):
-        pytest.skip(f"README line {block.line}: {block.marker[len('skip: '):]}")
+        pytest.skip(f"README line {block.line}: {block.marker[len('skip: ') :]}")
     home = tmp_path / "home"
     home.mkdir()
     env = environment(home)
@@ -226,8 +263,13 @@ def test_readme_block_runs_as_written(block: Block, tmp_path: Path) -> None:
         cwd = home
         originals = user_files(home)
         if "keygen" not in block.text:  # the key, made as the README says
-            subprocess.run(["kstream", "keygen", "--bits", "256", "backup.key"], cwd=home,
-                           env=env, check=True, capture_output=True)
+            subprocess.run(
+                ["kstream", "keygen", "--bits", "256", "backup.key"],
+                cwd=home,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
     if block.lang == "python":
         (tmp_path / "snippet.py").write_text(block.text)
         argv = [sys.executable, str(tmp_path / "snippet.py")]
@@ -250,8 +292,13 @@ def test_the_library_example_runs_in_an_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "example.py").write_text(block.text)
     work = tmp_path / "empty"
     work.mkdir()
-    proc = subprocess.run([sys.executable, str(tmp_path / "example.py")], cwd=work,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "example.py")],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert (work / "restored.tar").read_bytes() == (work / "photos.tar").read_bytes()

@@ -93,8 +93,11 @@ def test_readme_worked_example() -> None:
     vector = VECTORS["vectors"][1]
     assert vector["plaintext"] == b"hello, kstream!\n".hex()
     assert vector["file"] == (
-        "4b53545245414d1a0103000100" "0fc000f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
-        "80000010" "fa65a1e14cbaa0a0291d9431215f421e" "f7f376f25bd86c579d3a3af3c108f977"
+        "4b53545245414d1a0103000100"
+        "0fc000f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+        "80000010"
+        "fa65a1e14cbaa0a0291d9431215f421e"
+        "f7f376f25bd86c579d3a3af3c108f977"
     )
 
 
@@ -128,7 +131,7 @@ def flip(blob: bytes, offset: int, bit: int = 0) -> bytes:
 
 def seg(blob: bytes, i: int) -> bytes:
     start = HEADER_SIZE + i * FRAMED
-    return blob[start:start + FRAMED]
+    return blob[start : start + FRAMED]
 
 
 def modified(index: int, last: int | None = None, by: str = "key") -> str:
@@ -136,12 +139,13 @@ def modified(index: int, last: int | None = None, by: str = "key") -> str:
     verified; ``last``: the segment's last byte, when it is not a full one."""
     first = HEADER_SIZE + index * FRAMED
     end = first + FRAMED - 1 if last is None else last
-    return (f"authentication failed: the file was modified at segment {index} (bytes {first} "
-            f"to {end} of the file); the {by} is right: segment 0 verified with it")
+    return (
+        f"authentication failed: the file was modified at segment {index} (bytes {first} "
+        f"to {end} of the file); the {by} is right: segment 0 verified with it"
+    )
 
 
-def expect(blob: bytes, key: Key, error: type[Exception], message: str,
-           released: int = 0) -> None:
+def expect(blob: bytes, key: Key, error: type[Exception], message: str, released: int = 0) -> None:
     out, exc = decrypt(key, blob)
     assert isinstance(exc, error), exc
     assert message in str(exc), str(exc)
@@ -157,18 +161,24 @@ def test_bit_flip_in_every_header_byte(sample: tuple[Key, bytes], offset: int) -
         assert out == b""
 
 
-@pytest.mark.parametrize(("where", "released"), [
-    (HEADER_SIZE + 4, 0),  # first ciphertext byte of segment 0
-    (HEADER_SIZE + FRAMED + 4 + 12345, S),  # inside segment 1
-    (HEADER_SIZE + 2 * FRAMED + 4 + 999, 2 * S),  # last byte of the final segment
-])
+@pytest.mark.parametrize(
+    ("where", "released"),
+    [
+        (HEADER_SIZE + 4, 0),  # first ciphertext byte of segment 0
+        (HEADER_SIZE + FRAMED + 4 + 12345, S),  # inside segment 1
+        (HEADER_SIZE + 2 * FRAMED + 4 + 999, 2 * S),  # last byte of the final segment
+    ],
+)
 def test_bit_flip_in_body(sample: tuple[Key, bytes], where: int, released: int) -> None:
     """Segment 0 failing may be the key's fault; a later one, once segment 0 verified with
     the same key, can only be the file's, and the message says where."""
     key, blob = sample
     index = released // S
-    message = ("authentication failed: wrong key or the file was modified (segment 0)"
-               if index == 0 else modified(index, len(blob) - 1 if index == 2 else None))
+    message = (
+        "authentication failed: wrong key or the file was modified (segment 0)"
+        if index == 0
+        else modified(index, len(blob) - 1 if index == 2 else None)
+    )
     expect(flip(blob, where), key, IntegrityError, message, released)
 
 
@@ -192,16 +202,20 @@ def test_truncation(sample: tuple[Key, bytes]) -> None:
     expect(head + s0 + s1, key, FormatError, "file is truncated", 2 * S)
     expect(head, key, FormatError, "file is truncated")
     expect(blob[:-1], key, FormatError, "file is truncated: segment 2 is incomplete", 2 * S)
-    expect(blob[:HEADER_SIZE + 100], key, FormatError, "segment 0 is incomplete")
+    expect(blob[: HEADER_SIZE + 100], key, FormatError, "segment 0 is incomplete")
 
 
 def test_appended_bytes(sample: tuple[Key, bytes]) -> None:
     """Data after the final segment withholds that segment's plaintext too: the codec
     checks for it before releasing anything of the final segment."""
     key, blob = sample
-    expect(blob + b"x", key, FormatError,
-           "trailing data after the end of the encrypted file: 1 or more bytes were appended",
-           2 * S)
+    expect(
+        blob + b"x",
+        key,
+        FormatError,
+        "trailing data after the end of the encrypted file: 1 or more bytes were appended",
+        2 * S,
+    )
     expect(blob + seg(blob, 0), key, FormatError, "trailing data", 2 * S)
 
 
@@ -213,14 +227,18 @@ def test_header_of_another_file(sample: tuple[Key, bytes]) -> None:
 
 def test_wrong_key(sample: tuple[Key, bytes]) -> None:
     _, blob = sample
-    expect(blob, Key(os.urandom(32)), IntegrityError,
-           "authentication failed: wrong key or the file was modified (segment 0)")
+    expect(
+        blob,
+        Key(os.urandom(32)),
+        IntegrityError,
+        "authentication failed: wrong key or the file was modified (segment 0)",
+    )
 
 
 def test_empty_plaintext_has_a_final_segment() -> None:
     key = Key(os.urandom(16))
     blob = encrypt(key, b"")
-    assert len(blob) == HEADER_SIZE + 20 and blob[HEADER_SIZE:HEADER_SIZE + 4] == b"\x80\0\0\0"
+    assert len(blob) == HEADER_SIZE + 20 and blob[HEADER_SIZE : HEADER_SIZE + 4] == b"\x80\0\0\0"
     assert decrypt(key, blob) == (b"", None)
     _out, exc = decrypt(key, blob[:HEADER_SIZE])
     assert isinstance(exc, FormatError) and "no segment follows the header" in str(exc)
@@ -234,13 +252,37 @@ def test_cli_reports_tampering_and_leaves_no_output(tmp_path: Path) -> None:
     Key(bytes(range(32))).save(key)
     blob = encrypt(Key(bytes(range(32))), DATA)
     (tmp_path / "bad").write_bytes(flip(blob, HEADER_SIZE + FRAMED + 10))
-    proc = subprocess.run([sys.executable, "-m", "kstream", "decrypt", "-q", "-k", str(key),
-                           str(tmp_path / "bad"), str(tmp_path / "out")], capture_output=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kstream",
+            "decrypt",
+            "-q",
+            "-k",
+            str(key),
+            str(tmp_path / "bad"),
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+    )
     assert proc.returncode == 1
     assert proc.stderr.decode() == f"kstream: error: {modified(1)}\n"
     assert not (tmp_path / "out").exists()
-    proc = subprocess.run([sys.executable, "-m", "kstream", "decrypt", "-q", "-k", str(key),
-                           str(tmp_path / "bad"), "-"], capture_output=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kstream",
+            "decrypt",
+            "-q",
+            "-k",
+            str(key),
+            str(tmp_path / "bad"),
+            "-",
+        ],
+        capture_output=True,
+    )
     assert proc.returncode == 1 and proc.stdout == DATA[:S]  # stops at the bad segment
 
 
@@ -269,7 +311,7 @@ def drive(codec: Codec, data: bytes) -> bytes:
     while True:
         n = min(codec.unit, len(data) - pos)
         buf = bytearray(codec.unit + BLOCK)
-        buf[:n] = data[pos:pos + n]
+        buf[:n] = data[pos : pos + n]
         pos += n
         with memoryview(buf) as view:
             for part in codec.process(view, n, n < codec.unit):
@@ -304,7 +346,7 @@ def test_process_pieces_equals_process(in_place: bool) -> None:
     raw_codec = RawCodec(_cipher(in_place), SMALL)
     sealed, raw = bytearray(), bytearray()
     for start in range(0, len(data) + 1, SMALL):
-        chunk = data[start:start + SMALL]
+        chunk = data[start : start + SMALL]
         pieces = [chunk[:3], chunk[3:40], chunk[40:]]  # uneven, some empty at the end
         last = len(chunk) < SMALL
         sealed += seal_codec.process_pieces(pieces, len(chunk), last)
@@ -319,8 +361,11 @@ def test_seal_of_ciphertext_from_elsewhere() -> None:
     data = os.urandom(2 * SMALL + 3)
     ct = ctr(KEY16, IV, data)
     codec = SealCodec(_cipher(True), _mac(), SMALL)
-    parts = [*codec.seal(ct[:SMALL], False), *codec.seal(ct[SMALL:2 * SMALL], False),
-             *codec.seal(ct[2 * SMALL:], True)]
+    parts = [
+        *codec.seal(ct[:SMALL], False),
+        *codec.seal(ct[SMALL : 2 * SMALL], False),
+        *codec.seal(ct[2 * SMALL :], True),
+    ]
     assert b"".join(parts) == small_body(data)
 
 
@@ -329,10 +374,10 @@ def test_codec_from_a_later_segment() -> None:
     data = os.urandom(4 * SMALL + 9)
     body = small_body(data)
     unit = SMALL + OVERHEAD
-    tail = drive(SealCodec(_cipher(True, 2), _mac(), SMALL, first_index=2), data[2 * SMALL:])
-    assert tail == body[2 * unit:]
+    tail = drive(SealCodec(_cipher(True, 2), _mac(), SMALL, first_index=2), data[2 * SMALL :])
+    assert tail == body[2 * unit :]
     opener = OpenCodec(_cipher(False, 2), _mac(), SMALL, first_index=2)
-    assert drive(opener, body[2 * unit:]) == data[2 * SMALL:]
+    assert drive(opener, body[2 * unit :]) == data[2 * SMALL :]
     assert opener.index == 5
 
 
@@ -360,7 +405,8 @@ def test_mac_key_derivation_is_hkdf_expand() -> None:
     assert derive_mac_key(Key(KEY16), SMALL_HEADER) == one_hmac
     nonce = bytes(12)
     assert derive_mac(KEY16, SMALL_HEADER).encrypt(nonce, b"", b"x") == (
-        AESGCM(one_hmac).encrypt(nonce, b"", b"x"))
+        AESGCM(one_hmac).encrypt(nonce, b"", b"x")
+    )
 
 
 def test_apply_cipher_refuses_a_cipher_that_holds_back_whole_blocks() -> None:
@@ -377,8 +423,10 @@ def test_apply_cipher_refuses_a_cipher_that_holds_back_whole_blocks() -> None:
 
 # --- OpenCodec's errors: exact messages, nothing of the failing segment released ---------------
 
-def open_segment(body: bytes, n: int | None = None, index: int = 0) -> tuple[
-        Buffers | BaseException, bytes, bytes]:
+
+def open_segment(
+    body: bytes, n: int | None = None, index: int = 0
+) -> tuple[Buffers | BaseException, bytes, bytes]:
     """Run one ``process`` call of an opener at ``index`` on ``body[:n]`` (n defaults to
     ``min(unit, len(body))``); return its result or error, the buffer before and after."""
     opener = OpenCodec(_cipher(True, index), _mac(), SMALL, first_index=index)
@@ -398,30 +446,64 @@ BODY = small_body(bytes(range(200)) + bytes(2 * SMALL - 200 + 2 * SMALL + 9))  #
 
 
 def segment_at(i: int) -> bytes:
-    return BODY[i * UNIT:(i + 1) * UNIT]
+    return BODY[i * UNIT : (i + 1) * UNIT]
 
 
-@pytest.mark.parametrize(("body", "index", "error", "message"), [
-    (b"", 0, FormatError, "file is truncated: no segment follows the header"),
-    (b"", 3, FormatError,
-     "file is truncated: it ends after segment 2 without the final segment"),
-    (BODY[:1], 0, FormatError, "file is truncated: segment 0 is incomplete"),
-    (BODY[:3], 0, FormatError, "file is truncated: segment 0 is incomplete"),
-    (BODY[:4], 0, FormatError, "file is truncated: segment 0 is incomplete"),
-    (BODY[:UNIT - 1], 0, FormatError, "file is truncated: segment 0 is incomplete"),
-    (segment_at(4)[:-1], 4, FormatError, "file is truncated: segment 4 is incomplete"),
-    (segment_at(4) + b"xyz", 4, FormatError,
-     "trailing data after the end of the encrypted file: 3 or more bytes were appended"),
-    (segment_at(1), 0, IntegrityError,
-     "authentication failed: wrong key or the file was modified (segment 0)"),
-    (segment_at(4), 3, IntegrityError,
-     "authentication failed: wrong key or the file was modified (segment 3)"),
-    (segment_at(4)[:-1] + bytes([segment_at(4)[-1] ^ 1]), 4, IntegrityError,
-     "authentication failed: wrong key or the file was modified (segment 4)"),
-], ids=["empty", "no-final", "frame-1", "frame-3", "frame-only", "partial-segment",
-        "partial-last", "trailing", "moved-segment", "moved-last", "bad-tag"])
-def test_open_codec_errors(body: bytes, index: int, error: type[Exception],
-                           message: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "index", "error", "message"),
+    [
+        (b"", 0, FormatError, "file is truncated: no segment follows the header"),
+        (
+            b"",
+            3,
+            FormatError,
+            "file is truncated: it ends after segment 2 without the final segment",
+        ),
+        (BODY[:1], 0, FormatError, "file is truncated: segment 0 is incomplete"),
+        (BODY[:3], 0, FormatError, "file is truncated: segment 0 is incomplete"),
+        (BODY[:4], 0, FormatError, "file is truncated: segment 0 is incomplete"),
+        (BODY[: UNIT - 1], 0, FormatError, "file is truncated: segment 0 is incomplete"),
+        (segment_at(4)[:-1], 4, FormatError, "file is truncated: segment 4 is incomplete"),
+        (
+            segment_at(4) + b"xyz",
+            4,
+            FormatError,
+            "trailing data after the end of the encrypted file: 3 or more bytes were appended",
+        ),
+        (
+            segment_at(1),
+            0,
+            IntegrityError,
+            "authentication failed: wrong key or the file was modified (segment 0)",
+        ),
+        (
+            segment_at(4),
+            3,
+            IntegrityError,
+            "authentication failed: wrong key or the file was modified (segment 3)",
+        ),
+        (
+            segment_at(4)[:-1] + bytes([segment_at(4)[-1] ^ 1]),
+            4,
+            IntegrityError,
+            "authentication failed: wrong key or the file was modified (segment 4)",
+        ),
+    ],
+    ids=[
+        "empty",
+        "no-final",
+        "frame-1",
+        "frame-3",
+        "frame-only",
+        "partial-segment",
+        "partial-last",
+        "trailing",
+        "moved-segment",
+        "moved-last",
+        "bad-tag",
+    ],
+)
+def test_open_codec_errors(body: bytes, index: int, error: type[Exception], message: str) -> None:
     """Each way a body can be damaged gets its own exact message, raised before anything of
     the segment is released: the buffer is not even decrypted in place."""
     result, before, after = open_segment(body, index=index)
@@ -437,8 +519,9 @@ def test_open_codec_rejects_frames_no_writer_makes() -> None:
     short_not_last = (SMALL - 16).to_bytes(4, "big") + seg0[4:]
     for body in (too_long, short_not_last):
         result, before, after = open_segment(body)
-        assert str(result) == ("authentication failed: wrong key or the file was modified "
-                               "(segment 0)")
+        assert str(result) == (
+            "authentication failed: wrong key or the file was modified (segment 0)"
+        )
         assert after == before
     with pytest.raises(IntegrityError, match=r"\(segment 7\)$"):
         parse_frame(too_long, 0, SMALL, 7)
@@ -451,19 +534,23 @@ def test_open_codec_releases_verified_segments_in_order() -> None:
     released = bytearray()
     damaged = bytearray(BODY)
     damaged[2 * UNIT + 10] ^= 1
-    with pytest.raises(IntegrityError, match=r"modified at segment 2 \(bytes 168 to 251 of the "
-                       r"file\); the key is right: segment 0 verified with it$"):
+    with pytest.raises(
+        IntegrityError,
+        match=r"modified at segment 2 \(bytes 168 to 251 of the "
+        r"file\); the key is right: segment 0 verified with it$",
+    ):
         for i in range(5):
             buf = bytearray(UNIT + BLOCK)
-            chunk = damaged[i * UNIT:(i + 1) * UNIT]
-            buf[:len(chunk)] = chunk
+            chunk = damaged[i * UNIT : (i + 1) * UNIT]
+            buf[: len(chunk)] = chunk
             for part in opener.process(memoryview(buf), len(chunk), len(chunk) < UNIT):
                 released += part
-    assert bytes(released) == (bytes(range(200)) + bytes(2 * SMALL))[:2 * SMALL]
+    assert bytes(released) == (bytes(range(200)) + bytes(2 * SMALL))[: 2 * SMALL]
     assert opener.index == 2
 
 
 # --- the same message from every driver ---------------------------------------------------------
+
 
 async def _error_of(coro: object) -> str:
     with pytest.raises(IntegrityError) as info:
@@ -479,31 +566,39 @@ async def _every_driver(tmp_path: Path, blob: bytes, **secret: object) -> dict[s
     (tmp_path / "c").write_bytes(blob)
 
     async def drain() -> None:
-        async for _ in kstream.decrypt_stream(one(blob), backend="openssl",
-                                              **secret):  # type: ignore[arg-type]
+        async for _ in kstream.decrypt_stream(one(blob), backend="openssl", **secret):  # type: ignore[arg-type]
             pass
 
-    errors = {"iterable": await _error_of(drain()),
-              "stream": await _error_of(kstream.decrypt_file(
-                  tmp_path / "c", "/dev/null", backend="openssl", **secret))}  # type: ignore[arg-type]
+    errors = {
+        "iterable": await _error_of(drain()),
+        "stream": await _error_of(
+            kstream.decrypt_file(tmp_path / "c", "/dev/null", backend="openssl", **secret)
+        ),
+    }  # type: ignore[arg-type]
     for jobs in (1, 2, 3, 6):
-        errors[f"ranges-{jobs}"] = await _error_of(kstream.decrypt_file(
-            tmp_path / "c", tmp_path / "d", backend="openssl", jobs=jobs,
-            **secret))  # type: ignore[arg-type]
+        errors[f"ranges-{jobs}"] = await _error_of(
+            kstream.decrypt_file(
+                tmp_path / "c", tmp_path / "d", backend="openssl", jobs=jobs, **secret
+            )
+        )  # type: ignore[arg-type]
         assert not (tmp_path / "d").exists()
     return errors
 
 
 @pytest.mark.parametrize("by", ["key", "passphrase"])
-async def test_every_driver_says_the_key_is_right_after_segment_0(tmp_path: Path,
-                                                                  by: str) -> None:
+async def test_every_driver_says_the_key_is_right_after_segment_0(tmp_path: Path, by: str) -> None:
     data = os.urandom(5 * S + 3)  # six segments
-    secret: dict[str, object] = ({"key": Key(os.urandom(32))} if by == "key"
-                                 else {"passphrase": "correct horse"})
+    secret: dict[str, object] = (
+        {"key": Key(os.urandom(32))} if by == "key" else {"passphrase": "correct horse"}
+    )
     sink = Collect()
-    await encrypt_to(IterSource(one(data)), sink, backend="openssl",
-                     **({"work_factor": 10} if by == "passphrase" else {}),
-                     **secret)  # type: ignore[arg-type]
+    await encrypt_to(
+        IterSource(one(data)),
+        sink,
+        backend="openssl",
+        **({"work_factor": 10} if by == "passphrase" else {}),
+        **secret,
+    )  # type: ignore[arg-type]
     blob = bytes(sink.data)
     head = len(blob) - len(data) - 6 * OVERHEAD  # 32, or 52 with a passphrase block
 
@@ -511,16 +606,19 @@ async def test_every_driver_says_the_key_is_right_after_segment_0(tmp_path: Path
     first = head + 2 * FRAMED
     assert set((await _every_driver(tmp_path, later, **secret)).values()) == {
         f"authentication failed: the file was modified at segment 2 (bytes {first} to "
-        f"{first + FRAMED - 1} of the file); the {by} is right: segment 0 verified with it"}
+        f"{first + FRAMED - 1} of the file); the {by} is right: segment 0 verified with it"
+    }
 
     # A frame word that no writer makes, in the short final segment: the same kind of message.
     last = head + 5 * FRAMED
     framed = flip(blob, last)  # length 2**24 + 3: more than a segment holds
     assert set((await _every_driver(tmp_path, framed, **secret)).values()) == {
         f"authentication failed: the file was modified at segment 5 (bytes {last} to "
-        f"{len(blob) - 1} of the file); the {by} is right: segment 0 verified with it"}
+        f"{len(blob) - 1} of the file); the {by} is right: segment 0 verified with it"
+    }
 
     # Segment 0 itself: nothing has shown that the key is right, so it may be the key.
     early = flip(flip(blob, head + 3 * FRAMED + 5), head + 5)
     assert set((await _every_driver(tmp_path, early, **secret)).values()) == {
-        f"authentication failed: wrong {by} or the file was modified (segment 0)"}
+        f"authentication failed: wrong {by} or the file was modified (segment 0)"
+    }

@@ -159,15 +159,18 @@ def test_selftest_in_the_kernel_covers_every_driver() -> None:
     assert report.ok, format_table(report)
     drivers = [alg.driver for alg in implementations(read_proc_crypto(), "ctr(aes)", "skcipher")]
     assert drivers
-    kernel_rows = [row for row in report.rows
-                   if row.backend == "kernel" and row.implementation != "kstream v1"]
-    file_rows = [row for row in report.rows
-                 if row.backend == "kernel" and row.implementation == "kstream v1"]
+    kernel_rows = [
+        row for row in report.rows if row.backend == "kernel" and row.implementation != "kstream v1"
+    ]
+    file_rows = [
+        row for row in report.rows if row.backend == "kernel" and row.implementation == "kstream v1"
+    ]
     assert len(file_rows) == 14 and all(row.status == "ok" for row in file_rows)
     assert {row.implementation for row in kernel_rows} == set(drivers)
     assert len(kernel_rows) == len(drivers) * 14 * 4
     assert {row.vector for row in kernel_rows if row.vector.startswith("carry")} == {
-        f"carry 2^{b} AES{bits}" for b in (32, 64, 96, 128) for bits in (128, 256)}
+        f"carry 2^{b} AES{bits}" for b in (32, 64, 96, 128) for bits in (128, 256)
+    }
     assert all(row.status == "ok" for row in kernel_rows)
 
 
@@ -182,7 +185,8 @@ def test_report_ok_semantics() -> None:
 
 def test_carry_vectors_cross_each_boundary_and_match_the_reference() -> None:
     assert [v.label for v in CARRY_VECTORS] == [
-        f"carry 2^{b} AES{bits}" for bits in (128, 256) for b in (32, 64, 96, 128)]
+        f"carry 2^{b} AES{bits}" for bits in (128, 256) for b in (32, 64, 96, 128)
+    ]
     for vector in CARRY_VECTORS:
         boundary = int(vector.section.removeprefix("carry 2^"))
         start = int.from_bytes(vector.counter, "big")
@@ -211,7 +215,7 @@ class _NarrowCounter:
         out = bytearray()
         for i in range(0, len(self.data), 16):
             counter = (start & ~mask) | ((start + i // 16) & mask)
-            block = bytes(self.data[i:i + 16])
+            block = bytes(self.data[i : i + 16])
             out += ctr(self.key, counter.to_bytes(16, "big"), block)
         return bytes(out)
 
@@ -219,10 +223,12 @@ class _NarrowCounter:
         pass
 
 
-@pytest.mark.parametrize(("width", "wrong"), [(32, {32, 64, 96, 128}), (64, {64, 96, 128}),
-                                              (96, {96, 128})])
+@pytest.mark.parametrize(
+    ("width", "wrong"), [(32, {32, 64, 96, 128}), (64, {64, 96, 128}), (96, {96, 128})]
+)
 def test_a_narrow_counter_fails_exactly_the_carry_vectors_it_gets_wrong(
-        monkeypatch: pytest.MonkeyPatch, width: int, wrong: set[int]) -> None:
+    monkeypatch: pytest.MonkeyPatch, width: int, wrong: set[int]
+) -> None:
     narrow = type("Narrow", (_NarrowCounter,), {"width": width})
     monkeypatch.setattr(selftest, "OpenSSLStream", narrow)
     report = run_selftest(kernel=False)
@@ -233,19 +239,22 @@ def test_a_narrow_counter_fails_exactly_the_carry_vectors_it_gets_wrong(
 
 # --- the file rows: the paths users run -----------------------------------------------------
 
+
 def test_selftest_runs_files_through_every_driver_each_way() -> None:
     rows = [row for row in run_selftest(kernel=False).rows if row.implementation == "kstream v1"]
     assert {row.feed for row in rows} == {
-        f"{driver}, {way}" for driver in ("small-file path", "parallel ranges",
-                                          "fd stream (pipe)", "async iterable")
-        for way in ("encrypt", "decrypt")}
+        f"{driver}, {way}"
+        for driver in ("small-file path", "parallel ranges", "fd stream (pipe)", "async iterable")
+        for way in ("encrypt", "decrypt")
+    }
     assert {row.vector for row in rows} == {"small file", "3 segments and a bit"}
     assert all(row.status == "ok" for row in rows), [r.result for r in rows if r.failed]
 
 
 @pytest.mark.parametrize("how", ["refuses overlap", "wrong output"])
 def test_a_broken_cipher_call_in_the_codec_fails_selftest(
-        monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
     """As cryptography 51 broke kstream: the vectors still pass, the file rows must not."""
     real = OpenSSLStream.update_into
 
@@ -271,8 +280,7 @@ def test_the_reference_opener_reads_the_specification_s_files() -> None:
     from kstream.selftest_paths import reference_open
 
     key, plain = bytes(range(32)), bytes(range(256)) * 300
-    header = (b"KSTREAM\x1a" + bytes([1, 0, 0, 0]) + (1024).to_bytes(4, "big")
-              + bytes(range(16)))
+    header = b"KSTREAM\x1a" + bytes([1, 0, 0, 0]) + (1024).to_bytes(4, "big") + bytes(range(16))
     blob = seal(key, header, plain, 1024)
     assert reference_open(key, blob) == plain
     with pytest.raises(ValueError, match="tag does not verify"):

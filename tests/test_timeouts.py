@@ -19,16 +19,32 @@ def test_the_suite_has_a_default_time_limit() -> None:
 
 def test_a_test_blocked_on_a_fifo_fails_with_its_name(tmp_path: Path) -> None:
     """The hang CI once met: ``open()`` of a FIFO whose other end never comes."""
-    (tmp_path / "test_hang.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_hang.py").write_text(
+        textwrap.dedent("""
         import os
 
         def test_waits_for_a_writer_that_died(tmp_path):
             os.mkfifo(tmp_path / "f")
             open(tmp_path / "f", "rb")
-    """))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                           "--timeout", "2", "-q", str(tmp_path / "test_hang.py")],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    """)
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--timeout",
+            "2",
+            "-q",
+            str(tmp_path / "test_hang.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAILED test_hang.py::test_waits_for_a_writer_that_died" in proc.stdout
     assert "Timeout" in proc.stdout

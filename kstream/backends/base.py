@@ -85,8 +85,9 @@ class IntoStream(Protocol):
     ``update_into``). The buffer must not overlap the input: the cipher library does not
     promise in-place operation, and cryptography refuses overlapping buffers."""
 
-    def update_into(self, data: bytes | bytearray | memoryview,
-                    out: bytearray | memoryview) -> int: ...
+    def update_into(
+        self, data: bytes | bytearray | memoryview, out: bytearray | memoryview
+    ) -> int: ...
 
 
 @runtime_checkable

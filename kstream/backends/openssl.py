@@ -51,8 +51,7 @@ class OpenSSLStream:
         with library_errors("openssl"):
             return ctx.update(data)
 
-    def update_into(self, data: bytes | bytearray | memoryview,
-                    out: bytearray | memoryview) -> int:
+    def update_into(self, data: bytes | bytearray | memoryview, out: bytearray | memoryview) -> int:
         """Encrypt ``data`` into ``out``, a buffer that does not overlap ``data``.
 
         ``out`` needs 15 bytes of room beyond ``len(data)`` (OpenSSL's rule for block

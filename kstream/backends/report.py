@@ -62,15 +62,14 @@ def _kernel_lines(kernel: dict[str, Any]) -> list[str]:
         policy = f"{restrict} ({_RESTRICT.get(restrict, 'AF_ALG disabled')})"
     lines = [
         f"kernel: Linux {kernel['release']}",
-        "  AF_ALG sockets:  " + ("yes" if af_alg["available"] else
-                                 f"no ({af_alg['reason']})"),
+        "  AF_ALG sockets:  " + ("yes" if af_alg["available"] else f"no ({af_alg['reason']})"),
         f"  af_alg_restrict: {policy}",
-        f"  key by serial:   {_yes_no(serial['supported'])} ({serial['how']}: "
-        f"{serial['detail']})",
+        f"  key by serial:   {_yes_no(serial['supported'])} ({serial['how']}: {serial['detail']})",
     ]
     if af_alg["available"]:
-        lines.append("  16-byte keyring key readable: "
-                     + _readable(kernel["short_keyring_key_readable"]))
+        lines.append(
+            "  16-byte keyring key readable: " + _readable(kernel["short_keyring_key_readable"])
+        )
     else:
         lines.append("  16-byte keyring key readable: no (no AF_ALG sockets)")
     return lines
@@ -81,8 +80,11 @@ def _algorithm_lines(algorithm: dict[str, Any]) -> list[str]:
     if not algorithm["usable"]:
         lines.append(f"  not usable here: {algorithm['reason']}")
         if algorithm["listed"]:
-            lines.append("  (/proc/crypto lists " + ", ".join(algorithm["listed"])
-                         + " for the kernel's own use)")
+            lines.append(
+                "  (/proc/crypto lists "
+                + ", ".join(algorithm["listed"])
+                + " for the kernel's own use)"
+            )
         return lines
     if not algorithm["drivers"]:
         lines.append("  no implementation listed in /proc/crypto")

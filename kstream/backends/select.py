@@ -50,8 +50,9 @@ def select_backend(
         kernel = KernelBackend()
         status = kernel.probe()
         if not status.available:
-            _refuse_driver(options, "the kernel backend is not available here; see "
-                           "'kstream backends'")
+            _refuse_driver(
+                options, "the kernel backend is not available here; see 'kstream backends'"
+            )
             if notify is not None:
                 notify(FALLBACK_NOTICE)
             return OpenSSLBackend()
@@ -59,8 +60,9 @@ def select_backend(
         if failure is None:
             return kernel
         if options is not None and options.driver is not None:
-            raise BackendUnavailable(f"{failure}; use another {option('driver')} or "
-                                     f"{option('openssl')}")
+            raise BackendUnavailable(
+                f"{failure}; use another {option('driver')} or {option('openssl')}"
+            )
         if notify is not None:
             notify(f"kernel backend unavailable ({failure}); using openssl")
         return OpenSSLBackend()
@@ -77,8 +79,9 @@ def select_backend(
     if isinstance(backend, KernelBackend):
         failure = backend.carry_check(options)
         if failure is not None:
-            raise BackendUnavailable(f"{failure}; use another {option('driver')} or "
-                                     f"{option('openssl')}")
+            raise BackendUnavailable(
+                f"{failure}; use another {option('driver')} or {option('openssl')}"
+            )
     return backend
 
 
@@ -93,8 +96,10 @@ def _refuse_driver(options: CipherOptions | None, why: str) -> None:
 def openssl_reads_warning(key: Key) -> str:
     ref = key.keyring_ref
     label = ref.label if ref is not None else "the key"
-    return worded(f"warning: {option('openssl')} reads {label} out of the kernel keyring: "
-                  "the key's bytes now enter this process's memory")
+    return worded(
+        f"warning: {option('openssl')} reads {label} out of the kernel keyring: "
+        "the key's bytes now enter this process's memory"
+    )
 
 
 def backend_name(backend: str | Backend) -> str:
@@ -102,8 +107,9 @@ def backend_name(backend: str | Backend) -> str:
     return backend if isinstance(backend, str) else backend.name
 
 
-def choose_backend(key: Key, backend: str | Backend, notify: Notify,
-                   options: CipherOptions | None = None) -> Backend:
+def choose_backend(
+    key: Key, backend: str | Backend, notify: Notify, options: CipherOptions | None = None
+) -> Backend:
     """The backend for ``key``: the user's choice, except that a keyring key needs the kernel.
 
     A ``logon`` key cannot leave the kernel, so only the kernel backend can use it, and
@@ -135,16 +141,21 @@ def choose_backend(key: Key, backend: str | Backend, notify: Notify,
     kernel = KernelBackend()
     status = kernel.probe()
     if not status.available:
-        why = (f"; {option('openssl')} can read this user key into process memory instead"
-               if ref.type == "user" else "")
+        why = (
+            f"; {option('openssl')} can read this user key into process memory instead"
+            if ref.type == "user"
+            else ""
+        )
         raise BackendUnavailable(
             f"{ref.label} can only be used through the kernel crypto API, which is not "
             f"available here: {status.reason}{why}"
         )
     failure = kernel.carry_check(options)
     if failure is not None:
-        raise BackendUnavailable(f"{failure}; {ref.label} can only be used through the kernel"
-                                 f" crypto API: try another {option('driver')}")
+        raise BackendUnavailable(
+            f"{failure}; {ref.label} can only be used through the kernel"
+            f" crypto API: try another {option('driver')}"
+        )
     return kernel
 
 
@@ -172,5 +183,13 @@ def prepared_key(key: Key, backend: str | Backend, notify: Notify) -> Iterator[K
         copy.wipe()
 
 
-__all__ = ["BACKEND_NAMES", "FALLBACK_NOTICE", "all_backends", "backend_name", "choose_backend",
-           "get_backend", "prepared_key", "select_backend"]
+__all__ = [
+    "BACKEND_NAMES",
+    "FALLBACK_NOTICE",
+    "all_backends",
+    "backend_name",
+    "choose_backend",
+    "get_backend",
+    "prepared_key",
+    "select_backend",
+]

@@ -70,7 +70,8 @@ def _count(text: str, minimum: int) -> int:
 def add_bench_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register ``kstream bench`` on the CLI's subparsers object ``sub``."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "bench", parents=[common],
+        "bench",
+        parents=[common],
         help="measure AES-CTR speed per backend/driver, or whole files against openssl enc",
         description="In memory (default): MB/s and ops/s of every backend, kernel ctr(aes) "
         "driver, transfer mode, key size and chunk size, like kcapi-speed. With --files: "
@@ -80,48 +81,114 @@ def add_bench_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.Argu
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
-    p.add_argument("--repeat", type=lambda t: _count(t, 1), default=DEFAULT_REPEAT,
-                   metavar="N", help=f"measured runs per cell or entry; the median is "
-                   f"reported (default {DEFAULT_REPEAT})")
-    p.add_argument("--key-bits", type=_bits_list, metavar="BITS", default=None,
-                   help="key sizes, e.g. 128 or 128,256 (default: all three in memory, 128 "
-                   "with --files)")
+    p.add_argument(
+        "--repeat",
+        type=lambda t: _count(t, 1),
+        default=DEFAULT_REPEAT,
+        metavar="N",
+        help=f"measured runs per cell or entry; the median is reported (default {DEFAULT_REPEAT})",
+    )
+    p.add_argument(
+        "--key-bits",
+        type=_bits_list,
+        metavar="BITS",
+        default=None,
+        help="key sizes, e.g. 128 or 128,256 (default: all three in memory, 128 with --files)",
+    )
     memory = p.add_argument_group("in memory (default mode)")
-    memory.add_argument("--seconds", type=_positive_float, default=None, metavar="S",
-                        help="time budget per cell, warm-up included (default "
-                        f"{DEFAULT_SECONDS}, less when there are more than "
-                        f"{TOTAL_SECONDS / DEFAULT_SECONDS:.0f} cells)")
-    memory.add_argument("--chunk", type=_size_list, metavar="SIZES", default=None,
-                        help="chunk sizes, e.g. 1K,63K (default 1K,16K,63K,1M)")
-    memory.add_argument("--backend", action="append", choices=BACKENDS, default=None,
-                        help="only this backend (repeatable; default: every available one)")
-    memory.add_argument("--driver", action="append", metavar="NAME", default=None,
-                        help="kernel: only this ctr(aes) driver, e.g. ctr(aes-generic) "
-                        "(repeatable; default: every driver /proc/crypto lists)")
-    memory.add_argument("--transfer", action="append", default=None,
-                        choices=(*OPENSSL_TRANSFERS, *KERNEL_TRANSFERS),
-                        help="only this transfer mode (repeatable)")
-    memory.add_argument("--op", action="append", choices=OPS, default=None,
-                        help="only this operation (repeatable; default both)")
-    memory.add_argument("--plot", metavar="FILE.png", default=None,
-                        help="also draw MB/s against chunk size (needs kstream[plot])")
+    memory.add_argument(
+        "--seconds",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="time budget per cell, warm-up included (default "
+        f"{DEFAULT_SECONDS}, less when there are more than "
+        f"{TOTAL_SECONDS / DEFAULT_SECONDS:.0f} cells)",
+    )
+    memory.add_argument(
+        "--chunk",
+        type=_size_list,
+        metavar="SIZES",
+        default=None,
+        help="chunk sizes, e.g. 1K,63K (default 1K,16K,63K,1M)",
+    )
+    memory.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        default=None,
+        help="only this backend (repeatable; default: every available one)",
+    )
+    memory.add_argument(
+        "--driver",
+        action="append",
+        metavar="NAME",
+        default=None,
+        help="kernel: only this ctr(aes) driver, e.g. ctr(aes-generic) "
+        "(repeatable; default: every driver /proc/crypto lists)",
+    )
+    memory.add_argument(
+        "--transfer",
+        action="append",
+        default=None,
+        choices=(*OPENSSL_TRANSFERS, *KERNEL_TRANSFERS),
+        help="only this transfer mode (repeatable)",
+    )
+    memory.add_argument(
+        "--op",
+        action="append",
+        choices=OPS,
+        default=None,
+        help="only this operation (repeatable; default both)",
+    )
+    memory.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        default=None,
+        help="also draw MB/s against chunk size (needs kstream[plot])",
+    )
     files = p.add_argument_group("whole files (--files)")
-    files.add_argument("--files", action="store_true",
-                       help="compare whole-file runs with openssl enc and cp (and age, Tink)")
-    files.add_argument("--size", type=parse_size, default=GIB, metavar="SIZE",
-                       help="size of the generated file (default 1G)")
-    files.add_argument("--dir", metavar="DIR", default=None,
-                       help="where to put the files (default /dev/shm if it exists, else "
-                       "the temp directory)")
-    files.add_argument("--warmup", type=lambda t: _count(t, 0), default=1, metavar="N",
-                       help="unmeasured rounds first; they also check the outputs (default 1)")
-    files.add_argument("--rss-size", type=parse_size, default=None, metavar="SIZE",
-                       help="also show peak RSS when encrypting a sparse input of SIZE, "
-                       "e.g. 10G (written to /dev/null)")
-    files.add_argument("--many", action=argparse.BooleanOptionalAction, default=True,
-                       help="also time many files (1,000 of 4 KiB, 100 of 10 MiB; one "
-                       "kstream command each way against a shell loop of openssl enc, and "
-                       "of age where installed) and start-up (default: yes)")
+    files.add_argument(
+        "--files",
+        action="store_true",
+        help="compare whole-file runs with openssl enc and cp (and age, Tink)",
+    )
+    files.add_argument(
+        "--size",
+        type=parse_size,
+        default=GIB,
+        metavar="SIZE",
+        help="size of the generated file (default 1G)",
+    )
+    files.add_argument(
+        "--dir",
+        metavar="DIR",
+        default=None,
+        help="where to put the files (default /dev/shm if it exists, else the temp directory)",
+    )
+    files.add_argument(
+        "--warmup",
+        type=lambda t: _count(t, 0),
+        default=1,
+        metavar="N",
+        help="unmeasured rounds first; they also check the outputs (default 1)",
+    )
+    files.add_argument(
+        "--rss-size",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="also show peak RSS when encrypting a sparse input of SIZE, "
+        "e.g. 10G (written to /dev/null)",
+    )
+    files.add_argument(
+        "--many",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time many files (1,000 of 4 KiB, 100 of 10 MiB; one "
+        "kstream command each way against a shell loop of openssl enc, and "
+        "of age where installed) and start-up (default: yes)",
+    )
     return p
 
 
@@ -161,8 +228,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             many=args.many,
             progress=_progress_printer(),
         )
-        print(json.dumps(report.to_json(), indent=2) if args.json
-              else format_files_report(report))
+        print(json.dumps(report.to_json(), indent=2) if args.json else format_files_report(report))
         return 0
     from kstream.bench.memory import format_memory_table, run_memory
 

@@ -67,8 +67,7 @@ class _Launch:
         self._rfd = self._wfd = -1
         if measure_rss:
             self._rfd, self._wfd = os.pipe()
-            self.argv = [sys.executable, "-I", "-S", "-c", _RSS_HELPER, str(self._wfd),
-                         *argv]
+            self.argv = [sys.executable, "-I", "-S", "-c", _RSS_HELPER, str(self._wfd), *argv]
 
     def popen(self, **kwargs: Any) -> subprocess.Popen[bytes]:
         fds = (self._wfd,) if self._wfd >= 0 else ()
@@ -99,8 +98,9 @@ def _failure(argv: Sequence[str], code: int, err: IO[bytes]) -> BenchError:
     return BenchError(f"'{' '.join(argv[:5])} ...' exited with status {code}: {detail}")
 
 
-def run_command(argv: Sequence[str], stdout_path: str | None = None,
-                measure_rss: bool = False) -> Sample:
+def run_command(
+    argv: Sequence[str], stdout_path: str | None = None, measure_rss: bool = False
+) -> Sample:
     """Run one process (stdout into ``stdout_path`` if given), timed; with its peak RSS
     if ``measure_rss`` (which adds the helper's start-up, ~10 ms, to the time)."""
     launch = _Launch(argv, measure_rss)
@@ -108,8 +108,9 @@ def run_command(argv: Sequence[str], stdout_path: str | None = None,
         out = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115
         try:
             start = time.perf_counter()
-            proc = launch.popen(stdin=subprocess.DEVNULL, stdout=out or subprocess.DEVNULL,
-                                stderr=err)
+            proc = launch.popen(
+                stdin=subprocess.DEVNULL, stdout=out or subprocess.DEVNULL, stderr=err
+            )
             code, rss = launch.reap(proc)
             if out is not None and stat.S_ISREG(os.fstat(out.fileno()).st_mode):
                 os.fsync(out.fileno())
@@ -122,8 +123,7 @@ def run_command(argv: Sequence[str], stdout_path: str | None = None,
     return Sample(elapsed, rss)
 
 
-def run_pipeline(middle: Sequence[str], src: str, dst: str,
-                 measure_rss: bool = False) -> Sample:
+def run_pipeline(middle: Sequence[str], src: str, dst: str, measure_rss: bool = False) -> Sample:
     """``cat src | middle | cat > dst``, timed; the peak RSS is the middle process's."""
     launch = _Launch(middle, measure_rss)
     with tempfile.TemporaryFile() as err, open(dst, "wb") as out:
@@ -148,8 +148,7 @@ def run_pipeline(middle: Sequence[str], src: str, dst: str,
 
 def openssl_command_version() -> str | None:
     try:
-        proc = subprocess.run(["openssl", "version"], capture_output=True, timeout=30,
-                              check=False)
+        proc = subprocess.run(["openssl", "version"], capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return proc.stdout.decode(errors="replace").strip() or None

@@ -125,8 +125,14 @@ def _available_backends() -> list[str]:
     return ["openssl", *(["kernel"] if kernel_status()[0] else [])]
 
 
-def plan(paths: Paths, bits: int, iv_hex: str, key_hex: str, backends: Sequence[str],
-         peers: Sequence[Peer] = ()) -> list[Entry]:
+def plan(
+    paths: Paths,
+    bits: int,
+    iv_hex: str,
+    key_hex: str,
+    backends: Sequence[str],
+    peers: Sequence[Peer] = (),
+) -> list[Entry]:
     """Every entry of a round, baselines first, the peers (:mod:`.peers`) last."""
     p = paths
     cipher = f"-aes-{bits}-ctr"
@@ -142,68 +148,147 @@ def plan(paths: Paths, bits: int, iv_hex: str, key_hex: str, backends: Sequence[
         return f"does not decrypt to {p.input}"
 
     entries = [
-        Entry("cp", "cp", lambda out, rss: run_command(["cp", p.input, out], None, rss),
-              baseline="cmd-openssl-enc"),
-        Entry("cmd-openssl-enc", f"openssl enc {cipher}",
-              lambda out, rss: run_command([*ossl, "-in", p.input, "-out", out], None, rss),
-              check=equals(p.raw)),
-        Entry("cmd-openssl-dec", f"openssl enc -d {cipher}",
-              lambda out, rss: run_command([*ossl, "-d", "-in", p.raw, "-out", out], None,
-                                           rss),
-              check=equals(p.input)),
+        Entry(
+            "cp",
+            "cp",
+            lambda out, rss: run_command(["cp", p.input, out], None, rss),
+            baseline="cmd-openssl-enc",
+        ),
+        Entry(
+            "cmd-openssl-enc",
+            f"openssl enc {cipher}",
+            lambda out, rss: run_command([*ossl, "-in", p.input, "-out", out], None, rss),
+            check=equals(p.raw),
+        ),
+        Entry(
+            "cmd-openssl-dec",
+            f"openssl enc -d {cipher}",
+            lambda out, rss: run_command([*ossl, "-d", "-in", p.raw, "-out", out], None, rss),
+            check=equals(p.input),
+        ),
         # What any filter between two cats can at best reach here.
-        Entry("cmd-cat-pipe", "cat | cat", lambda out, rss: run_pipeline(["cat"], p.input, out,
-                                                                           rss),
-              baseline="cmd-openssl-pipe", check=equals(p.input)),
-        Entry("cmd-openssl-pipe", f"cat | openssl enc {cipher} | cat",
-              lambda out, rss: run_pipeline(ossl, p.input, out, rss), check=equals(p.raw)),
+        Entry(
+            "cmd-cat-pipe",
+            "cat | cat",
+            lambda out, rss: run_pipeline(["cat"], p.input, out, rss),
+            baseline="cmd-openssl-pipe",
+            check=equals(p.input),
+        ),
+        Entry(
+            "cmd-openssl-pipe",
+            f"cat | openssl enc {cipher} | cat",
+            lambda out, rss: run_pipeline(ossl, p.input, out, rss),
+            check=equals(p.raw),
+        ),
     ]
     for b in backends:
         opts = ("-q", "--no-progress", "--backend", b, "-k", p.key)
 
-        def cli(verb: str, src: str, *extra: str, opts: tuple[str, ...] = opts,
-                stdout: bool = False) -> Callable[[str, bool], Sample]:
+        def cli(
+            verb: str, src: str, *extra: str, opts: tuple[str, ...] = opts, stdout: bool = False
+        ) -> Callable[[str, bool], Sample]:
             if stdout:
                 return lambda out, rss: run_command(
-                    [*KSTREAM, verb, *opts, *extra, src, "-"], out, rss)
-            return lambda out, rss: run_command([*KSTREAM, verb, *opts, *extra, src, out],
-                                                None, rss)
+                    [*KSTREAM, verb, *opts, *extra, src, "-"], out, rss
+                )
+            return lambda out, rss: run_command(
+                [*KSTREAM, verb, *opts, *extra, src, out], None, rss
+            )
 
         def pipe(opts: tuple[str, ...] = opts) -> Callable[[str, bool], Sample]:
-            return lambda out, rss: run_pipeline([*KSTREAM, "encrypt", *opts, "-", "-"],
-                                                 p.input, out, rss)
+            return lambda out, rss: run_pipeline(
+                [*KSTREAM, "encrypt", *opts, "-", "-"], p.input, out, rss
+            )
 
-        def api(fn: Callable[[str, str, str, str], Sample], b: str = b
-                ) -> Callable[[str, bool], Sample]:
+        def api(
+            fn: Callable[[str, str, str, str], Sample], b: str = b
+        ) -> Callable[[str, bool], Sample]:
             return lambda out, rss: fn(p.input, out, p.key, b)  # in-process: no own RSS
 
         raw = ("--raw", "--iv", iv_hex)
         entries += [
-            Entry(f"kstream-{b}-raw-enc", f"kstream encrypt --raw ({b})",
-                  cli("encrypt", p.input, *raw), b, "cmd-openssl-enc", check=equals(p.raw),
-                  is_kstream=True),
-            Entry(f"kstream-{b}-raw-dec", f"kstream decrypt --raw ({b})",
-                  cli("decrypt", p.raw, *raw), b, "cmd-openssl-dec", check=equals(p.input),
-                  is_kstream=True),
-            Entry(f"kstream-{b}-enc", f"kstream encrypt ({b})", cli("encrypt", p.input), b,
-                  "cmd-openssl-enc", check=authentic, is_kstream=True),
-            Entry(f"kstream-{b}-dec", f"kstream decrypt ({b})", cli("decrypt", p.auth), b,
-                  "cmd-openssl-dec", check=equals(p.input), is_kstream=True),
-            Entry(f"kstream-{b}-stdout", f"kstream encrypt IN - > OUT ({b})",
-                  cli("encrypt", p.input, stdout=True), b, "cmd-openssl-enc",
-                  check=authentic, is_kstream=True),
-            Entry(f"kstream-{b}-pipe", f"cat | kstream encrypt - - | cat ({b})", pipe(), b,
-                  "cmd-openssl-pipe", check=authentic, is_kstream=True),
-            Entry(f"kstream-{b}-api-file", f"API encrypt_file ({b})", api(api_file, b), b,
-                  f"kstream-{b}-enc", "throughput", check=authentic),
-            Entry(f"kstream-{b}-api-stream", f"API encrypt_stream, aiofiles ({b})",
-                  api(api_stream, b), b, f"kstream-{b}-stdout", "throughput",
-                  check=authentic),
+            Entry(
+                f"kstream-{b}-raw-enc",
+                f"kstream encrypt --raw ({b})",
+                cli("encrypt", p.input, *raw),
+                b,
+                "cmd-openssl-enc",
+                check=equals(p.raw),
+                is_kstream=True,
+            ),
+            Entry(
+                f"kstream-{b}-raw-dec",
+                f"kstream decrypt --raw ({b})",
+                cli("decrypt", p.raw, *raw),
+                b,
+                "cmd-openssl-dec",
+                check=equals(p.input),
+                is_kstream=True,
+            ),
+            Entry(
+                f"kstream-{b}-enc",
+                f"kstream encrypt ({b})",
+                cli("encrypt", p.input),
+                b,
+                "cmd-openssl-enc",
+                check=authentic,
+                is_kstream=True,
+            ),
+            Entry(
+                f"kstream-{b}-dec",
+                f"kstream decrypt ({b})",
+                cli("decrypt", p.auth),
+                b,
+                "cmd-openssl-dec",
+                check=equals(p.input),
+                is_kstream=True,
+            ),
+            Entry(
+                f"kstream-{b}-stdout",
+                f"kstream encrypt IN - > OUT ({b})",
+                cli("encrypt", p.input, stdout=True),
+                b,
+                "cmd-openssl-enc",
+                check=authentic,
+                is_kstream=True,
+            ),
+            Entry(
+                f"kstream-{b}-pipe",
+                f"cat | kstream encrypt - - | cat ({b})",
+                pipe(),
+                b,
+                "cmd-openssl-pipe",
+                check=authentic,
+                is_kstream=True,
+            ),
+            Entry(
+                f"kstream-{b}-api-file",
+                f"API encrypt_file ({b})",
+                api(api_file, b),
+                b,
+                f"kstream-{b}-enc",
+                "throughput",
+                check=authentic,
+            ),
+            Entry(
+                f"kstream-{b}-api-stream",
+                f"API encrypt_stream, aiofiles ({b})",
+                api(api_stream, b),
+                b,
+                f"kstream-{b}-stdout",
+                "throughput",
+                check=authentic,
+            ),
             # Information, not a goal: the same program under asyncio.run.
-            Entry(f"kstream-{b}-api-stream-asyncio",
-                  f"API encrypt_stream, aiofiles, asyncio.run ({b})",
-                  api(api_stream_default_loop, b), b, f"kstream-{b}-stdout", "throughput",
-                  check=authentic),
+            Entry(
+                f"kstream-{b}-api-stream-asyncio",
+                f"API encrypt_stream, aiofiles, asyncio.run ({b})",
+                api(api_stream_default_loop, b),
+                b,
+                f"kstream-{b}-stdout",
+                "throughput",
+                check=authentic,
+            ),
         ]
     return entries + [Entry(p.id, p.label, p.run, check=p.check) for p in peers]
 
@@ -229,10 +314,13 @@ def _goals(entries: list[Entry], on_disk: bool, size: int) -> list[dict[str, Any
     for b in ("openssl", "kernel"):
         k = f"kstream-{b}"
         specs += [
-            (f"{k}-raw-enc", "raw", 0.0), (f"{k}-raw-dec", "raw", 0.0),
-            (f"{k}-enc", "auth", 0.0), (f"{k}-dec", "auth", 0.0),
+            (f"{k}-raw-enc", "raw", 0.0),
+            (f"{k}-raw-dec", "raw", 0.0),
+            (f"{k}-enc", "auth", 0.0),
+            (f"{k}-dec", "auth", 0.0),
             (f"{k}-pipe", "pipe", 0.0),
-            (f"{k}-api-file", "api", API_GOAL), (f"{k}-api-stream", "api", API_GOAL),
+            (f"{k}-api-file", "api", API_GOAL),
+            (f"{k}-api-stream", "api", API_GOAL),
         ]
     goals = []
     for entry_id, kind, limit in specs:
@@ -248,30 +336,35 @@ def _goals(entries: list[Entry], on_disk: bool, size: int) -> list[dict[str, Any
         baseline = by_id[entry.baseline].label if entry.baseline else ""
         higher = entry.compare == "throughput"
         met = ratio >= limit if higher else ratio <= limit
-        goals.append({
-            "entry": entry.id,
-            "label": entry.label,
-            "baseline": baseline,
-            "measure": "throughput ratio" if higher else "time ratio",
-            "ratio": round(ratio, 3),
-            "ratio_min": round(min(ratios), 3),
-            "ratio_max": round(max(ratios), 3),
-            "goal": f"{'>=' if higher else '<='} {limit:.2f}x",
-            "verdict": ("PASS" if met else "MISS") if entry.backend == "openssl" and judged
-            else "info",
-        })
+        goals.append(
+            {
+                "entry": entry.id,
+                "label": entry.label,
+                "baseline": baseline,
+                "measure": "throughput ratio" if higher else "time ratio",
+                "ratio": round(ratio, 3),
+                "ratio_min": round(min(ratios), 3),
+                "ratio_max": round(max(ratios), 3),
+                "goal": f"{'>=' if higher else '<='} {limit:.2f}x",
+                "verdict": ("PASS" if met else "MISS")
+                if entry.backend == "openssl" and judged
+                else "info",
+            }
+        )
     rss = [kib for e in entries if e.is_kstream for kib in e.rss_kib]
     if rss:
         peak = max(rss) / 1024
-        goals.append({
-            "entry": "rss",
-            "label": "peak RSS of any kstream process",
-            "baseline": "",
-            "measure": "MiB",
-            "ratio": round(peak, 1),
-            "goal": f"<= {RSS_GOAL_MIB} MiB",
-            "verdict": "PASS" if peak <= RSS_GOAL_MIB else "MISS",
-        })
+        goals.append(
+            {
+                "entry": "rss",
+                "label": "peak RSS of any kstream process",
+                "baseline": "",
+                "measure": "MiB",
+                "ratio": round(peak, 1),
+                "goal": f"<= {RSS_GOAL_MIB} MiB",
+                "verdict": "PASS" if peak <= RSS_GOAL_MIB else "MISS",
+            }
+        )
     return goals
 
 
@@ -287,22 +380,36 @@ def _rss_runs(paths: Paths, size: int, backends: Sequence[str]) -> list[dict[str
     runs = []
     try:
         for b in backends:
-            for label, extra in (("encrypt IN - > /dev/null", ()),
-                                 ("encrypt --raw IN - > /dev/null",
-                                  ("--raw", "--iv", "00" * 16))):
-                argv = [*KSTREAM, "encrypt", "-q", "--no-progress", "--backend", b, "-k",
-                        paths.key, *extra, sparse, "-"]
+            for label, extra in (
+                ("encrypt IN - > /dev/null", ()),
+                ("encrypt --raw IN - > /dev/null", ("--raw", "--iv", "00" * 16)),
+            ):
+                argv = [
+                    *KSTREAM,
+                    "encrypt",
+                    "-q",
+                    "--no-progress",
+                    "--backend",
+                    b,
+                    "-k",
+                    paths.key,
+                    *extra,
+                    sparse,
+                    "-",
+                ]
                 sample = run_command(argv, os.devnull, measure_rss=True)
                 rss = (sample.rss_kib or 0) / 1024
-                runs.append({
-                    "label": f"kstream {label} ({b}), sparse {format_size(size)} input",
-                    "backend": b,
-                    "size": size,
-                    "seconds": round(sample.seconds, 3),
-                    "mb_s": round(size / sample.seconds / MB, 1),
-                    "rss_mib": round(rss, 1),
-                    "verdict": "PASS" if rss <= RSS_GOAL_MIB else "MISS",
-                })
+                runs.append(
+                    {
+                        "label": f"kstream {label} ({b}), sparse {format_size(size)} input",
+                        "backend": b,
+                        "size": size,
+                        "seconds": round(sample.seconds, 3),
+                        "mb_s": round(size / sample.seconds / MB, 1),
+                        "rss_mib": round(rss, 1),
+                        "verdict": "PASS" if rss <= RSS_GOAL_MIB else "MISS",
+                    }
+                )
     finally:
         unlink_quietly(sparse)
     return runs
@@ -339,18 +446,48 @@ def run_files(
     backends = list(backends or _available_backends())
     workdir = tempfile.mkdtemp(prefix="kstream-bench-", dir=directory)
     try:
-        paths = Paths(workdir, *(os.path.join(workdir, name)
-                                 for name in ("input", "key", "input.raw", "input.kst", "out")))
+        paths = Paths(
+            workdir,
+            *(
+                os.path.join(workdir, name)
+                for name in ("input", "key", "input.raw", "input.kst", "out")
+            ),
+        )
         key = os.urandom(key_bits // 8)
         iv = os.urandom(16)
         fd = os.open(paths.key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(key.hex() + "\n")
         generate_file(paths.input, size)
-        run_command(["openssl", "enc", f"-aes-{key_bits}-ctr", "-K", key.hex(), "-iv",
-                     iv.hex(), "-in", paths.input, "-out", paths.raw])
-        run_command([*KSTREAM, "encrypt", "-q", "--no-progress", "--backend", "openssl",
-                     "-k", paths.key, paths.input, paths.auth])
+        run_command(
+            [
+                "openssl",
+                "enc",
+                f"-aes-{key_bits}-ctr",
+                "-K",
+                key.hex(),
+                "-iv",
+                iv.hex(),
+                "-in",
+                paths.input,
+                "-out",
+                paths.raw,
+            ]
+        )
+        run_command(
+            [
+                *KSTREAM,
+                "encrypt",
+                "-q",
+                "--no-progress",
+                "--backend",
+                "openssl",
+                "-k",
+                paths.key,
+                paths.input,
+                paths.auth,
+            ]
+        )
         peers, peers_missing = prepare(workdir, paths.input, key_bits)
         entries = plan(paths, key_bits, iv.hex(), key.hex(), backends, peers)
         rounds = warmup + repeat
@@ -380,12 +517,19 @@ def run_files(
         if many:
             from kstream.bench.many import run_many, run_startup
 
-            many_rows = run_many(workdir, paths.key, key.hex(), iv.hex(), key_bits,
-                                 repeat=repeat, warmup=warmup, progress=(
-                                     None if progress is None else
-                                     lambda label: progress(steps, steps, label)))
-            startup = run_startup(workdir, paths.key, key.hex(), iv.hex(), key_bits,
-                                  repeat=repeat)
+            many_rows = run_many(
+                workdir,
+                paths.key,
+                key.hex(),
+                iv.hex(),
+                key_bits,
+                repeat=repeat,
+                warmup=warmup,
+                progress=(
+                    None if progress is None else lambda label: progress(steps, steps, label)
+                ),
+            )
+            startup = run_startup(workdir, paths.key, key.hex(), iv.hex(), key_bits, repeat=repeat)
         floor = run_command(["true"], measure_rss=True).rss_kib
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -393,18 +537,20 @@ def run_files(
     rows = []
     for e in entries:
         ratios = _paired_ratios(e, by_id)
-        rows.append({
-            "id": e.id,
-            "label": e.label,
-            "backend": e.backend,
-            "median_s": round(median(e.times), 4),
-            "mb_s": round(size / median(e.times) / MB, 1) if median(e.times) else 0.0,
-            "baseline": e.baseline,
-            "compare": e.compare,
-            "ratio": round(median(ratios), 3) if ratios else None,
-            "peak_rss_mib": round(max(e.rss_kib) / 1024, 1) if e.rss_kib else None,
-            "times": [round(t, 4) for t in e.times],
-        })
+        rows.append(
+            {
+                "id": e.id,
+                "label": e.label,
+                "backend": e.backend,
+                "median_s": round(median(e.times), 4),
+                "mb_s": round(size / median(e.times) / MB, 1) if median(e.times) else 0.0,
+                "baseline": e.baseline,
+                "compare": e.compare,
+                "ratio": round(median(ratios), 3) if ratios else None,
+                "peak_rss_mib": round(max(e.rss_kib) / 1024, 1) if e.rss_kib else None,
+                "times": [round(t, 4) for t in e.times],
+            }
+        )
     warnings = []
     if in_uml():
         warnings.append(UML_WARNING)
@@ -423,9 +569,18 @@ def run_files(
         #: What the RSS helper shows for a command that uses almost nothing (``true``).
         "rss_floor_mib": None if floor is None else round(floor / 1024, 1),
     }
-    return FilesReport(machine_info(), settings, rows, _goals(entries, on_disk, size), rss_runs,
-                       warnings, many_rows, startup,
-                       peer_rows({e.id: (e.label, e.times) for e in entries}), peers_missing)
+    return FilesReport(
+        machine_info(),
+        settings,
+        rows,
+        _goals(entries, on_disk, size),
+        rss_runs,
+        warnings,
+        many_rows,
+        startup,
+        peer_rows({e.id: (e.label, e.times) for e in entries}),
+        peers_missing,
+    )
 
 
 # --------------------------------------------------------------------------- output
@@ -450,42 +605,64 @@ def format_files_report(report: FilesReport) -> str:
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
         vs = ""
         if base is not None:
-            vs = ("throughput of " if row["compare"] == "throughput" else "time of ") \
-                + base["label"]
+            vs = ("throughput of " if row["compare"] == "throughput" else "time of ") + base[
+                "label"
+            ]
         rss = "" if row["peak_rss_mib"] is None else f"{row['peak_rss_mib']:.0f} MiB"
-        table.append((row["label"], f"{row['median_s']:.3f}", f"{row['mb_s']:,.0f}", ratio, vs,
-                      rss))
+        table.append(
+            (row["label"], f"{row['median_s']:.3f}", f"{row['mb_s']:,.0f}", ratio, vs, rss)
+        )
     widths = [max(len(cells[i]) for cells in table) for i in range(6)]
     for cells in table:
-        lines.append("  ".join((
-            cells[0].ljust(widths[0]), cells[1].rjust(widths[1]), cells[2].rjust(widths[2]),
-            cells[3].rjust(widths[3]), cells[4].ljust(widths[4]), cells[5].rjust(widths[5]),
-        )).rstrip())
+        lines.append(
+            "  ".join(
+                (
+                    cells[0].ljust(widths[0]),
+                    cells[1].rjust(widths[1]),
+                    cells[2].rjust(widths[2]),
+                    cells[3].rjust(widths[3]),
+                    cells[4].ljust(widths[4]),
+                    cells[5].rjust(widths[5]),
+                )
+            ).rstrip()
+        )
     if s["size"] < CALIBRATED:
-        lines.append(f"(the time goals are calibrated for files of {format_size(CALIBRATED)} or "
-                     f"more: at {format_size(s['size'])} start-up dominates, so the ratios "
-                     "below get no PASS/MISS)")
-    lines += ["", "goals (time ratio: kstream's time / the baseline's in the same round, "
-              "lower is better; throughput ratio: higher is better; medians):"]
+        lines.append(
+            f"(the time goals are calibrated for files of {format_size(CALIBRATED)} or "
+            f"more: at {format_size(s['size'])} start-up dominates, so the ratios "
+            "below get no PASS/MISS)"
+        )
+    lines += [
+        "",
+        "goals (time ratio: kstream's time / the baseline's in the same round, "
+        "lower is better; throughput ratio: higher is better; medians):",
+    ]
     for goal in report.goals:
-        value = (f"{goal['ratio']:.1f} MiB" if goal["measure"] == "MiB"
-                 else f"{goal['ratio']:.3f}x")  # 3 digits: 0.853 must not print as 0.85
+        value = (
+            f"{goal['ratio']:.1f} MiB" if goal["measure"] == "MiB" else f"{goal['ratio']:.3f}x"
+        )  # 3 digits: 0.853 must not print as 0.85
         against = f" vs {goal['baseline']}" if goal["baseline"] else ""
         spread = ""
         if "ratio_min" in goal and goal["ratio_min"] != goal["ratio_max"]:
             spread = f" (rounds {goal['ratio_min']:.2f}-{goal['ratio_max']:.2f})"
-        lines.append(f"  {goal['verdict']:<4}  {value:>9}  goal {goal['goal']:<9}  "
-                     f"{goal['label']}{against}{spread}")
+        lines.append(
+            f"  {goal['verdict']:<4}  {value:>9}  goal {goal['goal']:<9}  "
+            f"{goal['label']}{against}{spread}"
+        )
     for run in report.rss_runs:
-        lines.append(f"  {run['verdict']:<4}  {run['rss_mib']:>5.1f} MiB  goal <= "
-                     f"{RSS_GOAL_MIB} MiB  peak RSS, {run['label']} "
-                     f"({run['mb_s']:,.0f} MB/s)")
+        lines.append(
+            f"  {run['verdict']:<4}  {run['rss_mib']:>5.1f} MiB  goal <= "
+            f"{RSS_GOAL_MIB} MiB  peak RSS, {run['label']} "
+            f"({run['mb_s']:,.0f} MB/s)"
+        )
     if not report.rss_runs:
         lines.append("  (peak RSS for a larger, sparse input: add --rss-size 10G)")
     if s.get("rss_floor_mib") is not None:
-        lines.append(f"  (peak RSS is measured once per entry through a small launcher, which "
-                     f"shows {s['rss_floor_mib']:.0f} MiB even for 'true'; the API runs in "
-                     "this process and has no RSS of its own)")
+        lines.append(
+            f"  (peak RSS is measured once per entry through a small launcher, which "
+            f"shows {s['rss_floor_mib']:.0f} MiB even for 'true'; the API runs in "
+            "this process and has no RSS of its own)"
+        )
     lines += format_peers(report.peers, report.peers_missing)
     if report.many or report.startup:
         from kstream.bench.many import format_many

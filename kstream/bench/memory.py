@@ -156,6 +156,7 @@ def _feeder(target: Target, stream: CipherStream, data: bytes) -> Iterator[Calla
     Sets up (and afterwards closes) the pipe or memory file the kernel transfers read from.
     """
     if target.transfer in ("update", "sendmsg"):
+
         def update() -> None:
             stream.update(data)
 
@@ -389,28 +390,43 @@ def format_memory_table(report: MemoryReport) -> str:
     ]
     for backend in report.backends:
         if not backend["available"]:
-            lines.append(f"{backend['name']}: not measured, not available here: "
-                         f"{backend['reason']}")
+            lines.append(
+                f"{backend['name']}: not measured, not available here: {backend['reason']}"
+            )
     lines.append("")
     header = ("backend", "driver", "transfer", "key", "chunk", "op", "MB/s", "ops/s")
     table: list[tuple[str, ...]] = [header]
     for row in report.rows:
         driver = row.driver + (" (!)" if row.warning else "")
-        table.append((row.backend, driver, row.transfer, str(row.key_bits),
-                      format_size(row.chunk), row.op, _mb(row.mb_s), f"{row.ops_s:,.0f}"))
+        table.append(
+            (
+                row.backend,
+                driver,
+                row.transfer,
+                str(row.key_bits),
+                format_size(row.chunk),
+                row.op,
+                _mb(row.mb_s),
+                f"{row.ops_s:,.0f}",
+            )
+        )
     widths = [max(len(cells[i]) for cells in table) for i in range(len(header))]
     right = {3, 4, 6, 7}
     for cells in table:
-        lines.append("  ".join(
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip())
+        lines.append(
+            "  ".join(
+                cell.rjust(width) if i in right else cell.ljust(width)
+                for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+        )
     if not report.rows:
         lines.append("(nothing measured)")
     if report.warnings:
         lines.append("")
         lines += [f"WARNING: {warning}" for warning in report.warnings]
         if any(row.warning for row in report.rows):
-            lines.append("(!) marks a generic driver: compare the backends on a real machine "
-                         "before choosing one")
+            lines.append(
+                "(!) marks a generic driver: compare the backends on a real machine "
+                "before choosing one"
+            )
     return "\n".join(lines)

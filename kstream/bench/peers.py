@@ -20,8 +20,11 @@ from kstream.bench.units import median, paired_ratios
 from kstream.bench.workfiles import fsync_path, same_content, unlink_quietly
 
 #: (kstream's entry, the peer's) in ``bench --files``: kstream's time / the peer's.
-PEERS = [(f"kstream-{b}-{kind}", peer) for b in ("openssl", "kernel") for kind, peer in (
-    ("enc", "age-enc"), ("dec", "age-dec"), ("api-file", "tink-api-file"))]
+PEERS = [
+    (f"kstream-{b}-{kind}", peer)
+    for b in ("openssl", "kernel")
+    for kind, peer in (("enc", "age-enc"), ("dec", "age-dec"), ("api-file", "tink-api-file"))
+]
 
 #: Tink's streaming AEAD templates nearest to kstream's format: AES-GCM segments of 1 MiB
 #: under a key derived per file with HKDF (kstream: AES-CTR, GCM tags, ~1 MiB segments).
@@ -48,8 +51,9 @@ def age_recipient(identity: str) -> str:
     (owner-only, as age-keygen makes it) if the file does not exist."""
     if not os.path.exists(identity):
         run_command(["age-keygen", "-o", identity])
-    proc = subprocess.run(["age-keygen", "-y", identity], capture_output=True, check=True,
-                          text=True)
+    proc = subprocess.run(
+        ["age-keygen", "-y", identity], capture_output=True, check=True, text=True
+    )
     return proc.stdout.strip()
 
 
@@ -84,8 +88,11 @@ def tink_decrypts_to(primitive: Any, path: str, reference: str) -> bool:
     from tink import TinkError
 
     try:
-        with open(path, "rb") as fin, primitive.new_decrypting_stream(fin, b"") as dec, \
-                open(reference, "rb") as ref:
+        with (
+            open(path, "rb") as fin,
+            primitive.new_decrypting_stream(fin, b"") as dec,
+            open(reference, "rb") as ref,
+        ):
             while data := dec.read(STREAM_READ):
                 if data != ref.read(len(data)):
                     return False
@@ -113,22 +120,38 @@ def prepare(workdir: str, src: str, key_bits: int) -> tuple[list[Peer], list[str
                 unlink_quietly(back)
 
         peers += [
-            Peer("age-enc", "age -e (X25519 recipient)", lambda out, rss: run_command(
-                ["age", "-e", "-r", recipient, "-o", out, src], None, rss), age_decrypts),
-            Peer("age-dec", "age -d", lambda out, rss: run_command(
-                ["age", "-d", "-i", identity, "-o", out, encrypted], None, rss),
-                lambda out: None if same_content(out, src) else f"differs from {src}"),
+            Peer(
+                "age-enc",
+                "age -e (X25519 recipient)",
+                lambda out, rss: run_command(
+                    ["age", "-e", "-r", recipient, "-o", out, src], None, rss
+                ),
+                age_decrypts,
+            ),
+            Peer(
+                "age-dec",
+                "age -d",
+                lambda out, rss: run_command(
+                    ["age", "-d", "-i", identity, "-o", out, encrypted], None, rss
+                ),
+                lambda out: None if same_content(out, src) else f"differs from {src}",
+            ),
         ]
     else:
         missing.append("age: not installed (Debian package age)")
     tink = tink_streaming_aead(key_bits)
     if tink is not None:
         name, primitive = tink
-        peers.append(Peer(
-            "tink-api-file", f"Tink streaming AEAD, {name}",
-            lambda out, rss: tink_file(primitive, src, out),
-            lambda out: None if tink_decrypts_to(primitive, out, src)
-            else f"does not decrypt to {src}"))
+        peers.append(
+            Peer(
+                "tink-api-file",
+                f"Tink streaming AEAD, {name}",
+                lambda out, rss: tink_file(primitive, src, out),
+                lambda out: (
+                    None if tink_decrypts_to(primitive, out, src) else f"does not decrypt to {src}"
+                ),
+            )
+        )
     else:
         missing.append("Tink: not installed (pip install tink)")
     return peers, missing
@@ -142,17 +165,28 @@ def peer_rows(times: dict[str, tuple[str, list[float]]]) -> list[dict[str, Any]]
         if mine not in times or theirs not in times or not times[mine][1]:
             continue
         ratios = paired_ratios(times[mine][1], times[theirs][1])
-        rows.append({"entry": mine, "label": times[mine][0], "peer": theirs,
-                     "peer_label": times[theirs][0], "ratio": round(median(ratios), 3),
-                     "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3)})
+        rows.append(
+            {
+                "entry": mine,
+                "label": times[mine][0],
+                "peer": theirs,
+                "peer_label": times[theirs][0],
+                "ratio": round(median(ratios), 3),
+                "ratio_min": round(min(ratios), 3),
+                "ratio_max": round(max(ratios), 3),
+            }
+        )
     return rows
 
 
 def format_peers(rows: list[dict[str, Any]], missing: list[str]) -> list[str]:
     if not rows and not missing:
         return []
-    lines = ["", "peers (kstream's time / the peer's in the same round, lower is better; "
-             "medians; information, no goal):"]
+    lines = [
+        "",
+        "peers (kstream's time / the peer's in the same round, lower is better; "
+        "medians; information, no goal):",
+    ]
     for row in rows:
         spread = ""
         if row["ratio_min"] != row["ratio_max"]:

@@ -66,8 +66,9 @@ def plot_memory(report: MemoryReport, path: str) -> None:
     if not data:
         raise UsageError("nothing was measured, so there is nothing to plot")
     panels = sorted(data)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.5 * len(panels), 4.5), sharey=True, squeeze=False
+    )
     chunks = sorted({row.chunk for row in report.rows})
     for ax, bits in zip(axes[0], panels, strict=True):
         for label, pts in sorted(data[bits].items()):

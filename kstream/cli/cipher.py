@@ -65,8 +65,10 @@ def _raw_iv(text: str | None, encrypt: bool) -> bytes | None:
     if text.strip().lower() != "random":
         return _parse_iv(text)
     if not encrypt:
-        raise UsageError("--iv random only works when encrypting; to decrypt, give the IV "
-                         "that encryption printed")
+        raise UsageError(
+            "--iv random only works when encrypting; to decrypt, give the IV "
+            "that encryption printed"
+        )
     return os.urandom(IV_SIZE)
 
 
@@ -96,8 +98,10 @@ def _load_key(args: argparse.Namespace) -> Key:
     keyring_key = load_keyring_key(args)
     if keyring_key is not None:
         return keyring_key
-    raise UsageError("no key given: use -k/--key-file PATH, --key-fd N, --key-name NAME, "
-                     "--key-serial N or -p/--passphrase")
+    raise UsageError(
+        "no key given: use -k/--key-file PATH, --key-fd N, --key-name NAME, "
+        "--key-serial N or -p/--passphrase"
+    )
 
 
 def unlock(args: argparse.Namespace) -> tuple[Key | None, PassphraseArg | None, int | None]:
@@ -105,15 +109,15 @@ def unlock(args: argparse.Namespace) -> tuple[Key | None, PassphraseArg | None, 
     encrypting, ``--max-work-factor`` when decrypting). Encryption asks for a passphrase
     now; decryption only once a header shows a file needs one."""
     encrypt = args.command == "encrypt"
-    wants_phrase = (args.passphrase or args.passphrase_fd is not None
-                    or args.passphrase_file is not None)
+    wants_phrase = (
+        args.passphrase or args.passphrase_fd is not None or args.passphrase_file is not None
+    )
     factor = getattr(args, "work_factor" if encrypt else "max_work_factor")
     if factor is not None and _key_given(args):
         option = "--work-factor" if encrypt else "--max-work-factor"
         raise UsageError(f"{option} applies to a passphrase, not to a key")
     if args.raw and wants_phrase:
-        raise UsageError("--raw takes a key: raw output has no header to hold a passphrase's "
-                         "salt")
+        raise UsageError("--raw takes a key: raw output has no header to hold a passphrase's salt")
     passphrase = _passphrase(args, encrypt)
     if passphrase is not None and args.progress is not False and os.isatty(2):
         import kstream.passphrase  # (the module: its names are imported above)
@@ -123,8 +127,10 @@ def unlock(args: argparse.Namespace) -> tuple[Key | None, PassphraseArg | None, 
 
 
 def _key_given(args: argparse.Namespace) -> bool:
-    return any(getattr(args, name, None) is not None
-               for name in ("key_file", "key_fd", "key_name", "key_serial"))
+    return any(
+        getattr(args, name, None) is not None
+        for name in ("key_file", "key_fd", "key_name", "key_serial")
+    )
 
 
 def _passphrase(args: argparse.Namespace, encrypt: bool) -> PassphraseArg | None:
@@ -163,9 +169,11 @@ def backend_choice(flag: str | None) -> tuple[str, str]:
     if not value:
         return "auto", ""
     if value not in BACKEND_NAMES:
-        raise UsageError(f"the environment variable {BACKEND_ENV}='{value}' is not a backend; "
-                         "set it to one of "
-                         f"{', '.join(BACKEND_NAMES)}, or unset it")
+        raise UsageError(
+            f"the environment variable {BACKEND_ENV}='{value}' is not a backend; "
+            "set it to one of "
+            f"{', '.join(BACKEND_NAMES)}, or unset it"
+        )
     return value, BACKEND_ENV
 
 
@@ -177,64 +185,126 @@ def _serial(text: str) -> int:
 
 
 def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", metavar="FILE", nargs="*",
-                   help="IN OUT: input and output, each a path or '-' (stdin/stdout; "
-                   "none at all: stdin to stdout); or FILE... with --suffix/--output-dir, "
-                   "one output per FILE (one FILE alone is the same as --suffix .kst)")
-    p.add_argument("-o", "--output", metavar="OUT", dest="output_path",
-                   help="write to OUT (a path or '-'); the one FILE, if any, is IN "
-                   "(default: stdin)")
+    p.add_argument(
+        "paths",
+        metavar="FILE",
+        nargs="*",
+        help="IN OUT: input and output, each a path or '-' (stdin/stdout; "
+        "none at all: stdin to stdout); or FILE... with --suffix/--output-dir, "
+        "one output per FILE (one FILE alone is the same as --suffix .kst)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        dest="output_path",
+        help="write to OUT (a path or '-'); the one FILE, if any, is IN (default: stdin)",
+    )
     keys = p.add_mutually_exclusive_group()
-    keys.add_argument("-k", "--key-file", metavar="PATH",
-                      help="key file: 16, 24 or 32 raw bytes, or the same as hex text")
-    keys.add_argument("--key-fd", metavar="N", type=int,
-                      help="read the key from inherited file descriptor N")
+    keys.add_argument(
+        "-k",
+        "--key-file",
+        metavar="PATH",
+        help="key file: 16, 24 or 32 raw bytes, or the same as hex text",
+    )
+    keys.add_argument(
+        "--key-fd", metavar="N", type=int, help="read the key from inherited file descriptor N"
+    )
     # The keyring's options (kstream.cli.key loads such a key).
-    keys.add_argument("--key-name", metavar="NAME",
-                      help="key kstream:NAME from the kernel keyring (session keyring, then "
-                      "user keyring); implies the kernel backend")
-    keys.add_argument("--key-serial", metavar="N", type=_serial,
-                      help="key with serial N from the kernel keyring; implies the kernel "
-                      "backend")
-    keys.add_argument("-p", "--passphrase", action="store_true",
-                      help="a passphrase, asked on the terminal (/dev/tty, no echo); "
-                      "decrypt asks by itself when the file needs one")
-    keys.add_argument("--passphrase-fd", metavar="N", type=int,
-                      help="read the passphrase (its first line) from file descriptor N")
-    keys.add_argument("--passphrase-file", metavar="PATH",
-                      help="read the passphrase from the first line of PATH")
-    p.add_argument("--backend", choices=BACKEND_NAMES, default=None,
-                   help=f"crypto backend (default: ${BACKEND_ENV} if set, else auto = kernel "
-                   "if usable, else openssl, with a notice)")
-    p.add_argument("--driver", metavar="NAME",
-                   help="kernel backend: use this ctr(aes) driver, e.g. ctr-aes-aesni")
-    p.add_argument("--transfer", choices=("auto", "sendmsg", "splice", "sendfile"),
-                   default="auto", help="kernel backend: how data enters the kernel")
-    p.add_argument("--verify", action="store_true",
-                   help="check every output byte of the kernel backend against OpenSSL")
-    p.add_argument("--raw", action="store_true",
-                   help="no header: bare AES-CTR, as 'openssl enc -aes-N-ctr'; needs --iv")
-    p.add_argument("--iv", metavar="HEX|random",
-                   help="32 hex digits; only with --raw. Never reuse an IV with the same key: "
-                   "two raw outputs under one key and IV reveal the XOR of their plaintexts, "
-                   "and a raw IV at or just above a kstream file's IV (its header is public) "
-                   "reuses that file's keystream. 'random' (encrypt only) picks a fresh IV and "
-                   "prints it on stderr as 'kstream: iv: HEX' (also with -q)")
-    p.add_argument("-f", "--force", action="store_true",
-                   help="allow overwriting an existing OUT")
-    p.add_argument("-j", "--jobs", type=_positive, metavar="N", default=None,
-                   help="parallel ranges for a regular-file IN and a file OUT (default: the "
-                   "number of CPUs); with many files: files in flight (default: "
-                   f"{FILES_IN_FLIGHT}, or {SMALL_FILES_IN_FLIGHT} when the files average "
-                   "under 1 MiB)")
-    p.add_argument("--suffix", metavar="SUF",
-                   help="many files: encrypting writes FILE+SUF, decrypting FILE without SUF "
-                   f"(default {DEFAULT_SUFFIX})")
-    p.add_argument("--output-dir", metavar="DIR",
-                   help="many files: write the outputs into DIR under their base names "
-                   "(created if missing)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: only when stderr is a terminal)")
+    keys.add_argument(
+        "--key-name",
+        metavar="NAME",
+        help="key kstream:NAME from the kernel keyring (session keyring, then "
+        "user keyring); implies the kernel backend",
+    )
+    keys.add_argument(
+        "--key-serial",
+        metavar="N",
+        type=_serial,
+        help="key with serial N from the kernel keyring; implies the kernel backend",
+    )
+    keys.add_argument(
+        "-p",
+        "--passphrase",
+        action="store_true",
+        help="a passphrase, asked on the terminal (/dev/tty, no echo); "
+        "decrypt asks by itself when the file needs one",
+    )
+    keys.add_argument(
+        "--passphrase-fd",
+        metavar="N",
+        type=int,
+        help="read the passphrase (its first line) from file descriptor N",
+    )
+    keys.add_argument(
+        "--passphrase-file", metavar="PATH", help="read the passphrase from the first line of PATH"
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default=None,
+        help=f"crypto backend (default: ${BACKEND_ENV} if set, else auto = kernel "
+        "if usable, else openssl, with a notice)",
+    )
+    p.add_argument(
+        "--driver",
+        metavar="NAME",
+        help="kernel backend: use this ctr(aes) driver, e.g. ctr-aes-aesni",
+    )
+    p.add_argument(
+        "--transfer",
+        choices=("auto", "sendmsg", "splice", "sendfile"),
+        default="auto",
+        help="kernel backend: how data enters the kernel",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check every output byte of the kernel backend against OpenSSL",
+    )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="no header: bare AES-CTR, as 'openssl enc -aes-N-ctr'; needs --iv",
+    )
+    p.add_argument(
+        "--iv",
+        metavar="HEX|random",
+        help="32 hex digits; only with --raw. Never reuse an IV with the same key: "
+        "two raw outputs under one key and IV reveal the XOR of their plaintexts, "
+        "and a raw IV at or just above a kstream file's IV (its header is public) "
+        "reuses that file's keystream. 'random' (encrypt only) picks a fresh IV and "
+        "prints it on stderr as 'kstream: iv: HEX' (also with -q)",
+    )
+    p.add_argument("-f", "--force", action="store_true", help="allow overwriting an existing OUT")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive,
+        metavar="N",
+        default=None,
+        help="parallel ranges for a regular-file IN and a file OUT (default: the "
+        "number of CPUs); with many files: files in flight (default: "
+        f"{FILES_IN_FLIGHT}, or {SMALL_FILES_IN_FLIGHT} when the files average "
+        "under 1 MiB)",
+    )
+    p.add_argument(
+        "--suffix",
+        metavar="SUF",
+        help="many files: encrypting writes FILE+SUF, decrypting FILE without SUF "
+        f"(default {DEFAULT_SUFFIX})",
+    )
+    p.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="many files: write the outputs into DIR under their base names (created if missing)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: only when stderr is a terminal)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
 
 
@@ -277,29 +347,46 @@ def add_encrypt_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kstream encrypt`` on the top-level subparsers (a run of ``decrypt`` does
     not build this parser, nor this one that of ``decrypt``: each costs start-up time)."""
     p = _add_cipher_parser(sub, common, "encrypt")
-    p.add_argument("--work-factor", metavar="N", type=_positive, default=None,
-                   help="passphrase: scrypt's log2 N (default "
-                   f"{DEFAULT_WORK_FACTOR}: 256 MiB of memory; each step doubles "
-                   "memory and time)")
+    p.add_argument(
+        "--work-factor",
+        metavar="N",
+        type=_positive,
+        default=None,
+        help="passphrase: scrypt's log2 N (default "
+        f"{DEFAULT_WORK_FACTOR}: 256 MiB of memory; each step doubles "
+        "memory and time)",
+    )
 
 
 def add_decrypt_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kstream decrypt`` on the top-level subparsers."""
     p = _add_cipher_parser(sub, common, "decrypt")
-    p.add_argument("--max-work-factor", metavar="N", type=_positive, default=None,
-                   help="passphrase: accept a file's scrypt log2 N up to N "
-                   f"(default {MAX_WORK_FACTOR}: 1 GiB of memory)")
+    p.add_argument(
+        "--max-work-factor",
+        metavar="N",
+        type=_positive,
+        default=None,
+        help="passphrase: accept a file's scrypt log2 N up to N "
+        f"(default {MAX_WORK_FACTOR}: 1 GiB of memory)",
+    )
 
 
-def _add_cipher_parser(sub: Any, common: argparse.ArgumentParser,
-                       name: str) -> argparse.ArgumentParser:
+def _add_cipher_parser(
+    sub: Any, common: argparse.ArgumentParser, name: str
+) -> argparse.ArgumentParser:
     what, many = _COMMANDS[name]
-    description = (f"{name.capitalize()} IN into OUT (each a path, or '-' for stdin or "
-                   f"stdout),\n{many}.")
+    description = (
+        f"{name.capitalize()} IN into OUT (each a path, or '-' for stdin or stdout),\n{many}."
+    )
     p: argparse.ArgumentParser = sub.add_parser(
-        name, help=what, description=description, parents=[common], usage=_USAGE,
+        name,
+        help=what,
+        description=description,
+        parents=[common],
+        usage=_USAGE,
         epilog=f"{EXAMPLES[name]}\n\n{tui.EXIT_CODES}",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_cipher_arguments(p)
     return p
 
@@ -332,21 +419,22 @@ def cmd_cipher(args: argparse.Namespace) -> int:
     many = args.suffix is not None or args.output_dir is not None
     if args.output_path is not None:
         if many:
-            raise UsageError("-o/--output names one output; with --suffix or --output-dir "
-                             "each FILE gets its own")
+            raise UsageError(
+                "-o/--output names one output; with --suffix or --output-dir each FILE gets its own"
+            )
         if len(paths) > 1:
-            raise UsageError("-o/--output takes one input: give IN after it (or none for "
-                             "stdin); for several files use --suffix or --output-dir")
+            raise UsageError(
+                "-o/--output takes one input: give IN after it (or none for "
+                "stdin); for several files use --suffix or --output-dir"
+            )
         args.input, args.output = (paths[0] if paths else "-"), args.output_path
         return _cmd_one(args)
     if many or (len(paths) == 1 and paths[0] != "-"):
         if not paths:
             raise UsageError("--suffix and --output-dir need the FILEs to work on")
-        return run_files(args, unlock, CipherOptions(driver=args.driver,
-                                                     transfer=args.transfer))
+        return run_files(args, unlock, CipherOptions(driver=args.driver, transfer=args.transfer))
     if len(paths) > 2:
-        raise UsageError("give IN and OUT, '-o OUT IN', or FILE... with --suffix or "
-                         "--output-dir")
+        raise UsageError("give IN and OUT, '-o OUT IN', or FILE... with --suffix or --output-dir")
     args.input, args.output = paths if len(paths) == 2 else ("-", "-")  # none, or '-'
     return _cmd_one(args)
 
@@ -370,16 +458,25 @@ def _cmd_one(args: argparse.Namespace) -> int:
         raise UsageError(f"input and output are the same file ('{args.input}')")
     if args.input != "-" and os.path.isdir(args.input):
         raise UsageError(f"input '{args.input}' {directory_input(encrypt)}")
-    if not args.raw and args.output != "-" and (
-            refusal := replace_refusal(args.output, encrypt=encrypt,
-                                       src=None if args.input == "-" else args.input)
-    ) is not None:
+    if (
+        not args.raw
+        and args.output != "-"
+        and (
+            refusal := replace_refusal(
+                args.output, encrypt=encrypt, src=None if args.input == "-" else args.input
+            )
+        )
+        is not None
+    ):
         raise refusal
     # Before asking: a passphrase typed twice for nothing annoys. True for stdout, a pipe
     # or a device: written directly, where a new file is written atomically.
     to_stream = args.output == "-" or check_output_path(
-        args.output, force=args.force, no_terminal=encrypt,
-        src=args.input if args.input != "-" else None)
+        args.output,
+        force=args.force,
+        no_terminal=encrypt,
+        src=args.input if args.input != "-" else None,
+    )
     key, passphrase, factor = unlock(args)
     _show_iv(args.iv, iv)
     options = CipherOptions(driver=args.driver, transfer=args.transfer)
@@ -392,8 +489,14 @@ def _cmd_one(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_async(args: argparse.Namespace, key: Key | None, passphrase: PassphraseArg | None,
-               factor: int | None, iv: bytes | None, options: CipherOptions) -> None:
+def _run_async(
+    args: argparse.Namespace,
+    key: Key | None,
+    passphrase: PassphraseArg | None,
+    factor: int | None,
+    iv: bytes | None,
+    options: CipherOptions,
+) -> None:
     """Any run through the coroutine API, with a progress bar where one is wanted."""
     encrypt = args.command == "encrypt"
     total = _input_size(args.input)
@@ -405,26 +508,34 @@ def _run_async(args: argparse.Namespace, key: Key | None, passphrase: Passphrase
 
     transform = encrypt_file if encrypt else decrypt_file
     with tui.progress_bar(args.progress, total, stdout_data=args.output == "-") as progress:
-        run(transform(
-            0 if args.input == "-" else args.input,
-            1 if args.output == "-" else args.output,
-            key=key,
-            passphrase=passphrase,
-            backend=args.backend,
-            force=args.force,
-            raw=args.raw,
-            iv=iv,
-            verify=args.verify,
-            options=options,
-            notify=notifier(args),
-            progress=progress,
-            jobs=args.jobs,
-            **({"work_factor": factor} if encrypt else {"max_work_factor": factor}),
-        ))
+        run(
+            transform(
+                0 if args.input == "-" else args.input,
+                1 if args.output == "-" else args.output,
+                key=key,
+                passphrase=passphrase,
+                backend=args.backend,
+                force=args.force,
+                raw=args.raw,
+                iv=iv,
+                verify=args.verify,
+                options=options,
+                notify=notifier(args),
+                progress=progress,
+                jobs=args.jobs,
+                **({"work_factor": factor} if encrypt else {"max_work_factor": factor}),
+            )
+        )
 
 
-def _run_small(args: argparse.Namespace, key: Key | None, passphrase: PassphraseArg | None,
-               factor: int | None, iv: bytes | None, options: CipherOptions) -> bool:
+def _run_small(
+    args: argparse.Namespace,
+    key: Key | None,
+    passphrase: PassphraseArg | None,
+    factor: int | None,
+    iv: bytes | None,
+    options: CipherOptions,
+) -> bool:
     """Run a small regular file into a new file (the caller has checked that the output is
     not a stream) without an event loop (see :mod:`kstream.engine.small`); False, having
     done nothing, for any other run. A run that asks for a progress bar or a kernel
@@ -440,11 +551,19 @@ def _run_small(args: argparse.Namespace, key: Key | None, passphrase: Passphrase
     from kstream.engine.unlock import make_secret
 
     encrypt = args.command == "encrypt"
-    secret = make_secret(key, passphrase, factor if encrypt else None,
-                         None if encrypt else factor)
+    secret = make_secret(key, passphrase, factor if encrypt else None, None if encrypt else factor)
     raw_iv = check_iv(iv, args.raw)
-    return run_sync(lambda: process_small_file(  # False: it grew, the caller streams it
-        encrypt, args.input, args.output, secret, raw_iv=raw_iv, force=args.force,
-        backend=args.backend, options=options, verify=args.verify,
-        notify=notifier(args)))
-
+    return run_sync(
+        lambda: process_small_file(  # False: it grew, the caller streams it
+            encrypt,
+            args.input,
+            args.output,
+            secret,
+            raw_iv=raw_iv,
+            force=args.force,
+            backend=args.backend,
+            options=options,
+            verify=args.verify,
+            notify=notifier(args),
+        )
+    )

@@ -26,20 +26,27 @@ DIR_METAVARS = frozenset({"DIR"})
 def add_completion_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kstream completion`` and ``kstream man`` on the top-level subparsers."""
     p = sub.add_parser(
-        "completion", parents=[common], help="print a bash or zsh completion script",
+        "completion",
+        parents=[common],
+        help="print a bash or zsh completion script",
         description="Print a completion script for SHELL, generated from kstream's own "
         "parser (commands, options, their choices; paths complete as files).",
-        epilog="bash, this shell:   eval \"$(kstream completion bash)\"\n"
+        epilog='bash, this shell:   eval "$(kstream completion bash)"\n'
         "bash, for good:     kstream completion bash > "
         "~/.local/share/bash-completion/completions/kstream\n"
         "zsh, for good:      kstream completion zsh > ~/.zfunc/_kstream\n"
         "                    (with fpath=(~/.zfunc $fpath) before compinit in ~/.zshrc)",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("shell", metavar="SHELL", choices=SHELLS, help="bash or zsh")
-    sub.add_parser("man", parents=[common], help="print kstream's manual page (roff)",
-                   description="Print the manual page for kstream(1), every command and "
-                   "option, as roff: 'kstream man | man -l -' reads it, 'kstream man > "
-                   "kstream.1' installs it.")
+    sub.add_parser(
+        "man",
+        parents=[common],
+        help="print kstream's manual page (roff)",
+        description="Print the manual page for kstream(1), every command and "
+        "option, as roff: 'kstream man | man -l -' reads it, 'kstream man > "
+        "kstream.1' installs it.",
+    )
 
 
 # --------------------------------------------------------------------------- walking
@@ -108,13 +115,11 @@ def _option_lines(parser: argparse.ArgumentParser) -> list[str]:
     formatter = parser._get_formatter()
     lines: list[str] = []
     for action in parser._actions:
-        if action.help == argparse.SUPPRESS or isinstance(action,
-                                                           argparse._SubParsersAction):
+        if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
             continue
         names = formatter._format_action_invocation(action)
         tag = ", ".join(f"\\fB{_roff(part)}\\fR" for part in names.split(", "))
-        lines += [".TP", tag, *_paragraph(formatter._expand_help(action) if action.help
-                                          else "")]
+        lines += [".TP", tag, *_paragraph(formatter._expand_help(action) if action.help else "")]
     return lines
 
 
@@ -143,13 +148,20 @@ def _examples() -> list[str]:
     return [".SH EXAMPLES", *lines]
 
 
-def _command_sections(parser: argparse.ArgumentParser, path: str, top_epilog: str | None,
-                      ) -> list[str]:
+def _command_sections(
+    parser: argparse.ArgumentParser,
+    path: str,
+    top_epilog: str | None,
+) -> list[str]:
     lines: list[str] = []
     for name, summary, command in _subcommands(parser):
         full = f"{path} {name}"
-        lines += [f'.SS "{_roff(full)}"', *_verbatim(_usage(command)), ".PP",
-                  *_paragraph(command.description or summary)]
+        lines += [
+            f'.SS "{_roff(full)}"',
+            *_verbatim(_usage(command)),
+            ".PP",
+            *_paragraph(command.description or summary),
+        ]
         lines += _option_lines(command)
         epilog = _own_epilog(command.epilog, top_epilog)
         if epilog:
@@ -165,17 +177,26 @@ def manual_page(parser: argparse.ArgumentParser) -> str:
     summary = (parser.description or "").split(". ")[0].rstrip(".")
     lines = [
         f'.TH {prog.upper()} 1 "" "{prog} {__version__}" "User Commands"',
-        ".nh", ".ad l",  # option names must not be hyphenated or stretched
-        ".SH NAME", f"{prog} \\- {_roff(summary[:1].lower() + summary[1:])}",
-        ".SH SYNOPSIS", ".nf",
-        *(f"\\fB{_roff(f'{prog} {name}')}\\fR \\fI...\\fR" for name, _, _ in
-          _subcommands(parser)),
-        f"\\fB{prog}\\fR \\fICOMMAND\\fR \\fB\\-\\-help\\fR", ".fi",
-        ".SH DESCRIPTION", *_paragraph(parser.description or ""),
-        ".PP", _roff("Options may come before, between or after the positional arguments; "
-                     "'--' ends the options (for a file named like an option)."),
-        ".SH OPTIONS", *_option_lines(parser),
-        ".SH COMMANDS", *_command_sections(parser, prog, parser.epilog),
+        ".nh",
+        ".ad l",  # option names must not be hyphenated or stretched
+        ".SH NAME",
+        f"{prog} \\- {_roff(summary[:1].lower() + summary[1:])}",
+        ".SH SYNOPSIS",
+        ".nf",
+        *(f"\\fB{_roff(f'{prog} {name}')}\\fR \\fI...\\fR" for name, _, _ in _subcommands(parser)),
+        f"\\fB{prog}\\fR \\fICOMMAND\\fR \\fB\\-\\-help\\fR",
+        ".fi",
+        ".SH DESCRIPTION",
+        *_paragraph(parser.description or ""),
+        ".PP",
+        _roff(
+            "Options may come before, between or after the positional arguments; "
+            "'--' ends the options (for a file named like an option)."
+        ),
+        ".SH OPTIONS",
+        *_option_lines(parser),
+        ".SH COMMANDS",
+        *_command_sections(parser, prog, parser.epilog),
     ]
     lines += _examples()
     if parser.epilog:
@@ -188,4 +209,3 @@ def manual_page(parser: argparse.ArgumentParser) -> str:
 def cmd_man(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(manual_page(parser), end="")
     return 0
-

@@ -49,6 +49,8 @@ def refuse_input_descriptor(fd: int, flag: str, what: str, args: argparse.Namesp
         path_fd = _input_fd(path)
         if path_fd == fd or _same_file(fd, path, path_fd):
             name = "stdin" if path_fd == 0 else f"'{path}'"
-            raise UsageError(f"{flag} {fd} is also the input ({name}): reading the {what} "
-                             "would take input data with it; give the input as a file, or "
-                             f"the {what} on another descriptor (e.g. {flag} 3 3<FILE)")
+            raise UsageError(
+                f"{flag} {fd} is also the input ({name}): reading the {what} "
+                "would take input data with it; give the input as a file, or "
+                f"the {what} on another descriptor (e.g. {flag} 3 3<FILE)"
+            )

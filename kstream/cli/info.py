@@ -20,16 +20,19 @@ from kstream.keys import Key
 
 def add_info_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kstream backends``, ``selftest`` and ``demo`` on the top-level subparsers."""
-    p = sub.add_parser("backends", parents=[common],
-                       help="list backends, kernel drivers and what auto picks")
+    p = sub.add_parser(
+        "backends", parents=[common], help="list backends, kernel drivers and what auto picks"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("selftest", parents=[common],
-                       help="known-answer tests on every backend and driver")
+    p = sub.add_parser(
+        "selftest", parents=[common], help="known-answer tests on every backend and driver"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sub.add_parser("demo", parents=[common],
-                   help="generate a key, encrypt and decrypt sample data, show it")
+    sub.add_parser(
+        "demo", parents=[common], help="generate a key, encrypt and decrypt sample data, show it"
+    )
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -60,12 +63,14 @@ def _every_driver() -> bool:
     from kstream.selftest_paths import path_rows
 
     rows = path_rows("auto")
-    failed = [f"{feed} ({vector}): {detail}" for vector, feed, status, detail in rows
-              if status != "ok"]
+    failed = [
+        f"{feed} ({vector}): {detail}" for vector, feed, status, detail in rows if status != "ok"
+    ]
     drivers = sorted({feed.partition(",")[0] for _, feed, _, _ in rows})
-    print(f"drivers:     {', '.join(drivers)}: "
-          + (f"{len(rows)} of {len(rows)} runs OK" if not failed
-             else f"FAILED: {'; '.join(failed)}"))
+    print(
+        f"drivers:     {', '.join(drivers)}: "
+        + (f"{len(rows)} of {len(rows)} runs OK" if not failed else f"FAILED: {'; '.join(failed)}")
+    )
     return not failed
 
 
@@ -94,11 +99,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             head = f.read(HEADER_SIZE + 16)
         with open(dec, "rb") as f:
             back = f.read()
-        print(f"key:         {key!r}, saved to {key_path} (mode 0600; the demo removes "
-              f"{tmp} when it ends)")
+        print(
+            f"key:         {key!r}, saved to {key_path} (mode 0600; the demo removes "
+            f"{tmp} when it ends)"
+        )
         print(f"plaintext:   {len(data)} bytes, starting {data[:40]!r}")
-        print(f"ciphertext:  {os.path.getsize(enc)} bytes = {HEADER_SIZE}-byte header + "
-              "AES-CTR body in authenticated segments (20 bytes of framing and tag each)")
+        print(
+            f"ciphertext:  {os.path.getsize(enc)} bytes = {HEADER_SIZE}-byte header + "
+            "AES-CTR body in authenticated segments (20 bytes of framing and tag each)"
+        )
         print(f"header:      {head[:HEADER_SIZE].hex(' ', 4)}")
         print(f"body starts: {head[HEADER_SIZE:].hex(' ', 4)}")
         for line in dict.fromkeys(used):
@@ -112,8 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             blob[HEADER_SIZE + 1000] ^= 1  # flip one bit of the ciphertext
             dst.write(blob)
         try:
-            run(decrypt_file(tampered, os.path.join(tmp, "t.out"), key=key,
-                             notify=lambda _: None))
+            run(decrypt_file(tampered, os.path.join(tmp, "t.out"), key=key, notify=lambda _: None))
             print("tampering:   NOT DETECTED")
             return 1
         except KstreamError as exc:

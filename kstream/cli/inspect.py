@@ -31,12 +31,15 @@ from kstream.format import (
 
 def add_inspect_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kstream inspect`` on the top-level subparsers."""
-    p = sub.add_parser("inspect", parents=[common],
-                       help="show a kstream file's header and check its segment layout",
-                       description="Show the header of a kstream file and follow its "
-                       "segments' length words (no key needed): a truncated file or one "
-                       "with data appended is reported as decrypt would, with exit status 1. "
-                       "Whether the contents were modified only decryption can tell.")
+    p = sub.add_parser(
+        "inspect",
+        parents=[common],
+        help="show a kstream file's header and check its segment layout",
+        description="Show the header of a kstream file and follow its "
+        "segments' length words (no key needed): a truncated file or one "
+        "with data appended is reported as decrypt would, with exit status 1. "
+        "Whether the contents were modified only decryption can tell.",
+    )
     p.add_argument("file", metavar="FILE", help="kstream file, or '-' for stdin")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -125,9 +128,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "auth_scheme": int(header.auth_scheme),
         "segment_size": header.auth_param,
         "header_size": header.size,
-        "kdf": None if header.kdf is None else {
-            "name": "scrypt", "log2_n": header.kdf.log2n, "r": header.kdf.r,
-            "p": header.kdf.p, "salt": header.kdf.salt.hex(), "memory": header.kdf.memory},
+        "kdf": None
+        if header.kdf is None
+        else {
+            "name": "scrypt",
+            "log2_n": header.kdf.log2n,
+            "r": header.kdf.r,
+            "p": header.kdf.p,
+            "salt": header.kdf.salt.hex(),
+            "memory": header.kdf.memory,
+        },
         "body_size": body,
         "segments": layout.segments if isinstance(layout, BodyLayout) else None,
         "plaintext_size": layout.plaintext if isinstance(layout, BodyLayout) else None,
@@ -147,22 +157,24 @@ def _print_text(header: Header, info: dict[str, Any]) -> None:
     print(f"format:          kstream version {info['version']}")
     print(f"cipher:          {info['cipher']} (needs a {info['key_bits']}-bit key)")
     print(f"iv:              {info['iv']}")
-    print(f"authentication:  {info['authentication']} (scheme {info['auth_scheme']}), "
-          f"segments of {header.auth_param} bytes")
+    print(
+        f"authentication:  {info['authentication']} (scheme {info['auth_scheme']}), "
+        f"segments of {header.auth_param} bytes"
+    )
     if header.kdf is not None:
         kdf = header.kdf
-        print(f"passphrase:      {kdf.label}: {kdf.memory >> 20} MiB of memory to derive "
-              "the key")
+        print(f"passphrase:      {kdf.label}: {kdf.memory >> 20} MiB of memory to derive the key")
         print(f"salt:            {kdf.salt.hex()}")
     else:
         print("key:             a key (key file or keyring), not a passphrase")
     print(f"header:          {header.size} bytes")
     if info["damage"] is None:
         count = info["segments"]
-        print(f"body:            {info['body_size']} bytes in {count} "
-              f"segment{'s' if count != 1 else ''}, framed as intact")
-        print(f"plaintext:       {info['plaintext_size']} bytes (decrypting authenticates "
-              "them)")
+        print(
+            f"body:            {info['body_size']} bytes in {count} "
+            f"segment{'s' if count != 1 else ''}, framed as intact"
+        )
+        print(f"plaintext:       {info['plaintext_size']} bytes (decrypting authenticates them)")
     else:
         print(f"body:            {info['body_size']} bytes, damaged (see the error)")
         print("plaintext:       unknown")

@@ -38,7 +38,8 @@ def _ring(text: str) -> str:
         raise argparse.ArgumentTypeError(
             "'process' would put the key in this command's own keyring, which vanishes "
             "when it exits; use user or session (or Key.add_to_keyring(..., ring='process') "
-            "inside a program)")
+            "inside a program)"
+        )
     return text
 
 
@@ -69,13 +70,17 @@ def load_keyring_key(args: argparse.Namespace) -> Key | None:
     backend = getattr(args, "backend", None)
     chosen_by = getattr(args, "backend_chosen", "")  # KSTREAM_BACKEND, --backend or ""
     if ref is not None and backend == "openssl" and chosen_by not in ("", "--backend"):
-        tui.notice(f"{chosen_by}=openssl does not apply to {ref.label}: only --backend "
-                   "openssl reads a keyring key out of the kernel; using the kernel",
-                   quiet=getattr(args, "quiet", False))
+        tui.notice(
+            f"{chosen_by}=openssl does not apply to {ref.label}: only --backend "
+            "openssl reads a keyring key out of the kernel; using the kernel",
+            quiet=getattr(args, "quiet", False),
+        )
         args.backend = backend = "auto"
     if ref is not None and ref.type == "user" and backend == "openssl":
-        tui.warning(f"--backend openssl reads {ref.label} out of the kernel keyring: the "
-                    "key's bytes now enter this process's memory")
+        tui.warning(
+            f"--backend openssl reads {ref.label} out of the kernel keyring: the "
+            "key's bytes now enter this process's memory"
+        )
         return Key(key.material())
     return key
 
@@ -88,8 +93,11 @@ def _autoload(name: str, quiet: bool) -> bool:
         return False
     _warn_loose_blob_directory(blob, quiet)
     serial = encrypted_keys.load(name, blob, "user")
-    tui.notice(f"loaded encrypted key '{keyring.description_for(name)}' (serial {serial}) "
-               f"from {blob} into the user keyring", quiet=quiet)
+    tui.notice(
+        f"loaded encrypted key '{keyring.description_for(name)}' (serial {serial}) "
+        f"from {blob} into the user keyring",
+        quiet=quiet,
+    )
     return True
 
 
@@ -104,88 +112,152 @@ def _warn_loose_blob_directory(blob: Path, quiet: bool) -> None:
 
 def add_keygen_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kstream keygen`` on the top-level subparsers ``sub``."""
-    p = sub.add_parser("keygen", parents=[common],
-                       help="create a random key file (mode 0600)")
+    p = sub.add_parser("keygen", parents=[common], help="create a random key file (mode 0600)")
     p.add_argument("output", metavar="OUT", help="new key file, or '-' for stdout (hex)")
-    p.add_argument("--bits", type=int, choices=(128, 192, 256), default=256,
-                   help="key size (default 256)")
+    p.add_argument(
+        "--bits", type=int, choices=(128, 192, 256), default=256, help="key size (default 256)"
+    )
 
 
 def add_key_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``kstream key {add,gen,list,rm}`` on the top-level subparsers ``sub``."""
-    p = sub.add_parser("key", parents=[common],
-                       help="manage keys in the kernel keyring (add, gen, load, list, rm)",
-                       description="Keys kept in the Linux kernel keyring as kstream:NAME. "
-                       "A logon key (the default) can never be read back by any process; "
-                       "encrypt and decrypt use it with --key-name NAME (Linux ≥ 6.2).")
-    keys = p.add_subparsers(dest="key_command", metavar="ACTION", parser_class=type(p),
-                            required=True)
+    p = sub.add_parser(
+        "key",
+        parents=[common],
+        help="manage keys in the kernel keyring (add, gen, load, list, rm)",
+        description="Keys kept in the Linux kernel keyring as kstream:NAME. "
+        "A logon key (the default) can never be read back by any process; "
+        "encrypt and decrypt use it with --key-name NAME (Linux ≥ 6.2).",
+    )
+    keys = p.add_subparsers(
+        dest="key_command", metavar="ACTION", parser_class=type(p), required=True
+    )
 
     def placement(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--type", dest="key_type", choices=TYPE_CHOICES, default="logon",
-                       help="logon (default): no process can read it back; user: readable "
-                       "by its possessor (allows --backend openssl)")
-        q.add_argument("--keyring", type=_ring, choices=KEYRING_CHOICES, default="user",
-                       help="user (default): lives until reboot or until the user's last "
-                       "process ends; session: this login session's keyring, until logout")
+        q.add_argument(
+            "--type",
+            dest="key_type",
+            choices=TYPE_CHOICES,
+            default="logon",
+            help="logon (default): no process can read it back; user: readable "
+            "by its possessor (allows --backend openssl)",
+        )
+        q.add_argument(
+            "--keyring",
+            type=_ring,
+            choices=KEYRING_CHOICES,
+            default="user",
+            help="user (default): lives until reboot or until the user's last "
+            "process ends; session: this login session's keyring, until logout",
+        )
         q.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
 
-    q = keys.add_parser("add", parents=[common], help="add a key file's key to the keyring",
-                        description="Load 16, 24 or 32 bytes (raw or hex, as 'kstream keygen' "
-                        "writes) into the kernel keyring as kstream:NAME; prints the serial.")
+    q = keys.add_parser(
+        "add",
+        parents=[common],
+        help="add a key file's key to the keyring",
+        description="Load 16, 24 or 32 bytes (raw or hex, as 'kstream keygen' "
+        "writes) into the kernel keyring as kstream:NAME; prints the serial.",
+    )
     q.add_argument("name", metavar="NAME", help="the key's name (stored as kstream:NAME)")
-    q.add_argument("keyfile", metavar="KEYFILE", nargs="?", default="-",
-                   help="key file, or '-' for stdin (default)")
+    q.add_argument(
+        "keyfile",
+        metavar="KEYFILE",
+        nargs="?",
+        default="-",
+        help="key file, or '-' for stdin (default)",
+    )
     placement(q)
 
-    q = keys.add_parser("gen", parents=[common], help="generate a key inside the keyring",
-                        description="Generate a random key straight into the kernel keyring "
-                        "as kstream:NAME; prints the serial. Without --save no copy exists "
-                        "anywhere else: the key is lost with its keyring (at reboot, or at "
-                        "logout for the session keyring).")
+    q = keys.add_parser(
+        "gen",
+        parents=[common],
+        help="generate a key inside the keyring",
+        description="Generate a random key straight into the kernel keyring "
+        "as kstream:NAME; prints the serial. Without --save no copy exists "
+        "anywhere else: the key is lost with its keyring (at reboot, or at "
+        "logout for the session keyring).",
+    )
     q.add_argument("name", metavar="NAME", help="the key's name (stored as kstream:NAME)")
-    q.add_argument("--bits", type=int, choices=(128, 192, 256), default=256,
-                   help="key size (default 256)")
-    q.add_argument("--save", metavar="KEYFILE",
-                   help="also write a backup key file (hex, mode 0600, never overwritten); "
-                   "the only chance to keep a copy of a logon key")
-    q.add_argument("--durable", action="store_true",
-                   help="an encrypted key: the kernel generates it (AES-256) and kstream saves "
-                   "only its blob, wrapped by --master; 'kstream key load' brings it back "
-                   "after a reboot")
-    q.add_argument("--master", metavar="MASTER",
-                   help="with --durable: a kstream key name (user key kstream:MASTER), or "
-                   "user:DESC / trusted:DESC")
-    q.add_argument("--blob", metavar="PATH",
-                   help="with --durable: the blob file (default "
-                   "$XDG_DATA_HOME/kstream/keys/NAME.blob; mode 0600, never overwritten)")
+    q.add_argument(
+        "--bits", type=int, choices=(128, 192, 256), default=256, help="key size (default 256)"
+    )
+    q.add_argument(
+        "--save",
+        metavar="KEYFILE",
+        help="also write a backup key file (hex, mode 0600, never overwritten); "
+        "the only chance to keep a copy of a logon key",
+    )
+    q.add_argument(
+        "--durable",
+        action="store_true",
+        help="an encrypted key: the kernel generates it (AES-256) and kstream saves "
+        "only its blob, wrapped by --master; 'kstream key load' brings it back "
+        "after a reboot",
+    )
+    q.add_argument(
+        "--master",
+        metavar="MASTER",
+        help="with --durable: a kstream key name (user key kstream:MASTER), or "
+        "user:DESC / trusted:DESC",
+    )
+    q.add_argument(
+        "--blob",
+        metavar="PATH",
+        help="with --durable: the blob file (default "
+        "$XDG_DATA_HOME/kstream/keys/NAME.blob; mode 0600, never overwritten)",
+    )
     placement(q)
 
-    q = keys.add_parser("load", parents=[common], help="load a durable key from its blob",
-                        description="Re-create the encrypted key kstream:NAME from the blob "
-                        "that 'kstream key gen --durable' wrote (its master key must be "
-                        "loaded); prints the serial.")
+    q = keys.add_parser(
+        "load",
+        parents=[common],
+        help="load a durable key from its blob",
+        description="Re-create the encrypted key kstream:NAME from the blob "
+        "that 'kstream key gen --durable' wrote (its master key must be "
+        "loaded); prints the serial.",
+    )
     q.add_argument("name", metavar="NAME", help="the key's name (stored as kstream:NAME)")
-    q.add_argument("--blob", metavar="PATH",
-                   help="the blob file (default $XDG_DATA_HOME/kstream/keys/NAME.blob)")
-    q.add_argument("--keyring", type=_ring, choices=KEYRING_CHOICES, default="user",
-                   help="user (default) or session")
+    q.add_argument(
+        "--blob",
+        metavar="PATH",
+        help="the blob file (default $XDG_DATA_HOME/kstream/keys/NAME.blob)",
+    )
+    q.add_argument(
+        "--keyring",
+        type=_ring,
+        choices=KEYRING_CHOICES,
+        default="user",
+        help="user (default) or session",
+    )
     q.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
 
-    q = keys.add_parser("list", parents=[common], help="list kstream's keys in the keyrings",
-                        description="kstream's keys that this process can see: serial, type, "
-                        "size, the keyrings that hold them, permissions.")
+    q = keys.add_parser(
+        "list",
+        parents=[common],
+        help="list kstream's keys in the keyrings",
+        description="kstream's keys that this process can see: serial, type, "
+        "size, the keyrings that hold them, permissions.",
+    )
     q.add_argument("--json", action="store_true", help="machine-readable output")
 
-    q = keys.add_parser("rm", parents=[common], help="remove (invalidate) a key",
-                        description="Invalidate kstream:NAME: it disappears from every "
-                        "keyring at once. Files encrypted with it need a backup to decrypt. "
-                        "A logon key cannot be read back, so removing one asks first on a "
-                        "terminal; without a terminal it needs --yes.")
+    q = keys.add_parser(
+        "rm",
+        parents=[common],
+        help="remove (invalidate) a key",
+        description="Invalidate kstream:NAME: it disappears from every "
+        "keyring at once. Files encrypted with it need a backup to decrypt. "
+        "A logon key cannot be read back, so removing one asks first on a "
+        "terminal; without a terminal it needs --yes.",
+    )
     q.add_argument("name", metavar="NAME", help="the key's name")
-    q.add_argument("-y", "--yes", action="store_true",
-                   help="remove a logon key without asking (scripts: say it here, since "
-                   "there is no terminal to ask on)")
+    q.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="remove a logon key without asking (scripts: say it here, since "
+        "there is no terminal to ask on)",
+    )
 
 
 # --------------------------------------------------------------------------- commands
@@ -233,8 +305,10 @@ def unusable_here(key_type: str) -> str | None:
     else:
         why = f"the kernel backend is unavailable: {status.reason}"
     if key_type == "user":
-        return (f"on this host it can only be used with --backend openssl, which reads it "
-                f"into process memory: {why}; see 'kstream backends'")
+        return (
+            f"on this host it can only be used with --backend openssl, which reads it "
+            f"into process memory: {why}; see 'kstream backends'"
+        )
     return f"it cannot be used on this host: {why}; see 'kstream backends'"
 
 
@@ -246,11 +320,12 @@ def _added(args: argparse.Namespace, key: Key, serial: int, only_copy: bool) -> 
     if key.bits == 128:
         tui.warning(SHORT_KEY_WARNING)
     label = f"{args.key_type} key '{keyring.description_for(args.name)}'"
-    tui.notice(f"added {label} (AES-{key.bits}) to the {args.keyring} keyring",
-               quiet=args.quiet)
+    tui.notice(f"added {label} (AES-{key.bits}) to the {args.keyring} keyring", quiet=args.quiet)
     if only_copy:
-        tui.warning(f"{label}: no copy exists anywhere else, so it is lost at "
-                    f"{LOST_AT[args.keyring]}; use --save KEYFILE to keep a backup")
+        tui.warning(
+            f"{label}: no copy exists anywhere else, so it is lost at "
+            f"{LOST_AT[args.keyring]}; use --save KEYFILE to keep a backup"
+        )
     unusable = unusable_here(args.key_type)
     if unusable is not None:
         tui.warning(f"{label}: {unusable}")
@@ -260,8 +335,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     keyring.description_for(args.name)  # a bad name fails before the key is read
     if args.keyfile == "-":
         tui.refuse_terminal(
-            0, "refusing to read a key from the terminal; give KEYFILE or pipe the key in "
-            "(e.g. 'kstream keygen - | kstream key add NAME')"
+            0,
+            "refusing to read a key from the terminal; give KEYFILE or pipe the key in "
+            "(e.g. 'kstream keygen - | kstream key add NAME')",
         )
         key = Key.from_fd(0)
     else:
@@ -283,22 +359,32 @@ def _blob(args: argparse.Namespace) -> Path:
 
 def cmd_gen_durable(args: argparse.Namespace) -> int:
     if args.master is None:
-        raise UsageError("--durable needs --master MASTER: the key that wraps its blob (a "
-                         "kstream key name, or user:DESC / trusted:DESC)")
-    for given, why in ((args.save is not None, "--save"), (args.key_type != "logon", "--type"),
-                       (args.bits != 256, "--bits")):
+        raise UsageError(
+            "--durable needs --master MASTER: the key that wraps its blob (a "
+            "kstream key name, or user:DESC / trusted:DESC)"
+        )
+    for given, why in (
+        (args.save is not None, "--save"),
+        (args.key_type != "logon", "--type"),
+        (args.bits != 256, "--bits"),
+    ):
         if given:
-            raise UsageError(f"{why} does not apply to --durable: the kernel generates an "
-                             "AES-256 encrypted key, and its blob is the backup")
+            raise UsageError(
+                f"{why} does not apply to --durable: the kernel generates an "
+                "AES-256 encrypted key, and its blob is the backup"
+            )
     blob = _blob(args)
     serial = encrypted_keys.generate(args.name, args.master, blob, args.keyring)
     print(serial)
     _warn_loose_blob_directory(blob, args.quiet)
     master = encrypted_keys.master_descriptor(args.master)
-    tui.notice(f"added encrypted key '{keyring.description_for(args.name)}' (AES-256, "
-               f"master {master}) to the {args.keyring} keyring; blob written to {blob} "
-               "(after a reboot: load the master, then 'kstream key load "
-               f"{keyring.name_of(keyring.description_for(args.name))}')", quiet=args.quiet)
+    tui.notice(
+        f"added encrypted key '{keyring.description_for(args.name)}' (AES-256, "
+        f"master {master}) to the {args.keyring} keyring; blob written to {blob} "
+        "(after a reboot: load the master, then 'kstream key load "
+        f"{keyring.name_of(keyring.description_for(args.name))}')",
+        quiet=args.quiet,
+    )
     unusable = unusable_here("encrypted")
     if unusable is not None:
         tui.warning(f"encrypted key '{keyring.description_for(args.name)}': {unusable}")
@@ -324,14 +410,20 @@ def cmd_load(args: argparse.Namespace) -> int:
     serial = _loaded_from(args.name, blob, args.keyring)
     if serial is not None:
         print(serial)
-        tui.notice(f"encrypted key '{keyring.description_for(args.name)}' is already loaded "
-                   f"from {blob} (serial {serial}); nothing to do", quiet=args.quiet)
+        tui.notice(
+            f"encrypted key '{keyring.description_for(args.name)}' is already loaded "
+            f"from {blob} (serial {serial}); nothing to do",
+            quiet=args.quiet,
+        )
         return 0
     _warn_loose_blob_directory(blob, args.quiet)
     serial = encrypted_keys.load(args.name, blob, args.keyring)
     print(serial)
-    tui.notice(f"loaded encrypted key '{keyring.description_for(args.name)}' from {blob} "
-               f"into the {args.keyring} keyring", quiet=args.quiet)
+    tui.notice(
+        f"loaded encrypted key '{keyring.description_for(args.name)}' from {blob} "
+        f"into the {args.keyring} keyring",
+        quiet=args.quiet,
+    )
     return 0
 
 
@@ -360,23 +452,39 @@ def cmd_gen(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    listed = keyring.list_keys(master_of=lambda description: encrypted_keys.master_in(
-        encrypted_keys.blob_path(keyring.name_of(description))))
+    listed = keyring.list_keys(
+        master_of=lambda description: encrypted_keys.master_in(
+            encrypted_keys.blob_path(keyring.name_of(description))
+        )
+    )
     if args.json:
         print(json.dumps([k.to_json() for k in listed], indent=2))
         return 0
     if not listed:
-        print("no kstream keys in the keyrings this process can see "
-              "(create one with 'kstream key gen NAME')")
+        print(
+            "no kstream keys in the keyrings this process can see "
+            "(create one with 'kstream key gen NAME')"
+        )
         return 0
     rows = [("SERIAL", "TYPE", "BITS", "KEYRING", "EXPIRY", "PERMISSIONS", "MASTER", "NAME")]
-    rows += [(str(k.serial), k.type, str(k.bits or "?"), ",".join(k.keyrings), k.expiry,
-              keyring.format_perm(k.perm),
-              (k.master or "?") if k.type == "encrypted" else "-", k.name) for k in listed]
+    rows += [
+        (
+            str(k.serial),
+            k.type,
+            str(k.bits or "?"),
+            ",".join(k.keyrings),
+            k.expiry,
+            keyring.format_perm(k.perm),
+            (k.master or "?") if k.type == "encrypted" else "-",
+            k.name,
+        )
+        for k in listed
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
-              + "  " + row[-1])
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        )
     return 0
 
 
@@ -393,27 +501,36 @@ def cmd_rm(args: argparse.Namespace) -> int:
     except keyring.KeyNotFound:
         raise keyring.KeyNotFound(
             f"no key '{keyring.description_for(args.name)}' in the session or user keyring: "
-            "nothing to remove (see 'kstream key list')") from None
+            "nothing to remove (see 'kstream key list')"
+        ) from None
     if ref.type == "logon" and not args.yes:
-        question = (f"remove {ref.label}? It cannot be read back: files encrypted with it "
-                    "stay readable only with a backup key file")
-        if not prompts.confirm(question, refusal=(
+        question = (
+            f"remove {ref.label}? It cannot be read back: files encrypted with it "
+            "stay readable only with a backup key file"
+        )
+        if not prompts.confirm(
+            question,
+            refusal=(
                 f"refusing to remove {ref.label} without asking: no terminal to ask on; "
                 "add --yes if a backup key file exists or the files it encrypted are no "
-                "longer needed")):
+                "longer needed"
+            ),
+        ):
             tui.notice(f"kept {ref.label}", quiet=False)
             return 0
     keyring.invalidate(ref)
     print(f"removed {ref.label}")
     blob = encrypted_keys.blob_path(args.name)
     if ref.type == "encrypted" and blob.exists():
-        tui.notice(f"its blob stays at {blob}: 'kstream key load {args.name}' brings the key "
-                   "back; delete the blob to destroy the key", quiet=False)
+        tui.notice(
+            f"its blob stays at {blob}: 'kstream key load {args.name}' brings the key "
+            "back; delete the blob to destroy the key",
+            quiet=False,
+        )
     return 0
 
 
-KEY_COMMANDS = {"add": cmd_add, "gen": cmd_gen, "list": cmd_list, "load": cmd_load,
-                "rm": cmd_rm}
+KEY_COMMANDS = {"add": cmd_add, "gen": cmd_gen, "list": cmd_list, "load": cmd_load, "rm": cmd_rm}
 
 
 def cmd_key(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ Adder = Callable[[Any, argparse.ArgumentParser], object]
 # man page and completion, which show them all): a small file's encryption should not pay
 # for importing the benchmark, the backends report or the shell completion.
 
+
 def _encrypt() -> tuple[Adder, dict[str, Handler]]:
     from kstream.cli.cipher import add_encrypt_parser, cmd_cipher
 
@@ -55,8 +56,7 @@ def _inspect() -> tuple[Adder, dict[str, Handler]]:
 def _info() -> tuple[Adder, dict[str, Handler]]:
     from kstream.cli.info import add_info_parsers, cmd_backends, cmd_demo, cmd_selftest
 
-    return add_info_parsers, {"backends": cmd_backends, "selftest": cmd_selftest,
-                              "demo": cmd_demo}
+    return add_info_parsers, {"backends": cmd_backends, "selftest": cmd_selftest, "demo": cmd_demo}
 
 
 def _key() -> tuple[Adder, dict[str, Handler]]:
@@ -103,8 +103,7 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser,
-                                                      dict[str, Handler]]:
+def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     """The parser and the handlers: of every command, or, given ``command``, of the group
     that holds it (encrypt and decrypt are a group each: building a parser costs start-up
     time; the top-level ``--help`` is then never reached: a command's own ``--help`` is)."""
@@ -118,13 +117,19 @@ def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser,
     parser.add_argument("--version", action="version", version=f"kstream {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     # A dest of its own: a subcommand's -q default would overwrite a shared one.
-    parser.add_argument("-q", "--quiet", action="store_true", dest="quiet_first",
-                        help="no notices on stderr (as the command's own -q)")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        dest="quiet_first",
+        help="no notices on stderr (as the command's own -q)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     # --debug is accepted before or after the command name.
     common = tui.Parser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show tracebacks on errors")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
     handlers: dict[str, Handler] = {}
     for load, names in GROUPS:
         if command is None or command in names:

@@ -46,8 +46,9 @@ def files_in_flight(sizes: Sequence[int]) -> int:
 
 
 def most_severe(codes: Sequence[int]) -> int:
-    return max(codes, key=lambda c: SEVERITY.index(c) if c in SEVERITY else len(SEVERITY),
-               default=0)
+    return max(
+        codes, key=lambda c: SEVERITY.index(c) if c in SEVERITY else len(SEVERITY), default=0
+    )
 
 
 # A NamedTuple and a plain class, not dataclasses: the encrypt and decrypt commands import
@@ -61,8 +62,9 @@ class Task(NamedTuple):
     size: int = 0
 
 
-def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
-                 output_dir: str | None) -> tuple[list[Task], list[tuple[str, KstreamError]]]:
+def plan_outputs(
+    files: Sequence[str], *, encrypt: bool, suffix: str, output_dir: str | None
+) -> tuple[list[Task], list[tuple[str, KstreamError]]]:
     """Each input's output name, and the inputs refused before anything runs.
 
     Encrypting adds ``suffix``; decrypting removes it (a name without it is an error for
@@ -70,8 +72,10 @@ def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
     names. Two inputs that would write the same output refuse the whole run.
     """
     if "-" in files:
-        raise UsageError("'-' (stdin/stdout) is not accepted with several files, --suffix or "
-                         "--output-dir; use 'IN OUT' for a pipe")
+        raise UsageError(
+            "'-' (stdin/stdout) is not accepted with several files, --suffix or "
+            "--output-dir; use 'IN OUT' for a pipe"
+        )
     if not suffix:
         raise UsageError("--suffix must not be empty: each output needs a name of its own")
     if output_dir is not None:
@@ -86,10 +90,16 @@ def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
         if encrypt:
             name = base + suffix
         elif base.endswith(suffix) and len(base) > len(suffix):
-            name = base[:-len(suffix)]
+            name = base[: -len(suffix)]
         else:
-            refused.append((src, UsageError(f"the name does not end in '{suffix}'; "
-                                            "give the suffix with --suffix")))
+            refused.append(
+                (
+                    src,
+                    UsageError(
+                        f"the name does not end in '{suffix}'; give the suffix with --suffix"
+                    ),
+                )
+            )
             continue
         dst = os.path.join(output_dir if output_dir is not None else directory, name)
         if (refusal := replace_refusal(dst, encrypt=encrypt)) is not None:
@@ -100,8 +110,9 @@ def plan_outputs(files: Sequence[str], *, encrypt: bool, suffix: str,
     for task in tasks:
         real = os.path.realpath(task.dst)
         if real in seen:
-            raise UsageError(f"'{seen[real]}' and '{task.src}' would both be written to "
-                             f"'{task.dst}'")
+            raise UsageError(
+                f"'{seen[real]}' and '{task.src}' would both be written to '{task.dst}'"
+            )
         seen[real] = task.src
     return tasks, refused
 
@@ -121,8 +132,10 @@ def make_output_dir(path: str) -> None:
 def directory_input(encrypt: bool) -> str:
     """What to say of a directory given as an input (the caller names it once)."""
     if encrypt:
-        return ("is a directory; kstream encrypts files: give its files (with --suffix), "
-                "or a tar of it ('tar c DIR | kstream encrypt -k KEY -o DIR.tar.kst')")
+        return (
+            "is a directory; kstream encrypts files: give its files (with --suffix), "
+            "or a tar of it ('tar c DIR | kstream encrypt -k KEY -o DIR.tar.kst')"
+        )
     return "is a directory; give the .kst files in it"
 
 
@@ -144,8 +157,10 @@ class Tally:
         size = f"{self.bytes / 1e6:,.1f} MB" if self.bytes >= 100_000 else f"{self.bytes:,} B"
         left = self.files - self.done - self.failed
         not_started = f", {left} not done" if left else ""
-        return (f"{self.files} files: {self.done} done, {self.failed} failed{not_started}, "
-                f"{size} in {seconds:.2f} s")
+        return (
+            f"{self.files} files: {self.done} done, {self.failed} failed{not_started}, "
+            f"{size} in {seconds:.2f} s"
+        )
 
 
 def fail(tally: Tally, src: str, exc: KstreamError) -> None:
@@ -154,8 +169,14 @@ def fail(tally: Tally, src: str, exc: KstreamError) -> None:
     tui.error(f"{src}: {exc}")
 
 
-async def run_all(tasks: Sequence[Task], one: Callable[[Task], Awaitable[None]], *, jobs: int,
-                  tally: Tally, file_done: Callable[[], None] | None = None) -> None:
+async def run_all(
+    tasks: Sequence[Task],
+    one: Callable[[Task], Awaitable[None]],
+    *,
+    jobs: int,
+    tally: Tally,
+    file_done: Callable[[], None] | None = None,
+) -> None:
     """Run ``one`` for every task with at most ``jobs`` in flight.
 
     On cancellation (Ctrl-C, SIGTERM) no new file starts and the ones in flight are
@@ -198,15 +219,23 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
     """``kstream encrypt|decrypt [--suffix SUF] [--output-dir DIR] FILE...``; the status."""
     encrypt = args.command == "encrypt"
     if args.raw:
-        raise UsageError("--raw is for one IN and OUT: with several files every output would "
-                         "reuse the same IV (and keystream)")
-    tasks, refused = plan_outputs(args.paths, encrypt=encrypt,
-                                  suffix=DEFAULT_SUFFIX if args.suffix is None else args.suffix,
-                                  output_dir=args.output_dir)
+        raise UsageError(
+            "--raw is for one IN and OUT: with several files every output would "
+            "reuse the same IV (and keystream)"
+        )
+    tasks, refused = plan_outputs(
+        args.paths,
+        encrypt=encrypt,
+        suffix=DEFAULT_SUFFIX if args.suffix is None else args.suffix,
+        output_dir=args.output_dir,
+    )
     key, phrase, factor = unlock(args)
     # A passphrase is asked once and derived once per salt for the whole run.
-    shared = None if phrase is None else Derivations(
-        phrase, DEFAULT_WORK_FACTOR if factor is None or not encrypt else factor)
+    shared = (
+        None
+        if phrase is None
+        else Derivations(phrase, DEFAULT_WORK_FACTOR if factor is None or not encrypt else factor)
+    )
     tally = Tally(len(args.paths))
     for src, exc in refused:
         fail(tally, src, exc)
@@ -223,18 +252,33 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
         with tui.files_bar(args.progress, sum(sizes), len(tasks)) as (progress, file_done):
 
             async def one(task: Task) -> None:
-                limit: dict[str, Any] = ({} if encrypt or factor is None
-                                         else {"max_work_factor": factor})
-                await transform(task.src, task.dst, key=key, passphrase=shared,
-                                backend=backend or args.backend, force=args.force,
-                                verify=args.verify,
-                                options=options, notify=notify, progress=progress, jobs=1,
-                                **limit)
+                limit: dict[str, Any] = (
+                    {} if encrypt or factor is None else {"max_work_factor": factor}
+                )
+                await transform(
+                    task.src,
+                    task.dst,
+                    key=key,
+                    passphrase=shared,
+                    backend=backend or args.backend,
+                    force=args.force,
+                    verify=args.verify,
+                    options=options,
+                    notify=notify,
+                    progress=progress,
+                    jobs=1,
+                    **limit,
+                )
 
             async def go() -> None:
                 try:
-                    await run_all(tasks, one, jobs=args.jobs or files_in_flight(sizes), tally=tally,
-                                  file_done=file_done)
+                    await run_all(
+                        tasks,
+                        one,
+                        jobs=args.jobs or files_in_flight(sizes),
+                        tally=tally,
+                        file_done=file_done,
+                    )
                 finally:
                     if len(args.paths) > 1:
                         tui.notice(tally.summary(), quiet=args.quiet)
@@ -245,8 +289,9 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
     return most_severe(tally.codes)
 
 
-def wipe_secrets(key: Key | None, phrase: PassphraseArg | None,
-                 shared: Derivations | None = None) -> None:
+def wipe_secrets(
+    key: Key | None, phrase: PassphraseArg | None, shared: Derivations | None = None
+) -> None:
     """Wipe what unlocked a run once it ends: the key, the passphrase as read, and the keys
     derived from it."""
     if key is not None:
@@ -264,6 +309,7 @@ def notifier(args: argparse.Namespace) -> Callable[[str], None]:
     say = tui.notifier(args.quiet)
     if not getattr(args, "backend_chosen", False):
         return say
+
     def notify(message: str) -> None:
         if message != FALLBACK_NOTICE:
             say(message)

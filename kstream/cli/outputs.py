@@ -54,5 +54,6 @@ def replace_refusal(path: str, *, encrypt: bool, src: str | None = None) -> Usag
         return UsageError(
             f"output '{path}' exists and {what} kstream ciphertext: {command} does not "
             "replace it, even with --force (it may be one of your inputs); for several "
-            "files give --suffix or --output-dir, or remove it first")
+            "files give --suffix or --output-dir, or remove it first"
+        )
     return None

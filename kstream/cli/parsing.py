@@ -37,8 +37,7 @@ def _has_subcommands(parser: argparse.ArgumentParser) -> bool:
     return any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
 
 
-def parse_intermixed(parser: Parser,
-                     args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+def parse_intermixed(parser: Parser, args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """``parse_known_intermixed_args`` for a parser without subcommands, but correct about
     ``--``: options are read from before it only, and everything after it is positional.
 
@@ -86,8 +85,13 @@ class _IntermixedSubParsers(_SubParsersBase):
     :func:`parse_intermixed` and reports what it does not know itself (its own ``--help``
     is the one to read)."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         assert isinstance(values, list)  # nargs=PARSER: the command name and what follows
         name, *rest = values
         if name not in self._name_parser_map:

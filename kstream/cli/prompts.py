@@ -10,8 +10,10 @@ from kstream.cli import tui
 from kstream.errors import Interrupted, UsageError
 
 _MAX_PASSPHRASE = 64 << 10
-NO_TERMINAL = ("no terminal to ask for the passphrase on; give it with --passphrase-fd N "
-               "or --passphrase-file PATH")
+NO_TERMINAL = (
+    "no terminal to ask for the passphrase on; give it with --passphrase-fd N "
+    "or --passphrase-file PATH"
+)
 
 
 def ask_passphrase(*, confirm: bool) -> bytearray:
@@ -69,8 +71,7 @@ def _ask(fd: int, prompt: str) -> bytearray:
             chunk = os.read(fd, 1024)
             if not chunk:  # Ctrl-D: the answer was never given, not given empty
                 _wipe(line)
-                raise UsageError("the passphrase prompt was closed (Ctrl-D) without an "
-                                 "answer")
+                raise UsageError("the passphrase prompt was closed (Ctrl-D) without an answer")
             line += chunk
     except KeyboardInterrupt:
         _wipe(line)

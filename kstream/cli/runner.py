@@ -57,8 +57,10 @@ async def _with_signals(coro: Coroutine[Any, Any, None]) -> None:
 
     def on_signal(signum: int) -> None:
         if got:
-            tui.error(f"{'terminated' if signum == _signal.SIGTERM else 'interrupted'} "
-                      "again: stopping at once (a partial output file may remain)")
+            tui.error(
+                f"{'terminated' if signum == _signal.SIGTERM else 'interrupted'} "
+                "again: stopping at once (a partial output file may remain)"
+            )
             os._exit(tui.EXIT_SIGTERM if signum == _signal.SIGTERM else Interrupted.exit_code)
         got.append(signum)
         if signum == _signal.SIGINT:

@@ -134,7 +134,8 @@ class Parser(argparse.ArgumentParser):
         # Before argparse's __init__, which already adds -h (and makes a formatter for it).
         if len(args) < 6:  # formatter_class is the 6th parameter
             kwargs["formatter_class"] = at_terminal_width(
-                kwargs.get("formatter_class", argparse.HelpFormatter))
+                kwargs.get("formatter_class", argparse.HelpFormatter)
+            )
         super().__init__(*args, **kwargs)
         self.formatter_class = at_terminal_width(self.formatter_class)
 
@@ -150,12 +151,14 @@ def at_terminal_width(formatter_class: Any) -> Any:
     """``formatter_class`` (a :class:`argparse.HelpFormatter` subclass), made to default its
     width to ``terminal_columns() - 2``, as argparse's own default is the columns that
     ``shutil`` reports less 2. Anything else (a factory function, say) is left as it is."""
-    if not (isinstance(formatter_class, type)
-            and issubclass(formatter_class, argparse.HelpFormatter)):
+    if not (
+        isinstance(formatter_class, type) and issubclass(formatter_class, argparse.HelpFormatter)
+    ):
         return formatter_class
     if formatter_class in _sized.values():
         return formatter_class
     if formatter_class not in _sized:
+
         class Sized(formatter_class):  # type: ignore[misc]
             def __init__(self, prog: str, *args: Any, **kwargs: Any) -> None:
                 if len(args) < 3 and kwargs.get("width") is None:  # width: the 4th argument
@@ -238,10 +241,19 @@ class _Bar:
                 tqdm.set_lock(_screen)
                 # Decimal units (1 MB = 10^6 bytes), as in the many-files summary line and
                 # in kstream bench: the bar's total and the summary's agree.
-                self._bar = tqdm(total=self.total, initial=n, unit="B", unit_scale=True,
-                                 unit_divisor=1000, file=sys.stderr, leave=False,
-                                 dynamic_ncols=True, miniters=1, delay=self.delay,
-                                 postfix=self.postfix or None)
+                self._bar = tqdm(
+                    total=self.total,
+                    initial=n,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1000,
+                    file=sys.stderr,
+                    leave=False,
+                    dynamic_ncols=True,
+                    miniters=1,
+                    delay=self.delay,
+                    postfix=self.postfix or None,
+                )
                 return
             self._bar.update(n)
 
@@ -286,8 +298,11 @@ def _bar(wanted: bool | None, total: int | None, *, stdout_data: bool) -> Iterat
     """
     global _bar_shown
     if wanted is None:
-        wanted = (sys.stderr.isatty() and not (stdout_data and sys.stdout.isatty())
-                  and (total is None or total >= SMALL_INPUT))
+        wanted = (
+            sys.stderr.isatty()
+            and not (stdout_data and sys.stdout.isatty())
+            and (total is None or total >= SMALL_INPUT)
+        )
         delay = BAR_DELAY
     else:
         delay = 0.0
@@ -305,16 +320,18 @@ def _bar(wanted: bool | None, total: int | None, *, stdout_data: bool) -> Iterat
 
 
 @contextmanager
-def progress_bar(wanted: bool | None, total: int | None, *, stdout_data: bool
-                 ) -> Iterator[Progress | None]:
+def progress_bar(
+    wanted: bool | None, total: int | None, *, stdout_data: bool
+) -> Iterator[Progress | None]:
     """A byte counter (see :func:`_bar`): the callback to report bytes, or ``None``."""
     with _bar(wanted, total, stdout_data=stdout_data) as bar:
         yield None if bar is None else bar.update
 
 
 @contextmanager
-def files_bar(wanted: bool | None, total: int, files: int
-              ) -> Iterator[tuple[Progress | None, Callable[[], None] | None]]:
+def files_bar(
+    wanted: bool | None, total: int, files: int
+) -> Iterator[tuple[Progress | None, Callable[[], None] | None]]:
     """A byte counter that also counts files (``3/10 files``) for many-files runs: the
     callbacks for bytes and for a finished file, or ``(None, None)`` without a bar."""
     with _bar(wanted, total, stdout_data=False) as bar:

@@ -22,8 +22,10 @@ Progress = Callable[[int], None]
 
 # --- choosing the driver ----------------------------------------------------------------------
 
-async def run_fds(plan: Plan, source: FdSource, sink: FdSink,
-                  progress: Progress | None = None) -> None:
+
+async def run_fds(
+    plan: Plan, source: FdSource, sink: FdSink, progress: Progress | None = None
+) -> None:
     """The fd stream driver (after the prefix has been written)."""
     codec = plan.codec()
     try:
@@ -35,8 +37,9 @@ async def run_fds(plan: Plan, source: FdSource, sink: FdSink,
         codec.cipher.close()
 
 
-async def run_iterable(plan: Plan, source: Source,
-                       progress: Progress | None = None) -> AsyncGenerator[bytes | bytearray, None]:
+async def run_iterable(
+    plan: Plan, source: Source, progress: Progress | None = None
+) -> AsyncGenerator[bytes | bytearray, None]:
     """The async-iterable driver: yields the prefix, then each segment's output."""
     codec = plan.codec()
     try:
@@ -53,8 +56,9 @@ async def run_iterable(plan: Plan, source: Source,
         codec.cipher.close()
 
 
-async def run(plan: Plan, source: Source, sink: Sink | FdSink,
-              progress: Progress | None = None) -> None:
+async def run(
+    plan: Plan, source: Source, sink: Sink | FdSink, progress: Progress | None = None
+) -> None:
     """Everything from ``source`` through the plan into ``sink``: fd to fd by the fd stream
     driver, anything else by the async-iterable driver."""
     if isinstance(source, FdSource) and isinstance(sink, FdSink):
@@ -74,8 +78,15 @@ def ranges_apply(source: FdSource, options: CipherOptions | None) -> bool:
     return options is None or options.transfer in ("auto", "sendmsg")
 
 
-async def run_ranges_plan(plan: Plan, source: FdSource, sink: FdSink, size: int, base: int,
-                          jobs: int, progress: Progress | None = None) -> bool:
+async def run_ranges_plan(
+    plan: Plan,
+    source: FdSource,
+    sink: FdSink,
+    size: int,
+    base: int,
+    jobs: int,
+    progress: Progress | None = None,
+) -> bool:
     """Run ``size`` bytes of ``source`` from ``base`` (its header included when
     decrypting a kstream file) by parallel ranges into ``sink``; False if the input's size
     fits no intact file (the fd stream driver then says exactly what is wrong)."""
@@ -85,8 +96,7 @@ async def run_ranges_plan(plan: Plan, source: FdSource, sink: FdSink, size: int,
     elif plan.encrypt:
         prefix = plan.prefix
         sink.pwrite_buffers([prefix], 0)
-        ranges = plan_ranges(size // unit + 1, jobs, unit, unit + OVERHEAD, size, base,
-                             len(prefix))
+        ranges = plan_ranges(size // unit + 1, jobs, unit, unit + OVERHEAD, size, base, len(prefix))
     else:
         head = plan.header.size  # the fixed header and, in a passphrase file, its block
         count = segment_count(size - head, unit)

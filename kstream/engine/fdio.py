@@ -173,8 +173,7 @@ class FdSource:
             while got < len(view):
                 n = os.preadv(self.fd, [view[got:]], offset + got)
                 if n == 0:
-                    raise IOFailure(f"{self.name} changed size while it was being read; "
-                                    "try again")
+                    raise IOFailure(f"{self.name} changed size while it was being read; try again")
                 got += n
 
 

@@ -241,7 +241,7 @@ async def iterate(
         with memoryview(buf) as view:
             offset = 0
             for piece in pieces:
-                view[offset:offset + len(piece)] = piece
+                view[offset : offset + len(piece)] = piece
                 offset += len(piece)
             return b"".join(codec.process(view, n, n < unit))
 
@@ -251,9 +251,15 @@ async def iterate(
 
     # Closed explicitly: closing this generator must stop the read-ahead's tasks now, not
     # whenever the loop finalizes the inner generator (the caller closes the cipher next).
-    async with contextlib.aclosing(read_ahead(read, work, lambda item: item[1] < unit,
-                                              counted if progress else None,
-                                              hold_first=by_pieces is None)) as outputs:
+    async with contextlib.aclosing(
+        read_ahead(
+            read,
+            work,
+            lambda item: item[1] < unit,
+            counted if progress else None,
+            hold_first=by_pieces is None,
+        )
+    ) as outputs:
         async for out in outputs:
             if out:
                 yield out

@@ -37,13 +37,15 @@ _POOL = 3
 class _Pump:
     """The two threads' shared state; either thread stops at its next step after ``stop``."""
 
-    def __init__(self, source: FdReader, codec: Codec, sink: FdSink,
-                 progress: Progress | None) -> None:
+    def __init__(
+        self, source: FdReader, codec: Codec, sink: FdSink, progress: Progress | None
+    ) -> None:
         self.source, self.codec, self.sink = source, codec, sink
         self.progress = progress
         self.free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
         self.ready: queue.SimpleQueue[tuple[bytearray, int] | BaseException | None] = (
-            queue.SimpleQueue())
+            queue.SimpleQueue()
+        )
         self.stopped = threading.Event()
         #: How many segment buffers exist (1 until segment 0 has been processed).
         self.allocated = 1
@@ -90,8 +92,9 @@ class _Pump:
         self.free.put(None)
 
 
-async def pump(source: FdSource, codec: Codec, sink: FdSink,
-               progress: Progress | None = None) -> None:
+async def pump(
+    source: FdSource, codec: Codec, sink: FdSink, progress: Progress | None = None
+) -> None:
     """Run everything from ``source`` through ``codec`` into ``sink``."""
     loop = asyncio.get_running_loop()
     state = _Pump(source.reader(), codec, sink, from_worker(progress))
@@ -109,12 +112,16 @@ def accepts_fd(codec: Codec, source: FdSource) -> bool:
     Only for encryption and raw mode: opening must see each frame and tag first.
     """
     cipher = codec.cipher
-    return (not isinstance(codec, OpenCodec) and isinstance(cipher, FdCipherStream)
-            and cipher.accepts_fd(source.fd))
+    return (
+        not isinstance(codec, OpenCodec)
+        and isinstance(cipher, FdCipherStream)
+        and cipher.accepts_fd(source.fd)
+    )
 
 
-async def pump_from_fd(source: FdSource, codec: Codec, sink: FdSink,
-                       progress: Progress | None = None) -> None:
+async def pump_from_fd(
+    source: FdSource, codec: Codec, sink: FdSink, progress: Progress | None = None
+) -> None:
     """Encrypt (or raw-cipher) ``source`` with a cipher that reads the fd itself."""
     cipher = codec.cipher
     assert isinstance(cipher, FdCipherStream)

@@ -30,8 +30,9 @@ Progress = Callable[[int], None]
 NOTHING_TO_VERIFY = f"{option('verify')} has nothing to check: openssl is the reference"
 
 
-def resolve_backend(key: Key | None, backend: str, notify: Notify,
-                    options: CipherOptions | None = None) -> Backend:
+def resolve_backend(
+    key: Key | None, backend: str, notify: Notify, options: CipherOptions | None = None
+) -> Backend:
     """The backend for a run over many files, resolved once for all of them (each file's
     plan takes the object: one kernel probe and one notice for the run, not per file).
     ``key`` is None for a passphrase, whose keys are plain keys."""
@@ -49,8 +50,10 @@ def check_iv(iv: bytes | None, raw: bool) -> bytes | None:
             raise UsageError(f"the IV must be {IV_SIZE} bytes, got {len(iv)}")
         return bytes(iv)
     if iv is not None:
-        raise UsageError(f"an IV can only be given with raw mode ({option('raw')}); "
-                         "kstream files get a fresh random IV")
+        raise UsageError(
+            f"an IV can only be given with raw mode ({option('raw')}); "
+            "kstream files get a fresh random IV"
+        )
     return None
 
 
@@ -84,9 +87,17 @@ class Plan:
     not a dataclass: see :mod:`kstream.format`.
     """
 
-    def __init__(self, encrypt: bool, key: Key, backend: Backend, iv: bytes,
-                 header: Header | None, options: CipherOptions | None = None,
-                 verify: bool = False, mac: AESGCM | None = None) -> None:
+    def __init__(
+        self,
+        encrypt: bool,
+        key: Key,
+        backend: Backend,
+        iv: bytes,
+        header: Header | None,
+        options: CipherOptions | None = None,
+        verify: bool = False,
+        mac: AESGCM | None = None,
+    ) -> None:
         self.encrypt = encrypt
         self.key = key
         self.backend = backend
@@ -124,8 +135,11 @@ class Plan:
 
         try:
             ref = self.key.keyring_ref
-            reference: CipherStream = (KernelEcbCtrStream(ref, iv) if ref is not None
-                                       else OpenSSLBackend().open(self.key, iv))
+            reference: CipherStream = (
+                KernelEcbCtrStream(ref, iv)
+                if ref is not None
+                else OpenSSLBackend().open(self.key, iv)
+            )
         except BaseException:
             stream.close()
             raise
@@ -140,13 +154,26 @@ class Plan:
             return SealCodec(cipher, self.mac, self.segment, first_segment)
         assert self.header is not None  # a MAC comes with a header
         unlocked_by = "key" if self.header.kdf is None else "passphrase"
-        return OpenCodec(cipher, self.mac, self.segment, first_segment, unlocked_by,
-                         proof=self.proof, body_start=self.header.size)
+        return OpenCodec(
+            cipher,
+            self.mac,
+            self.segment,
+            first_segment,
+            unlocked_by,
+            proof=self.proof,
+            body_start=self.header.size,
+        )
 
 
 def make_plan(
-    *, encrypt: bool, key: Key, raw_iv: bytes | None, header: Header | None = None,
-    backend: str | Backend = "auto", options: CipherOptions | None = None, verify: bool = False,
+    *,
+    encrypt: bool,
+    key: Key,
+    raw_iv: bytes | None,
+    header: Header | None = None,
+    backend: str | Backend = "auto",
+    options: CipherOptions | None = None,
+    verify: bool = False,
     notify: Notify,
 ) -> Plan:
     """Resolve the backend (once) and the per-file MAC. For encryption of a kstream file a
@@ -170,19 +197,39 @@ def make_plan(
 
 
 @contextlib.contextmanager
-def planned(encrypt: bool, secret: Secret, *, raw_iv: bytes | None, header: Header | None,
-            header_iv: bytes | None = None, backend: str | Backend = "auto",
-            options: CipherOptions | None = None, verify: bool = False,
-            notify: Notify) -> Iterator[Plan]:
+def planned(
+    encrypt: bool,
+    secret: Secret,
+    *,
+    raw_iv: bytes | None,
+    header: Header | None,
+    header_iv: bytes | None = None,
+    backend: str | Backend = "auto",
+    options: CipherOptions | None = None,
+    verify: bool = False,
+    notify: Notify,
+) -> Iterator[Plan]:
     """The plan for one run, with its key usable while the block runs (a passphrase's key
     is wiped when it ends). To decrypt a kstream file, pass its header; ``header_iv`` (and
     a ``header`` for encryption) exist only to reproduce published test vectors."""
     if raw_iv is not None and secret.key is None:
-        raise UsageError("a passphrase needs the kstream format (its header holds the salt); "
-                         f"{option('raw')} takes a key")
-    with unlocked(encrypt, secret, header, header_iv) as (key, header), \
-            prepared_key(key, backend, notify) as key:
+        raise UsageError(
+            "a passphrase needs the kstream format (its header holds the salt); "
+            f"{option('raw')} takes a key"
+        )
+    with (
+        unlocked(encrypt, secret, header, header_iv) as (key, header),
+        prepared_key(key, backend, notify) as key,
+    ):
         if header is not None and not encrypt:
             check_key_fits(header, key)
-        yield make_plan(encrypt=encrypt, key=key, raw_iv=raw_iv, header=header,
-                        backend=backend, options=options, verify=verify, notify=notify)
+        yield make_plan(
+            encrypt=encrypt,
+            key=key,
+            raw_iv=raw_iv,
+            header=header,
+            backend=backend,
+            options=options,
+            verify=verify,
+            notify=notify,
+        )

@@ -56,18 +56,30 @@ def split_ranges(units: int, jobs: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def plan_ranges(segments: int, jobs: int, unit_in: int, unit_out: int, size: int,
-                in_base: int, out_base: int) -> list[Range]:
+def plan_ranges(
+    segments: int, jobs: int, unit_in: int, unit_out: int, size: int, in_base: int, out_base: int
+) -> list[Range]:
     """The ranges for ``segments`` segments of ``unit_in`` input bytes each (``size`` in
     all, from ``in_base``), written ``unit_out`` bytes apart from ``out_base``."""
-    return [Range(a, b - a, in_base + a * unit_in, in_base + min(b * unit_in, size),
-                  out_base + a * unit_out)
-            for a, b in split_ranges(segments, jobs)]
+    return [
+        Range(
+            a,
+            b - a,
+            in_base + a * unit_in,
+            in_base + min(b * unit_in, size),
+            out_base + a * unit_out,
+        )
+        for a, b in split_ranges(segments, jobs)
+    ]
 
 
-async def run_ranges(source: FdSource, sink: FdSink, ranges: list[Range],
-                     open_codec: Callable[[int], Codec], progress: Progress | None = None,
-                     ) -> None:
+async def run_ranges(
+    source: FdSource,
+    sink: FdSink,
+    ranges: list[Range],
+    open_codec: Callable[[int], Codec],
+    progress: Progress | None = None,
+) -> None:
     """Run each range through its own codec (``open_codec(first segment)``), concurrently;
     the first error in file order is raised, after every range has stopped."""
     loop = asyncio.get_running_loop()
@@ -76,6 +88,7 @@ async def run_ranges(source: FdSource, sink: FdSink, ranges: list[Range],
     first_done = threading.Event()
 
     tick = from_worker(progress)
+
     def work(job: Range) -> None:
         if job.first != 0:
             first_done.wait()
@@ -115,8 +128,7 @@ async def run_ranges(source: FdSource, sink: FdSink, ranges: list[Range],
         first_done.set()
 
     futures = [loop.run_in_executor(None, work, job) for job in ranges]
-    results = await wait_for_worker(
-        asyncio.gather(*futures, return_exceptions=True), stop)
+    results = await wait_for_worker(asyncio.gather(*futures, return_exceptions=True), stop)
     for result in results:
         if isinstance(result, BaseException):
             raise result

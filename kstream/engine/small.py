@@ -50,7 +50,7 @@ def run_whole(codec: Codec, data: memoryview) -> list[bytes]:
         offset = 0
         while True:
             n = min(unit, len(data) - offset)
-            view[:n] = data[offset:offset + n]
+            view[:n] = data[offset : offset + n]
             last = n < unit
             outputs += (bytes(out) for out in codec.process(view, n, last))
             offset += n
@@ -76,10 +76,19 @@ def _read_at_most(fd: int, limit: int) -> bytes:
     return bytes(buf)
 
 
-def process_small_file(encrypt: bool, src: str, dst: str, secret: Secret, *,
-                       raw_iv: bytes | None, force: bool = False, backend: str = "auto",
-                       options: CipherOptions | None = None, verify: bool = False,
-                       notify: Notify) -> bool:
+def process_small_file(
+    encrypt: bool,
+    src: str,
+    dst: str,
+    secret: Secret,
+    *,
+    raw_iv: bytes | None,
+    force: bool = False,
+    backend: str = "auto",
+    options: CipherOptions | None = None,
+    verify: bool = False,
+    notify: Notify,
+) -> bool:
     """Encrypt or decrypt the small regular file ``src`` into the new file ``dst``
     (``raw_iv``: see :func:`~kstream.engine.plan.check_iv`). False, having written
     nothing and derived no key, if ``src`` holds more than :data:`SMALL` bytes by now:
@@ -97,11 +106,18 @@ def process_small_file(encrypt: bool, src: str, dst: str, secret: Secret, *,
         return False
     # The whole header (a passphrase file's is longer), or what there is of it: parsed as
     # kstream.api.read_header parses what a stream gives, so a short one fails alike.
-    header = (None if encrypt or raw_iv is not None
-              else parse_header(data[:header_size(data)]))
-    body = memoryview(data)[0 if header is None else header.size:]
-    with planned(encrypt, secret, raw_iv=raw_iv, header=header, backend=backend,
-                 options=options, verify=verify, notify=notify) as plan:
+    header = None if encrypt or raw_iv is not None else parse_header(data[: header_size(data)])
+    body = memoryview(data)[0 if header is None else header.size :]
+    with planned(
+        encrypt,
+        secret,
+        raw_iv=raw_iv,
+        header=header,
+        backend=backend,
+        options=options,
+        verify=verify,
+        notify=notify,
+    ) as plan:
         codec = plan.codec()
         try:
             result = b"".join([plan.prefix, *run_whole(codec, body)])

@@ -15,9 +15,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-async def wait_for_worker(
-    future: asyncio.Future[T], stop: Callable[[], None] | None = None
-) -> T:
+async def wait_for_worker(future: asyncio.Future[T], stop: Callable[[], None] | None = None) -> T:
     """Await a worker thread's ``future``; if cancelled, call ``stop`` (which asks the
     worker to return at its next step), wait for the worker, then re-raise."""
     try:

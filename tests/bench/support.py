@@ -71,6 +71,8 @@ def check_rows(rows: list[dict[str, Any]]) -> None:
 AGE = peers.age_installed()
 TINK = peers.tink_streaming_aead(128) is not None
 #: Why Tink's own tests are skipped where it is missing.
-TINK_MISSING = ("the tink package is not installed (the test extra installs it on Linux x86-64 "
-                "before Python 3.15: it has no wheel for other platforms or for 3.15, and does "
-                "not build from source)")
+TINK_MISSING = (
+    "the tink package is not installed (the test extra installs it on Linux x86-64 "
+    "before Python 3.15: it has no wheel for other platforms or for 3.15, and does "
+    "not build from source)"
+)

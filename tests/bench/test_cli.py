@@ -19,8 +19,13 @@ def test_plot_is_refused_with_files(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_bad_options_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["--key-bits", "512"], ["--chunk", "1Q"], ["--seconds", "0"],
-                 ["--repeat", "0"], ["--transfer", "carrier-pigeon"]):
+    for argv in (
+        ["--key-bits", "512"],
+        ["--chunk", "1Q"],
+        ["--seconds", "0"],
+        ["--repeat", "0"],
+        ["--transfer", "carrier-pigeon"],
+    ):
         with pytest.raises(SystemExit) as exc:
             bench_cli.main(argv)
         assert exc.value.code == 2
@@ -39,4 +44,3 @@ def test_registers_on_a_cli_parser() -> None:
     assert args.dir is None and args.repeat == units.DEFAULT_REPEAT and args.warmup == 1
     args = parser.parse_args(["bench"])
     assert not args.files and args.seconds is None and args.plot is None
-

@@ -20,8 +20,15 @@ def files_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed")
     where = tmp_path_factory.mktemp("bench-files")
-    report = files.run_files(size=4 << 20, directory=str(where), repeat=2, warmup=0,
-                             rss_size=8 << 20, backends=["openssl"], many=False)
+    report = files.run_files(
+        size=4 << 20,
+        directory=str(where),
+        repeat=2,
+        warmup=0,
+        rss_size=8 << 20,
+        backends=["openssl"],
+        many=False,
+    )
     return where, report
 
 
@@ -32,11 +39,27 @@ def test_files_report_structure(files_report: tuple[Path, Any]) -> None:
     assert doc["mode"] == "files" and doc["settings"]["size"] == 4 << 20
     entries = {e["id"]: e for e in doc["entries"]}
     assert set(entries) == {
-        "cp", "cmd-openssl-enc", "cmd-openssl-dec", "cmd-openssl-pipe", "cmd-cat-pipe",
-        *(f"kstream-openssl-{name}" for name in (
-            "raw-enc", "raw-dec", "enc", "dec", "stdout", "pipe", "api-file", "api-stream",
-            "api-stream-asyncio")),
-        *(["age-enc", "age-dec"] if AGE else []), *(["tink-api-file"] if TINK else []),
+        "cp",
+        "cmd-openssl-enc",
+        "cmd-openssl-dec",
+        "cmd-openssl-pipe",
+        "cmd-cat-pipe",
+        *(
+            f"kstream-openssl-{name}"
+            for name in (
+                "raw-enc",
+                "raw-dec",
+                "enc",
+                "dec",
+                "stdout",
+                "pipe",
+                "api-file",
+                "api-stream",
+                "api-stream-asyncio",
+            )
+        ),
+        *(["age-enc", "age-dec"] if AGE else []),
+        *(["tink-api-file"] if TINK else []),
     }
     for entry in entries.values():
         assert len(entry["times"]) == 2 and entry["median_s"] > 0 and entry["mb_s"] > 0
@@ -83,10 +106,16 @@ def test_files_report_text(files_report: tuple[Path, Any]) -> None:
     _, report = files_report
     text = files.format_files_report(report)
     assert "4 MiB generated file in" in text
-    for label in ("cp", "openssl enc -aes-128-ctr", "kstream encrypt --raw (openssl)",
-                  "kstream decrypt (openssl)", "cat | kstream encrypt - - | cat (openssl)",
-                  "API encrypt_file (openssl)", "API encrypt_stream, aiofiles (openssl)",
-                  "API encrypt_stream, aiofiles, asyncio.run (openssl)"):
+    for label in (
+        "cp",
+        "openssl enc -aes-128-ctr",
+        "kstream encrypt --raw (openssl)",
+        "kstream decrypt (openssl)",
+        "cat | kstream encrypt - - | cat (openssl)",
+        "API encrypt_file (openssl)",
+        "API encrypt_stream, aiofiles (openssl)",
+        "API encrypt_stream, aiofiles, asyncio.run (openssl)",
+    ):
         assert f"\n{label} " in text
     goal_lines = [line for line in text.splitlines() if line.startswith(("  PASS", "  MISS"))]
     assert len(goal_lines) == 1 + 2  # RSS of the runs, the two sparse runs: no time goals
@@ -95,34 +124,47 @@ def test_files_report_text(files_report: tuple[Path, Any]) -> None:
     assert len(info) == 7 and all("goal " in line for line in info)
     # Right under the table: why there is no verdict.
     lines = text.splitlines()
-    note = lines.index("(the time goals are calibrated for files of 1 GiB or more: at 4 MiB "
-                       "start-up dominates, so the ratios below get no PASS/MISS)")
-    last = ("Tink streaming AEAD, AES128_GCM_HKDF_1MB" if TINK else "age -d" if AGE else
-            "API encrypt_stream, aiofiles, asyncio.run (openssl)")
+    note = lines.index(
+        "(the time goals are calibrated for files of 1 GiB or more: at 4 MiB "
+        "start-up dominates, so the ratios below get no PASS/MISS)"
+    )
+    last = (
+        "Tink streaming AEAD, AES128_GCM_HKDF_1MB"
+        if TINK
+        else "age -d"
+        if AGE
+        else "API encrypt_stream, aiofiles, asyncio.run (openssl)"
+    )
     assert lines[note - 1].startswith(f"{last} ")
-    head = lines.index("peers (kstream's time / the peer's in the same round, lower is "
-                       "better; medians; information, no goal):")
-    assert len(lines[head + 1:]) == 2 * AGE + TINK + (not AGE) + (not TINK)
+    head = lines.index(
+        "peers (kstream's time / the peer's in the same round, lower is "
+        "better; medians; information, no goal):"
+    )
+    assert len(lines[head + 1 :]) == 2 * AGE + TINK + (not AGE) + (not TINK)
     if AGE:
         assert " kstream encrypt (openssl) vs age -e (X25519 recipient)" in lines[head + 1]
     if TINK:
-        assert lines[-1].endswith(("API encrypt_file (openssl) vs Tink streaming AEAD, "
-                                   "AES128_GCM_HKDF_1MB", ")"))
+        assert lines[-1].endswith(
+            ("API encrypt_file (openssl) vs Tink streaming AEAD, AES128_GCM_HKDF_1MB", ")")
+        )
 
 
-def _entry(entry_id: str, times: list[float], baseline: str | None = None,
-           backend: str | None = "openssl") -> files.Entry:
-    entry = files.Entry(entry_id, entry_id, lambda out, rss: files.Sample(0.0), backend,
-                        baseline)
+def _entry(
+    entry_id: str, times: list[float], baseline: str | None = None, backend: str | None = "openssl"
+) -> files.Entry:
+    entry = files.Entry(entry_id, entry_id, lambda out, rss: files.Sample(0.0), backend, baseline)
     entry.times = times
     return entry
 
 
-@pytest.mark.parametrize(("size", "verdicts"), [
-    (1 << 30, ["PASS", "MISS", "info"]),  # 1 GiB: judged (the kernel's only ever as info)
-    ((1 << 30) - 1, ["info", "info", "info"]),  # under it: start-up dominates, not judged
-    (64 << 20, ["info", "info", "info"]),
-])
+@pytest.mark.parametrize(
+    ("size", "verdicts"),
+    [
+        (1 << 30, ["PASS", "MISS", "info"]),  # 1 GiB: judged (the kernel's only ever as info)
+        ((1 << 30) - 1, ["info", "info", "info"]),  # under it: start-up dominates, not judged
+        (64 << 20, ["info", "info", "info"]),
+    ],
+)
 def test_time_goals_are_judged_from_1_gib(size: int, verdicts: list[str]) -> None:
     entries = [
         _entry("cmd-openssl-enc", [1.0, 1.0], backend=None),
@@ -134,13 +176,17 @@ def test_time_goals_are_judged_from_1_gib(size: int, verdicts: list[str]) -> Non
     entries[1].rss_kib = [200 << 10]  # 200 MiB: over the limit at any size
     goals = files._goals(entries, on_disk=False, size=size)
     assert [(g["entry"], g["verdict"]) for g in goals] == [
-        ("kstream-openssl-raw-enc", verdicts[0]), ("kstream-openssl-enc", verdicts[1]),
-        ("kstream-kernel-enc", verdicts[2]), ("rss", "MISS")]
+        ("kstream-openssl-raw-enc", verdicts[0]),
+        ("kstream-openssl-enc", verdicts[1]),
+        ("kstream-kernel-enc", verdicts[2]),
+        ("rss", "MISS"),
+    ]
     assert [g["ratio"] for g in goals[:3]] == [0.55, 0.9, 0.5]
 
 
-def test_files_refuses_a_directory_without_room(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_files_refuses_a_directory_without_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kstream.errors import UsageError
 
     class Tiny:

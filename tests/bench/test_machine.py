@@ -9,8 +9,15 @@ from kstream.bench import machine
 
 
 def test_describe_machine_leaves_out_what_is_unknown() -> None:
-    info = {"cpus": 1, "cpu_model": None, "kernel": "6.1.0", "distribution": None,
-            "python": "3.11.7", "openssl": "OpenSSL 3.0.15", "in_uml": True}
+    info = {
+        "cpus": 1,
+        "cpu_model": None,
+        "kernel": "6.1.0",
+        "distribution": None,
+        "python": "3.11.7",
+        "openssl": "OpenSSL 3.0.15",
+        "in_uml": True,
+    }
     assert machine.describe_machine(info) == (
         "1 CPU, Linux 6.1.0, Python 3.11.7, OpenSSL 3.0.15, inside User Mode Linux"
     )

@@ -23,8 +23,16 @@ def keyfile(tmp_path: Path) -> Path:
 def test_many_files_rows_compare_kstream_with_the_loops(tmp_path: Path, keyfile: Path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed")
-    rows = many.run_many(str(tmp_path), str(keyfile), "00" * 16, "11" * 16, 128, repeat=2,
-                         warmup=0, sets=((4, 4096, 0.35, 0.5), (2, 70_000, 0.6, None)))
+    rows = many.run_many(
+        str(tmp_path),
+        str(keyfile),
+        "00" * 16,
+        "11" * 16,
+        128,
+        repeat=2,
+        warmup=0,
+        sets=((4, 4096, 0.35, 0.5), (2, 70_000, 0.6, None)),
+    )
     sets = {row["set"] for row in rows}
     assert sets == {"4 files of 4 KiB", "2 files of 68.4 KiB"}
     judged = [row for row in rows if "goal" in row]
@@ -32,11 +40,11 @@ def test_many_files_rows_compare_kstream_with_the_loops(tmp_path: Path, keyfile:
     assert len(judged) == 2 + (1 if AGE else 0)
     for row in judged:
         assert row["ratio"] > 0 and row["verdict"] in ("PASS", "MISS")
-        expected = ("PASS" if row["ratio"] <= float(row["goal"].split()[1].rstrip("x"))
-                    else "MISS")
+        expected = "PASS" if row["ratio"] <= float(row["goal"].split()[1].rstrip("x")) else "MISS"
         assert row["verdict"] == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == (
-        ["age.key", "dec", "key"] if AGE else ["dec", "key"])  # the sets are removed
+        ["age.key", "dec", "key"] if AGE else ["dec", "key"]
+    )  # the sets are removed
     text = "\n".join(many.format_many(rows, []))
     assert "kstream (" in text and "shell loop: openssl enc" in text
 
@@ -52,7 +60,8 @@ def test_startup_rows(tmp_path: Path, keyfile: Path, monkeypatch: pytest.MonkeyP
         assert 0 < row["median_s"] < 30
         if row["id"] in many.STARTUP_GOALS:
             assert row["verdict"] == (
-                "PASS" if row["median_s"] <= many.STARTUP_GOALS[row["id"]] else "MISS")
+                "PASS" if row["median_s"] <= many.STARTUP_GOALS[row["id"]] else "MISS"
+            )
             assert abs(row["vs_python"] - row["median_s"] / python) < 0.02 * row["vs_python"]
         else:
             assert "verdict" not in row and "vs_python" not in row
@@ -65,7 +74,8 @@ def test_startup_rows(tmp_path: Path, keyfile: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_an_editable_install_is_named_under_the_start_up_rows(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rows = [{"id": "python", "label": "python -c pass", "median_s": 0.01}]
     monkeypatch.setitem(sys.modules, "__editable___kstream_0_1_0_finder", sys)
     assert many.editable_install()

@@ -19,8 +19,16 @@ def test_table_has_a_row_per_cell(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     lines = out.splitlines()
     header = next(line for line in lines if line.startswith("backend"))
-    assert header.split() == ["backend", "driver", "transfer", "key", "chunk", "op", "MB/s",
-                              "ops/s"]
+    assert header.split() == [
+        "backend",
+        "driver",
+        "transfer",
+        "key",
+        "chunk",
+        "op",
+        "MB/s",
+        "ops/s",
+    ]
     rows = [line for line in lines if line.startswith("openssl ")]
     assert len(rows) == 2 * 2 * 2  # transfers x chunks x ops
     assert {row.split()[3] for row in rows} == {"update", "update_into"}
@@ -30,9 +38,22 @@ def test_table_has_a_row_per_cell(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_json_is_consistent(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "--seconds", "0.02", "--repeat", "3", "--key-bits", "128,256",
-                       "--chunk", "1K,63K", "--backend", "openssl", "--transfer", "update_into",
-                       "--json")
+    code, out, _ = run(
+        capsys,
+        "--seconds",
+        "0.02",
+        "--repeat",
+        "3",
+        "--key-bits",
+        "128,256",
+        "--chunk",
+        "1K,63K",
+        "--backend",
+        "openssl",
+        "--transfer",
+        "update_into",
+        "--json",
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["mode"] == "memory"
@@ -41,7 +62,9 @@ def test_json_is_consistent(capsys: pytest.CaptureFixture[str]) -> None:
     rows = doc["rows"]
     assert len(rows) == 2 * 2 * 2  # keys x chunks x ops
     assert {(r["key_bits"], r["chunk"], r["op"]) for r in rows} == {
-        (bits, chunk, op) for bits in (128, 256) for chunk in (1024, 64512)
+        (bits, chunk, op)
+        for bits in (128, 256)
+        for chunk in (1024, 64512)
         for op in ("encrypt", "decrypt")
     }
     for row in rows:
@@ -83,9 +106,11 @@ def test_kernel_rows_and_generic_driver_warning(
     assert "not representative" in out
 
 
-def test_uml_warning(capsys: pytest.CaptureFixture[str],
-                     simulated_kernel: list[FakeKernelStream],
-                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uml_warning(
+    capsys: pytest.CaptureFixture[str],
+    simulated_kernel: list[FakeKernelStream],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(memory, "kernel_drivers", lambda: ["ctr-aes-aesni"])
     monkeypatch.setenv("KSTREAM_IN_UML", "1")
     code, out, _ = run(capsys, *FAST, "--chunk", "1K", "--transfer", "sendmsg")
@@ -97,7 +122,8 @@ def test_uml_warning(capsys: pytest.CaptureFixture[str],
 
 
 def test_a_refused_driver_is_reported_and_the_rest_measured(
-    capsys: pytest.CaptureFixture[str], simulated_kernel: list[FakeKernelStream],
+    capsys: pytest.CaptureFixture[str],
+    simulated_kernel: list[FakeKernelStream],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def refuse(key: bytes, iv: bytes, options: CipherOptions) -> FakeKernelStream:
@@ -108,8 +134,19 @@ def test_a_refused_driver_is_reported_and_the_rest_measured(
         return FakeKernelStream(key, iv, options)
 
     monkeypatch.setattr(memory, "open_kernel_stream", refuse)
-    code, out, _ = run(capsys, *FAST, "--chunk", "1K", "--backend", "kernel", "--driver",
-                       "nope", "--driver", "ctr(aes-generic)", "--json")
+    code, out, _ = run(
+        capsys,
+        *FAST,
+        "--chunk",
+        "1K",
+        "--backend",
+        "kernel",
+        "--driver",
+        "nope",
+        "--driver",
+        "ctr(aes-generic)",
+        "--json",
+    )
     assert code == 0
     doc = json.loads(out)
     assert {r["driver"] for r in doc["rows"]} == {"ctr(aes-generic)"}
@@ -145,8 +182,9 @@ def test_kernel_rows_name_the_driver_and_warn(capsys: pytest.CaptureFixture[str]
 
     drivers = [alg.driver for alg in ctr_aes_drivers()]
     assert drivers
-    code, out, _ = run(capsys, *FAST, "--chunk", "1K,63K", "--backend", "kernel", "--op",
-                       "encrypt", "--json")
+    code, out, _ = run(
+        capsys, *FAST, "--chunk", "1K,63K", "--backend", "kernel", "--op", "encrypt", "--json"
+    )
     assert code == 0
     doc = json.loads(out)
     rows = doc["rows"]
@@ -161,8 +199,9 @@ def test_kernel_rows_name_the_driver_and_warn(capsys: pytest.CaptureFixture[str]
         assert machine.UML_WARNING in doc["warnings"]
     assert doc["warnings"], "inside UML or with a generic driver there must be a warning"
 
-    code, out, _ = run(capsys, *FAST, "--chunk", "1K", "--backend", "kernel", "--transfer",
-                       "splice")
+    code, out, _ = run(
+        capsys, *FAST, "--chunk", "1K", "--backend", "kernel", "--transfer", "splice"
+    )
     assert code == 0
     assert any(line.startswith("kernel ") and drivers[0] in line for line in out.splitlines())
     assert "WARNING: " in out and "not representative" in out

@@ -18,9 +18,17 @@ def test_peers_are_medians_of_paired_ratios() -> None:
         "age-enc": ("age -e", [2.0, 2.0, 2.0]),  # 0.5, 1.0, 1.5
         "kstream-openssl-api-file": ("API", [1.0, 1.0, 1.0]),  # Tink not measured: no row
     }
-    assert peers.peer_rows(times) == [{
-        "entry": "kstream-openssl-enc", "label": "kstream encrypt", "peer": "age-enc",
-        "peer_label": "age -e", "ratio": 1.0, "ratio_min": 0.5, "ratio_max": 1.5}]
+    assert peers.peer_rows(times) == [
+        {
+            "entry": "kstream-openssl-enc",
+            "label": "kstream encrypt",
+            "peer": "age-enc",
+            "peer_label": "age -e",
+            "ratio": 1.0,
+            "ratio_min": 0.5,
+            "ratio_max": 1.5,
+        }
+    ]
 
 
 @pytest.mark.skipif(not TINK, reason=TINK_MISSING)
@@ -36,7 +44,7 @@ def test_tink_output_is_checked_by_decrypting_it(tmp_path: Path) -> None:
     blob[-5] ^= 1  # a tag of the last segment
     bad.write_bytes(blob)
     assert not peers.tink_decrypts_to(primitive, str(bad), str(src))
-    bad.write_bytes(out.read_bytes()[:-(1 << 20)])  # the last segment cut off
+    bad.write_bytes(out.read_bytes()[: -(1 << 20)])  # the last segment cut off
     assert not peers.tink_decrypts_to(primitive, str(bad), str(src))
     other = tmp_path / "other"
     other.write_bytes(src.read_bytes() + b"x")
@@ -62,19 +70,29 @@ def test_age_runs_and_its_checks(tmp_path: Path) -> None:
     src.write_bytes(b"changed")
     assert by_id["age-enc"].check(str(out)) == f"does not decrypt to {src}"
     assert sorted(f.name for f in tmp_path.iterdir()) == [
-        "age.key", "out", "src", "src.age"]  # the check leaves nothing behind
+        "age.key",
+        "out",
+        "src",
+        "src.age",
+    ]  # the check leaves nothing behind
     assert (tmp_path / "age.key").stat().st_mode & 0o077 == 0
 
 
 def test_a_peer_not_installed_gets_a_line_saying_how_to_add_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(peers, "age_installed", lambda: False)
     monkeypatch.setattr(peers, "tink_streaming_aead", lambda bits: None)
     found, missing = peers.prepare(str(tmp_path), str(tmp_path / "src"), 128)
-    assert found == [] and missing == ["age: not installed (Debian package age)",
-                                       "Tink: not installed (pip install tink)"]
+    assert found == [] and missing == [
+        "age: not installed (Debian package age)",
+        "Tink: not installed (pip install tink)",
+    ]
     assert peers.format_peers([], missing) == [
-        "", "peers (kstream's time / the peer's in the same round, lower is better; medians; "
-        "information, no goal):", "  (age: not installed (Debian package age))",
-        "  (Tink: not installed (pip install tink))"]
+        "",
+        "peers (kstream's time / the peer's in the same round, lower is better; medians; "
+        "information, no goal):",
+        "  (age: not installed (Debian package age))",
+        "  (Tink: not installed (pip install tink))",
+    ]
     assert peers.format_peers([], []) == []

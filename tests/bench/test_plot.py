@@ -25,8 +25,9 @@ def test_plot_without_matplotlib_is_one_line(
     assert not (tmp_path / "p.png").exists()
 
 
-def test_plot_draws_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                          simulated_kernel: list[FakeKernelStream]) -> None:
+def test_plot_draws_a_png(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, simulated_kernel: list[FakeKernelStream]
+) -> None:
     pytest.importorskip("matplotlib")
     target = tmp_path / "bench.png"
     code, out, _ = run(capsys, *FAST, "--chunk", "1K,16K", "--plot", str(target))
@@ -38,11 +39,22 @@ def test_plot_series_average_encrypt_and_decrypt() -> None:
     rows = [
         memory.MemoryRow("openssl", "OpenSSL 3", "update", 128, 1024, "encrypt", 10.0, 1.0),
         memory.MemoryRow("openssl", "OpenSSL 3", "update", 128, 1024, "decrypt", 20.0, 1.0),
-        memory.MemoryRow("kernel", "ctr(aes-generic)", "splice", 128, 2048, "encrypt", 5.0, 1.0,
-                        warning="generic"),
+        memory.MemoryRow(
+            "kernel",
+            "ctr(aes-generic)",
+            "splice",
+            128,
+            2048,
+            "encrypt",
+            5.0,
+            1.0,
+            warning="generic",
+        ),
     ]
     report = memory.MemoryReport({}, {}, [], [], rows)
-    assert plot.series(report) == {128: {
-        "openssl OpenSSL 3 (update)": [(1024, 15.0)],
-        "kernel ctr(aes-generic) (splice) [generic]": [(2048, 5.0)],
-    }}
+    assert plot.series(report) == {
+        128: {
+            "openssl OpenSSL 3 (update)": [(1024, 15.0)],
+            "kernel ctr(aes-generic) (splice) [generic]": [(2048, 5.0)],
+        }
+    }

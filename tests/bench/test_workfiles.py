@@ -36,8 +36,9 @@ def test_decrypts_to_checks_content_and_tags(tmp_path: Path) -> None:
     plain, enc, key_path = tmp_path / "p", tmp_path / "c", tmp_path / "k"
     plain.write_bytes(os.urandom(3 << 20))
     kstream.Key.generate(128).save(key_path)
-    asyncio.run(kstream.encrypt_file(plain, enc, key=kstream.Key.from_file(key_path),
-                                     backend="openssl"))
+    asyncio.run(
+        kstream.encrypt_file(plain, enc, key=kstream.Key.from_file(key_path), backend="openssl")
+    )
     assert workfiles.decrypts_to(str(enc), str(plain), str(key_path))
     other = tmp_path / "o"
     changed = bytearray(plain.read_bytes())

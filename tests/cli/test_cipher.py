@@ -19,8 +19,9 @@ from reference import ctr, unframe
 from kstream.format import HEADER_SIZE, MAGIC, Header
 from kstream.selftest import NIST_CTR_VECTORS, CtrVector
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
-                                   reason="the openssl command is not installed")
+needs_openssl = pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="the openssl command is not installed"
+)
 
 
 @pytest.mark.parametrize("bits", [128, 192, 256])
@@ -43,8 +44,9 @@ def _kernel_here() -> bool:
     return KernelBackend().probe().available
 
 
-def test_auto_backend_falls_back_with_one_short_notice(tmp_path: Path, keyfile: Path,
-                                                       plain: tuple[Path, bytes]) -> None:
+def test_auto_backend_falls_back_with_one_short_notice(
+    tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]
+) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KSTREAM_BACKEND"}
     proc = kst("encrypt", "-k", keyfile, plain[0], tmp_path / "c", env=env)
     notices = proc.stderr.decode().splitlines()
@@ -53,8 +55,10 @@ def test_auto_backend_falls_back_with_one_short_notice(tmp_path: Path, keyfile: 
     if KernelBackend().probe().available:
         assert notices == []
     else:
-        assert notices == ["kstream: notice: kernel backend unavailable here; using openssl "
-                           "(see 'kstream backends')"]
+        assert notices == [
+            "kstream: notice: kernel backend unavailable here; using openssl "
+            "(see 'kstream backends')"
+        ]
     assert kst("encrypt", "-q", "-k", keyfile, plain[0], tmp_path / "c2").stderr == b""
     # -q before the command is the same -q.
     assert kst("-q", "encrypt", "-k", keyfile, plain[0], tmp_path / "c3").stderr == b""
@@ -62,11 +66,18 @@ def test_auto_backend_falls_back_with_one_short_notice(tmp_path: Path, keyfile: 
     assert (tmp_path / "d").read_bytes() == plain[1]
 
 
-@pytest.mark.parametrize("choice", [["--backend", "auto"], ["--backend", "openssl"],
-                                    ["KSTREAM_BACKEND=auto"], ["KSTREAM_BACKEND=openssl"]])
-def test_a_chosen_backend_gets_no_fallback_notice(tmp_path: Path, keyfile: Path,
-                                                  plain: tuple[Path, bytes],
-                                                  choice: list[str]) -> None:
+@pytest.mark.parametrize(
+    "choice",
+    [
+        ["--backend", "auto"],
+        ["--backend", "openssl"],
+        ["KSTREAM_BACKEND=auto"],
+        ["KSTREAM_BACKEND=openssl"],
+    ],
+)
+def test_a_chosen_backend_gets_no_fallback_notice(
+    tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes], choice: list[str]
+) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KSTREAM_BACKEND"}
     flags = choice
     if choice[0].startswith("KSTREAM_BACKEND="):
@@ -81,40 +92,84 @@ def test_a_chosen_backend_gets_no_fallback_notice(tmp_path: Path, keyfile: Path,
 
 
 def test_kstream_backend_sets_the_default_and_the_flag_wins(
-        tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
+    tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]
+) -> None:
     env = {**os.environ, "KSTREAM_BACKEND": "kernel"}
     if not _kernel_here():
-        fails("encrypt", "-k", keyfile, plain[0], tmp_path / "c", code=3,
-              match="the kernel backend is not available", env=env)
-    proc = kst("encrypt", "--backend", "openssl", "-k", keyfile, plain[0], tmp_path / "c2",
-               env=env)
+        fails(
+            "encrypt",
+            "-k",
+            keyfile,
+            plain[0],
+            tmp_path / "c",
+            code=3,
+            match="the kernel backend is not available",
+            env=env,
+        )
+    proc = kst("encrypt", "--backend", "openssl", "-k", keyfile, plain[0], tmp_path / "c2", env=env)
     assert proc.stderr == b""
-    line = fails("encrypt", "-k", keyfile, plain[0], tmp_path / "c3", code=2,
-                 match="the environment variable KSTREAM_BACKEND='aes' is not a backend; set "
-                 "it to one of auto, kernel, openssl, or unset it",
-                 env={**os.environ, "KSTREAM_BACKEND": "aes"})
+    line = fails(
+        "encrypt",
+        "-k",
+        keyfile,
+        plain[0],
+        tmp_path / "c3",
+        code=2,
+        match="the environment variable KSTREAM_BACKEND='aes' is not a backend; set "
+        "it to one of auto, kernel, openssl, or unset it",
+        env={**os.environ, "KSTREAM_BACKEND": "aes"},
+    )
     assert line.startswith("kstream: error: the environment variable")
     assert not (tmp_path / "c3").exists()
 
 
-def test_a_driver_that_would_not_be_used_is_an_error(tmp_path: Path, keyfile: Path,
-                                                     plain: tuple[Path, bytes]) -> None:
-    fails("encrypt", "--backend", "openssl", "--driver", "ctr-aes-aesni", "-k", keyfile,
-          plain[0], tmp_path / "c", code=2,
-          match="--driver ctr-aes-aesni cannot be used: openssl does not use kernel drivers")
+def test_a_driver_that_would_not_be_used_is_an_error(
+    tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]
+) -> None:
+    fails(
+        "encrypt",
+        "--backend",
+        "openssl",
+        "--driver",
+        "ctr-aes-aesni",
+        "-k",
+        keyfile,
+        plain[0],
+        tmp_path / "c",
+        code=2,
+        match="--driver ctr-aes-aesni cannot be used: openssl does not use kernel drivers",
+    )
     if not _kernel_here():
-        fails("encrypt", "--driver", "ctr-aes-aesni", "-k", keyfile, plain[0], tmp_path / "c",
-              code=2, match="--driver ctr-aes-aesni cannot be used: the kernel backend is not "
-              "available here; see 'kstream backends'")
+        fails(
+            "encrypt",
+            "--driver",
+            "ctr-aes-aesni",
+            "-k",
+            keyfile,
+            plain[0],
+            tmp_path / "c",
+            code=2,
+            match="--driver ctr-aes-aesni cannot be used: the kernel backend is not "
+            "available here; see 'kstream backends'",
+        )
     assert not (tmp_path / "c").exists()
 
 
-@pytest.mark.parametrize(("command", "description"), [
-    ("encrypt", "Encrypt IN into OUT (each a path, or '-' for stdin or stdout),\nor each FILE "
-                "into FILE.kst."),
-    ("decrypt", "Decrypt IN into OUT (each a path, or '-' for stdin or stdout),\nor each "
-                "FILE.kst back into FILE."),
-])
+@pytest.mark.parametrize(
+    ("command", "description"),
+    [
+        (
+            "encrypt",
+            "Encrypt IN into OUT (each a path, or '-' for stdin or stdout),\nor each FILE "
+            "into FILE.kst.",
+        ),
+        (
+            "decrypt",
+            "Decrypt IN into OUT (each a path, or '-' for stdin or stdout),\nor each "
+            "FILE.kst back into FILE.",
+        ),
+    ],
+)
 def test_the_commands_describe_themselves(command: str, description: str) -> None:
     out = kst(command, "--help", env={**os.environ, "COLUMNS": "200"}).stdout.decode()
     assert f"\n\n{description}\n\n" in out
@@ -126,7 +181,7 @@ def test_help_fits_80_columns_and_ends_with_examples(command: str) -> None:
     out = kst(command, "--help", env={**os.environ, "COLUMNS": "80"}).stdout.decode()
     assert [line for line in out.splitlines() if len(line) > 80] == []
     assert out.startswith(f"usage: kstream {command} [options] KEY [IN [OUT]]\n")
-    examples = out[out.index("\nexamples:\n"):out.index("\nexit status:")]
+    examples = out[out.index("\nexamples:\n") : out.index("\nexit status:")]
     lines = [line.split()[:2] for line in examples.splitlines()[2:] if line.startswith("  ")]
     assert ["kstream", command] in lines
     for flag in ("-o", "--suffix", "--key-name", "|"):
@@ -136,7 +191,7 @@ def test_help_fits_80_columns_and_ends_with_examples(command: str) -> None:
 
 def test_the_manual_has_an_examples_section() -> None:
     page = kst("man").stdout.decode()
-    section = page[page.index(".SH EXAMPLES"):page.index('.SH "EXIT STATUS"')]
+    section = page[page.index(".SH EXAMPLES") : page.index('.SH "EXIT STATUS"')]
     assert "kstream encrypt \\-k k.key \\-o report.pdf.kst report.pdf" in section
     assert "kstream decrypt \\-k k.key \\-\\-suffix .kst *.kst" in section
     assert page.index("report.pdf") > page.index(".SH EXAMPLES")  # not under COMMANDS too
@@ -157,10 +212,17 @@ def test_pipes_end_to_end(tmp_path: Path, keyfile: Path) -> None:
     (tree / "sub").mkdir(parents=True)
     (tree / "a.txt").write_text("hello\n")
     (tree / "sub" / "b.bin").write_bytes(os.urandom(300_000))
-    script = (f"tar -C {tmp_path} -c tree | {' '.join(KST)} encrypt -k {keyfile} - - | "
-              f"{' '.join(KST)} decrypt -k {keyfile} - - | tar t | sort")
-    out = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True,
-                         check=True, timeout=60).stdout.decode().split()
+    script = (
+        f"tar -C {tmp_path} -c tree | {' '.join(KST)} encrypt -k {keyfile} - - | "
+        f"{' '.join(KST)} decrypt -k {keyfile} - - | tar t | sort"
+    )
+    out = (
+        subprocess.run(
+            ["bash", "-o", "pipefail", "-c", script], capture_output=True, check=True, timeout=60
+        )
+        .stdout.decode()
+        .split()
+    )
     assert out == ["tree/", "tree/a.txt", "tree/sub/", "tree/sub/b.bin"]
 
 
@@ -175,12 +237,17 @@ def test_openssl_interop(tmp_path: Path, plain: tuple[Path, bytes], bits: int) -
     cipher = f"-aes-{bits}-ctr"
     # kstream --raw -> openssl
     kst("encrypt", "--raw", "--iv", iv, "-k", key, path, tmp_path / "raw")
-    back = subprocess.run(["openssl", "enc", "-d", cipher, "-K", khex, "-iv", iv, "-in",
-                           tmp_path / "raw"], capture_output=True, check=True).stdout
+    back = subprocess.run(
+        ["openssl", "enc", "-d", cipher, "-K", khex, "-iv", iv, "-in", tmp_path / "raw"],
+        capture_output=True,
+        check=True,
+    ).stdout
     assert back == data
     # openssl -> kstream --raw
-    subprocess.run(["openssl", "enc", cipher, "-K", khex, "-iv", iv, "-in", path, "-out",
-                    tmp_path / "ossl"], check=True)
+    subprocess.run(
+        ["openssl", "enc", cipher, "-K", khex, "-iv", iv, "-in", path, "-out", tmp_path / "ossl"],
+        check=True,
+    )
     assert (tmp_path / "ossl").read_bytes() == (tmp_path / "raw").read_bytes()
     kst("decrypt", "--raw", "--iv", iv, "-k", key, tmp_path / "ossl", tmp_path / "d")
     assert (tmp_path / "d").read_bytes() == data
@@ -188,8 +255,12 @@ def test_openssl_interop(tmp_path: Path, plain: tuple[Path, bytes], bits: int) -
     kst("encrypt", "-k", key, path, tmp_path / "c")
     info = json.loads(kst("inspect", "--json", tmp_path / "c").stdout)
     body = unframe((tmp_path / "c").read_bytes()[HEADER_SIZE:])
-    back = subprocess.run(["openssl", "enc", "-d", cipher, "-K", khex, "-iv", info["iv"]],
-                          input=body, capture_output=True, check=True).stdout
+    back = subprocess.run(
+        ["openssl", "enc", "-d", cipher, "-K", khex, "-iv", info["iv"]],
+        input=body,
+        capture_output=True,
+        check=True,
+    ).stdout
     assert back == data
 
 
@@ -201,8 +272,7 @@ def test_inspect(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> No
     assert info["iv"] == header.iv.hex() and info["plaintext_size"] == len(plain[1])
     assert info["body_size"] == len(plain[1]) + 20  # one segment: 4-byte frame + 16-byte tag
     assert info["segment_size"] == 1032192 and info["auth_scheme"] == 1
-    piped = json.loads(kst("inspect", "--json", "-",
-                           input=(tmp_path / "c").read_bytes()).stdout)
+    piped = json.loads(kst("inspect", "--json", "-", input=(tmp_path / "c").read_bytes()).stdout)
     assert piped == info
     text = kst("inspect", tmp_path / "c").stdout.decode()
     assert header.iv.hex() in text and "AES-256-CTR" in text
@@ -232,47 +302,117 @@ def test_decrypt_rejections(tmp_path: Path, keyfile: Path, plain: tuple[Path, by
         assert not (tmp_path / "out").exists()
     small = tmp_path / "k128"
     kst("keygen", "--bits", 128, small)
-    fails("decrypt", "-k", small, tmp_path / "c", tmp_path / "out", code=2,
-          match="the key is AES-128 (16 bytes) but the file was encrypted with AES-256-CTR")
+    fails(
+        "decrypt",
+        "-k",
+        small,
+        tmp_path / "c",
+        tmp_path / "out",
+        code=2,
+        match="the key is AES-128 (16 bytes) but the file was encrypted with AES-256-CTR",
+    )
 
 
 def test_usage_errors(tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
     p = plain[0]
     (tmp_path / "exists").write_bytes(b"precious")
     fails("encrypt", p, tmp_path / "c", code=2, match="no key given")
-    fails("encrypt", "-k", tmp_path / "nokey", p, tmp_path / "c", code=2,
-          match="cannot read key file")
-    fails("encrypt", "-k", keyfile, p, tmp_path / "exists", code=2,
-          match="exists and is not kstream ciphertext: encrypt does not replace it")
+    fails(
+        "encrypt", "-k", tmp_path / "nokey", p, tmp_path / "c", code=2, match="cannot read key file"
+    )
+    fails(
+        "encrypt",
+        "-k",
+        keyfile,
+        p,
+        tmp_path / "exists",
+        code=2,
+        match="exists and is not kstream ciphertext: encrypt does not replace it",
+    )
     assert (tmp_path / "exists").read_bytes() == b"precious"
     fails("encrypt", "-k", keyfile, p, p, code=2, match="same file")
     link = tmp_path / "link"
     link.symlink_to(p)
     fails("encrypt", "-f", "-k", keyfile, p, link, code=2, match="same file")
     fails("encrypt", "-k", keyfile, p, tmp_path, code=2, match="is a directory")
-    fails("encrypt", "-k", keyfile, "--iv", "00" * 16, p, tmp_path / "c", code=2,
-          match="--iv is only allowed with --raw")
+    fails(
+        "encrypt",
+        "-k",
+        keyfile,
+        "--iv",
+        "00" * 16,
+        p,
+        tmp_path / "c",
+        code=2,
+        match="--iv is only allowed with --raw",
+    )
     fails("encrypt", "-k", keyfile, "--raw", p, tmp_path / "c", code=2, match="needs --iv")
-    fails("encrypt", "-k", keyfile, "--raw", "--iv", "zz" * 16, p, tmp_path / "c", code=2,
-          match="hex digits")
-    fails("encrypt", "-k", keyfile, "--raw", "--iv", "00" * 8, p, tmp_path / "c", code=2,
-          match="32 hex digits")
-    fails("encrypt", "-k", keyfile, tmp_path / "missing", tmp_path / "c", code=4,
-          match="cannot open input")
+    fails(
+        "encrypt",
+        "-k",
+        keyfile,
+        "--raw",
+        "--iv",
+        "zz" * 16,
+        p,
+        tmp_path / "c",
+        code=2,
+        match="hex digits",
+    )
+    fails(
+        "encrypt",
+        "-k",
+        keyfile,
+        "--raw",
+        "--iv",
+        "00" * 8,
+        p,
+        tmp_path / "c",
+        code=2,
+        match="32 hex digits",
+    )
+    fails(
+        "encrypt",
+        "-k",
+        keyfile,
+        tmp_path / "missing",
+        tmp_path / "c",
+        code=4,
+        match="cannot open input",
+    )
     fails("encrypt", "--bogus", p, tmp_path / "c", code=2, match="unrecognized arguments")
-    fails("encrypt", "-k", keyfile, "--backend", "quantum", p, tmp_path / "c", code=2,
-          match="invalid choice")
+    fails(
+        "encrypt",
+        "-k",
+        keyfile,
+        "--backend",
+        "quantum",
+        p,
+        tmp_path / "c",
+        code=2,
+        match="invalid choice",
+    )
     assert not (tmp_path / "c").exists()
 
 
-def test_backend_kernel_fails_clearly_without_af_alg(tmp_path: Path, keyfile: Path,
-                                                     plain: tuple[Path, bytes]) -> None:
+def test_backend_kernel_fails_clearly_without_af_alg(
+    tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]
+) -> None:
     from kstream.backends.kernel.backend import KernelBackend
 
     if KernelBackend().probe().available:
         pytest.skip("this host has a working kernel backend")
-    fails("encrypt", "--backend", "kernel", "-k", keyfile, plain[0], tmp_path / "c", code=3,
-          match="the kernel backend is not available")
+    fails(
+        "encrypt",
+        "--backend",
+        "kernel",
+        "-k",
+        keyfile,
+        plain[0],
+        tmp_path / "c",
+        code=3,
+        match="the kernel backend is not available",
+    )
     assert not (tmp_path / "c").exists()
 
 
@@ -286,8 +426,12 @@ def test_write_failure_mid_stream_leaves_nothing(tmp_path: Path, keyfile: Path) 
     big.write_bytes(os.urandom(5 << 20))
     out = tmp_path / "out"
     out.write_bytes(MAGIC + b"precious")  # an older encryption, replaced only once complete
-    proc = subprocess.run([*KST, "encrypt", "-f", "-k", str(keyfile), str(big), str(out)],
-                          capture_output=True, preexec_fn=_limit_file_size, timeout=60)
+    proc = subprocess.run(
+        [*KST, "encrypt", "-f", "-k", str(keyfile), str(big), str(out)],
+        capture_output=True,
+        preexec_fn=_limit_file_size,
+        timeout=60,
+    )
     assert proc.returncode == 4, proc.stderr
     assert b"cannot write output" in proc.stderr and b"Traceback" not in proc.stderr
     assert out.read_bytes() == MAGIC + b"precious"
@@ -303,8 +447,16 @@ def test_disk_full(tmp_path: Path, keyfile: Path) -> None:
     try:
         (tmp_path / "big").write_bytes(os.urandom(3 << 20))
         (mnt / "out").write_bytes(MAGIC + b"precious")  # an older encryption
-        fails("encrypt", "-f", "-k", keyfile, tmp_path / "big", mnt / "out", code=4,
-              match="No space left on device")
+        fails(
+            "encrypt",
+            "-f",
+            "-k",
+            keyfile,
+            tmp_path / "big",
+            mnt / "out",
+            code=4,
+            match="No space left on device",
+        )
         assert (mnt / "out").read_bytes() == MAGIC + b"precious"
         assert os.listdir(mnt) == ["out"]
     finally:
@@ -320,12 +472,16 @@ def wait_for_partial(directory: Path) -> None:
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_mid_stream_leaves_nothing(tmp_path: Path, keyfile: Path, sig: int,
-                                          code: int) -> None:
+def test_signal_mid_stream_leaves_nothing(
+    tmp_path: Path, keyfile: Path, sig: int, code: int
+) -> None:
     out = tmp_path / "out"
     out.write_bytes(MAGIC + b"precious")  # an older encryption, replaced only once complete
-    proc = subprocess.Popen([*KST, "encrypt", "-f", "-k", str(keyfile), "-", str(out)],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*KST, "encrypt", "-f", "-k", str(keyfile), "-", str(out)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdin is not None
     proc.stdin.write(os.urandom(3 << 20))
     proc.stdin.flush()
@@ -339,8 +495,11 @@ def test_signal_mid_stream_leaves_nothing(tmp_path: Path, keyfile: Path, sig: in
 
 
 def test_sigkill_leaves_only_a_named_temp_file(tmp_path: Path, keyfile: Path) -> None:
-    proc = subprocess.Popen([*KST, "encrypt", "-k", str(keyfile), "-", str(tmp_path / "out")],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*KST, "encrypt", "-k", str(keyfile), "-", str(tmp_path / "out")],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdin is not None
     proc.stdin.write(os.urandom(1 << 20))
     proc.stdin.flush()
@@ -357,59 +516,102 @@ def test_nist_vectors_through_raw_mode(tmp_path: Path, vector: CtrVector) -> Non
     (tmp_path / "k").write_bytes(vector.key)
     (tmp_path / "in").write_bytes(vector.input)
     direction = "encrypt" if "Encrypt" in vector.title else "decrypt"
-    kst(direction, "--raw", "--iv", vector.counter.hex(), "-k", tmp_path / "k",
-        tmp_path / "in", tmp_path / "out")
+    kst(
+        direction,
+        "--raw",
+        "--iv",
+        vector.counter.hex(),
+        "-k",
+        tmp_path / "k",
+        tmp_path / "in",
+        tmp_path / "out",
+    )
     assert (tmp_path / "out").read_bytes() == vector.output
-    piped = kst(direction, "--raw", "--iv", vector.counter.hex(), "-k", tmp_path / "k", "-",
-                "-", input=vector.input).stdout
+    piped = kst(
+        direction,
+        "--raw",
+        "--iv",
+        vector.counter.hex(),
+        "-k",
+        tmp_path / "k",
+        "-",
+        "-",
+        input=vector.input,
+    ).stdout
     assert piped == vector.output
 
 
-@pytest.mark.parametrize(("mode", "who"), [(0o640, "its group"), (0o604, "others"),
-                                           (0o644, "its group and others")])
+@pytest.mark.parametrize(
+    ("mode", "who"), [(0o640, "its group"), (0o604, "others"), (0o644, "its group and others")]
+)
 def test_a_key_file_readable_by_others_is_used_with_one_warning(
-        tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes], mode: int, who: str) -> None:
+    tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes], mode: int, who: str
+) -> None:
     keyfile.chmod(mode)
     proc = kst("encrypt", "--backend", "openssl", "-k", keyfile, plain[0], tmp_path / "c")
     assert proc.stderr.decode().splitlines() == [
         f"kstream: warning: key file '{keyfile}' is readable by {who} (mode {mode:04o}); "
-        f"anyone who can read it can decrypt with it: chmod 600 '{keyfile}'"]
+        f"anyone who can read it can decrypt with it: chmod 600 '{keyfile}'"
+    ]
     assert kst("decrypt", "-q", "-k", keyfile, tmp_path / "c", tmp_path / "d").stderr == b""
     assert (tmp_path / "d").read_bytes() == plain[1]
 
 
-def test_a_private_key_file_gets_no_warning(tmp_path: Path, keyfile: Path,
-                                            plain: tuple[Path, bytes]) -> None:
+def test_a_private_key_file_gets_no_warning(
+    tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]
+) -> None:
     assert keyfile.stat().st_mode & 0o777 == 0o600
     keyfile.chmod(0o400)
     proc = kst("encrypt", "--backend", "openssl", "-k", keyfile, plain[0], tmp_path / "c")
     assert proc.stderr == b""
 
 
-def test_raw_iv_random_prints_the_iv_that_decrypts(tmp_path: Path, keyfile: Path,
-                                                   plain: tuple[Path, bytes]) -> None:
+def test_raw_iv_random_prints_the_iv_that_decrypts(
+    tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]
+) -> None:
     """One stderr line, also with -q; the raw output is CTR at exactly that IV, and two
     runs pick different IVs."""
     ivs = []
     for out in ("c1", "c2"):
-        proc = kst("encrypt", "-q", "--raw", "--iv", "random", "-k", keyfile, plain[0],
-                   tmp_path / out)
+        proc = kst(
+            "encrypt", "-q", "--raw", "--iv", "random", "-k", keyfile, plain[0], tmp_path / out
+        )
         [line] = proc.stderr.decode().splitlines()
         assert line.startswith("kstream: iv: ")
         ivs.append(bytes.fromhex(line.removeprefix("kstream: iv: ")))
         assert len(ivs[-1]) == 16
         assert (tmp_path / out).read_bytes() == ctr(keybytes(keyfile), ivs[-1], plain[1])
     assert ivs[0] != ivs[1]
-    kst("decrypt", "-q", "--raw", "--iv", ivs[0].hex(), "-k", keyfile, tmp_path / "c1",
-        tmp_path / "d")
+    kst(
+        "decrypt",
+        "-q",
+        "--raw",
+        "--iv",
+        ivs[0].hex(),
+        "-k",
+        keyfile,
+        tmp_path / "c1",
+        tmp_path / "d",
+    )
     assert (tmp_path / "d").read_bytes() == plain[1]
 
 
 def test_raw_iv_random_is_refused_for_decryption_and_explained_in_help(
-        tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]) -> None:
-    fails("decrypt", "--raw", "--iv", "random", "-k", keyfile, plain[0], tmp_path / "d",
-          code=2, match="--iv random only works when encrypting; to decrypt, give the IV "
-          "that encryption printed")
+    tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]
+) -> None:
+    fails(
+        "decrypt",
+        "--raw",
+        "--iv",
+        "random",
+        "-k",
+        keyfile,
+        plain[0],
+        tmp_path / "d",
+        code=2,
+        match="--iv random only works when encrypting; to decrypt, give the IV "
+        "that encryption printed",
+    )
     assert not (tmp_path / "d").exists()
     help_text = " ".join(kst("encrypt", "--help").stdout.decode().split())
     assert "reveal the XOR of their plaintexts" in help_text
@@ -418,8 +620,12 @@ def test_raw_iv_random_is_refused_for_decryption_and_explained_in_help(
 
 @pytest.mark.parametrize("size", [10_000, 3 << 20], ids=["small-file path", "ranges"])
 def test_an_unexpected_error_is_one_line_and_exit_70(
-        tmp_path: Path, keyfile: Path, size: int, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    keyfile: Path,
+    size: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """What cryptography 51 did to every run: not a user mistake, so no usage status; one
     line that asks for a report, the documented status (README: exit statuses), and no
     output file left behind."""
@@ -437,14 +643,17 @@ def test_an_unexpected_error_is_one_line_and_exit_70(
     work = tmp_path / "work"
     work.mkdir()
     (work / "p").write_bytes(os.urandom(size))
-    for args in (["encrypt", "-q", "-k", keyfile, work / "p", work / "c"],
-                 ["encrypt", "-q", "-k", keyfile, "--suffix", ".kst", work / "p"]):
+    for args in (
+        ["encrypt", "-q", "-k", keyfile, work / "p", work / "c"],
+        ["encrypt", "-q", "-k", keyfile, "--suffix", ".kst", work / "p"],
+    ):
         code, _, err = run_main(capsys, *args)
         assert code == 70
         line = err.splitlines()[0]  # many-files mode names the file first
         assert line.startswith("kstream: error: ") and line.endswith(
             "the openssl cipher failed unexpectedly (ValueError: data and buf must not "
-            "overlap); please report this")
+            "overlap); please report this"
+        )
         assert sorted(os.listdir(work)) == ["p"]
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "70 internal error" in readme

@@ -22,10 +22,10 @@ IV = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
 SIZE = 2 * 1032192 + 4099  # three segments, the last one partial
 
 
-def kst(*args: object, input: bytes | None = None,
-        check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run([*KST, *map(str, args)], input=input, capture_output=True,
-                          timeout=300)
+def kst(
+    *args: object, input: bytes | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run([*KST, *map(str, args)], input=input, capture_output=True, timeout=300)
     if check and proc.returncode:
         raise AssertionError(f"exit {proc.returncode}: {proc.stderr.decode()}")
     return proc
@@ -44,14 +44,39 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_raw_kernel_equals_openssl_for_files_pipes_and_jobs(files: Path, bits: int) -> None:
     key = files / f"k{bits}"
     want = ctr(bytes.fromhex(key.read_text()), bytes.fromhex(IV), (files / "p").read_bytes())
-    for name, extra in (("j1", ["-j", 1]), ("j2", ["-j", 2]),
-                        ("sendfile", ["--transfer", "sendfile"])):
+    for name, extra in (
+        ("j1", ["-j", 1]),
+        ("j2", ["-j", 2]),
+        ("sendfile", ["--transfer", "sendfile"]),
+    ):
         out = files / f"raw{bits}-{name}"
-        kst("encrypt", "--backend", "kernel", "--raw", "--iv", IV, "-k", key, *extra,
-            files / "p", out)
+        kst(
+            "encrypt",
+            "--backend",
+            "kernel",
+            "--raw",
+            "--iv",
+            IV,
+            "-k",
+            key,
+            *extra,
+            files / "p",
+            out,
+        )
         assert out.read_bytes() == want, name
-    piped = kst("encrypt", "--backend", "kernel", "--raw", "--iv", IV, "-k", key, "-", "-",
-                input=(files / "p").read_bytes()).stdout
+    piped = kst(
+        "encrypt",
+        "--backend",
+        "kernel",
+        "--raw",
+        "--iv",
+        IV,
+        "-k",
+        key,
+        "-",
+        "-",
+        input=(files / "p").read_bytes(),
+    ).stdout
     assert piped == want
 
 
@@ -62,11 +87,11 @@ def test_authenticated_files_cross_decrypt(files: Path, jobs: int) -> None:
     kst("encrypt", "--backend", "kernel", "-j", jobs, "-k", key, files / "p", files / "ck")
     kst("encrypt", "--backend", "openssl", "-k", key, files / "p", files / "co")
     kst("decrypt", "--backend", "openssl", "-f", "-k", key, files / "ck", files / "d1")
-    kst("decrypt", "--backend", "kernel", "-f", "-j", jobs, "-k", key, files / "co",
-        files / "d2")
+    kst("decrypt", "--backend", "kernel", "-f", "-j", jobs, "-k", key, files / "co", files / "d2")
     assert (files / "d1").read_bytes() == plain == (files / "d2").read_bytes()
-    piped = kst("decrypt", "--backend", "kernel", "-k", key, "-", "-",
-                input=(files / "ck").read_bytes()).stdout
+    piped = kst(
+        "decrypt", "--backend", "kernel", "-k", key, "-", "-", input=(files / "ck").read_bytes()
+    ).stdout
     assert piped == plain
     for f in ("ck", "co", "d1", "d2"):
         (files / f).unlink()
@@ -78,10 +103,12 @@ def test_auto_uses_the_kernel_without_a_notice(files: Path) -> None:
     (files / "auto").unlink()
 
 
-def test_verify_passes_and_names_the_driver_on_mismatch(files: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    kst("encrypt", "--backend", "kernel", "--verify", "-k", files / "k128", files / "p",
-        files / "v")
+def test_verify_passes_and_names_the_driver_on_mismatch(
+    files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kst(
+        "encrypt", "--backend", "kernel", "--verify", "-k", files / "k128", files / "p", files / "v"
+    )
     kst("decrypt", "--backend", "openssl", "-k", files / "k128", files / "v", files / "vd")
     assert (files / "vd").read_bytes() == (files / "p").read_bytes()
 
@@ -90,15 +117,28 @@ def test_verify_passes_and_names_the_driver_on_mismatch(files: Path,
     with pytest.raises(IntegrityError, match=r"kernel ctr\(.*\) disagrees .* offset 100$"):
         import asyncio
 
-        asyncio.run(kstream.encrypt_file(files / "p", files / "bad", key=key,
-                                         backend="kernel", verify=True, jobs=1))
+        asyncio.run(
+            kstream.encrypt_file(
+                files / "p", files / "bad", key=key, backend="kernel", verify=True, jobs=1
+            )
+        )
     assert not (files / "bad").exists()
     assert not [n for n in os.listdir(files) if n.endswith(".kstream-partial")]
 
 
 def test_unknown_driver_and_selftest_and_backends(files: Path) -> None:
-    proc = kst("encrypt", "--backend", "kernel", "--driver", "ctr-aes-nonexistent", "-k",
-               files / "k128", files / "p", files / "x", check=False)
+    proc = kst(
+        "encrypt",
+        "--backend",
+        "kernel",
+        "--driver",
+        "ctr-aes-nonexistent",
+        "-k",
+        files / "k128",
+        files / "p",
+        files / "x",
+        check=False,
+    )
     err = proc.stderr.decode()
     assert proc.returncode in (2, 3) and err.startswith("kstream: error: ")
     assert "ctr-aes-nonexistent" in err and "Traceback" not in err
@@ -126,8 +166,7 @@ def test_both_backends_write_identical_authenticated_files(bits: int) -> None:
     outputs = []
     for backend in ("kernel", "openssl"):
         sink = Collect()
-        asyncio.run(encrypt_to(IterSource(one(data)), sink, key=key, header_iv=iv,
-                               backend=backend))
+        asyncio.run(encrypt_to(IterSource(one(data)), sink, key=key, header_iv=iv, backend=backend))
         outputs.append(bytes(sink.data))
     assert outputs[0] == outputs[1]
     assert len(outputs[0]) == 32 + SIZE + 3 * 20

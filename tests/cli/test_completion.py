@@ -51,39 +51,73 @@ printf '%s\n' "${COMPREPLY[@]}"
 
 
 def complete(script: Path, cwd: Path, *words: str) -> set[str]:
-    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", COMPLETE, "bash",
-                           str(script), "kstream", *words], capture_output=True, text=True,
-                          cwd=cwd, timeout=30, check=True)
+    proc = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", COMPLETE, "bash", str(script), "kstream", *words],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=30,
+        check=True,
+    )
     assert proc.stderr == ""
     return set(proc.stdout.split())
 
 
 def test_the_bash_script_sources_cleanly(bash_script: Path) -> None:
-    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c",
-                           'set -u; source "$1" && complete -p kstream', "bash",
-                           str(bash_script)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [
+            "bash",
+            "--norc",
+            "--noprofile",
+            "-c",
+            'set -u; source "$1" && complete -p kstream',
+            "bash",
+            str(bash_script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout.startswith("complete ") and proc.stdout.rstrip().endswith(" kstream")
 
 
-@pytest.mark.parametrize(("words", "expected"), [
-    (["enc"], {"encrypt"}),
-    (["k"], {"key", "keygen"}),
-    ([""], {"encrypt", "decrypt", "keygen", "inspect", "backends", "selftest", "demo", "key",
-            "bench", "completion", "man"}),
-    (["key", ""], {"add", "gen", "load", "list", "rm"}),
-    (["encrypt", "--back"], {"--backend"}),
-    (["encrypt", "--backend", ""], {"auto", "kernel", "openssl"}),
-    (["key", "add", "NAME", "--type", ""], {"logon", "user"}),
-    (["completion", ""], {"bash", "zsh"}),
-    (["encrypt", "al"], {"alpha.txt"}),                        # FILE: files
-    (["encrypt", "alpha.txt", "-k", "b"], {"beta.key"}),       # a key file: files
-    (["encrypt", "alpha.txt", "-k", "beta.key", "s"], {"sub"}),  # OUT after an option
-    (["key", "add", "NAME", "--type", "user", "be"], {"beta.key"}),
-    (["encrypt", "--output-dir", ""], {"sub"}),                # a directory: only those
-])
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["enc"], {"encrypt"}),
+        (["k"], {"key", "keygen"}),
+        (
+            [""],
+            {
+                "encrypt",
+                "decrypt",
+                "keygen",
+                "inspect",
+                "backends",
+                "selftest",
+                "demo",
+                "key",
+                "bench",
+                "completion",
+                "man",
+            },
+        ),
+        (["key", ""], {"add", "gen", "load", "list", "rm"}),
+        (["encrypt", "--back"], {"--backend"}),
+        (["encrypt", "--backend", ""], {"auto", "kernel", "openssl"}),
+        (["key", "add", "NAME", "--type", ""], {"logon", "user"}),
+        (["completion", ""], {"bash", "zsh"}),
+        (["encrypt", "al"], {"alpha.txt"}),  # FILE: files
+        (["encrypt", "alpha.txt", "-k", "b"], {"beta.key"}),  # a key file: files
+        (["encrypt", "alpha.txt", "-k", "beta.key", "s"], {"sub"}),  # OUT after an option
+        (["key", "add", "NAME", "--type", "user", "be"], {"beta.key"}),
+        (["encrypt", "--output-dir", ""], {"sub"}),  # a directory: only those
+    ],
+)
 def test_bash_completes_commands_options_choices_and_files(
-        bash_script: Path, tmp_path: Path, words: list[str], expected: set[str]) -> None:
+    bash_script: Path, tmp_path: Path, words: list[str], expected: set[str]
+) -> None:
     (tmp_path / "alpha.txt").touch()
     (tmp_path / "beta.key").touch()
     (tmp_path / "sub").mkdir()
@@ -104,9 +138,15 @@ class Shell(Keyboard):
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
-                                     start_new_session=True,
-                                     env={**os.environ, "TERM": "dumb", **env})
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            start_new_session=True,
+            env={**os.environ, "TERM": "dumb", **env},
+        )
         os.close(slave)
         self.screen = b""
 
@@ -123,13 +163,15 @@ class Shell(Keyboard):
         os.close(self.master)
 
 
-def test_tab_in_an_interactive_bash_completes_the_command(bash_script: Path,
-                                                           tmp_path: Path) -> None:
+def test_tab_in_an_interactive_bash_completes_the_command(
+    bash_script: Path, tmp_path: Path
+) -> None:
     """What a person sees: in a terminal, 'kstream enc<TAB>' becomes 'kstream encrypt '."""
     rc = tmp_path / "rc"
     rc.write_text(f"PS1='$ '\nsource {bash_script}\n")
-    shell = Shell(["bash", "--noprofile", "--rcfile", str(rc), "-i"], tmp_path,
-                  {"INPUTRC": "/dev/null"})
+    shell = Shell(
+        ["bash", "--noprofile", "--rcfile", str(rc), "-i"], tmp_path, {"INPUTRC": "/dev/null"}
+    )
     try:
         shell.expect(b"$ ")
         shell.completes_a_command_and_an_option()
@@ -148,8 +190,7 @@ def test_the_zsh_script_is_valid_zsh(tmp_path: Path) -> None:
     script.write_bytes(kst("completion", "zsh").stdout)
     text = script.read_text()
     assert text.startswith("#compdef kstream")
-    proc = subprocess.run([zsh, "-n", str(script)], capture_output=True, text=True,
-                          timeout=30)
+    proc = subprocess.run([zsh, "-n", str(script)], capture_output=True, text=True, timeout=30)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert every_option(cli.build_parser()[0]) <= set(re.findall(r"--?[A-Za-z][\w-]*", text))
 
@@ -163,8 +204,10 @@ def test_tab_in_an_interactive_zsh_completes_the_command(tmp_path: Path) -> None
     (tmp_path / "_kstream").write_bytes(kst("completion", "zsh").stdout)
     shell = Shell([zsh, "-f", "-i"], tmp_path, {})
     try:
-        shell.type(f"PS1='% '; fpath=({tmp_path} $fpath); autoload -Uz compinit; "
-                   "compinit -u -D; echo READY\n".encode())
+        shell.type(
+            f"PS1='% '; fpath=({tmp_path} $fpath); autoload -Uz compinit; "
+            "compinit -u -D; echo READY\n".encode()
+        )
         shell.expect(b"READY\r\n")
         shell.completes_a_command_and_an_option()
     finally:
@@ -176,11 +219,14 @@ def test_an_unknown_shell_is_a_usage_error() -> None:
 
 
 def test_only_the_completion_command_imports_shtab(tmp_path: Path) -> None:
-    code = ("import sys\nfrom kstream.cli.main import main\n"
-            "main(['man'])\nprint('shtab' in sys.modules, file=sys.stderr)\n"
-            "main(['completion', 'bash'])\nprint('shtab' in sys.modules, file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, timeout=60)
+    code = (
+        "import sys\nfrom kstream.cli.main import main\n"
+        "main(['man'])\nprint('shtab' in sys.modules, file=sys.stderr)\n"
+        "main(['completion', 'bash'])\nprint('shtab' in sys.modules, file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert proc.stderr.split() == ["False", "True"]
 
 
@@ -204,9 +250,11 @@ def test_groff_renders_it_without_a_warning(tmp_path: Path) -> None:
         pytest.skip("groff is not installed: the page is checked as text only")
     page = tmp_path / "kstream.1"
     page.write_bytes(kst("man").stdout)
-    proc = subprocess.run([groff, "-man", "-Tutf8", "-P-cbou", "-ww", "-rLL=100n",
-                           str(page)],
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [groff, "-man", "-Tutf8", "-P-cbou", "-ww", "-rLL=100n", str(page)],
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stderr == b"", proc.stderr.decode()
     text = proc.stdout.decode()
     text = text.replace("\u2212", "-").replace("\u2010", "-")  # minus signs, hyphens

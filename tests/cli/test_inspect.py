@@ -36,8 +36,9 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[
     yield key, files
 
 
-def inspect_json(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, dict[str, object],
-                                                                           str]:
+def inspect_json(
+    capsys: pytest.CaptureFixture[str], path: Path
+) -> tuple[int, dict[str, object], str]:
     code, out, err = run_main(capsys, "inspect", "--json", path)
     return code, json.loads(out), err
 
@@ -50,8 +51,9 @@ def decrypt_error(capsys: pytest.CaptureFixture[str], key: Path, path: Path) -> 
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_intact_files_of_every_shape(capsys: pytest.CaptureFixture[str],
-                                     made: tuple[Path, dict[int, Path]], size: int) -> None:
+def test_intact_files_of_every_shape(
+    capsys: pytest.CaptureFixture[str], made: tuple[Path, dict[int, Path]], size: int
+) -> None:
     path = made[1][size]
     code, info, err = inspect_json(capsys, path)
     assert (code, err) == (0, "")
@@ -62,13 +64,16 @@ def test_intact_files_of_every_shape(capsys: pytest.CaptureFixture[str],
     code, text, err = run_main(capsys, "inspect", path)
     assert (code, err) == (0, "")
     count = size // S + 1
-    assert (f"body:            {framed_size(size, S)} bytes in {count} "
-            f"segment{'s' if count > 1 else ''}, framed as intact\n") in text
+    assert (
+        f"body:            {framed_size(size, S)} bytes in {count} "
+        f"segment{'s' if count > 1 else ''}, framed as intact\n"
+    ) in text
     assert f"plaintext:       {size} bytes (decrypting authenticates them)\n" in text
 
 
-def _damaged(src: Path, dst: Path, *, keep: int | None = None, append: bytes = b"",
-             flip: int | None = None) -> Path:
+def _damaged(
+    src: Path, dst: Path, *, keep: int | None = None, append: bytes = b"", flip: int | None = None
+) -> Path:
     blob = bytearray(src.read_bytes())
     if keep is not None:
         del blob[keep:]
@@ -80,20 +85,24 @@ def _damaged(src: Path, dst: Path, *, keep: int | None = None, append: bytes = b
 
 #: (plaintext size, how many bytes of the file to keep): truncations of every kind.
 CUTS = [
-    (1000, HEADER_SIZE),                       # the header alone
-    (1000, HEADER_SIZE + 2),                   # half a frame word
-    (1000, HEADER_SIZE + OVERHEAD + 999),      # the last segment's tag cut short by a byte
-    (S, HEADER_SIZE + UNIT),                   # a full segment, the empty last one missing
-    (2 * S, HEADER_SIZE + 2 * UNIT + 3),       # two segments and 3 bytes of the last frame
-    (2 * S + 17, HEADER_SIZE + UNIT + 5000),   # the second segment cut in the middle
+    (1000, HEADER_SIZE),  # the header alone
+    (1000, HEADER_SIZE + 2),  # half a frame word
+    (1000, HEADER_SIZE + OVERHEAD + 999),  # the last segment's tag cut short by a byte
+    (S, HEADER_SIZE + UNIT),  # a full segment, the empty last one missing
+    (2 * S, HEADER_SIZE + 2 * UNIT + 3),  # two segments and 3 bytes of the last frame
+    (2 * S + 17, HEADER_SIZE + UNIT + 5000),  # the second segment cut in the middle
     (2 * S + 17, HEADER_SIZE + 2 * UNIT - 1),  # the second segment's tag cut short
 ]
 
 
 @pytest.mark.parametrize(("size", "keep"), CUTS)
 def test_truncated_files_are_named_as_decrypt_names_them(
-        capsys: pytest.CaptureFixture[str], made: tuple[Path, dict[int, Path]],
-        tmp_path: Path, size: int, keep: int) -> None:
+    capsys: pytest.CaptureFixture[str],
+    made: tuple[Path, dict[int, Path]],
+    tmp_path: Path,
+    size: int,
+    keep: int,
+) -> None:
     key, files = made
     path = _damaged(files[size], tmp_path / "t.kst", keep=keep)
     expected = decrypt_error(capsys, key, path)
@@ -105,13 +114,15 @@ def test_truncated_files_are_named_as_decrypt_names_them(
     assert info["body_size"] == keep - HEADER_SIZE
     code, text, err = run_main(capsys, "inspect", path)
     assert code == 1 and one_error(err, "") == expected
-    assert text.endswith(f"body:            {keep - HEADER_SIZE} bytes, damaged (see the "
-                         "error)\nplaintext:       unknown\n")
+    assert text.endswith(
+        f"body:            {keep - HEADER_SIZE} bytes, damaged (see the "
+        "error)\nplaintext:       unknown\n"
+    )
 
 
 def test_the_issue_example_a_size_that_fits_a_plaintext_is_not_believed(
-        capsys: pytest.CaptureFixture[str], made: tuple[Path, dict[int, Path]],
-        tmp_path: Path) -> None:
+    capsys: pytest.CaptureFixture[str], made: tuple[Path, dict[int, Path]], tmp_path: Path
+) -> None:
     """Cut so that the body's size fits some plaintext size (the old inspect showed it)."""
     key, files = made
     keep = HEADER_SIZE + UNIT + 40  # a body of one full unit and 40 bytes: "20 bytes" fits
@@ -122,11 +133,16 @@ def test_the_issue_example_a_size_that_fits_a_plaintext_is_not_believed(
     assert one_error(decrypt_error(capsys, key, path), "segment 1 is incomplete")
 
 
-@pytest.mark.parametrize(("size", "extra"), [(0, 1), (1000, 5), (S, 5), (2 * S + 17, 5),
-                                             (1000, UNIT + 100)])
-def test_appended_data_is_counted(capsys: pytest.CaptureFixture[str],
-                                  made: tuple[Path, dict[int, Path]], tmp_path: Path,
-                                  size: int, extra: int) -> None:
+@pytest.mark.parametrize(
+    ("size", "extra"), [(0, 1), (1000, 5), (S, 5), (2 * S + 17, 5), (1000, UNIT + 100)]
+)
+def test_appended_data_is_counted(
+    capsys: pytest.CaptureFixture[str],
+    made: tuple[Path, dict[int, Path]],
+    tmp_path: Path,
+    size: int,
+    extra: int,
+) -> None:
     """Decrypt reads at most a unit past the end, so it says "N or more"; inspect knows the
     file's size and gives the exact count, in the same words."""
     key, files = made
@@ -140,14 +156,24 @@ def test_appended_data_is_counted(capsys: pytest.CaptureFixture[str],
     assert info["damage"] == prefix.removeprefix("kstream: error: ") + counted
 
 
-@pytest.mark.parametrize(("flip", "word"), [
-    (HEADER_SIZE + UNIT, 0x80000000 | S),  # a full segment flagged last: a writer's last is short
-    (HEADER_SIZE + UNIT + 3, S ^ 0x80),  # a short segment not flagged last
-    (HEADER_SIZE + 2 * UNIT + 1, 0x80000000 | 0x800000 | 17),  # a last one longer than S
-])
-def test_a_damaged_length_word(capsys: pytest.CaptureFixture[str],
-                               made: tuple[Path, dict[int, Path]], tmp_path: Path,
-                               flip: int, word: int) -> None:
+@pytest.mark.parametrize(
+    ("flip", "word"),
+    [
+        (
+            HEADER_SIZE + UNIT,
+            0x80000000 | S,
+        ),  # a full segment flagged last: a writer's last is short
+        (HEADER_SIZE + UNIT + 3, S ^ 0x80),  # a short segment not flagged last
+        (HEADER_SIZE + 2 * UNIT + 1, 0x80000000 | 0x800000 | 17),  # a last one longer than S
+    ],
+)
+def test_a_damaged_length_word(
+    capsys: pytest.CaptureFixture[str],
+    made: tuple[Path, dict[int, Path]],
+    tmp_path: Path,
+    flip: int,
+    word: int,
+) -> None:
     """Decryption calls these an authentication failure (it checks the tag with the key);
     inspect, which has no key, names the word."""
     key, files = made
@@ -157,9 +183,12 @@ def test_a_damaged_length_word(capsys: pytest.CaptureFixture[str],
     assert code == 1
     segment = (flip - HEADER_SIZE) // UNIT
     assert info["damage"] == one_error(err, "").removeprefix("kstream: error: ")
-    one_error(err, f"file is damaged: segment {segment} starts with length word 0x{word:08x}, "
-              f"which no kstream writer produces (segments of {S} bytes); the file was "
-              "modified")
+    one_error(
+        err,
+        f"file is damaged: segment {segment} starts with length word 0x{word:08x}, "
+        f"which no kstream writer produces (segments of {S} bytes); the file was "
+        "modified",
+    )
 
 
 def test_a_passphrase_file_header(tmp_path: Path) -> None:
@@ -167,30 +196,44 @@ def test_a_passphrase_file_header(tmp_path: Path) -> None:
     (tmp_path / "pw").write_bytes(b"correct horse battery staple\n")
     (tmp_path / "pw").chmod(0o600)
     (tmp_path / "p").write_bytes(os.urandom(S + 3))
-    kst("encrypt", "--passphrase-file", tmp_path / "pw", "--work-factor", 10, tmp_path / "p",
-        tmp_path / "c")
+    kst(
+        "encrypt",
+        "--passphrase-file",
+        tmp_path / "pw",
+        "--work-factor",
+        10,
+        tmp_path / "p",
+        tmp_path / "c",
+    )
     info = json.loads(kst("inspect", "--json", tmp_path / "c").stdout)
     assert (info["header_size"], info["plaintext_size"], info["segments"]) == (52, S + 3, 2)
     assert info["kdf"]["log2_n"] == 10
     _damaged(tmp_path / "c", tmp_path / "t", keep=52 + UNIT + 10)
-    line = fails("inspect", tmp_path / "t", code=1, match="file is truncated: segment 1 is "
-                 "incomplete")
-    proc = kst("decrypt", "--passphrase-file", tmp_path / "pw", tmp_path / "t", tmp_path / "d",
-               check=False)
+    line = fails(
+        "inspect", tmp_path / "t", code=1, match="file is truncated: segment 1 is incomplete"
+    )
+    proc = kst(
+        "decrypt", "--passphrase-file", tmp_path / "pw", tmp_path / "t", tmp_path / "d", check=False
+    )
     assert proc.returncode == 1 and proc.stderr.decode().splitlines()[-1] == line
 
 
 @pytest.mark.parametrize("size", [0, S, 2 * S + 17])
-def test_stdin_is_read_through(made: tuple[Path, dict[int, Path]], tmp_path: Path,
-                               size: int) -> None:
+def test_stdin_is_read_through(
+    made: tuple[Path, dict[int, Path]], tmp_path: Path, size: int
+) -> None:
     """A pipe (subprocess input) and a redirected regular file give what the path gives,
     intact or not."""
     path = made[1][size]
     by_path = kst("inspect", "--json", path).stdout
     assert kst("inspect", "--json", "-", input=path.read_bytes()).stdout == by_path
     with open(path, "rb") as f:
-        assert subprocess.run([*KST, "inspect", "--json", "-"], stdin=f, capture_output=True,
-                              check=True).stdout == by_path
+        assert (
+            subprocess.run(
+                [*KST, "inspect", "--json", "-"], stdin=f, capture_output=True, check=True
+            ).stdout
+            == by_path
+        )
     for name, damaged in (("cut", path.read_bytes()[:-1]), ("long", path.read_bytes() + b"xy")):
         (tmp_path / name).write_bytes(damaged)
         by_path_proc = kst("inspect", "--json", tmp_path / name, check=False)

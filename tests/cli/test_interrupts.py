@@ -38,7 +38,9 @@ def test_ctrl_c_while_reading_the_terminal(work: Path, keyfile: Path) -> None:
     assert console.ctrl_c() < 5
     assert console.proc.returncode == 130
     assert screen(console.raw)[-2:] == [
-        "^C", "kstream: error: interrupted; the partial output 'out' was removed"]
+        "^C",
+        "kstream: error: interrupted; the partial output 'out' was removed",
+    ]
     assert os.listdir(work) == []
 
 
@@ -47,8 +49,9 @@ def test_many_files_summary_after_ctrl_c_matches_the_disk(work: Path, keyfile: P
         (work / name).write_bytes(os.urandom(50_000))
     os.mkfifo(work / "c")
     (work / "d").write_bytes(b"never started")
-    console = Console("encrypt", "-j", 1, "-k", keyfile, "--suffix", ".kst", "a", "b", "c", "d",
-                      cwd=work)
+    console = Console(
+        "encrypt", "-j", 1, "-k", keyfile, "--suffix", ".kst", "a", "b", "c", "d", cwd=work
+    )
     console.read(2)  # a and b done, blocked opening the FIFO c
     assert console.ctrl_c() < 5
     assert console.proc.returncode == 130

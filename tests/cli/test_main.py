@@ -20,8 +20,17 @@ from kstream.cli import main as cli
 def test_version_and_help() -> None:
     assert kst("--version").stdout.decode().startswith("kstream 0.")
     out = kst("encrypt", "--help").stdout.decode()
-    for word in ("--key-file", "--key-fd", "--backend", "--raw", "--iv", "--force",
-                 "--progress", "exit status", "130"):
+    for word in (
+        "--key-file",
+        "--key-fd",
+        "--backend",
+        "--raw",
+        "--iv",
+        "--force",
+        "--progress",
+        "exit status",
+        "130",
+    ):
         assert word in out
 
 
@@ -31,23 +40,27 @@ def console_script() -> str:
     beside = Path(sys.executable).with_name("kstream")
     script = str(beside) if os.access(beside, os.X_OK) else shutil.which("kstream")
     if script is None:
-        pytest.skip("no kstream console script beside the interpreter or on PATH "
-                    "(package not installed)")
+        pytest.skip(
+            "no kstream console script beside the interpreter or on PATH (package not installed)"
+        )
     return script
 
 
 def test_python_dash_m_and_console_script_agree() -> None:
-    out = subprocess.run([console_script(), "--version"], capture_output=True,
-                         check=True).stdout
+    out = subprocess.run([console_script(), "--version"], capture_output=True, check=True).stdout
     assert out == kst("--version").stdout
 
 
 def imported(*argv: str) -> set[str]:
     """The modules this interpreter imports to run ``argv``, by ``-X importtime``."""
-    err = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True,
-                         text=True, check=True).stderr
-    return {line.rsplit("|", 1)[1].strip() for line in err.splitlines()
-            if line.startswith("import time:") and line.count("|") == 2} - {"imported package"}
+    err = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, check=True
+    ).stderr
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in err.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    } - {"imported package"}
 
 
 def test_the_console_script_s_version_imports_only_kstream_s_version() -> None:
@@ -56,16 +69,14 @@ def test_the_console_script_s_version_imports_only_kstream_s_version() -> None:
     too: an editable install's import hook imports ``re`` into every interpreter."""
     script = console_script()
     source = Path(__file__).parents[2] / "kstream" / "cli" / "bin" / "kstream"
-    assert (Path(script).read_text().split("\n", 1)[1]
-            == source.read_text().split("\n", 1)[1])
+    assert Path(script).read_text().split("\n", 1)[1] == source.read_text().split("\n", 1)[1]
     extra = imported(script, "--version") - imported("-c", "pass")
     # An editable install's import hook (a .pth file) runs at the first kstream import.
     assert {m for m in extra if "editable" not in m} <= {"kstream", "kstream.cli", "__future__"}
     assert "kstream.cli" in extra
 
 
-def test_no_command_is_help_on_stderr_and_a_usage_error(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_command_is_help_on_stderr_and_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("usage: kstream ") and "exit status:" in err
@@ -82,15 +93,27 @@ def test_wired_into_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
 def test_building_the_parser_imports_no_measuring_or_drawing() -> None:
     """The parser is built on every run, so what only ``bench``, ``backends`` or a progress
     bar needs must stay unimported until then."""
-    code = ("import sys\nfrom kstream.cli.main import build_parser\n"
-            "build_parser()[0].parse_args(['encrypt', 'a', 'b'])\n"
-            "print(' '.join(sorted(sys.modules)))")
-    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
-                                text=True).stdout.split())
+    code = (
+        "import sys\nfrom kstream.cli.main import build_parser\n"
+        "build_parser()[0].parse_args(['encrypt', 'a', 'b'])\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, check=True, text=True
+        ).stdout.split()
+    )
     assert "kstream.bench" in loaded and "kstream.cli.main" in loaded
-    for lazy in ("kstream.bench.memory", "kstream.bench.files", "kstream.bench.plot",
-                 "kstream.backends.report", "kstream.selftest", "tqdm", "matplotlib",
-                 "shtab"):
+    for lazy in (
+        "kstream.bench.memory",
+        "kstream.bench.files",
+        "kstream.bench.plot",
+        "kstream.backends.report",
+        "kstream.selftest",
+        "tqdm",
+        "matplotlib",
+        "shtab",
+    ):
         assert lazy not in loaded, lazy
 
 
@@ -98,12 +121,24 @@ def test_building_the_parser_imports_no_measuring_or_drawing() -> None:
 HEAVY = ("asyncio", "uvloop", "aiofiles", "tqdm", "cryptography")
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["keygen", "-"], ["key", "list"],
-                                  ["inspect", "FILE"], ["inspect", "--json", "FILE"],
-                                  ["completion", "bash"], ["man"], ["encrypt", "--help"],
-                                  ["key", "add", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["--help"],
+        ["keygen", "-"],
+        ["key", "list"],
+        ["inspect", "FILE"],
+        ["inspect", "--json", "FILE"],
+        ["completion", "bash"],
+        ["man"],
+        ["encrypt", "--help"],
+        ["key", "add", "--help"],
+    ],
+)
 def test_commands_that_need_no_cipher_start_without_asyncio_or_openssl(
-        argv: list[str], tmp_path: Path) -> None:
+    argv: list[str], tmp_path: Path
+) -> None:
     """Loaded modules of a real run, read in the same process after it ends."""
     if "FILE" in argv:
         (tmp_path / "k").write_text("00" * 32)
@@ -119,8 +154,10 @@ def test_encrypting_loads_no_progress_bar_without_a_terminal(tmp_path: Path) -> 
     (tmp_path / "in").write_bytes(b"x" * (2 << 20))  # not small: the async path
     key = tmp_path / "k"
     key.write_text("00" * 32)
-    loaded = {m.split(".")[0] for m in modules_loaded_by(
-        ["encrypt", "-q", "-k", key, tmp_path / "in", tmp_path / "out"])}
+    loaded = {
+        m.split(".")[0]
+        for m in modules_loaded_by(["encrypt", "-q", "-k", key, tmp_path / "in", tmp_path / "out"])
+    }
     assert {"asyncio", "cryptography"} <= loaded
     assert "tqdm" not in loaded  # stderr is not a terminal: no bar, no tqdm
     assert (tmp_path / "out").stat().st_size > 2 << 20
@@ -129,13 +166,14 @@ def test_encrypting_loads_no_progress_bar_without_a_terminal(tmp_path: Path) -> 
 def test_version_answers_before_the_command_line_is_built() -> None:
     """The console script's ``--version`` imports nothing of kstream but its version (not
     even the exceptions), and neither ``typing`` nor ``argparse``."""
-    code = ("import sys\nsys.argv = ['kstream', '--version']\nfrom kstream.cli import entry\n"
-            "try:\n    entry()\nexcept SystemExit as exc:\n    code = exc.code\n"
-            "print(code, ' '.join(sorted(m for m in sys.modules if m.startswith('kstream')"
-            " or m in ('typing', 'argparse'))),"
-            " file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    code = (
+        "import sys\nsys.argv = ['kstream', '--version']\nfrom kstream.cli import entry\n"
+        "try:\n    entry()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print(code, ' '.join(sorted(m for m in sys.modules if m.startswith('kstream')"
+        " or m in ('typing', 'argparse'))),"
+        " file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout == f"kstream {__version__}\n"
     status, *modules = proc.stderr.split()
     assert status == "0"
@@ -146,16 +184,25 @@ def test_the_license_is_the_mit_license_pyproject_names() -> None:
     root = Path(__file__).parents[2]
     text = (root / "LICENSE").read_text()
     assert text.startswith("MIT License\n\nCopyright (c) 2026 the kstream authors\n")
-    assert "THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND' in text
     assert 'license = "MIT"' in (root / "pyproject.toml").read_text()
 
 
-@pytest.mark.parametrize("argv, command", [
-    (["encrypt", "a", "b"], "encrypt"), (["-q", "--debug", "decrypt", "x"], "decrypt"),
-    (["key", "list"], "key"), (["--help"], None), ([], None), (["encrpyt", "a"], None),
-    (["--", "man"], None)])
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["encrypt", "a", "b"], "encrypt"),
+        (["-q", "--debug", "decrypt", "x"], "decrypt"),
+        (["key", "list"], "key"),
+        (["--help"], None),
+        ([], None),
+        (["encrpyt", "a"], None),
+        (["--", "man"], None),
+    ],
+)
 def test_the_command_is_the_first_word_that_is_not_an_option(
-        argv: list[str], command: str | None) -> None:
+    argv: list[str], command: str | None
+) -> None:
     assert cli.command_of(argv) == command
 
 
@@ -172,7 +219,15 @@ def test_a_small_file_s_encryption_loads_no_other_command(tmp_path: Path) -> Non
     key.write_text("00" * 32)
     loaded = modules_loaded_by(["encrypt", "-q", "-k", key, tmp_path / "in", tmp_path / "out"])
     assert "kstream.engine.small" in loaded
-    for other in ("kstream.bench", "kstream.cli.info", "kstream.cli.completion",
-                  "kstream.cli.inspect", "kstream.api", "traceback", "tempfile", "platform",
-                  "cryptography.hazmat.backends.openssl.backend"):
+    for other in (
+        "kstream.bench",
+        "kstream.cli.info",
+        "kstream.cli.completion",
+        "kstream.cli.inspect",
+        "kstream.api",
+        "traceback",
+        "tempfile",
+        "platform",
+        "cryptography.hazmat.backends.openssl.backend",
+    ):
         assert other not in loaded, other

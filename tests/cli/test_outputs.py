@@ -15,8 +15,7 @@ from kstream.format import MAGIC
 
 def _in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``kstream ARGS`` run in ``folder``, as a shell would after expanding a glob there."""
-    return subprocess.run([*KST, *args], cwd=folder, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([*KST, *args], cwd=folder, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -30,13 +29,18 @@ def folder(tmp_path: Path, keyfile: Path) -> Path:
 
 @pytest.mark.parametrize("force", [[], ["-f"]], ids=["no-force", "force"])
 @pytest.mark.parametrize("command", ["encrypt", "decrypt"])
-def test_a_two_file_glob_replaces_neither(folder: Path, keyfile: Path, command: str,
-                                          force: list[str]) -> None:
+def test_a_two_file_glob_replaces_neither(
+    folder: Path, keyfile: Path, command: str, force: list[str]
+) -> None:
     """``kstream encrypt [-f] -k K *.txt`` and ``kstream decrypt [-f] -k K *.kst`` in a
     folder of two such files: read as IN OUT, and refused."""
     if command == "decrypt":
-        assert _in(folder, "encrypt", "-q", "-k", str(keyfile), "--suffix", ".kst", "a.txt",
-                   "b.txt").returncode == 0
+        assert (
+            _in(
+                folder, "encrypt", "-q", "-k", str(keyfile), "--suffix", ".kst", "a.txt", "b.txt"
+            ).returncode
+            == 0
+        )
         for name in ("a.txt", "b.txt"):
             (folder / name).unlink()
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
@@ -48,7 +52,8 @@ def test_a_two_file_glob_replaces_neither(folder: Path, keyfile: Path, command: 
     assert proc.stderr == (
         f"kstream: error: output '{glob[1]}' exists and {what} kstream ciphertext: {command} "
         "does not replace it, even with --force (it may be one of your inputs); for several "
-        "files give --suffix or --output-dir, or remove it first\n")
+        "files give --suffix or --output-dir, or remove it first\n"
+    )
     assert "use --force" not in proc.stderr
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
@@ -59,21 +64,20 @@ def test_overwriting_that_is_plausibly_meant_still_works(folder: Path, keyfile: 
     old = (folder / "a.kst").read_bytes()
     proc = _in(folder, "encrypt", "-k", str(keyfile), "a.txt", "a.kst")
     assert proc.returncode == 2 and "already exists; use --force to overwrite it" in proc.stderr
-    assert _in(folder, "encrypt", "-q", "-f", "-k", str(keyfile), "a.txt", "a.kst"
-               ).returncode == 0
+    assert _in(folder, "encrypt", "-q", "-f", "-k", str(keyfile), "a.txt", "a.kst").returncode == 0
     assert (folder / "a.kst").read_bytes() != old  # a fresh IV: new ciphertext
     (folder / "out.txt").write_bytes(b"an older decryption")
     proc = _in(folder, "decrypt", "-k", str(keyfile), "a.kst", "out.txt")
     assert proc.returncode == 2 and "use --force" in proc.stderr
-    assert _in(folder, "decrypt", "-q", "-f", "-k", str(keyfile), "a.kst", "out.txt"
-               ).returncode == 0
+    assert (
+        _in(folder, "decrypt", "-q", "-f", "-k", str(keyfile), "a.kst", "out.txt").returncode == 0
+    )
     assert (folder / "out.txt").read_bytes() == (folder / "a.txt").read_bytes()
 
 
 def test_many_files_mode_applies_the_rule_per_file(folder: Path, keyfile: Path) -> None:
     (folder / "a.txt.kst").write_bytes(b"not ciphertext, perhaps precious")
-    proc = _in(folder, "encrypt", "-f", "-k", str(keyfile), "--suffix", ".kst",
-               "a.txt", "b.txt")
+    proc = _in(folder, "encrypt", "-f", "-k", str(keyfile), "--suffix", ".kst", "a.txt", "b.txt")
     assert proc.returncode == 2
     assert "a.txt: output 'a.txt.kst' exists and is not kstream ciphertext" in proc.stderr
     assert (folder / "a.txt.kst").read_bytes() == b"not ciphertext, perhaps precious"
@@ -82,11 +86,29 @@ def test_many_files_mode_applies_the_rule_per_file(folder: Path, keyfile: Path) 
 
 def test_raw_mode_and_own_descriptors_are_outside_the_rule(folder: Path, keyfile: Path) -> None:
     (folder / "raw.bin").write_bytes(b"old raw output")
-    assert _in(folder, "encrypt", "-q", "-f", "-k", str(keyfile), "--raw", "--iv", "00" * 16,
-               "a.txt", "raw.bin").returncode == 0
+    assert (
+        _in(
+            folder,
+            "encrypt",
+            "-q",
+            "-f",
+            "-k",
+            str(keyfile),
+            "--raw",
+            "--iv",
+            "00" * 16,
+            "a.txt",
+            "raw.bin",
+        ).returncode
+        == 0
+    )
     assert os.path.getsize(folder / "raw.bin") == 6000
     with open(folder / "via-stdout", "wb") as out:  # the shell's `> via-stdout`
-        proc = subprocess.run([*KST, "encrypt", "-q", "-k", str(keyfile), "a.txt",
-                               "/dev/stdout"], cwd=folder, stdout=out, timeout=60)
+        proc = subprocess.run(
+            [*KST, "encrypt", "-q", "-k", str(keyfile), "a.txt", "/dev/stdout"],
+            cwd=folder,
+            stdout=out,
+            timeout=60,
+        )
     assert proc.returncode == 0
     assert (folder / "via-stdout").read_bytes().startswith(MAGIC)

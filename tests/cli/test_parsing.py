@@ -17,27 +17,40 @@ from kstream.cli.parsing import Parser, parse_intermixed
 #: its positionals, or between the command name and its positional where it has one.
 CASES: list[tuple[list[str], dict[str, Any]]] = [
     (["encrypt", "IN", "-k", "KEY", "OUT"], {"paths": ["IN", "OUT"], "key_file": "KEY"}),
-    (["encrypt", "-f", "IN", "--backend", "openssl", "OUT"],
-     {"paths": ["IN", "OUT"], "force": True, "backend": "openssl"}),
-    (["encrypt", "a", "--suffix", ".x", "b", "-j", "2", "c"],
-     {"paths": ["a", "b", "c"], "suffix": ".x", "jobs": 2}),
-    (["decrypt", "IN", "--key-fd", "3", "--no-progress", "OUT", "-q"],
-     {"paths": ["IN", "OUT"], "key_fd": 3, "progress": False, "quiet": True}),
-    (["decrypt", "IN", "--raw", "--iv", "00" * 16, "OUT"],
-     {"paths": ["IN", "OUT"], "raw": True, "iv": "00" * 16}),
+    (
+        ["encrypt", "-f", "IN", "--backend", "openssl", "OUT"],
+        {"paths": ["IN", "OUT"], "force": True, "backend": "openssl"},
+    ),
+    (
+        ["encrypt", "a", "--suffix", ".x", "b", "-j", "2", "c"],
+        {"paths": ["a", "b", "c"], "suffix": ".x", "jobs": 2},
+    ),
+    (
+        ["decrypt", "IN", "--key-fd", "3", "--no-progress", "OUT", "-q"],
+        {"paths": ["IN", "OUT"], "key_fd": 3, "progress": False, "quiet": True},
+    ),
+    (
+        ["decrypt", "IN", "--raw", "--iv", "00" * 16, "OUT"],
+        {"paths": ["IN", "OUT"], "raw": True, "iv": "00" * 16},
+    ),
     (["keygen", "--bits", "128", "OUT"], {"output": "OUT", "bits": 128}),
     (["inspect", "--json", "FILE"], {"file": "FILE", "json": True}),
     (["backends", "--json"], {"json": True}),
     (["selftest", "--json"], {"json": True}),
     (["demo", "--debug"], {"debug": True}),
-    (["key", "add", "NAME", "--type", "user", "FILE"],
-     {"key_command": "add", "name": "NAME", "keyfile": "FILE", "key_type": "user"}),
-    (["key", "add", "NAME", "-q", "--keyring", "session"],
-     {"name": "NAME", "keyfile": "-", "quiet": True, "keyring": "session"}),
-    (["key", "gen", "--bits", "128", "NAME", "--save", "F"],
-     {"key_command": "gen", "name": "NAME", "bits": 128, "save": "F"}),
-    (["key", "load", "--blob", "B", "NAME"], {"key_command": "load", "name": "NAME",
-                                              "blob": "B"}),
+    (
+        ["key", "add", "NAME", "--type", "user", "FILE"],
+        {"key_command": "add", "name": "NAME", "keyfile": "FILE", "key_type": "user"},
+    ),
+    (
+        ["key", "add", "NAME", "-q", "--keyring", "session"],
+        {"name": "NAME", "keyfile": "-", "quiet": True, "keyring": "session"},
+    ),
+    (
+        ["key", "gen", "--bits", "128", "NAME", "--save", "F"],
+        {"key_command": "gen", "name": "NAME", "bits": 128, "save": "F"},
+    ),
+    (["key", "load", "--blob", "B", "NAME"], {"key_command": "load", "name": "NAME", "blob": "B"}),
     (["key", "list", "--json"], {"key_command": "list", "json": True}),
     (["key", "rm", "--debug", "NAME"], {"key_command": "rm", "name": "NAME", "debug": True}),
     (["bench", "--files", "--size", "4M"], {"files": True, "size": 4 << 20}),
@@ -67,10 +80,16 @@ def test_options_between_positionals(argv: list[str], expected: dict[str, Any]) 
     assert {k: getattr(args, k) for k in expected} == expected
 
 
-@pytest.mark.parametrize("argv", [
-    ["--debug", "encrypt", "a", "b"], ["encrypt", "a", "--debug", "b"],
-    ["encrypt", "a", "b", "--debug"], ["key", "--debug", "add", "N"],
-    ["key", "add", "N", "--debug", "F"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--debug", "encrypt", "a", "b"],
+        ["encrypt", "a", "--debug", "b"],
+        ["encrypt", "a", "b", "--debug"],
+        ["key", "--debug", "add", "N"],
+        ["key", "add", "N", "--debug", "F"],
+    ],
+)
 def test_debug_before_or_after_the_command_name(argv: list[str]) -> None:
     args = cli.build_parser()[0].parse_args(argv)
     assert args.debug is True
@@ -81,12 +100,15 @@ def test_without_debug_it_is_false() -> None:
     assert cli.build_parser()[0].parse_args(["encrypt", "a", "b"]).debug is False
 
 
-@pytest.mark.parametrize(("argv", "paths"), [
-    (["encrypt", "-k", "K", "--", "-x", "out"], ["-x", "out"]),  # 3.11's own drops "-x"
-    (["encrypt", "--", "-x", "-k"], ["-x", "-k"]),
-    (["encrypt", "-k", "K", "in", "--", "-x"], ["in", "-x"]),
-    (["encrypt", "in", "--", "--", "-f"], ["in", "--", "-f"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "paths"),
+    [
+        (["encrypt", "-k", "K", "--", "-x", "out"], ["-x", "out"]),  # 3.11's own drops "-x"
+        (["encrypt", "--", "-x", "-k"], ["-x", "-k"]),
+        (["encrypt", "-k", "K", "in", "--", "-x"], ["in", "-x"]),
+        (["encrypt", "in", "--", "--", "-f"], ["in", "--", "-f"]),
+    ],
+)
 def test_double_dash_ends_the_options(argv: list[str], paths: list[str]) -> None:
     args = cli.build_parser()[0].parse_args(argv)
     assert args.paths == paths
@@ -100,8 +122,16 @@ def test_double_dash_in_a_nested_command() -> None:
 
 def test_a_file_named_like_an_option_round_trips(tmp_path: Path, keyfile: Path) -> None:
     (tmp_path / "-x").write_bytes(b"secret data\n" * 100)
-    fails("encrypt", "-k", keyfile, "-x", "out", code=2, match="unrecognized arguments: -x",
-          cwd=tmp_path)
+    fails(
+        "encrypt",
+        "-k",
+        keyfile,
+        "-x",
+        "out",
+        code=2,
+        match="unrecognized arguments: -x",
+        cwd=tmp_path,
+    )
     kst("encrypt", "-q", "-k", keyfile, "--", "-x", "-x.kst", cwd=tmp_path)
     kst("decrypt", "-q", "--", "-x.kst", "-y", "-k", cwd=tmp_path, check=False)
     assert not (tmp_path / "-y").exists()  # after "--", "-k" is a file too: 3 FILEs, refused
@@ -109,24 +139,32 @@ def test_a_file_named_like_an_option_round_trips(tmp_path: Path, keyfile: Path) 
     assert (tmp_path / "-y").read_bytes() == b"secret data\n" * 100
 
 
-def test_options_between_files_in_a_real_run(tmp_path: Path, keyfile: Path,
-                                             plain: tuple[Path, bytes]) -> None:
+def test_options_between_files_in_a_real_run(
+    tmp_path: Path, keyfile: Path, plain: tuple[Path, bytes]
+) -> None:
     src, data = plain
     kst("encrypt", src, "-k", keyfile, "--backend", "openssl", tmp_path / "c", "-q")
     kst("decrypt", "-q", tmp_path / "c", "--key-file", keyfile, tmp_path / "d")
     assert (tmp_path / "d").read_bytes() == data
 
 
-@pytest.mark.parametrize(("argv", "match"), [
-    (["encrypt", "a", "--bogus", "b"],
-     "unrecognized arguments: --bogus; see 'kstream encrypt --help'"),
-    (["key", "add", "N", "F", "G"], "unrecognized arguments: G; see 'kstream key add --help'"),
-    (["key", "add", "--type", "user"],
-     "the following arguments are required: NAME; see 'kstream key add --help'"),
-    (["key", "add", "N", "--type", "root", "F"], "argument --type: invalid choice: 'root'"),
-    (["encrypt", "a", "-k"], "argument -k/--key-file: expected one argument"),
-    (["inspect", "a", "--json", "b"], "unrecognized arguments: b"),
-])
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (
+            ["encrypt", "a", "--bogus", "b"],
+            "unrecognized arguments: --bogus; see 'kstream encrypt --help'",
+        ),
+        (["key", "add", "N", "F", "G"], "unrecognized arguments: G; see 'kstream key add --help'"),
+        (
+            ["key", "add", "--type", "user"],
+            "the following arguments are required: NAME; see 'kstream key add --help'",
+        ),
+        (["key", "add", "N", "--type", "root", "F"], "argument --type: invalid choice: 'root'"),
+        (["encrypt", "a", "-k"], "argument -k/--key-file: expected one argument"),
+        (["inspect", "a", "--json", "b"], "unrecognized arguments: b"),
+    ],
+)
 def test_usage_errors_stay_one_line_and_exit_2(argv: list[str], match: str) -> None:
     fails(*argv, code=2, match=match)
 
@@ -159,6 +197,7 @@ def test_parse_intermixed_leaves_the_parser_as_it_was() -> None:
 
 def test_a_run_without_help_formats_no_usage(monkeypatch: pytest.MonkeyPatch) -> None:
     """Formatting a usage costs start-up time; only --help and the man page need one."""
+
     def refuse(*_: object) -> str:
         raise AssertionError("usage formatted")
 

@@ -75,8 +75,13 @@ def crafted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def peak_rss(argv: list[str]) -> tuple[int, int, str]:
     """(exit status, peak RSS in KiB, stderr) of ``argv`` run in a fresh child."""
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, *argv], capture_output=True,
-                          text=True, check=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     status, rss = proc.stdout.split()
     return int(status), int(rss), proc.stderr
 
@@ -86,15 +91,23 @@ KSTREAM = [sys.executable, "-m", "kstream"]
 
 @pytest.mark.parametrize("path", ["file", "parallel ranges", "pipe", "stream api"])
 def test_crafted_header_at_the_largest_segment_stays_under_64_mib(
-        path: str, crafted: tuple[Path, Path], tmp_path: Path) -> None:
+    path: str, crafted: tuple[Path, Path], tmp_path: Path
+) -> None:
     key, data = crafted
     out = tmp_path / "out"
     common = ["-k", str(key), "--backend", "openssl"]
     argv = {
         "file": [*KSTREAM, "decrypt", *common, "-j", "1", str(data), str(out)],
         "parallel ranges": [*KSTREAM, "decrypt", *common, "-j", "8", str(data), str(out)],
-        "pipe": ["bash", "-c", f'cat "$1" | "$2" -m kstream decrypt {" ".join(common)} - - '
-                 '| cat >/dev/null; exit "${PIPESTATUS[1]}"', "bash", str(data), sys.executable],
+        "pipe": [
+            "bash",
+            "-c",
+            f'cat "$1" | "$2" -m kstream decrypt {" ".join(common)} - - '
+            '| cat >/dev/null; exit "${PIPESTATUS[1]}"',
+            "bash",
+            str(data),
+            sys.executable,
+        ],
         "stream api": [sys.executable, "-c", _STREAM_API, str(key), str(data)],
     }[path]
     status, rss, stderr = peak_rss(argv)

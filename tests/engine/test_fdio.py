@@ -23,7 +23,7 @@ async def test_fd_source_fills_segments_from_a_pipe() -> None:
 
     def feed() -> None:
         for i in range(0, len(data), 4096):  # many small pipe writes
-            os.write(w, data[i:i + 4096])
+            os.write(w, data[i : i + 4096])
         os.close(w)
 
     feeder = asyncio.get_running_loop().run_in_executor(None, feed)
@@ -60,7 +60,8 @@ async def test_a_stopped_reader_returns_from_a_silent_pipe_and_closes_its_fds() 
         reader = FdSource(r, "pipe").reader()
         own = reader.fd
         future = asyncio.get_running_loop().run_in_executor(
-            None, reader.fill_into, memoryview(bytearray(10)), 10)
+            None, reader.fill_into, memoryview(bytearray(10)), 10
+        )
         await asyncio.sleep(0.1)
         assert not future.done()
         reader.stop()
@@ -92,8 +93,9 @@ def test_write_error_is_an_io_failure_with_its_cause() -> None:
     """/dev/full: every write fails with ENOSPC, as on a full disk."""
     fd = os.open("/dev/full", os.O_WRONLY)
     try:
-        with pytest.raises(IOFailure, match="^cannot write output 'x': No space left on device$"
-                           ) as info:
+        with pytest.raises(
+            IOFailure, match="^cannot write output 'x': No space left on device$"
+        ) as info:
             FdSink(fd, "output 'x'").write_buffers([b"data"])
         assert isinstance(info.value.__cause__, OSError)
         assert info.value.__cause__.errno == errno.ENOSPC
@@ -118,8 +120,10 @@ def test_io_errors_names_the_file_and_keeps_the_cause() -> None:
         raise cause
     assert str(info.value) == "cannot open input '/nope': No such file or directory"
     assert info.value.__cause__ is cause
-    with pytest.raises(BrokenPipeError), io_errors("write", "stdout",
-                                                   passthrough=(BrokenPipeError,)):
+    with (
+        pytest.raises(BrokenPipeError),
+        io_errors("write", "stdout", passthrough=(BrokenPipeError,)),
+    ):
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")
     with pytest.raises(ValueError), io_errors("read", "x"):  # only OSError is mapped
         raise ValueError("not an I/O error")
@@ -138,8 +142,7 @@ def test_pwrite_and_pread_at_offsets(tmp_path: Path) -> None:
         buf = bytearray(4)
         source.pread_into(memoryview(buf), 5)
         assert buf == b"cdef"
-        with pytest.raises(IOFailure, match="^in changed size while it was being read; "
-                                            "try again$"):
+        with pytest.raises(IOFailure, match="^in changed size while it was being read; try again$"):
             source.pread_into(memoryview(bytearray(4)), 8)
     finally:
         os.close(fd)

@@ -61,7 +61,7 @@ async def test_async_file_source_reads_until_n_or_eof() -> None:
             self.data = data
 
         async def read(self, n: int) -> bytes:
-            out, self.data = self.data[:min(n, 3)], self.data[min(n, 3):]
+            out, self.data = self.data[: min(n, 3)], self.data[min(n, 3) :]
             return out
 
     source = AsyncFileSource(Dribble(b"0123456789"))
@@ -146,7 +146,7 @@ async def test_iterate_encrypts_pieces_of_any_size_like_the_reference() -> None:
     """Pieces that are not whole blocks (and a cipher without update_into that holds a
     partial block back, as the kernel does) still give README's bytes."""
     data = os.urandom(2 * S + 333)
-    pieces = [data[i:i + 100_001] for i in range(0, len(data), 100_001)]
+    pieces = [data[i : i + 100_001] for i in range(0, len(data), 100_001)]
     header = Header(suite=CipherSuite.AES_128_CTR, iv=IV)
     for cipher in (OpenSSLStream(KEY, IV), NoInPlace(KEY, IV, blockwise=True)):
         codec = SealCodec(cipher, derive_mac(KEY, header), S)
@@ -154,7 +154,8 @@ async def test_iterate_encrypts_pieces_of_any_size_like_the_reference() -> None:
         assert header.encode() + body == seal(KEY, header.encode(), data, S)
         raw = RawCodec(NoInPlace(KEY, IV, blockwise=True), S)
         assert b"".join([o async for o in iterate(IterSource(each(pieces)), raw)]) == (
-            ctr(KEY, IV, data))
+            ctr(KEY, IV, data)
+        )
 
 
 async def test_iterate_progress_counts_every_input_byte() -> None:
@@ -220,15 +221,23 @@ async def test_kernel_stream_encrypts_pieces_that_are_not_whole_blocks() -> None
 
     key = kstream.Key(KEY)
     data = os.urandom(2 * S + 333)
-    pieces = [data[i:i + 100_001] for i in range(0, len(data), 100_001)]
+    pieces = [data[i : i + 100_001] for i in range(0, len(data), 100_001)]
     header = Header(suite=CipherSuite.AES_128_CTR, iv=IV)
     for verify in (False, True):
-        plan = make_plan(encrypt=True, key=key, raw_iv=None, header=header, backend="kernel",
-                         verify=verify, notify=print)
+        plan = make_plan(
+            encrypt=True,
+            key=key,
+            raw_iv=None,
+            header=header,
+            backend="kernel",
+            verify=verify,
+            notify=print,
+        )
         out = b"".join([o async for o in run_iterable(plan, IterSource(each(pieces)))])
         assert out == seal(KEY, header.encode(), data, S)
-    back = kstream.decrypt_stream(each([out[i:i + 77_777] for i in range(0, len(out), 77_777)]),
-                                  key=key, backend="kernel")
+    back = kstream.decrypt_stream(
+        each([out[i : i + 77_777] for i in range(0, len(out), 77_777)]), key=key, backend="kernel"
+    )
     assert b"".join([p async for p in back]) == data
 
 

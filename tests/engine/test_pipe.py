@@ -51,15 +51,19 @@ async def test_pump_encrypts_a_pipe_and_reports_progress_on_the_loop() -> None:
 
     def feed() -> None:
         for i in range(0, len(data), 100_000):
-            os.write(w, data[i:i + 100_000])
+            os.write(w, data[i : i + 100_000])
         os.close(w)
 
     loop = asyncio.get_running_loop()
     feeder = loop.run_in_executor(None, feed)
     drained = loop.run_in_executor(None, drain, out_r)
     codec = Counting()
-    await pump(FdSource(r, "pipe"), codec, FdSink(out_w, "out"),
-               lambda n: seen.append((n, threading.get_ident())))
+    await pump(
+        FdSource(r, "pipe"),
+        codec,
+        FdSink(out_w, "out"),
+        lambda n: seen.append((n, threading.get_ident())),
+    )
     os.close(out_w)
     await feeder
     assert await drained == ctr(KEY, IV, data)
@@ -191,8 +195,10 @@ async def test_pump_from_fd_gives_the_same_bytes_as_the_pump(tmp_path: Path, siz
     data = os.urandom(size)
     (tmp_path / "p").write_bytes(data)
     mac = derive_mac(KEY, HEADER)
-    for name, codec in (("sealed", SealCodec(PullingStream(), mac, S)),
-                        ("raw", RawCodec(PullingStream(), S))):
+    for name, codec in (
+        ("sealed", SealCodec(PullingStream(), mac, S)),
+        ("raw", RawCodec(PullingStream(), S)),
+    ):
         i = os.open(tmp_path / "p", os.O_RDONLY)
         o = os.open(tmp_path / name, os.O_WRONLY | os.O_CREAT, 0o600)
         seen: list[int] = []
@@ -235,7 +241,8 @@ class RefusesFirst(RawCodec):
 
 @pytest.mark.parametrize(("codec", "allocated"), [(RefusesFirst, 1), (Counting, 3)])
 async def test_pump_holds_one_buffer_until_segment_0_went_through_the_codec(
-        tmp_path: Path, codec: type[RawCodec], allocated: int) -> None:
+    tmp_path: Path, codec: type[RawCodec], allocated: int
+) -> None:
     """The segment size comes from an unauthenticated header: no second buffer before
     segment 0 passed (the input has far more than three segments ready to read)."""
     import kstream.engine.pipe as pipe_module

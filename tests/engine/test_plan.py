@@ -30,10 +30,17 @@ SMALL = 4096  # segments small enough that a few KiB make many of them
 
 # --- the codec gives the same bytes through every driver --------------------------------------
 
+
 def small_plan(key: Key, iv: bytes, *, encrypt: bool, raw: bool, in_place: bool) -> Plan:
     header = None if raw else Header(suite=key.suite, iv=iv, auth_param=SMALL)
-    plan = make_plan(encrypt=encrypt, key=key, raw_iv=iv if raw else None, header=header,
-                     backend="openssl", notify=print)
+    plan = make_plan(
+        encrypt=encrypt,
+        key=key,
+        raw_iv=iv if raw else None,
+        header=header,
+        backend="openssl",
+        notify=print,
+    )
     if not in_place:
         plan.backend = NoInPlaceBackend(True)
     return plan
@@ -53,7 +60,7 @@ async def through_fds(plan: Plan, tmp: Path, data: bytes) -> bytes:
 
 async def through_iterate(plan: Plan, tmp: Path, data: bytes) -> bytes:
     sink = Collect()
-    pieces = [data[i:i + 1001] for i in range(0, len(data), 1001)]  # not whole blocks
+    pieces = [data[i : i + 1001] for i in range(0, len(data), 1001)]  # not whole blocks
     await run(plan, IterSource(each(pieces)), sink)
     return bytes(sink.data)
 
@@ -63,8 +70,9 @@ async def through_ranges(plan: Plan, tmp: Path, data: bytes) -> bytes:
     i = os.open(tmp / "in", os.O_RDONLY)
     o = os.open(tmp / "out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        assert await run_ranges_plan(plan, FdSource(i, "in"), FdSink(o, "out"), len(data), 0,
-                                     jobs=3)
+        assert await run_ranges_plan(
+            plan, FdSource(i, "in"), FdSink(o, "out"), len(data), 0, jobs=3
+        )
     finally:
         os.close(i)
         os.close(o)
@@ -78,27 +86,29 @@ DRIVERS = {"fds": through_fds, "iterate": through_iterate, "ranges": through_ran
 @pytest.mark.parametrize("in_place", [True, False], ids=["openssl", "no-update_into"])
 @pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("size", [0, 1, SMALL - 1, SMALL, SMALL + 1, 7 * SMALL + 77])
-async def test_every_driver_gives_the_same_bytes(tmp_path: Path, size: int, driver: str,
-                                                 in_place: bool) -> None:
+async def test_every_driver_gives_the_same_bytes(
+    tmp_path: Path, size: int, driver: str, in_place: bool
+) -> None:
     """Sealed and raw output equal tests/reference.py; opening gives the plaintext back."""
     go = DRIVERS[driver]
     key, iv = Key(os.urandom(16)), os.urandom(16)
     data = os.urandom(size)
     header = Header(suite=key.suite, iv=iv, auth_param=SMALL)
-    sealed = await go(small_plan(key, iv, encrypt=True, raw=False, in_place=in_place),
-                      tmp_path, data)
+    sealed = await go(
+        small_plan(key, iv, encrypt=True, raw=False, in_place=in_place), tmp_path, data
+    )
     assert sealed == seal(key.material(), header.encode(), data, SMALL)
     opened = small_plan(key, iv, encrypt=False, raw=False, in_place=in_place)
     if driver == "ranges":
         assert await go(opened, tmp_path, sealed) == data  # the header is skipped by ranges
     else:
         assert await go(opened, tmp_path, sealed[HEADER_SIZE:]) == data
-    raw = await go(small_plan(key, iv, encrypt=True, raw=True, in_place=in_place),
-                   tmp_path, data)
+    raw = await go(small_plan(key, iv, encrypt=True, raw=True, in_place=in_place), tmp_path, data)
     assert raw == ctr(key.material(), iv, data)
 
 
 # --- the backend is resolved once per run -----------------------------------------------------
+
 
 @pytest.fixture
 def resolutions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -123,7 +133,8 @@ def resolutions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.mark.parametrize("backend", ["openssl", "auto"])
 @pytest.mark.parametrize("jobs", [1, 2, 4])
 async def test_backend_is_resolved_once_whatever_jobs_is(
-        tmp_path: Path, resolutions: list[str], backend: Any, jobs: int) -> None:
+    tmp_path: Path, resolutions: list[str], backend: Any, jobs: int
+) -> None:
     """Ranges open one stream each from the plan's backend object: one probe in all."""
     if backend == "auto" and KernelBackend().probe().available:
         pytest.skip("the kernel backend works here: auto would not fall back")
@@ -131,15 +142,15 @@ async def test_backend_is_resolved_once_whatever_jobs_is(
     key = Key.generate()
     notices: list[str] = []
     (tmp_path / "p").write_bytes(os.urandom(5 * 1032192 + 3))  # six default segments
-    await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, jobs=jobs,
-                               backend=backend, notify=notices.append)
-    assert resolutions == [f"select {backend}"] + (["probe kernel"] if backend == "auto"
-                                                    else [])
+    await kstream.encrypt_file(
+        tmp_path / "p", tmp_path / "c", key=key, jobs=jobs, backend=backend, notify=notices.append
+    )
+    assert resolutions == [f"select {backend}"] + (["probe kernel"] if backend == "auto" else [])
     resolutions.clear()
-    await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", key=key, jobs=jobs,
-                               backend=backend, notify=notices.append)
-    assert resolutions == [f"select {backend}"] + (["probe kernel"] if backend == "auto"
-                                                    else [])
+    await kstream.decrypt_file(
+        tmp_path / "c", tmp_path / "d", key=key, jobs=jobs, backend=backend, notify=notices.append
+    )
+    assert resolutions == [f"select {backend}"] + (["probe kernel"] if backend == "auto" else [])
     assert (tmp_path / "d").read_bytes() == (tmp_path / "p").read_bytes()
     # auto says once per run that it fell back, not once per range
     assert len(notices) == (2 if backend == "auto" else 0)
@@ -147,7 +158,8 @@ async def test_backend_is_resolved_once_whatever_jobs_is(
 
 @pytest.mark.parametrize("jobs", [1, 3])
 async def test_backend_is_resolved_once_when_ranges_hand_over(
-        tmp_path: Path, resolutions: list[str], jobs: int) -> None:
+    tmp_path: Path, resolutions: list[str], jobs: int
+) -> None:
     """A file whose size fits no intact file goes to the stream driver (which names the
     problem): the plan made for the ranges is reused, not resolved a second time, so
     ``auto`` does not tell the user twice that it fell back."""
@@ -155,26 +167,30 @@ async def test_backend_is_resolved_once_when_ranges_hand_over(
     (tmp_path / "p").write_bytes(os.urandom(3 * 1032192 + 3))
     await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, backend="openssl")
     blob = (tmp_path / "c").read_bytes()
-    (tmp_path / "cut").write_bytes(blob[:HEADER_SIZE + 2 * (1032192 + 20)])
+    (tmp_path / "cut").write_bytes(blob[: HEADER_SIZE + 2 * (1032192 + 20)])
     resolutions.clear()
-    with pytest.raises(FormatError, match="^file is truncated: it ends after segment 1 "
-                                          "without the final segment$"):
-        await kstream.decrypt_file(tmp_path / "cut", tmp_path / "d", key=key, jobs=jobs,
-                                   backend="openssl")
+    with pytest.raises(
+        FormatError, match="^file is truncated: it ends after segment 1 without the final segment$"
+    ):
+        await kstream.decrypt_file(
+            tmp_path / "cut", tmp_path / "d", key=key, jobs=jobs, backend="openssl"
+        )
     assert resolutions == ["select openssl"]
     assert not (tmp_path / "d").exists()
 
 
 async def test_pipe_and_stream_runs_resolve_once(resolutions: list[str]) -> None:
     key = Key.generate()
-    out = [p async for p in kstream.encrypt_stream(each([b"abc"] * 1000), key=key,
-                                                  backend="openssl")]
+    out = [
+        p async for p in kstream.encrypt_stream(each([b"abc"] * 1000), key=key, backend="openssl")
+    ]
     back = [p async for p in kstream.decrypt_stream(each(out), key=key, backend="openssl")]
     assert b"".join(back) == b"abc" * 1000
     assert resolutions == ["select openssl", "select openssl"]
 
 
 # --- the plan's own checks -------------------------------------------------------------------
+
 
 def test_check_iv() -> None:
     assert check_iv(bytes(16), raw=True) == bytes(16)
@@ -202,19 +218,22 @@ def test_make_plan_codecs_and_counter_offsets() -> None:
     keystream (what lets ranges run apart)."""
     key, iv = Key(os.urandom(16)), os.urandom(16)
     header = Header(suite=key.suite, iv=iv, auth_param=SMALL)
-    seal_plan = make_plan(encrypt=True, key=key, raw_iv=None, header=header,
-                          backend="openssl", notify=print)
+    seal_plan = make_plan(
+        encrypt=True, key=key, raw_iv=None, header=header, backend="openssl", notify=print
+    )
     assert isinstance(seal_plan.codec(), SealCodec) and seal_plan.prefix == header.encode()
-    open_plan = make_plan(encrypt=False, key=key, raw_iv=None, header=header,
-                          backend="openssl", notify=print)
+    open_plan = make_plan(
+        encrypt=False, key=key, raw_iv=None, header=header, backend="openssl", notify=print
+    )
     assert isinstance(open_plan.codec(), OpenCodec) and open_plan.prefix == b""
     raw_plan = make_plan(encrypt=True, key=key, raw_iv=iv, backend="openssl", notify=print)
     assert isinstance(raw_plan.codec(), RawCodec) and raw_plan.prefix == b""
     codec = seal_plan.codec(3)
     assert codec.index == 3
     data = os.urandom(4 * SMALL)
-    assert seal_plan.cipher(3).update(data[3 * SMALL:]) == ctr(key.material(), iv,
-                                                                 data)[3 * SMALL:]
+    assert (
+        seal_plan.cipher(3).update(data[3 * SMALL :]) == ctr(key.material(), iv, data)[3 * SMALL :]
+    )
     with pytest.raises(ValueError, match="decrypting a kstream file needs its header"):
         make_plan(encrypt=False, key=key, raw_iv=None, backend="openssl", notify=print)
     fresh = make_plan(encrypt=True, key=key, raw_iv=None, backend="openssl", notify=print)
@@ -224,8 +243,14 @@ def test_make_plan_codecs_and_counter_offsets() -> None:
 
 def test_verify_with_openssl_is_dropped_with_a_notice() -> None:
     notices: list[str] = []
-    plan = make_plan(encrypt=True, key=Key(bytes(16)), raw_iv=None, backend="openssl",
-                     verify=True, notify=notices.append)
+    plan = make_plan(
+        encrypt=True,
+        key=Key(bytes(16)),
+        raw_iv=None,
+        backend="openssl",
+        verify=True,
+        notify=notices.append,
+    )
     assert not plan.verify and notices == [worded(NOTHING_TO_VERIFY)]
     assert notices == ["verify=True has nothing to check: openssl is the reference"]
 

@@ -44,9 +44,14 @@ def test_plan_ranges_places_segments_where_the_stream_puts_them() -> None:
 
 
 def plan_for(key: Key, iv: bytes, raw: bool, encrypt: bool = True) -> Plan:
-    return make_plan(encrypt=encrypt, key=key, raw_iv=iv if raw else None,
-                     header=None if raw else Header(suite=key.suite, iv=iv),
-                     backend="openssl", notify=print)
+    return make_plan(
+        encrypt=encrypt,
+        key=key,
+        raw_iv=iv if raw else None,
+        header=None if raw else Header(suite=key.suite, iv=iv),
+        backend="openssl",
+        notify=print,
+    )
 
 
 async def sequential(plan: Plan, data: bytes) -> bytes:
@@ -60,8 +65,7 @@ async def by_ranges(plan: Plan, src: Path, dst: Path, jobs: int, base: int = 0) 
     o = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         size = os.fstat(i).st_size - base
-        return await run_ranges_plan(plan, FdSource(i, "in"), FdSink(o, "out"), size, base,
-                                     jobs)
+        return await run_ranges_plan(plan, FdSource(i, "in"), FdSink(o, "out"), size, base, jobs)
     finally:
         os.close(i)
         os.close(o)
@@ -70,8 +74,7 @@ async def by_ranges(plan: Plan, src: Path, dst: Path, jobs: int, base: int = 0) 
 @pytest.mark.parametrize("raw", [False, True], ids=["auth", "raw"])
 @pytest.mark.parametrize("jobs", [1, 2, 3])
 @pytest.mark.parametrize("size", SIZES)
-async def test_parallel_equals_sequential(tmp_path: Path, size: int, jobs: int,
-                                          raw: bool) -> None:
+async def test_parallel_equals_sequential(tmp_path: Path, size: int, jobs: int, raw: bool) -> None:
     key, iv = Key(os.urandom(24)), os.urandom(16)
     data = os.urandom(size)
     (tmp_path / "p").write_bytes(data)
@@ -80,8 +83,9 @@ async def test_parallel_equals_sequential(tmp_path: Path, size: int, jobs: int,
     assert produced == await sequential(plan_for(key, iv, raw), data)
     if raw:
         assert produced == ctr(key.material(), iv, data)
-    assert await by_ranges(plan_for(key, iv, raw, encrypt=False), tmp_path / "c",
-                           tmp_path / "d", jobs)
+    assert await by_ranges(
+        plan_for(key, iv, raw, encrypt=False), tmp_path / "c", tmp_path / "d", jobs
+    )
     assert (tmp_path / "d").read_bytes() == data
 
 
@@ -118,7 +122,8 @@ async def test_parallel_decrypt_names_the_first_bad_segment(tmp_path: Path, jobs
     # Segment 0 verified (in the first range; the others wait for it), so the key is right.
     assert str(info.value) == (
         f"authentication failed: the file was modified at segment 2 (bytes {first} to "
-        f"{first + S + 19} of the file); the key is right: segment 0 verified with it")
+        f"{first + S + 19} of the file); the key is right: segment 0 verified with it"
+    )
     assert sorted(os.listdir(tmp_path)) == ["c", "p"]
 
 
@@ -138,11 +143,11 @@ async def test_parallel_decrypt_truncation_and_trailing_data(tmp_path: Path) -> 
     blob = (tmp_path / "c").read_bytes()
     framed = S + 20
     cases = {
-        "at a boundary": blob[:HEADER_SIZE + 2 * framed],
+        "at a boundary": blob[: HEADER_SIZE + 2 * framed],
         "in the last": blob[:-1],
-        "in a middle": blob[:HEADER_SIZE + framed + framed - 5],
+        "in a middle": blob[: HEADER_SIZE + framed + framed - 5],
         "one byte more": blob + b"x",
-        "a segment more": blob + blob[HEADER_SIZE:HEADER_SIZE + framed],
+        "a segment more": blob + blob[HEADER_SIZE : HEADER_SIZE + framed],
         "header only": blob[:HEADER_SIZE],
     }
     for name, damaged in cases.items():
@@ -150,8 +155,9 @@ async def test_parallel_decrypt_truncation_and_trailing_data(tmp_path: Path) -> 
         expected = await sequential_error(key, damaged)
         assert expected.startswith(("file is truncated", "trailing data")), (name, expected)
         with pytest.raises(FormatError) as info:
-            await kstream.decrypt_file(tmp_path / "bad", tmp_path / "d", key=key, jobs=2,
-                                       backend="openssl")
+            await kstream.decrypt_file(
+                tmp_path / "bad", tmp_path / "d", key=key, jobs=2, backend="openssl"
+            )
         assert str(info.value) == expected, name
         assert not (tmp_path / "d").exists()
 
@@ -184,9 +190,11 @@ async def test_cancel_parallel_leaves_nothing(tmp_path: Path) -> None:
     with open(tmp_path / "big", "wb") as f:
         f.truncate(16 << 30)  # sparse: cheap to make, far too long to finish before cancel
     started = asyncio.Event()
-    task = asyncio.create_task(kstream.encrypt_file(tmp_path / "big", tmp_path / "c",
-                                                    key=key, jobs=2,
-                                                    progress=lambda n: started.set()))
+    task = asyncio.create_task(
+        kstream.encrypt_file(
+            tmp_path / "big", tmp_path / "c", key=key, jobs=2, progress=lambda n: started.set()
+        )
+    )
     await asyncio.wait_for(started.wait(), 30)  # output is being written: a partial file
     assert not task.done()
     task.cancel()
@@ -225,8 +233,14 @@ async def test_other_ranges_start_only_after_segment_0_verified(tmp_path: Path) 
     (tmp_path / "p").write_bytes(os.urandom(6 * S))
     await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, jobs=1)
     header = Header.parse((tmp_path / "c").read_bytes()[:HEADER_SIZE])
-    plan = make_plan(encrypt=False, key=Key.generate(), raw_iv=None, header=header,
-                     backend="openssl", notify=lambda _: None)
+    plan = make_plan(
+        encrypt=False,
+        key=Key.generate(),
+        raw_iv=None,
+        header=header,
+        backend="openssl",
+        notify=lambda _: None,
+    )
     opened: list[int] = []
     make_codec = plan.codec
 

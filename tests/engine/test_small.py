@@ -35,10 +35,10 @@ def notes(message: str) -> None:
     pass
 
 
-def _plan(key: kstream.Key, encrypt: bool, header: Header,
-          backend: Backend | None = None) -> Plan:
-    plan = make_plan(encrypt=encrypt, key=key, raw_iv=None, header=header, backend="openssl",
-                     notify=notes)
+def _plan(key: kstream.Key, encrypt: bool, header: Header, backend: Backend | None = None) -> Plan:
+    plan = make_plan(
+        encrypt=encrypt, key=key, raw_iv=None, header=header, backend="openssl", notify=notes
+    )
     if backend is not None:
         plan.backend = backend
     return plan
@@ -47,7 +47,8 @@ def _plan(key: kstream.Key, encrypt: bool, header: Header,
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("in_place", [True, False], ids=["update_into", "update"])
 async def test_the_whole_driver_writes_what_the_stream_driver_writes(
-        tmp_path: Path, size: int, in_place: bool) -> None:
+    tmp_path: Path, size: int, in_place: bool
+) -> None:
     key = kstream.Key.generate(256)
     header = Header(suite=key.suite, iv=os.urandom(16), auth_param=S)
     data = os.urandom(size)
@@ -56,8 +57,11 @@ async def test_the_whole_driver_writes_what_the_stream_driver_writes(
     whole = plan.prefix + b"".join(run_whole(plan.codec(), memoryview(data)))
     (tmp_path / "p").write_bytes(data)
     with open(tmp_path / "p", "rb") as src, open(tmp_path / "c", "wb") as dst:
-        await run(_plan(key, True, header, backend), FdSource(src.fileno(), "p"),
-                  FdSink(dst.fileno(), "c"))
+        await run(
+            _plan(key, True, header, backend),
+            FdSource(src.fileno(), "p"),
+            FdSink(dst.fileno(), "c"),
+        )
     assert whole == (tmp_path / "c").read_bytes()
     assert ctr(key.material(), header.iv, unframe(whole[HEADER_SIZE:])) == data
     opener = _plan(key, False, header, backend).codec()
@@ -70,8 +74,9 @@ def test_raw_mode_is_openssl_ctr(tmp_path: Path) -> None:
     data = os.urandom(3 * S + 1)
     (tmp_path / "p").write_bytes(data)
     secret = make_secret(key, None)
-    process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"), secret, raw_iv=iv,
-                       notify=notes)
+    process_small_file(
+        True, str(tmp_path / "p"), str(tmp_path / "c"), secret, raw_iv=iv, notify=notes
+    )
     assert (tmp_path / "c").read_bytes() == ctr(key.material(), iv, data)
 
 
@@ -81,11 +86,19 @@ async def _api_error(kind: str, src: Path, dst: Path, **kw: object) -> KstreamEr
     return exc.value
 
 
-def _small_error(kind: str, src: Path, dst: Path, key: kstream.Key | None = None,
-                 passphrase: bytes | None = None) -> KstreamError:
+def _small_error(
+    kind: str, src: Path, dst: Path, key: kstream.Key | None = None, passphrase: bytes | None = None
+) -> KstreamError:
     with pytest.raises(KstreamError) as exc:
-        process_small_file(kind == "encrypt", str(src), str(dst), make_secret(key, passphrase),
-                           raw_iv=None, backend="openssl", notify=notes)
+        process_small_file(
+            kind == "encrypt",
+            str(src),
+            str(dst),
+            make_secret(key, passphrase),
+            raw_iv=None,
+            backend="openssl",
+            notify=notes,
+        )
     return exc.value
 
 
@@ -93,8 +106,9 @@ def _damaged(blob: bytes, how: str) -> bytes:
     return {
         "truncated": blob[:-5],
         "appended": blob + b"12345",
-        "flipped": blob[:HEADER_SIZE + 40] + bytes([blob[HEADER_SIZE + 40] ^ 1])
-        + blob[HEADER_SIZE + 41:],
+        "flipped": blob[: HEADER_SIZE + 40]
+        + bytes([blob[HEADER_SIZE + 40] ^ 1])
+        + blob[HEADER_SIZE + 41 :],
         "header-only": blob[:HEADER_SIZE],
         "short-header": blob[:20],
         "empty": b"",
@@ -102,10 +116,13 @@ def _damaged(blob: bytes, how: str) -> bytes:
     }[how]
 
 
-@pytest.mark.parametrize("how", ["truncated", "appended", "flipped", "header-only",
-                                 "short-header", "empty", "not-kstream"])
+@pytest.mark.parametrize(
+    "how",
+    ["truncated", "appended", "flipped", "header-only", "short-header", "empty", "not-kstream"],
+)
 async def test_a_damaged_file_fails_with_the_api_s_words_and_leaves_nothing(
-        tmp_path: Path, how: str) -> None:
+    tmp_path: Path, how: str
+) -> None:
     key = kstream.Key.generate(256)
     (tmp_path / "p").write_bytes(os.urandom(5000))
     await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, backend="openssl")
@@ -134,10 +151,10 @@ def test_a_passphrase_file_round_trips_with_the_api(tmp_path: Path) -> None:
     data = os.urandom(S * 3)
     (tmp_path / "p").write_bytes(data)
     secret = make_secret(None, b"correct horse", work_factor=10)
-    process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"), secret, raw_iv=None,
-                       notify=notes)
-    kstream.run(kstream.decrypt_file(tmp_path / "c", tmp_path / "d",
-                                     passphrase=b"correct horse"))
+    process_small_file(
+        True, str(tmp_path / "p"), str(tmp_path / "c"), secret, raw_iv=None, notify=notes
+    )
+    kstream.run(kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase=b"correct horse"))
     assert (tmp_path / "d").read_bytes() == data
 
 
@@ -145,21 +162,36 @@ def test_an_existing_output_is_refused_and_kept(tmp_path: Path) -> None:
     (tmp_path / "p").write_bytes(b"x")
     (tmp_path / "c").write_bytes(b"keep me")
     with pytest.raises(UsageError, match="already exists"):
-        process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"),
-                           make_secret(kstream.Key.generate(), None), raw_iv=None, notify=notes)
+        process_small_file(
+            True,
+            str(tmp_path / "p"),
+            str(tmp_path / "c"),
+            make_secret(kstream.Key.generate(), None),
+            raw_iv=None,
+            notify=notes,
+        )
     assert (tmp_path / "c").read_bytes() == b"keep me"
 
 
 def test_a_file_that_grew_past_the_limit_is_left_to_the_streaming_path(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The size was checked first (stat); a file that grew since is not read whole: at most
     SMALL + 1 bytes, then nothing written, and the command line streams it instead."""
     data = os.urandom(SMALL + 5)
     (tmp_path / "p").write_bytes(data)
     key = kstream.Key.generate()
-    assert process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"),
-                              make_secret(key, None), raw_iv=None, notify=notes) is False
+    assert (
+        process_small_file(
+            True,
+            str(tmp_path / "p"),
+            str(tmp_path / "c"),
+            make_secret(key, None),
+            raw_iv=None,
+            notify=notes,
+        )
+        is False
+    )
     assert sorted(os.listdir(tmp_path)) == ["p"]
     # The command line: the stat said small (it grew just after), the read says no.
     (tmp_path / "k").write_text("00" * 32)
@@ -171,8 +203,21 @@ def test_a_file_that_grew_past_the_limit_is_left_to_the_streaming_path(
 
     monkeypatch.setattr(small, "small_input", lambda path: True)
     monkeypatch.setattr(small, "process_small_file", spy)
-    assert run_main(capsys, "encrypt", "-q", "--raw", "--iv", "00" * 16, "-k", tmp_path / "k",
-                    tmp_path / "p", tmp_path / "c")[0] == 0
+    assert (
+        run_main(
+            capsys,
+            "encrypt",
+            "-q",
+            "--raw",
+            "--iv",
+            "00" * 16,
+            "-k",
+            tmp_path / "k",
+            tmp_path / "p",
+            tmp_path / "c",
+        )[0]
+        == 0
+    )
     assert results == [False]
     key = kstream.Key.from_file(tmp_path / "k")
     assert (tmp_path / "c").read_bytes() == ctr(key.material(), bytes(16), data)
@@ -187,6 +232,7 @@ def test_what_the_small_path_takes(tmp_path: Path) -> None:
     assert not small_input(str(tmp_path / "big"))
     assert not small_input(str(tmp_path / "fifo"))
     assert not small_input(str(tmp_path / "missing"))  # the async path names the error
+
     # The output side: the command line takes the small path only where the one output
     # check says "a file, written atomically" (False), never for a stream (True).
     def stream(path: str) -> bool:
@@ -220,13 +266,18 @@ def test_sigterm_and_ctrl_c_end_the_work_with_cleanup() -> None:
 
 @pytest.mark.parametrize("size, loop", [(5000, False), (SMALL + 1, True)])
 def test_the_command_line_starts_an_event_loop_only_for_bigger_files(
-        tmp_path: Path, size: int, loop: bool) -> None:
+    tmp_path: Path, size: int, loop: bool
+) -> None:
     (tmp_path / "in").write_bytes(os.urandom(size))
     key = tmp_path / "k"
     key.write_text("00" * 32)
-    loaded = {m.split(".")[0] for m in modules_loaded_by(
-        ["encrypt", "-q", "-k", key, tmp_path / "in", tmp_path / "c"],
-        ["decrypt", "-q", "-k", key, tmp_path / "c", tmp_path / "out"])}
+    loaded = {
+        m.split(".")[0]
+        for m in modules_loaded_by(
+            ["encrypt", "-q", "-k", key, tmp_path / "in", tmp_path / "c"],
+            ["decrypt", "-q", "-k", key, tmp_path / "c", tmp_path / "out"],
+        )
+    }
     assert "cryptography" in loaded
     if loop:
         assert {"asyncio", "uvloop"} <= loaded
@@ -245,17 +296,29 @@ def test_the_command_line_starts_an_event_loop_only_for_bigger_files(
 #: ``_socket``, so that a host without AF_ALG never imports ``socket``; the runner needs
 #: only ``_signal``.
 NOT_FOR_A_SMALL_FILE = {
-    "dataclasses", "inspect", "pathlib", "ctypes", "json", "termios", "shutil", "socket",
-    "string", "signal",
-    "kstream.keyring", "kstream.encrypted_keys", "kstream.cli.key", "kstream.memory",
-    "kstream.backends.kernel.procfs", "kstream.backends.kernel.ctr",
-    "cryptography.hazmat.backends.openssl.backend", "threading",
+    "dataclasses",
+    "inspect",
+    "pathlib",
+    "ctypes",
+    "json",
+    "termios",
+    "shutil",
+    "socket",
+    "string",
+    "signal",
+    "kstream.keyring",
+    "kstream.encrypted_keys",
+    "kstream.cli.key",
+    "kstream.memory",
+    "kstream.backends.kernel.procfs",
+    "kstream.backends.kernel.ctr",
+    "cryptography.hazmat.backends.openssl.backend",
+    "threading",
 }
 
 
 @pytest.mark.parametrize("backend", ["openssl", "auto"])
-def test_a_small_file_s_run_imports_nothing_it_can_do_without(
-        tmp_path: Path, backend: str) -> None:
+def test_a_small_file_s_run_imports_nothing_it_can_do_without(tmp_path: Path, backend: str) -> None:
     """Encrypt and decrypt with a key file, counted beyond what the bare interpreter holds
     (an editable install's import hook brings ``pathlib`` before kstream does anything).
     ``auto`` probes the kernel: without AF_ALG the probe's first call fails, and the run
@@ -265,11 +328,18 @@ def test_a_small_file_s_run_imports_nothing_it_can_do_without(
     (tmp_path / "in").write_bytes(os.urandom(5000))
     key = tmp_path / "k"
     key.write_text("00" * 32)
-    bare = set(subprocess.run([sys.executable, "-c", "import sys; print(*sys.modules)"],
-                              capture_output=True, text=True, check=True).stdout.split())
+    bare = set(
+        subprocess.run(
+            [sys.executable, "-c", "import sys; print(*sys.modules)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
     loaded = modules_loaded_by(
         ["encrypt", "-q", "--backend", backend, "-k", key, tmp_path / "in", tmp_path / "c"],
-        ["decrypt", "-q", "--backend", backend, "-k", key, tmp_path / "c", tmp_path / "out"])
+        ["decrypt", "-q", "--backend", backend, "-k", key, tmp_path / "c", tmp_path / "out"],
+    )
     assert "kstream.engine.small" in loaded  # the small path really ran
     assert not (loaded - bare - argparse_needs()) & NOT_FOR_A_SMALL_FILE
     assert (tmp_path / "out").read_bytes() == (tmp_path / "in").read_bytes()
@@ -280,16 +350,21 @@ def argparse_needs() -> set[str]:
     with subcommands and a given help width (kstream gives it one): what no caller can do
     without. 3.14's imports ``_colorize``, and with it ``dataclasses`` and ``inspect``, for
     every formatter, coloured or not; 3.11's, 3.13's and 3.15's none of those."""
-    code = ("import sys\nbefore = set(sys.modules)\nimport argparse\n"
-            "def sized(prog):\n    return argparse.HelpFormatter(prog, width=78)\n"
-            "parser = argparse.ArgumentParser(formatter_class=sized)\n"
-            "parser.add_argument('-q', action='store_true')\n"
-            "sub = parser.add_subparsers(dest='command', metavar='COMMAND')\n"
-            "sub.add_parser('run', formatter_class=sized).add_argument('path', metavar='PATH')\n"
-            "parser.parse_args(['-q', 'run', 'x'])\n"
-            "print(*sorted(set(sys.modules) - before))")
-    needs = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               check=True).stdout.split())
+    code = (
+        "import sys\nbefore = set(sys.modules)\nimport argparse\n"
+        "def sized(prog):\n    return argparse.HelpFormatter(prog, width=78)\n"
+        "parser = argparse.ArgumentParser(formatter_class=sized)\n"
+        "parser.add_argument('-q', action='store_true')\n"
+        "sub = parser.add_subparsers(dest='command', metavar='COMMAND')\n"
+        "sub.add_parser('run', formatter_class=sized).add_argument('path', metavar='PATH')\n"
+        "parser.parse_args(['-q', 'run', 'x'])\n"
+        "print(*sorted(set(sys.modules) - before))"
+    )
+    needs = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     assert "shutil" not in needs  # with a width given, argparse never needs shutil
     return needs
 
@@ -303,17 +378,20 @@ def test_a_small_file_s_run_compiles_no_source_text(tmp_path: Path) -> None:
     (tmp_path / "in").write_bytes(os.urandom(5000))
     key, src, mid, out = (str(tmp_path / name) for name in ("k", "in", "c", "out"))
     (tmp_path / "k").write_text("00" * 32)
-    runs = [[way, "-q", "--backend", "openssl", "-k", key, a, b]
-            for way, a, b in (("encrypt", src, mid), ("decrypt", mid, out))]
-    code = ("import builtins, sys\nfrom kstream.cli.main import main\nseen = []\n"
-            "real = builtins.compile\n"
-            "def spy(source, *args, **kwargs):\n"
-            "    if isinstance(source, str):\n        seen.append(source)\n"
-            "    return real(source, *args, **kwargs)\n"
-            "builtins.compile = spy\n"
-            f"for argv in {runs!r}:\n    assert main(argv) == 0\n"
-            "print('compiled:', repr(seen), file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    runs = [
+        [way, "-q", "--backend", "openssl", "-k", key, a, b]
+        for way, a, b in (("encrypt", src, mid), ("decrypt", mid, out))
+    ]
+    code = (
+        "import builtins, sys\nfrom kstream.cli.main import main\nseen = []\n"
+        "real = builtins.compile\n"
+        "def spy(source, *args, **kwargs):\n"
+        "    if isinstance(source, str):\n        seen.append(source)\n"
+        "    return real(source, *args, **kwargs)\n"
+        "builtins.compile = spy\n"
+        f"for argv in {runs!r}:\n    assert main(argv) == 0\n"
+        "print('compiled:', repr(seen), file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert marked_line(proc.stderr, "compiled:").strip() == "[]"
     assert (tmp_path / "out").read_bytes() == (tmp_path / "in").read_bytes()

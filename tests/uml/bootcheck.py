@@ -49,13 +49,17 @@ RELEASE = f"{MARK} release "
 MODULES_OK = f"{MARK} modprobe ok"
 AF_ALG_OK = f"{MARK} af_alg ok"
 FP_REGS = "ptrace set fp regs failed"
-CPU_REASON = ("cannot run on this host CPU: ptrace set fp regs failed "
-              "(host XSAVE state larger than this UML build supports)")
+CPU_REASON = (
+    "cannot run on this host CPU: ptrace set fp regs failed "
+    "(host XSAVE state larger than this UML build supports)"
+)
 SHIM_SOURCE = Path(__file__).with_name("xstate_shim.c")
 NO_SHIM = f" and {SHIM_SOURCE.name} could not be built (no C compiler?)"
 SHIM_FAILED = f" even with {SHIM_SOURCE.name} preloaded"
-BIND_CTR_AES = ("import socket; s = socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET); "
-                "s.bind(('skcipher', 'ctr(aes)'))")
+BIND_CTR_AES = (
+    "import socket; s = socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET); "
+    "s.bind(('skcipher', 'ctr(aes)'))"
+)
 
 Status = Literal["ok", "cannot-run", "broken"]
 _VERSION = re.compile(r"^(\d+)\.(\d+)")
@@ -119,6 +123,7 @@ def kernel_at(root: Path, label: str) -> UmlKernel | None:
 
 # --- what every boot needs ------------------------------------------------------------------------
 
+
 def find_modprobe() -> str:
     found = shutil.which("modprobe", path="/usr/sbin:/sbin:/usr/bin:/bin")
     if found is None:
@@ -136,15 +141,26 @@ def prepare_modules(kernel: UmlKernel, workdir: Path) -> Path:
         if not link.is_symlink():
             link.symlink_to(kernel.modules / release)
     helper = workdir / "modprobe"
-    helper.write_text(f'#!/bin/sh\nexec {shlex.quote(find_modprobe())} '
-                      f'-d {shlex.quote(str(modroot.parent.parent))} "$@"\n')
+    helper.write_text(
+        f"#!/bin/sh\nexec {shlex.quote(find_modprobe())} "
+        f'-d {shlex.quote(str(modroot.parent.parent))} "$@"\n'
+    )
     helper.chmod(0o755)
     return helper
 
 
 def kernel_command_line(kernel: UmlKernel, init: Path) -> list[str]:
-    return [str(kernel.binary), f"mem={MEMORY_MIB}M", "root=/dev/root", "rootfstype=hostfs",
-            "rootflags=/", "rw", f"init={init}", "con=null", "con0=fd:0,fd:1"]
+    return [
+        str(kernel.binary),
+        f"mem={MEMORY_MIB}M",
+        "root=/dev/root",
+        "rootfstype=hostfs",
+        "rootflags=/",
+        "rw",
+        f"init={init}",
+        "con=null",
+        "con0=fd:0,fd:1",
+    ]
 
 
 def memory_dir(fallback: Path, env: Mapping[str, str] = os.environ) -> str:
@@ -179,15 +195,24 @@ def xstate_shim(workdir: Path) -> Path | None:
         return None
     shim = workdir / "xstate_shim.so"
     try:
-        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(shim), str(SHIM_SOURCE),
-                        "-ldl"], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [compiler, "-O2", "-shared", "-fPIC", "-o", str(shim), str(SHIM_SOURCE), "-ldl"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return shim
 
 
 def spawn(
-    kernel: UmlKernel, init: Path, workdir: Path, console_log: Path, *, shim: Path | None,
+    kernel: UmlKernel,
+    init: Path,
+    workdir: Path,
+    console_log: Path,
+    *,
+    shim: Path | None,
 ) -> subprocess.Popen[bytes]:
     """Start the kernel with ``init`` as PID 1, its console going to ``console_log``, and
     ``shim`` (``xstate_shim``) preloaded into the kernel process.
@@ -204,8 +229,14 @@ def spawn(
         env["LD_PRELOAD"] = " ".join(filter(None, (str(shim), env.get("LD_PRELOAD"))))
     with console_log.open("wb") as log:
         return subprocess.Popen(
-            kernel_command_line(kernel, init), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, cwd=workdir, env=env, start_new_session=True)
+            kernel_command_line(kernel, init),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -226,6 +257,7 @@ def read_console(path: Path) -> str:
 
 
 # --- the check ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -264,7 +296,10 @@ sleep 60  # power-off is asynchronous; PID 1 must not exit first (that panics)
 
 
 def check(
-    kernel: UmlKernel, workdir: Path, *, timeout: float = CHECK_TIMEOUT,
+    kernel: UmlKernel,
+    workdir: Path,
+    *,
+    timeout: float = CHECK_TIMEOUT,
     python: str = sys.executable,
 ) -> CheckResult:
     """Boot ``kernel`` once with the trivial init and classify what happened."""
@@ -279,25 +314,41 @@ def check(
         shim = xstate_shim(workdir)
         proc = spawn(kernel, init, workdir, console_log, shim=shim)
     except (OSError, ValueError) as exc:
-        return CheckResult(kernel, "broken", f"could not start {kernel.binary}: {exc}", None,
-                           console_log, 0.0)
+        return CheckResult(
+            kernel, "broken", f"could not start {kernel.binary}: {exc}", None, console_log, 0.0
+        )
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
     finally:
         kill_group(proc)
-    return classify(kernel, read_console(console_log), console_log, time.monotonic() - started,
-                    timed_out=timed_out, timeout=timeout, shimmed=shim is not None)
+    return classify(
+        kernel,
+        read_console(console_log),
+        console_log,
+        time.monotonic() - started,
+        timed_out=timed_out,
+        timeout=timeout,
+        shimmed=shim is not None,
+    )
 
 
 def classify(
-    kernel: UmlKernel, console: str, console_log: Path, duration: float, *, timed_out: bool,
-    timeout: float, shimmed: bool = True,
+    kernel: UmlKernel,
+    console: str,
+    console_log: Path,
+    duration: float,
+    *,
+    timed_out: bool,
+    timeout: float,
+    shimmed: bool = True,
 ) -> CheckResult:
     lines = console.splitlines()
-    release = next((line[len(RELEASE):].strip() for line in lines if line.startswith(RELEASE)),
-                   None) or (kernel.releases() or [None])[-1]
+    release = (
+        next((line[len(RELEASE) :].strip() for line in lines if line.startswith(RELEASE)), None)
+        or (kernel.releases() or [None])[-1]
+    )
 
     def result(status: Status, reason: str) -> CheckResult:
         return CheckResult(kernel, status, reason, release, console_log, duration)
@@ -320,15 +371,20 @@ def classify(
 
 
 def check_all(
-    kernels: Sequence[UmlKernel], workdir: Path, *, timeout: float = CHECK_TIMEOUT,
+    kernels: Sequence[UmlKernel],
+    workdir: Path,
+    *,
+    timeout: float = CHECK_TIMEOUT,
 ) -> list[CheckResult]:
     """Check each kernel (in parallel: each boot mostly waits), results in input order."""
     if not kernels:
         return []
     with ThreadPoolExecutor(max_workers=len(kernels)) as pool:
-        return list(pool.map(
-            lambda k: check(k, workdir / f"check-{k.label}-{k.name}", timeout=timeout),
-            kernels))
+        return list(
+            pool.map(
+                lambda k: check(k, workdir / f"check-{k.label}-{k.name}", timeout=timeout), kernels
+            )
+        )
 
 
 def main(argv: Sequence[str]) -> int:

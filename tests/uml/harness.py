@@ -50,14 +50,27 @@ DEFAULT_TIMEOUT = 600.0
 MODULES = ("af_alg", "algif_skcipher", "algif_hash", "ctr", "hmac")
 OPTIONAL_MODULES = ("crypto_user",)
 #: Host variables that reach the inner pytest (by exact name or by prefix ending in "_").
-PASSED_ENV = ("KSTREAM_", "HYPOTHESIS_", "LC_", "LANG", "LANGUAGE", "TZ", "CI", "VIRTUAL_ENV",
-              "PYTHONHASHSEED", "PYTHONWARNINGS", "PYTHONDEVMODE", "PYTHONFAULTHANDLER")
+PASSED_ENV = (
+    "KSTREAM_",
+    "HYPOTHESIS_",
+    "LC_",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "CI",
+    "VIRTUAL_ENV",
+    "PYTHONHASHSEED",
+    "PYTHONWARNINGS",
+    "PYTHONDEVMODE",
+    "PYTHONFAULTHANDLER",
+)
 #: Line the init script prints so the release is known even if Python never starts.
 RELEASE_MARKER = "kstream-uml: uname -r = "
 EXIT_MARKER = "kstream-uml: inner command exit status "
 NO_KERNEL_HINT = (
     "no AF_ALG on this host and no User Mode Linux kernel found; run .ci/install-uml.sh"
 )
+
 
 def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(env.get(ENV_CACHE_DIR) or DEFAULT_CACHE_DIR)
@@ -74,8 +87,11 @@ def discover_kernels(
     found = [kernel_at(distro_root, "distro")]
     cache = cache_dir(env)
     if cache.is_dir():
-        found += [kernel_at(child, child.name) for child in sorted(cache.iterdir())
-                  if not child.name.startswith(".")]
+        found += [
+            kernel_at(child, child.name)
+            for child in sorted(cache.iterdir())
+            if not child.name.startswith(".")
+        ]
     kernels: dict[str, UmlKernel] = {}
     for kernel in found:
         if kernel is not None:
@@ -106,12 +122,18 @@ def inner_environment(
     exactly as on the host (venv, editable installs, rootdir entries), whoever started it.
     Caches and temp files go to ``workdir`` rather than into the repository.
     """
-    env = {k: v for k, v in host_env.items()
-           if k in PASSED_ENV or any(p.endswith("_") and k.startswith(p) for p in PASSED_ENV)}
+    env = {
+        k: v
+        for k, v in host_env.items()
+        if k in PASSED_ENV or any(p.endswith("_") and k.startswith(p) for p in PASSED_ENV)
+    }
     path = host_env.get("PATH", "").split(os.pathsep)
     path = [str(Path(sys.executable).parent), *path]
-    path += [d for d in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin",
-                         "/bin") if d not in path]
+    path += [
+        d
+        for d in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+        if d not in path
+    ]
     env.update(
         PATH=os.pathsep.join(dict.fromkeys(p for p in path if p)),
         HOME=host_env.get("HOME") or "/root",
@@ -135,7 +157,12 @@ def inner_deadline(timeout: float) -> int:
 
 
 def init_script(
-    *, kernel: UmlKernel, workdir: Path, cwd: Path, argv: Sequence[str], env: Mapping[str, str],
+    *,
+    kernel: UmlKernel,
+    workdir: Path,
+    cwd: Path,
+    argv: Sequence[str],
+    env: Mapping[str, str],
     timeout: float = DEFAULT_TIMEOUT,
 ) -> str:
     """PID 1 inside UML: mount, load modules, run ``argv`` in ``cwd``, sync, power off.
@@ -199,7 +226,7 @@ class BootResult:
     def _console_value(self, marker: str) -> str | None:
         for line in self.console_text().splitlines():
             if line.startswith(marker):
-                return line[len(marker):].strip()
+                return line[len(marker) :].strip()
         return None
 
     @property
@@ -212,17 +239,23 @@ class BootResult:
         if self.stopped:
             return "stopped unfinished because the pytest session ended first"
         if self.timed_out:
-            return (f"timed out after {self.timeout:.0f} s ({ENV_TIMEOUT}) before the inner "
-                    "pytest finished; the kernel was killed")
+            return (
+                f"timed out after {self.timeout:.0f} s ({ENV_TIMEOUT}) before the inner "
+                "pytest finished; the kernel was killed"
+            )
         status = self.inner_status
         if status == 128 + signal.SIGKILL:
-            return (f"the inner pytest was killed after {inner_deadline(self.timeout)} s "
-                    f"({ENV_TIMEOUT}={self.timeout:.0f} less a margin for boot and power-off); "
-                    "the console log shows the test it was running")
+            return (
+                f"the inner pytest was killed after {inner_deadline(self.timeout)} s "
+                f"({ENV_TIMEOUT}={self.timeout:.0f} less a margin for boot and power-off); "
+                "the console log shows the test it was running"
+            )
         if status is not None:
             return f"the inner pytest exited (status {status}) without completing its report"
-        return (f"the kernel exited (status {self.returncode}) before the inner pytest "
-                "finished: crash, panic or out of memory?")
+        return (
+            f"the kernel exited (status {self.returncode}) before the inner pytest "
+            "finished: crash, panic or out of memory?"
+        )
 
     def console_text(self) -> str:
         return read_console(self.console_log)
@@ -235,8 +268,14 @@ class UmlBoot:
     """One boot of one kernel, started in the background and waited for on demand."""
 
     def __init__(
-        self, kernel: UmlKernel, workdir: Path, *, argv: Sequence[str], cwd: Path,
-        env: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT,
+        self,
+        kernel: UmlKernel,
+        workdir: Path,
+        *,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.kernel = kernel
         self.workdir = workdir
@@ -245,8 +284,9 @@ class UmlBoot:
         self.timeout = timeout
         self.report_path = workdir / "report.jsonl"
         self.console_log = workdir / "console.log"
-        self.env = dict(env) if env is not None else inner_environment(
-            kernel, workdir, self.report_path)
+        self.env = (
+            dict(env) if env is not None else inner_environment(kernel, workdir, self.report_path)
+        )
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = 0.0
         self._started_wall = 0.0
@@ -266,8 +306,16 @@ class UmlBoot:
         """Write the init script and the modprobe helper with its module tree; return the init."""
         prepare_modules(self.kernel, self.workdir)
         init = self.workdir / "init"
-        init.write_text(init_script(kernel=self.kernel, workdir=self.workdir, cwd=self.cwd,
-                                    argv=self.argv, env=self.env, timeout=self.timeout))
+        init.write_text(
+            init_script(
+                kernel=self.kernel,
+                workdir=self.workdir,
+                cwd=self.cwd,
+                argv=self.argv,
+                env=self.env,
+                timeout=self.timeout,
+            )
+        )
         init.chmod(0o755)
         self.report_path.unlink(missing_ok=True)
         return init
@@ -278,8 +326,13 @@ class UmlBoot:
         self._started = time.monotonic()
         self._started_wall = time.time()
         try:
-            self._proc = spawn(self.kernel, self.prepare(), self.workdir, self.console_log,
-                               shim=xstate_shim(self.workdir))
+            self._proc = spawn(
+                self.kernel,
+                self.prepare(),
+                self.workdir,
+                self.console_log,
+                shim=xstate_shim(self.workdir),
+            )
         except (OSError, ValueError) as exc:
             self._start_error = str(exc)
 
@@ -297,12 +350,17 @@ class UmlBoot:
                 timed_out = True
                 self.kill()
         self._result = BootResult(
-            kernel=self.kernel, workdir=self.workdir, console_log=self.console_log,
+            kernel=self.kernel,
+            workdir=self.workdir,
+            console_log=self.console_log,
             report=InnerReport.read(self.report_path),
-            returncode=self._proc.returncode if self._proc else None, timed_out=timed_out,
+            returncode=self._proc.returncode if self._proc else None,
+            timed_out=timed_out,
             duration=time.monotonic() - self._started if timed_out else self._duration(),
             timeout=self.timeout,
-            start_error=self._start_error, stopped=self._stopped)
+            start_error=self._start_error,
+            stopped=self._stopped,
+        )
         return self._result
 
     def _duration(self) -> float:
@@ -337,8 +395,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kstream-bootcheck-", dir="/var/tmp") as tmp:
         for res in check_all(kernels, Path(tmp)):
             kernel = res.kernel
-            print(f"{kernel.id:10} {kernel.label:12} {kernel.binary} {res.release} "
-                  f"{res.status} {res.reason}")
+            print(
+                f"{kernel.id:10} {kernel.label:12} {kernel.binary} {res.release} "
+                f"{res.status} {res.reason}"
+            )
     if not kernels:
         print(NO_KERNEL_HINT)
 

@@ -47,13 +47,27 @@ from .harness import (
 from .report import ReportWriter, Verdict
 
 MARKER = "kernel"
-MARKER_HELP = (f"{MARKER}: needs AF_ALG; runs natively where the kernel has it, else once per "
-               "User Mode Linux kernel (see tests/uml)")
+MARKER_HELP = (
+    f"{MARKER}: needs AF_ALG; runs natively where the kernel has it, else once per "
+    "User Mode Linux kernel (see tests/uml)"
+)
 #: Marks that plugins act on when an item runs. A host item only relays an inner result, so
 #: these are left to the inner run: on the host they would act twice, or wrongly (a skipif on
 #: "AF_ALG available" is true on the host and false inside).
-INNER_ONLY_MARKS = frozenset({"skip", "skipif", "xfail", "usefixtures", "parametrize",
-                              "filterwarnings", "asyncio", "timeout", "flaky", "benchmark"})
+INNER_ONLY_MARKS = frozenset(
+    {
+        "skip",
+        "skipif",
+        "xfail",
+        "usefixtures",
+        "parametrize",
+        "filterwarnings",
+        "asyncio",
+        "timeout",
+        "flaky",
+        "benchmark",
+    }
+)
 
 
 class Mode(enum.Enum):
@@ -113,7 +127,7 @@ def inner_nodeid(nodeid: str, kernel: UmlKernel) -> str:
         token = f"{before}{kernel.id}{after}"
         at = nodeid.rfind(token)
         if at >= 0:
-            return nodeid[:at] + keep + nodeid[at + len(token):]
+            return nodeid[:at] + keep + nodeid[at + len(token) :]
     return nodeid
 
 
@@ -140,8 +154,10 @@ def configure(config: pytest.Config) -> None:
         if kernels:
             state.runner = UmlRunner(config, kernels)
         elif env.get(ENV_KERNELS):
-            state.skip_reason = (f"no AF_ALG on this host and no User Mode Linux kernel matches "
-                                 f"{ENV_KERNELS}={env[ENV_KERNELS]!r}")
+            state.skip_reason = (
+                f"no AF_ALG on this host and no User Mode Linux kernel matches "
+                f"{ENV_KERNELS}={env[ENV_KERNELS]!r}"
+            )
         else:
             state.skip_reason = NO_KERNEL_HINT
         if not kernels and env.get(ENV_REQUIRE):
@@ -174,11 +190,15 @@ def check_kernels(config: pytest.Config, state: State) -> None:
         return
     need = tuple(int(n) for n in spec.split("."))
     if not any(res.status == "ok" and res.kernel.version >= need for res in results):
-        found = "; ".join(f"{res.kernel.id} ({res.kernel.label}): {res.status}"
-                          f"{', ' + res.reason if res.reason else ''}" for res in results)
+        found = "; ".join(
+            f"{res.kernel.id} ({res.kernel.label}): {res.status}"
+            f"{', ' + res.reason if res.reason else ''}"
+            for res in results
+        )
         raise pytest.UsageError(
             f"{ENV_REQUIRE}={spec}: no User Mode Linux kernel >= {spec} runs on this host, so "
-            f"kernel coverage would be lost ({found or 'no kernel found'})")
+            f"kernel coverage would be lost ({found or 'no kernel found'})"
+        )
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -232,8 +252,13 @@ class UmlItem(pytest.Item):
     """
 
     def __init__(
-        self, *, inner_nodeid: str, kernel: UmlKernel, info: tuple[Any, int | None, str],
-        markers: list[pytest.Mark], **kwargs: Any,
+        self,
+        *,
+        inner_nodeid: str,
+        kernel: UmlKernel,
+        info: tuple[Any, int | None, str],
+        markers: list[pytest.Mark],
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.inner_nodeid = inner_nodeid
@@ -244,24 +269,40 @@ class UmlItem(pytest.Item):
     @classmethod
     def replacing(cls, item: pytest.Item, kernel: UmlKernel) -> UmlItem:
         """The host item for ``item``, which is already parametrized by ``kernel``."""
-        return cls._create_from(item, kernel, item.name, inner_nodeid(item.nodeid, kernel),
-                                item.reportinfo())
+        return cls._create_from(
+            item, kernel, item.name, inner_nodeid(item.nodeid, kernel), item.reportinfo()
+        )
 
     @classmethod
     def for_kernel(cls, item: pytest.Item, kernel: UmlKernel) -> UmlItem:
         """A host item for ``item`` (not parametrized by kernel) on ``kernel``."""
         path, lineno, domain = item.reportinfo()
-        return cls._create_from(item, kernel, host_name(item.name, kernel), item.nodeid,
-                                (path, lineno, host_name(domain, kernel)))
+        return cls._create_from(
+            item,
+            kernel,
+            host_name(item.name, kernel),
+            item.nodeid,
+            (path, lineno, host_name(domain, kernel)),
+        )
 
     @classmethod
     def _create_from(
-        cls, item: pytest.Item, kernel: UmlKernel, name: str, inner: str,
+        cls,
+        item: pytest.Item,
+        kernel: UmlKernel,
+        name: str,
+        inner: str,
         info: tuple[Any, int | None, str],
     ) -> UmlItem:
         assert item.parent is not None
-        new: UmlItem = cls.from_parent(item.parent, name=name, inner_nodeid=inner,
-                                       kernel=kernel, info=info, markers=list(item.own_markers))
+        new: UmlItem = cls.from_parent(
+            item.parent,
+            name=name,
+            inner_nodeid=inner,
+            kernel=kernel,
+            info=info,
+            markers=list(item.own_markers),
+        )
         new.extra_keyword_matches.update(item.extra_keyword_matches)
         return new
 
@@ -299,13 +340,18 @@ def verdict_for(result: BootResult, nodeid: str) -> Verdict:
     """The host outcome of inner test ``nodeid``, given its kernel's boot."""
     where = f"{result.kernel.id} ({result.release or 'release unknown'}, {result.kernel.label})"
     if result.problem:
-        return Verdict("failed", f"User Mode Linux {where}: {result.problem}\n"
-                                 f"console log {result.console_log}, last lines:\n"
-                                 f"{result.console_tail()}")
+        return Verdict(
+            "failed",
+            f"User Mode Linux {where}: {result.problem}\n"
+            f"console log {result.console_log}, last lines:\n"
+            f"{result.console_tail()}",
+        )
     record = result.report.tests.get(nodeid)
     if record is None:
-        text = (f"{nodeid} did not run inside {where}; inner pytest exit status "
-                f"{result.report.exitstatus}, console log {result.console_log}")
+        text = (
+            f"{nodeid} did not run inside {where}; inner pytest exit status "
+            f"{result.report.exitstatus}, console log {result.console_log}"
+        )
         for collector, longrepr in result.report.collect_errors:
             text += f"\n\ncollection error in {collector}:\n{longrepr}"
         if not result.report.collect_errors:
@@ -355,8 +401,13 @@ class UmlRunner:
             if kernel is not first and running >= self.jobs:
                 break
             workdir = host_workdir(self.config, f"{kernel.id}-boot")
-            boot = UmlBoot(kernel, workdir, argv=self.inner_argv(workdir, wanted[kernel.name]),
-                           cwd=self.config.rootpath, timeout=self.timeout)
+            boot = UmlBoot(
+                kernel,
+                workdir,
+                argv=self.inner_argv(workdir, wanted[kernel.name]),
+                cwd=self.config.rootpath,
+                timeout=self.timeout,
+            )
             self.boots[kernel.name] = boot
             boot.start()
 
@@ -364,9 +415,21 @@ class UmlRunner:
         """The inner pytest: same interpreter, rootdir and ini file, only kernel tests, and
         nothing written into the repository (no cache; basetemp in the boot's workdir)."""
         option = self.config.option
-        argv = [sys.executable, "-m", "pytest", "-m", MARKER, "-p", "no:cacheprovider",
-                f"--rootdir={self.config.rootpath}", f"--basetemp={workdir / 'basetemp'}",
-                "--color=no", "-v", "-ra", f"--tb={getattr(option, 'tbstyle', 'auto')}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            MARKER,
+            "-p",
+            "no:cacheprovider",
+            f"--rootdir={self.config.rootpath}",
+            f"--basetemp={workdir / 'basetemp'}",
+            "--color=no",
+            "-v",
+            "-ra",
+            f"--tb={getattr(option, 'tbstyle', 'auto')}",
+        ]
         if self.config.inipath is not None:
             argv += ["-c", str(self.config.inipath)]
         if getattr(option, "showlocals", False):
@@ -384,8 +447,10 @@ def report_header(config: pytest.Config) -> str | None:
     if state is None or state.mode is not Mode.UML:
         return None
     names = ", ".join(f"{k.id} ({k.label})" for k in state.kernels)
-    return (f"kernel tests: in User Mode Linux {names}, each boot-checked first "
-            "(the summary says which ran)")
+    return (
+        f"kernel tests: in User Mode Linux {names}, each boot-checked first "
+        "(the summary says which ran)"
+    )
 
 
 def shutdown(config: pytest.Config) -> None:
@@ -427,8 +492,10 @@ def summary_lines(state: State) -> list[str]:
         check = state.checks.get(kernel.name)
         boot = state.runner.boots.get(kernel.name)
         if check is not None and not check.usable:
-            lines.append(f"  {kernel.id} ({check.release or '?'}, {kernel.label}): SKIPPED, "
-                         f"{check.reason}; boot check console log {check.console_log}")
+            lines.append(
+                f"  {kernel.id} ({check.release or '?'}, {kernel.label}): SKIPPED, "
+                f"{check.reason}; boot check console log {check.console_log}"
+            )
             continue
         if boot is None:
             lines.append(f"  {kernel.id} ({kernel.label}): not booted (no tests of it ran)")
@@ -439,8 +506,10 @@ def summary_lines(state: State) -> list[str]:
             status = f"{count} test{'s' if count != 1 else ''}"
         else:
             status = result.problem if result.stopped else f"BROKEN: {result.problem}"
-        lines.append(f"  {kernel.id} ({result.release or '?'}, {kernel.label}): {status}, "
-                     f"{result.duration:.1f} s; console log {result.console_log}")
+        lines.append(
+            f"  {kernel.id} ({result.release or '?'}, {kernel.label}): {status}, "
+            f"{result.duration:.1f} s; console log {result.console_log}"
+        )
     return lines
 
 

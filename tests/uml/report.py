@@ -111,10 +111,13 @@ class InnerReport:
         elif kind == "test":
             record = self.tests.setdefault(event["nodeid"], InnerTest(event["nodeid"]))
             record.phases[event["when"]] = Phase(
-                when=event["when"], outcome=event["outcome"],
-                longrepr=event.get("longrepr", ""), reason=event.get("reason", ""),
+                when=event["when"],
+                outcome=event["outcome"],
+                longrepr=event.get("longrepr", ""),
+                reason=event.get("reason", ""),
                 wasxfail=event.get("wasxfail"),
-                sections=[(t, c) for t, c in event.get("sections", [])])
+                sections=[(t, c) for t, c in event.get("sections", [])],
+            )
         elif kind == "finish":
             self.finished = True
             self.exitstatus = event.get("exitstatus")
@@ -127,10 +130,14 @@ def phase_event(report: pytest.TestReport) -> dict[str, Any]:
         reason = str(report.longrepr[2]).removeprefix("Skipped: ")
     wasxfail = getattr(report, "wasxfail", None)
     return {
-        "event": "test", "nodeid": report.nodeid, "when": report.when,
-        "outcome": report.outcome, "duration": report.duration,
+        "event": "test",
+        "nodeid": report.nodeid,
+        "when": report.when,
+        "outcome": report.outcome,
+        "duration": report.duration,
         "longrepr": report.longreprtext if report.failed else "",
-        "reason": reason, "wasxfail": None if wasxfail is None else str(wasxfail),
+        "reason": reason,
+        "wasxfail": None if wasxfail is None else str(wasxfail),
         "sections": [list(s) for s in report.sections] if report.failed else [],
     }
 
@@ -155,8 +162,9 @@ class ReportWriter:
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
-            self._write({"event": "collect_error", "nodeid": report.nodeid,
-                         "longrepr": report.longreprtext})
+            self._write(
+                {"event": "collect_error", "nodeid": report.nodeid, "longrepr": report.longreprtext}
+            )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._write(phase_event(report))

@@ -47,31 +47,41 @@ def make_kernel_tree(root: Path, release: str, script: str = "#!/bin/sh\nexit 0\
 
 # --- naming and discovery -------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("test_x", "test_x[uml-6.1]"),
-    ("test_x[16]", "test_x[16-uml-6.1]"),
-    ("test_x[a-b]", "test_x[a-b-uml-6.1]"),
-])
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("test_x", "test_x[uml-6.1]"),
+        ("test_x[16]", "test_x[16-uml-6.1]"),
+        ("test_x[a-b]", "test_x[a-b-uml-6.1]"),
+    ],
+)
 def test_host_name(name: str, expected: str) -> None:
     assert plugin.host_name(name, K61) == expected
 
 
-@pytest.mark.parametrize(("nodeid", "expected"), [
-    ("tests/k/test_a.py::test_x", "tests/k/test_a.py::test_x"),
-    ("tests/k/test_a.py::test_x[16]", "tests/k/test_a.py::test_x"),
-    ("tests/k/test_a.py::TestC::test_x[a::b[c]]", "tests/k/test_a.py::TestC::test_x"),
-])
+@pytest.mark.parametrize(
+    ("nodeid", "expected"),
+    [
+        ("tests/k/test_a.py::test_x", "tests/k/test_a.py::test_x"),
+        ("tests/k/test_a.py::test_x[16]", "tests/k/test_a.py::test_x"),
+        ("tests/k/test_a.py::TestC::test_x[a::b[c]]", "tests/k/test_a.py::TestC::test_x"),
+    ],
+)
 def test_base_nodeid(nodeid: str, expected: str) -> None:
     assert plugin.base_nodeid(nodeid) == expected
 
 
-@pytest.mark.parametrize(("nodeid", "expected"), [
-    ("t.py::test_x[uml-6.1]", "t.py::test_x"),
-    ("t.py::test_x[16-uml-6.1]", "t.py::test_x[16]"),
-    ("t.py::test_x[uml-6.1-a-b]", "t.py::test_x[a-b]"),  # a later hook parametrized further
-    ("t.py::test_x[a-uml-6.1-b]", "t.py::test_x[a-b]"),
-    ("t.py::test_x[uml-6.12]", "t.py::test_x[uml-6.12]"),  # another kernel: not found
-])
+@pytest.mark.parametrize(
+    ("nodeid", "expected"),
+    [
+        ("t.py::test_x[uml-6.1]", "t.py::test_x"),
+        ("t.py::test_x[16-uml-6.1]", "t.py::test_x[16]"),
+        ("t.py::test_x[uml-6.1-a-b]", "t.py::test_x[a-b]"),  # a later hook parametrized further
+        ("t.py::test_x[a-uml-6.1-b]", "t.py::test_x[a-b]"),
+        ("t.py::test_x[uml-6.12]", "t.py::test_x[uml-6.12]"),  # another kernel: not found
+    ],
+)
 def test_inner_nodeid(nodeid: str, expected: str) -> None:
     assert plugin.inner_nodeid(nodeid, K61) == expected
 
@@ -88,7 +98,10 @@ def test_discovery_dedupes_sorts_and_filters(tmp_path: Path) -> None:
     env = {harness.ENV_CACHE_DIR: str(cache)}
     kernels = harness.discover_kernels(env, distro_root=distro)
     assert [(k.id, k.label) for k in kernels] == [
-        ("uml-6.1", "old-6.1"), ("uml-6.12", "distro"), ("uml-7.2", "sid-7.2")]
+        ("uml-6.1", "old-6.1"),
+        ("uml-6.12", "distro"),
+        ("uml-7.2", "sid-7.2"),
+    ]
     assert kernels[2].releases() == ["7.2.7"]
 
     def names(spec: str) -> list[str]:
@@ -103,13 +116,22 @@ def test_discovery_dedupes_sorts_and_filters(tmp_path: Path) -> None:
 
 
 def test_inner_environment(tmp_path: Path) -> None:
-    host = {"PATH": "/opt/venv/bin:/usr/bin", "HOME": "/home/u", "KSTREAM_BENCH": "1",
-            "KSTREAM_UML_TIMEOUT": "5", "SECRET_TOKEN": "x", "LC_ALL": "C.UTF-8"}
+    host = {
+        "PATH": "/opt/venv/bin:/usr/bin",
+        "HOME": "/home/u",
+        "KSTREAM_BENCH": "1",
+        "KSTREAM_UML_TIMEOUT": "5",
+        "SECRET_TOKEN": "x",
+        "LC_ALL": "C.UTF-8",
+    }
     env = harness.inner_environment(K61, tmp_path, tmp_path / "r.jsonl", host)
     assert env["KSTREAM_IN_UML"] == "1" and env["KSTREAM_UML_KERNEL"] == "6.1"
     assert env["KSTREAM_UML_REPORT"] == str(tmp_path / "r.jsonl")
-    assert env["PATH"].split(":")[:3] == [str(Path(sys.executable).parent), "/opt/venv/bin",
-                                          "/usr/bin"]
+    assert env["PATH"].split(":")[:3] == [
+        str(Path(sys.executable).parent),
+        "/opt/venv/bin",
+        "/usr/bin",
+    ]
     assert env["HOME"] == "/home/u" and env["LC_ALL"] == "C.UTF-8"
     assert env["KSTREAM_BENCH"] == "1"
     assert "KSTREAM_UML_TIMEOUT" not in env and "SECRET_TOKEN" not in env
@@ -135,12 +157,20 @@ def test_memory_dir_needs_room_for_all_of_the_memory(
 
 # --- report parsing and verdicts ------------------------------------------------------------------
 
+
 def boot_result(tmp_path: Path, lines: list[str], **kw: object) -> BootResult:
     console = tmp_path / "console.log"
     console.write_text("booting\r\nkstream-uml: uname -r = 6.1.176\r\nlast words\r\n")
-    fields: dict[str, Any] = dict(kernel=K61, workdir=tmp_path, console_log=console,
-                        report=InnerReport.parse(lines), returncode=0, timed_out=False,
-                        duration=1.0, timeout=600.0)
+    fields: dict[str, Any] = dict(
+        kernel=K61,
+        workdir=tmp_path,
+        console_log=console,
+        report=InnerReport.parse(lines),
+        returncode=0,
+        timed_out=False,
+        duration=1.0,
+        timeout=600.0,
+    )
     fields.update(kw)
     return BootResult(**fields)
 
@@ -149,42 +179,81 @@ def event(**kw: object) -> str:
     return json.dumps(kw)
 
 
-@pytest.mark.parametrize(("console", "timed_out", "status", "reason"), [
-    ("kstream-uml-check: init started\nkstream-uml-check: release 6.1.9\n"
-     "kstream-uml-check: modprobe ok\nkstream-uml-check: af_alg ok\n", False, "ok", ""),
-    ("Run /x/init as init process\nuserspace - ptrace set fp regs failed, errno = 14\n"
-     "Kernel panic - not syncing: Attempted to kill init!\n", False, "cannot-run",
-     bootcheck.CPU_REASON + bootcheck.SHIM_FAILED),
-    ("Kernel panic - not syncing: VFS: Unable to mount root fs\n", False, "broken",
-     "died before reaching init: Kernel panic - not syncing: VFS: Unable to mount root fs"),
-    ("Linux version 6.1\n", True, "broken", "did not reach init within 7 s"),
-    ("kstream-uml-check: init started\nmodprobe: FATAL: Module ctr not found\n", False,
-     "broken", "modprobe af_alg algif_skcipher ctr failed inside the kernel"),
-    ("kstream-uml-check: init started\nkstream-uml-check: modprobe ok\n", False, "broken",
-     "AF_ALG cannot bind skcipher ctr(aes) inside the kernel"),
-    ("kstream-uml-check: init started\n", True, "broken",
-     "init started but the check hung for 7 s"),
-    # a panic with the fp-regs text *after* init started is a real crash, not the host's limit
-    ("kstream-uml-check: init started\nptrace set fp regs failed, errno = 14\n", False,
-     "broken", "modprobe af_alg algif_skcipher ctr failed inside the kernel"),
-])
+@pytest.mark.parametrize(
+    ("console", "timed_out", "status", "reason"),
+    [
+        (
+            "kstream-uml-check: init started\nkstream-uml-check: release 6.1.9\n"
+            "kstream-uml-check: modprobe ok\nkstream-uml-check: af_alg ok\n",
+            False,
+            "ok",
+            "",
+        ),
+        (
+            "Run /x/init as init process\nuserspace - ptrace set fp regs failed, errno = 14\n"
+            "Kernel panic - not syncing: Attempted to kill init!\n",
+            False,
+            "cannot-run",
+            bootcheck.CPU_REASON + bootcheck.SHIM_FAILED,
+        ),
+        (
+            "Kernel panic - not syncing: VFS: Unable to mount root fs\n",
+            False,
+            "broken",
+            "died before reaching init: Kernel panic - not syncing: VFS: Unable to mount root fs",
+        ),
+        ("Linux version 6.1\n", True, "broken", "did not reach init within 7 s"),
+        (
+            "kstream-uml-check: init started\nmodprobe: FATAL: Module ctr not found\n",
+            False,
+            "broken",
+            "modprobe af_alg algif_skcipher ctr failed inside the kernel",
+        ),
+        (
+            "kstream-uml-check: init started\nkstream-uml-check: modprobe ok\n",
+            False,
+            "broken",
+            "AF_ALG cannot bind skcipher ctr(aes) inside the kernel",
+        ),
+        (
+            "kstream-uml-check: init started\n",
+            True,
+            "broken",
+            "init started but the check hung for 7 s",
+        ),
+        # a panic with the fp-regs text *after* init started is a real crash, not the host's limit
+        (
+            "kstream-uml-check: init started\nptrace set fp regs failed, errno = 14\n",
+            False,
+            "broken",
+            "modprobe af_alg algif_skcipher ctr failed inside the kernel",
+        ),
+    ],
+)
 def test_boot_check_classifies_the_console(
-    tmp_path: Path, console: str, timed_out: bool, status: str, reason: str,
+    tmp_path: Path,
+    console: str,
+    timed_out: bool,
+    status: str,
+    reason: str,
 ) -> None:
-    res = bootcheck.classify(K61, console, tmp_path / "console.log", 1.0, timed_out=timed_out,
-                             timeout=7)
+    res = bootcheck.classify(
+        K61, console, tmp_path / "console.log", 1.0, timed_out=timed_out, timeout=7
+    )
     assert (res.status, res.reason) == (status, reason)
     assert res.usable is (status != "cannot-run")
 
 
 def test_boot_check_says_when_the_xstate_shim_could_not_be_built(tmp_path: Path) -> None:
     console = "userspace - ptrace set fp regs failed, errno = 14\n"
-    res = bootcheck.classify(K61, console, tmp_path / "console.log", 1.0, timed_out=False,
-                             timeout=7, shimmed=False)
+    res = bootcheck.classify(
+        K61, console, tmp_path / "console.log", 1.0, timed_out=False, timeout=7, shimmed=False
+    )
     assert res.status == "cannot-run"
     assert res.reason == (
         "cannot run on this host CPU: ptrace set fp regs failed (host XSAVE state larger than "
-        "this UML build supports) and xstate_shim.c could not be built (no C compiler?)")
+        "this UML build supports) and xstate_shim.c could not be built (no C compiler?)"
+    )
 
 
 # Traces a stopped child and restores its XSAVE state from a buffer holding only the legacy
@@ -234,8 +303,13 @@ def test_xstate_shim_completes_a_short_setregset(tmp_path: Path) -> None:
         pytest.skip("no C compiler to build tests/uml/xstate_shim.c")
 
     def probe(preload: dict[str, str]) -> dict[str, Any]:
-        proc = subprocess.run([sys.executable, "-c", XSTATE_PROBE], capture_output=True,
-                              text=True, timeout=30, env={**os.environ, **preload})
+        proc = subprocess.run(
+            [sys.executable, "-c", XSTATE_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, **preload},
+        )
         assert proc.returncode == 0, proc.stderr
         result: dict[str, Any] = json.loads(proc.stdout)
         return result
@@ -245,8 +319,13 @@ def test_xstate_shim_completes_a_short_setregset(tmp_path: Path) -> None:
         pytest.skip(f"this host cannot read XSAVE state by ptrace (errno {plain['get']})")
     assert plain["full"] > 576 and plain["set"] == 14  # EFAULT
     shimmed = probe({"LD_PRELOAD": str(shim)})
-    assert shimmed == {"get": 0, "full": plain["full"], "set": 0, "xmm0": "kstream-xmm0-set",
-                       "tail_kept": True}
+    assert shimmed == {
+        "get": 0,
+        "full": plain["full"],
+        "set": 0,
+        "xmm0": "kstream-xmm0-set",
+        "tail_kept": True,
+    }
 
 
 def test_boot_check_script_runs_the_real_check_and_says_why(tmp_path: Path) -> None:
@@ -256,8 +335,12 @@ def test_boot_check_script_runs_the_real_check_and_says_why(tmp_path: Path) -> N
     make_kernel_tree(tmp_path / "amx", "6.1.176", FAKE_FP_REGS)
     make_kernel_tree(tmp_path / "good", "7.2.7", PASS_CHECK)
     script = TESTS / "uml" / "bootcheck.py"
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "amx"),
-                           str(tmp_path / "good")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "amx"), str(tmp_path / "good")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert proc.stdout.splitlines() == [
         f"{tmp_path / 'amx'}\tcannot-run\t6.1.176\t{bootcheck.CPU_REASON}{shim_note()}",
@@ -266,9 +349,11 @@ def test_boot_check_script_runs_the_real_check_and_says_why(tmp_path: Path) -> N
 
 
 def test_truncated_report_without_finish_fails_every_test(tmp_path: Path) -> None:
-    lines = [event(event="start", release="6.1.176"),
-             event(event="test", nodeid="t.py::test_a", when="setup", outcome="passed"),
-             '{"event": "test", "nodeid": "t.py::te']  # the kernel died mid-write
+    lines = [
+        event(event="start", release="6.1.176"),
+        event(event="test", nodeid="t.py::test_a", when="setup", outcome="passed"),
+        '{"event": "test", "nodeid": "t.py::te',
+    ]  # the kernel died mid-write
     result = boot_result(tmp_path, lines, returncode=134)
     assert not result.report.finished
     verdict = plugin.verdict_for(result, "t.py::test_a")
@@ -283,10 +368,13 @@ def test_release_falls_back_to_the_console(tmp_path: Path) -> None:
     assert boot_result(tmp_path, lines).release == "6.1.177"
 
 
-@pytest.mark.parametrize(("status", "expected"), [
-    (137, "the inner pytest was killed after 570 s (KSTREAM_UML_TIMEOUT=600 less a margin"),
-    (1, "the inner pytest exited (status 1) without completing its report"),
-])
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (137, "the inner pytest was killed after 570 s (KSTREAM_UML_TIMEOUT=600 less a margin"),
+        (1, "the inner pytest exited (status 1) without completing its report"),
+    ],
+)
 def test_inner_command_status_explains_a_missing_finish(
     tmp_path: Path, status: int, expected: str
 ) -> None:
@@ -296,9 +384,14 @@ def test_inner_command_status_explains_a_missing_finish(
 
 
 def test_init_script_bounds_the_inner_command(tmp_path: Path) -> None:
-    script = harness.init_script(kernel=K61, workdir=tmp_path, cwd=Path("/w d"),
-                                 argv=["python3", "-m", "pytest", "a b"], env={"X": "1 2"},
-                                 timeout=600)
+    script = harness.init_script(
+        kernel=K61,
+        workdir=tmp_path,
+        cwd=Path("/w d"),
+        argv=["python3", "-m", "pytest", "a b"],
+        env={"X": "1 2"},
+        timeout=600,
+    )
     assert "\nexport X='1 2'\n" in script
     assert "cd '/w d' && timeout -s KILL 570 python3 -m pytest 'a b'\n" in script
     assert script.index("sync\n") < script.index("echo o >/proc/sysrq-trigger")
@@ -306,8 +399,10 @@ def test_init_script_bounds_the_inner_command(tmp_path: Path) -> None:
 
 
 def test_missing_test_fails_with_collection_errors(tmp_path: Path) -> None:
-    lines = [event(event="collect_error", nodeid="t.py", longrepr="ImportError: no kstream"),
-             event(event="finish", exitstatus=2)]
+    lines = [
+        event(event="collect_error", nodeid="t.py", longrepr="ImportError: no kstream"),
+        event(event="finish", exitstatus=2),
+    ]
     verdict = plugin.verdict_for(boot_result(tmp_path, lines), "t.py::test_a")
     assert verdict.status == "failed"
     assert "t.py::test_a did not run inside uml-6.1 (6.1.176, distro)" in verdict.message
@@ -316,29 +411,61 @@ def test_missing_test_fails_with_collection_errors(tmp_path: Path) -> None:
 
 # --- the inner side: a real pytest run writing the report -----------------------------------------
 
+
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Path:
     """A project with the root conftest and the harness, but no kstream and no ini settings."""
     root = tmp_path / "project"
     (root / "uml").mkdir(parents=True)
     shutil.copy(TESTS / "conftest.py", root / "conftest.py")
-    for module in ("__init__.py", "bootcheck.py", "harness.py", "report.py", "plugin.py",
-                   "xstate_shim.c"):
+    for module in (
+        "__init__.py",
+        "bootcheck.py",
+        "harness.py",
+        "report.py",
+        "plugin.py",
+        "xstate_shim.c",
+    ):
         shutil.copy(TESTS / "uml" / module, root / "uml" / module)
     (root / "pytest.ini").write_text("[pytest]\n")
     return root
 
 
-def run_pytest(root: Path, test_source: str, env: dict[str, str], *args: str,
-               target: tuple[str, ...] = ("test_k.py",),
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_pytest(
+    root: Path,
+    test_source: str,
+    env: dict[str, str],
+    *args: str,
+    target: tuple[str, ...] = ("test_k.py",),
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     (root / "test_k.py").write_text(textwrap.dedent(test_source))
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KSTREAM_", "PYTEST_"))}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-c", str(root / "pytest.ini"),
-         "--rootdir", str(root), "--basetemp", str(root.parent / "basetemp"), "-rA", "-v",
-         "--color=no", *args, *target],
-        cwd=root, env={**clean, **env}, capture_output=True, text=True, timeout=timeout)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(root / "pytest.ini"),
+            "--rootdir",
+            str(root),
+            "--basetemp",
+            str(root.parent / "basetemp"),
+            "-rA",
+            "-v",
+            "--color=no",
+            *args,
+            *target,
+        ],
+        cwd=root,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 INNER_TESTS = """
@@ -371,8 +498,9 @@ INNER_TESTS = """
 
 def test_inner_report_round_trip(sandbox: Path) -> None:
     report_path = sandbox.parent / "report.jsonl"
-    proc = run_pytest(sandbox, INNER_TESTS,
-                      {"KSTREAM_IN_UML": "1", "KSTREAM_UML_REPORT": str(report_path)})
+    proc = run_pytest(
+        sandbox, INNER_TESTS, {"KSTREAM_IN_UML": "1", "KSTREAM_UML_REPORT": str(report_path)}
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "kernel tests ran inside User Mode Linux" in proc.stdout
     report = InnerReport.read(report_path)
@@ -409,19 +537,27 @@ echo "userspace - ptrace set fp regs failed, errno = 14"
 echo "Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b"
 exit 134
 """
-FAKE_CRASH = PASS_CHECK + """
+FAKE_CRASH = (
+    PASS_CHECK
+    + """
 echo "Kernel panic - not syncing: fake crash for the harness test"
 exit 134
 """
-FAKE_HANG = PASS_CHECK + """
+)
+FAKE_HANG = (
+    PASS_CHECK
+    + """
 sleep 300 &
 echo $! >"$(dirname "$0")/child.pid"
 echo "hanging on purpose"
 wait
 """
+)
 # Writes what the inner pytest would: test_a[x] and test_f[2] pass, test_b[2] fails, test_c is
 # skipped inside (its skipif must not be evaluated on the host), test_d never ran.
-FAKE_REPORTER = PASS_CHECK + """
+FAKE_REPORTER = (
+    PASS_CHECK
+    + """
 report=$(sed -n 's/^export KSTREAM_UML_REPORT=//p' "$init")
 nodeids=$(grep -o 'test_k.py::[^ ]*' "$init" | tr '\\n' ' ')
 echo "kstream-uml: uname -r = 9.7.0"
@@ -440,6 +576,7 @@ t() { printf '{"event":"test","nodeid":"test_k.py::%s","when":"%s","outcome":"%s
   echo '{"event":"finish","exitstatus":1}'
 } >"$report"
 """
+)
 HOST_TESTS = """
     import pytest
 
@@ -476,17 +613,24 @@ HOST_TESTS = """
 """
 
 
-@pytest.mark.skipif(shutil.which("modprobe", path="/usr/sbin:/sbin:/usr/bin:/bin") is None,
-                    reason="the harness needs kmod's modprobe (.ci/install-uml.sh)")
+@pytest.mark.skipif(
+    shutil.which("modprobe", path="/usr/sbin:/sbin:/usr/bin:/bin") is None,
+    reason="the harness needs kmod's modprobe (.ci/install-uml.sh)",
+)
 def test_host_items_relay_and_broken_kernels_fail(sandbox: Path) -> None:
     cache = sandbox.parent / "cache"
     make_kernel_tree(cache / "crash-9.8", "9.8.0", FAKE_CRASH)
     make_kernel_tree(cache / "hang-9.9", "9.9.0", FAKE_HANG)
     make_kernel_tree(cache / "fake-9.7", "9.7.0", FAKE_REPORTER)
     make_kernel_tree(cache / "amx-9.6", "9.6.0", FAKE_FP_REGS)
-    env = {"KSTREAM_UML_FORCE": "1", "KSTREAM_UML_DIR": str(cache), "KSTREAM_UML_JOBS": "3",
-           "KSTREAM_UML_KERNELS": "9.6 9.7 9.8 9.9", "KSTREAM_UML_TIMEOUT": "2",
-           "KSTREAM_UML_REQUIRE": "9.7"}
+    env = {
+        "KSTREAM_UML_FORCE": "1",
+        "KSTREAM_UML_DIR": str(cache),
+        "KSTREAM_UML_JOBS": "3",
+        "KSTREAM_UML_KERNELS": "9.6 9.7 9.8 9.9",
+        "KSTREAM_UML_TIMEOUT": "2",
+        "KSTREAM_UML_REQUIRE": "9.7",
+    }
     proc = run_pytest(sandbox, HOST_TESTS, env, "-k", "not TestNotRun")
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
@@ -504,8 +648,10 @@ def test_host_items_relay_and_broken_kernels_fail(sandbox: Path) -> None:
     assert "never on the host" not in out and "evaluated on the host" not in out
     # the inner run is asked for base nodeids only, and not for deselected tests
     console = next((sandbox.parent / "basetemp").glob("uml-9.7-boot*/console.log")).read_text()
-    assert ("inner argv tail: test_k.py::test_a test_k.py::test_b test_k.py::test_c "
-            "test_k.py::test_d test_k.py::test_f \n") in console
+    assert (
+        "inner argv tail: test_k.py::test_a test_k.py::test_b test_k.py::test_c "
+        "test_k.py::test_d test_k.py::test_f \n"
+    ) in console
 
     # every test fails on the broken kernels, with the console tail attached
     for name in ("test_a[x", "test_b[1", "test_b[2", "test_c", "test_d", "test_f[2"):
@@ -516,15 +662,19 @@ def test_host_items_relay_and_broken_kernels_fail(sandbox: Path) -> None:
     assert "timed out after 2 s (KSTREAM_UML_TIMEOUT)" in out
     assert "hanging on purpose" in out
     # the kernel that cannot run on this host CPU: every test skipped with the reason
-    reason = ("uml-9.6: cannot run on this host CPU: ptrace set fp regs failed (host XSAVE "
-              "state larger than this UML build supports)" + shim_note())
+    reason = (
+        "uml-9.6: cannot run on this host CPU: ptrace set fp regs failed (host XSAVE "
+        "state larger than this UML build supports)" + shim_note()
+    )
     for name in ("test_a[x", "test_b[1", "test_b[2", "test_c", "test_d", "test_f[2"):
         assert f"test_k.py::{name}{'-' if '[' in name else '['}uml-9.6] SKIPPED" in out
     for count, line in ((1, 8), (2, 12), (1, 17), (1, 22), (1, 31)):  # -rA: at each test
         assert f"SKIPPED [{count}] test_k.py:{line}: {reason}\n" in out
     assert "14 failed, 4 passed, 7 skipped, 4 deselected" in out
-    assert ("kstream kernel tests: ran on uml-9.7, uml-9.8, uml-9.9; skipped uml-9.6 (cannot "
-            "run on this host CPU)") in out
+    assert (
+        "kstream kernel tests: ran on uml-9.7, uml-9.8, uml-9.9; skipped uml-9.6 (cannot "
+        "run on this host CPU)"
+    ) in out
     assert f"uml-9.6 (9.6.0, amx-9.6): SKIPPED, {reason.removeprefix('uml-9.6: ')}" in out
     assert not list((sandbox.parent / "basetemp").glob("uml-9.6-boot*"))  # never booted for tests
 
@@ -545,12 +695,17 @@ def test_required_kernel_that_cannot_run_is_an_error(sandbox: Path) -> None:
     cache = sandbox.parent / "cache"
     make_kernel_tree(cache / "amx-9.6", "9.6.0", FAKE_FP_REGS)
     make_kernel_tree(cache / "old-6.1", "6.1.0", FAKE_REPORTER)
-    env = {"KSTREAM_UML_FORCE": "1", "KSTREAM_UML_DIR": str(cache),
-           "KSTREAM_UML_KERNELS": "9.6 6.1", "KSTREAM_UML_REQUIRE": "6.2"}
+    env = {
+        "KSTREAM_UML_FORCE": "1",
+        "KSTREAM_UML_DIR": str(cache),
+        "KSTREAM_UML_KERNELS": "9.6 6.1",
+        "KSTREAM_UML_REQUIRE": "6.2",
+    }
     proc = run_pytest(sandbox, HOST_TESTS, env)
     assert proc.returncode == 4, proc.stdout + proc.stderr
-    assert ("KSTREAM_UML_REQUIRE=6.2: no User Mode Linux kernel >= 6.2 runs on this host"
-            in proc.stderr)
+    assert (
+        "KSTREAM_UML_REQUIRE=6.2: no User Mode Linux kernel >= 6.2 runs on this host" in proc.stderr
+    )
     assert "uml-9.6 (amx-9.6): cannot-run, cannot run on this host CPU" in proc.stderr
     # with no UML at all, the requirement fails the same way
     env["KSTREAM_UML_KERNELS"] = "none"
@@ -573,13 +728,18 @@ def process_gone(pid: int, wait: float = 5.0) -> bool:
 
 
 def test_no_kernel_means_visible_skip(sandbox: Path) -> None:
-    env = {"KSTREAM_UML_FORCE": "1", "KSTREAM_UML_DIR": str(sandbox / "nothing"),
-           "KSTREAM_UML_KERNELS": "none"}
+    env = {
+        "KSTREAM_UML_FORCE": "1",
+        "KSTREAM_UML_DIR": str(sandbox / "nothing"),
+        "KSTREAM_UML_KERNELS": "none",
+    }
     proc = run_pytest(sandbox, HOST_TESTS, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed, 7 skipped" in proc.stdout
-    assert ("test_k.py: no AF_ALG on this host and no User Mode Linux kernel matches "
-            "KSTREAM_UML_KERNELS='none'") in proc.stdout
+    assert (
+        "test_k.py: no AF_ALG on this host and no User Mode Linux kernel matches "
+        "KSTREAM_UML_KERNELS='none'"
+    ) in proc.stdout
     assert "7 kernel tests SKIPPED: no AF_ALG on this host" in proc.stdout
 
 

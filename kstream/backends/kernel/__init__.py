@@ -25,10 +25,19 @@ if TYPE_CHECKING:
     from kstream.backends.kernel.hmac import kernel_hmac_sha256
     from kstream.backends.kernel.sockets import KernelKey
 
-_LAZY = {"KernelBackend": "backend", "ctr_aes_drivers": "backend", "kernel_key": "backend",
-         "AUTO_FD_TRANSFER": "ctr", "KernelStream": "ctr", "fd_kind": "ctr",
-         "CTR_AES": "drivers", "generic_warning": "drivers", "KernelEcbCtrStream": "ecb_ctr",
-         "kernel_hmac_sha256": "hmac", "KernelKey": "sockets"}
+_LAZY = {
+    "KernelBackend": "backend",
+    "ctr_aes_drivers": "backend",
+    "kernel_key": "backend",
+    "AUTO_FD_TRANSFER": "ctr",
+    "KernelStream": "ctr",
+    "fd_kind": "ctr",
+    "CTR_AES": "drivers",
+    "generic_warning": "drivers",
+    "KernelEcbCtrStream": "ecb_ctr",
+    "kernel_hmac_sha256": "hmac",
+    "KernelKey": "sockets",
+}
 
 
 def __getattr__(name: str) -> Any:

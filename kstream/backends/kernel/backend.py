@@ -44,8 +44,7 @@ _carry_results: dict[str | None, str | None] = {}
 def _run_carry_check(driver: str | None) -> str | None:
     from kstream.backends.kernel.ctr import KernelStream
 
-    stream = KernelStream(CARRY_KEY, CARRY_IV, CipherOptions(driver=driver,
-                                                             transfer="sendmsg"))
+    stream = KernelStream(CARRY_KEY, CARRY_IV, CipherOptions(driver=driver, transfer="sendmsg"))
     name = stream.driver
     try:
         got = b"".join(stream.update(bytes(n)) for n in CARRY_PIECES) + stream.finalize()
@@ -53,10 +52,14 @@ def _run_carry_check(driver: str | None) -> str | None:
         stream.close()
     if got == CARRY_KEYSTREAM:
         return None
-    first = next((i for i, (a, b) in enumerate(zip(got, CARRY_KEYSTREAM, strict=False))
-                  if a != b), min(len(got), len(CARRY_KEYSTREAM)))
-    return (f"kernel driver {name} failed the counter-carry check (wrong keystream from byte "
-            f"{first} of {len(CARRY_KEYSTREAM)}, where the counter wraps from ff..ff to 00..00)")
+    first = next(
+        (i for i, (a, b) in enumerate(zip(got, CARRY_KEYSTREAM, strict=False)) if a != b),
+        min(len(got), len(CARRY_KEYSTREAM)),
+    )
+    return (
+        f"kernel driver {name} failed the counter-carry check (wrong keystream from byte "
+        f"{first} of {len(CARRY_KEYSTREAM)}, where the counter wraps from ff..ff to 00..00)"
+    )
 
 
 class KernelBackend:
@@ -79,8 +82,9 @@ class KernelBackend:
             try:
                 _carry_results[driver] = _run_carry_check(driver)
             except BackendUnavailable as exc:
-                _carry_results[driver] = (f"kernel driver {driver or CTR_AES} failed the "
-                                          f"counter-carry check: {exc}")
+                _carry_results[driver] = (
+                    f"kernel driver {driver or CTR_AES} failed the counter-carry check: {exc}"
+                )
         return _carry_results[driver]
 
     def probe(self) -> Availability:

@@ -111,7 +111,6 @@ def _wait_readable(fd: int) -> None:
     select.select([fd], [], [])
 
 
-
 class KernelStream(SocketPair):
     """One AES-CTR stream through one AF_ALG socket pair.
 
@@ -119,8 +118,9 @@ class KernelStream(SocketPair):
     :class:`~kstream.backends.base.FdCipherStream`. Blocking; use from one thread.
     """
 
-    def __init__(self, key_bytes: KernelKey, iv: bytes,
-                 options: CipherOptions | None = None) -> None:
+    def __init__(
+        self, key_bytes: KernelKey, iv: bytes, options: CipherOptions | None = None
+    ) -> None:
         options = options or CipherOptions()
         if len(iv) != BLOCK:
             raise ValueError(f"IV must be {BLOCK} bytes")

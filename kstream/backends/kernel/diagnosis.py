@@ -75,8 +75,10 @@ def unusable_reason(code: int, socket_type: str, restrict: int | None) -> str:
     if code == errno.ENOENT:
         module = f"algif_{socket_type}"
         if restrict == 1:
-            return ("ENOENT: not allowed by crypto.af_alg_restrict=1 (allowlisted algorithms "
-                    f"only), or module {module} or the algorithm's module missing")
+            return (
+                "ENOENT: not allowed by crypto.af_alg_restrict=1 (allowlisted algorithms "
+                f"only), or module {module} or the algorithm's module missing"
+            )
         return f"ENOENT: module {module} or the algorithm's module missing"
     return f"bind failed with {_name(code)}"
 
@@ -93,8 +95,11 @@ def key_by_serial_support() -> dict[str, Any]:
     """
     code = af_alg_socket_errno()
     if code:
-        return {"supported": False, "how": "no AF_ALG",
-                "detail": f"socket(AF_ALG) failed with {_name(code)}"}
+        return {
+            "supported": False,
+            "how": "no AF_ALG",
+            "detail": f"socket(AF_ALG) failed with {_name(code)}",
+        }
     refused = []
     for name, socket_type in ALGORITHMS:
         try:
@@ -112,11 +117,17 @@ def key_by_serial_support() -> dict[str, Any]:
                 sock.setsockopt(socket.SOL_ALG, ALG_SET_KEY_BY_KEY_SERIAL, struct.pack("i", 0))
             except OSError as exc:
                 code = exc.errno or 0
-                return {"supported": code != errno.ENOPROTOOPT, "how": "probe",
-                        "detail": f"serial 0 gave {_name(code)}"}
+                return {
+                    "supported": code != errno.ENOPROTOOPT,
+                    "how": "probe",
+                    "detail": f"serial 0 gave {_name(code)}",
+                }
             return {"supported": True, "how": "probe", "detail": "serial 0 was accepted"}
-    return {"supported": False, "how": "bind refused",
-            "detail": "no algorithm kstream uses can be bound (" + ", ".join(refused) + ")"}
+    return {
+        "supported": False,
+        "how": "bind refused",
+        "detail": "no algorithm kstream uses can be bound (" + ", ".join(refused) + ")",
+    }
 
 
 def short_key_readability(serial: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -133,13 +144,14 @@ def short_key_readability(serial: dict[str, Any] | None = None) -> dict[str, Any
     return {
         "readable": bool(found) and serial["supported"] is not False,
         "via": found,
-        "bind": {name: "ok" if code == 0 else errno.errorcode.get(code, str(code))
-                 for name, code in binds.items()},
+        "bind": {
+            name: "ok" if code == 0 else errno.errorcode.get(code, str(code))
+            for name, code in binds.items()
+        },
     }
 
 
-def algorithm_report(name: str, socket_type: str,
-                     restrict: int | None = None) -> dict[str, Any]:
+def algorithm_report(name: str, socket_type: str, restrict: int | None = None) -> dict[str, Any]:
     """Whether ``name`` can be used through AF_ALG here and, if it can, every implementation
     that ``/proc/crypto`` lists and the kernel's pick.
 
@@ -177,7 +189,9 @@ def algorithm_report(name: str, socket_type: str,
 
 
 def _diagnosis(
-    algorithms: list[dict[str, Any]], restrict: int | None, serial: dict[str, Any],
+    algorithms: list[dict[str, Any]],
+    restrict: int | None,
+    serial: dict[str, Any],
     short: dict[str, Any] | None = None,
 ) -> list[str]:
     lines: list[str] = []
@@ -219,8 +233,7 @@ def kernel_report() -> dict[str, Any]:
     """The kernel half of ``kstream backends``: release, policy, algorithms and diagnosis."""
     restrict = af_alg_restrict()
     socket_code = af_alg_socket_errno()
-    algorithms = [algorithm_report(name, socket_type, restrict)
-                  for name, socket_type in ALGORITHMS]
+    algorithms = [algorithm_report(name, socket_type, restrict) for name, socket_type in ALGORITHMS]
     serial = key_by_serial_support()
     short = short_key_readability(serial)
     diagnosis = _diagnosis(algorithms, restrict, serial, short)
@@ -230,8 +243,7 @@ def kernel_report() -> dict[str, Any]:
             "af_alg": {
                 "available": socket_code == 0,
                 "error": None if socket_code == 0 else _name(socket_code),
-                "reason": None if socket_code == 0 else unusable_reason(socket_code, "",
-                                                                        restrict),
+                "reason": None if socket_code == 0 else unusable_reason(socket_code, "", restrict),
             },
             "af_alg_restrict": restrict,
             "key_by_serial": serial,

@@ -87,9 +87,11 @@ def _restrict_hint() -> str:
         return ""
     if has_net_admin():
         return ", or not on af_alg_restrict=1's allowlist (set sysctl crypto.af_alg_restrict=0)"
-    return (", or not allowed by af_alg_restrict=1 to a process without CAP_NET_ADMIN (run "
-            "as root or from a systemd unit with AmbientCapabilities=CAP_NET_ADMIN, or set "
-            "sysctl crypto.af_alg_restrict=0)")
+    return (
+        ", or not allowed by af_alg_restrict=1 to a process without CAP_NET_ADMIN (run "
+        "as root or from a systemd unit with AmbientCapabilities=CAP_NET_ADMIN, or set "
+        "sysctl crypto.af_alg_restrict=0)"
+    )
 
 
 def bind_refused_reason(socket_type: str, name: str, driver: str | None) -> str:
@@ -302,4 +304,3 @@ __all__ = [
     "set_key",
     "set_key_by_serial",
 ]
-

@@ -46,10 +46,11 @@ class FakeDriverStream:
 
     opened: ClassVar[list[str | None]] = []
 
-    def __init__(self, key: bytes, iv: bytes, options: CipherOptions | None = None,
-                 *, carry_bug: bool) -> None:
+    def __init__(
+        self, key: bytes, iv: bytes, options: CipherOptions | None = None, *, carry_bug: bool
+    ) -> None:
         self.key, self.iv, self.carry_bug = key, iv, carry_bug
-        self.driver = (options.driver if options and options.driver else "ctr-aes-fake")
+        self.driver = options.driver if options and options.driver else "ctr-aes-fake"
         self.data = bytearray()
         FakeDriverStream.opened.append(self.driver)
 
@@ -71,8 +72,13 @@ class FakeDriverStream:
 def fake_driver(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
     """A kernel backend that probes fine and whose driver is correct or carries wrongly."""
     monkeypatch.setattr(backend_module, "_carry_results", {})
-    monkeypatch.setattr(KernelBackend, "probe", lambda self: Availability(
-        "kernel", True, "ctr(aes) through AF_ALG, driver ctr-aes-fake (test)"))
+    monkeypatch.setattr(
+        KernelBackend,
+        "probe",
+        lambda self: Availability(
+            "kernel", True, "ctr(aes) through AF_ALG, driver ctr-aes-fake (test)"
+        ),
+    )
     FakeDriverStream.opened = []
 
     def install(carry_bug: bool) -> None:
@@ -85,7 +91,8 @@ def fake_driver(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
 
 
 def test_a_correct_driver_passes_and_is_checked_once_per_process(
-        fake_driver: Callable[[bool], None]) -> None:
+    fake_driver: Callable[[bool], None],
+) -> None:
     fake_driver(False)
     notices: list[str] = []
     for _ in range(3):
@@ -97,39 +104,49 @@ def test_a_correct_driver_passes_and_is_checked_once_per_process(
     assert FakeDriverStream.opened == ["ctr-aes-fake", "ctr-aes-other"]  # per driver
 
 
-def test_auto_falls_back_to_openssl_naming_the_driver(
-        fake_driver: Callable[[bool], None]) -> None:
+def test_auto_falls_back_to_openssl_naming_the_driver(fake_driver: Callable[[bool], None]) -> None:
     fake_driver(True)
     notices: list[str] = []
     assert select_backend("auto", notices.append).name == "openssl"
     assert notices == [
         "kernel backend unavailable (kernel driver ctr-aes-fake failed the counter-carry "
         "check (wrong keystream from byte 32 of 67, where the counter wraps from ff..ff to "
-        "00..00)); using openssl"]
+        "00..00)); using openssl"
+    ]
 
 
-def test_auto_with_a_named_driver_stops_as_kernel_does(
-        fake_driver: Callable[[bool], None]) -> None:
+def test_auto_with_a_named_driver_stops_as_kernel_does(fake_driver: Callable[[bool], None]) -> None:
     """A driver the user named is not swapped for OpenSSL in silence."""
     fake_driver(True)
     notices: list[str] = []
-    with pytest.raises(BackendUnavailable, match=r"^kernel driver ctr-aes-x failed the "
-                       r"counter-carry check \(wrong keystream from byte 32 of 67, .*\); use "
-                       r'another options=CipherOptions\(driver=\.\.\.\) or backend="openssl"$'):
+    with pytest.raises(
+        BackendUnavailable,
+        match=r"^kernel driver ctr-aes-x failed the "
+        r"counter-carry check \(wrong keystream from byte 32 of 67, .*\); use "
+        r'another options=CipherOptions\(driver=\.\.\.\) or backend="openssl"$',
+    ):
         select_backend("auto", notices.append, CipherOptions(driver="ctr-aes-x"))
     assert notices == []
 
 
-def test_a_driver_that_would_not_be_used_is_a_usage_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(KernelBackend, "probe", lambda self: Availability(
-        "kernel", False, "this kernel has no AF_ALG sockets (test)"))
+def test_a_driver_that_would_not_be_used_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        KernelBackend,
+        "probe",
+        lambda self: Availability("kernel", False, "this kernel has no AF_ALG sockets (test)"),
+    )
     notices: list[str] = []
-    with pytest.raises(UsageError, match=r"^driver=ctr-aes-x cannot be used: the kernel "
-                       r"backend is not available here; see 'kstream backends'$"):
+    with pytest.raises(
+        UsageError,
+        match=r"^driver=ctr-aes-x cannot be used: the kernel "
+        r"backend is not available here; see 'kstream backends'$",
+    ):
         select_backend("auto", notices.append, CipherOptions(driver="ctr-aes-x"))
-    with pytest.raises(UsageError, match=r"^driver=ctr-aes-x cannot be used: openssl does "
-                       r"not use kernel drivers$"):
+    with pytest.raises(
+        UsageError,
+        match=r"^driver=ctr-aes-x cannot be used: openssl does "
+        r"not use kernel drivers$",
+    ):
         select_backend("openssl", notices.append, CipherOptions(driver="ctr-aes-x"))
     assert notices == []
     assert select_backend("auto", notices.append, CipherOptions()).name == "openssl"
@@ -138,12 +155,14 @@ def test_a_driver_that_would_not_be_used_is_a_usage_error(
     assert len(FALLBACK_NOTICE) <= 80 and "'kstream backends'" in FALLBACK_NOTICE
 
 
-def test_kernel_stops_with_an_error_naming_the_driver(
-        fake_driver: Callable[[bool], None]) -> None:
+def test_kernel_stops_with_an_error_naming_the_driver(fake_driver: Callable[[bool], None]) -> None:
     fake_driver(True)
-    with pytest.raises(BackendUnavailable, match=r"^kernel driver ctr-aes-x failed the "
-                       r"counter-carry check \(wrong keystream from byte 32 of 67, .*\); use "
-                       r'another options=CipherOptions\(driver=\.\.\.\) or backend="openssl"$'):
+    with pytest.raises(
+        BackendUnavailable,
+        match=r"^kernel driver ctr-aes-x failed the "
+        r"counter-carry check \(wrong keystream from byte 32 of 67, .*\); use "
+        r'another options=CipherOptions\(driver=\.\.\.\) or backend="openssl"$',
+    ):
         select_backend("kernel", options=CipherOptions(driver="ctr-aes-x"))
 
 
@@ -171,8 +190,9 @@ class SkipsTheCarry:
         return stream.update(data) + stream.finalize()
 
     def finalize(self) -> bytes:
-        return (self._run(self.iv, bytes(self.data[:32]))
-                + self._run(WRONG_AFTER_WRAP, bytes(self.data[32:])))
+        return self._run(self.iv, bytes(self.data[:32])) + self._run(
+            WRONG_AFTER_WRAP, bytes(self.data[32:])
+        )
 
     def close(self) -> None:
         pass
@@ -180,7 +200,8 @@ class SkipsTheCarry:
 
 @kernel
 def test_every_real_driver_passes_and_the_check_costs_little(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     drivers = [alg.driver for alg in ctr_aes_drivers()]
     assert drivers
     for driver in drivers:

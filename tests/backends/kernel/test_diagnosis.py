@@ -43,8 +43,9 @@ def simulate(
     key-by-serial check runs, which without AF_ALG needs no socket to answer."""
     algs = parse_proc_crypto(proc_crypto)
     monkeypatch.setattr(procfs, "read_proc_crypto", lambda: algs)
-    monkeypatch.setattr(diagnosis, "bind_errno",
-                        lambda socket_type, name: binds.get(name, errno.ENOENT))
+    monkeypatch.setattr(
+        diagnosis, "bind_errno", lambda socket_type, name: binds.get(name, errno.ENOENT)
+    )
     monkeypatch.setattr(diagnosis, "af_alg_socket_errno", lambda: af_alg)
     sysctl = tmp_path / "af_alg_restrict"
     if restrict is not None:
@@ -111,47 +112,70 @@ def test_aesni_kernel_report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert text.rstrip().endswith("- no problems found")
 
 
-@pytest.mark.parametrize(("ghash", "polyval", "readable", "via"), [
-    (0, errno.ENOENT, True, ["ghash"]),
-    (errno.ENOENT, 0, True, ["polyval"]),
-    (0, 0, True, ["ghash", "polyval"]),
-    (errno.ENOENT, errno.ENOENT, False, []),
-])
-def test_short_keyring_key_readability(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                       ghash: int, polyval: int, readable: bool,
-                                       via: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("ghash", "polyval", "readable", "via"),
+    [
+        (0, errno.ENOENT, True, ["ghash"]),
+        (errno.ENOENT, 0, True, ["polyval"]),
+        (0, 0, True, ["ghash", "polyval"]),
+        (errno.ENOENT, errno.ENOENT, False, []),
+    ],
+)
+def test_short_keyring_key_readability(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    ghash: int,
+    polyval: int,
+    readable: bool,
+    via: list[str],
+) -> None:
     """A ghash/polyval hash socket that binds means a 16-byte keyring key is readable: said
     in --json, in the text and in the diagnosis; a kernel without both says no."""
-    simulate(monkeypatch, tmp_path, proc_crypto=AESNI,
-             binds={**OK_BINDS, "ghash": ghash, "polyval": polyval}, serial=SERIAL_OK)
+    simulate(
+        monkeypatch,
+        tmp_path,
+        proc_crypto=AESNI,
+        binds={**OK_BINDS, "ghash": ghash, "polyval": polyval},
+        serial=SERIAL_OK,
+    )
     report = backends_report()
     short = report["kernel"]["short_keyring_key_readable"]
-    assert short == {"readable": readable, "via": via,
-                     "bind": {"ghash": "ok" if ghash == 0 else "ENOENT",
-                              "polyval": "ok" if polyval == 0 else "ENOENT"}}
+    assert short == {
+        "readable": readable,
+        "via": via,
+        "bind": {
+            "ghash": "ok" if ghash == 0 else "ENOENT",
+            "polyval": "ok" if polyval == 0 else "ENOENT",
+        },
+    }
     text = format_backends_text(report)
     line = next(ln for ln in text.splitlines() if "16-byte keyring key readable" in ln)
     assert line.split(": ", 1)[1].startswith("yes" if readable else "no")
     if readable:
         [warning] = report["diagnosis"]
-        assert warning.startswith("a 16-byte (AES-128) keyring key is readable here: AF_ALG "
-                                  + " and ".join(via))
+        assert warning.startswith(
+            "a 16-byte (AES-128) keyring key is readable here: AF_ALG " + " and ".join(via)
+        )
         assert "256 bits" in warning
     else:
         assert report["diagnosis"] == ["no problems found"]
 
 
 def test_no_short_key_is_readable_where_keys_by_serial_are_not(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Linux 6.1 binds ghash, but no keyring key reaches an AF_ALG socket there."""
-    simulate(monkeypatch, tmp_path, proc_crypto=UML_6_1,
-             binds={**OK_BINDS, "ghash": 0}, serial=SERIAL_NO)
+    simulate(
+        monkeypatch, tmp_path, proc_crypto=UML_6_1, binds={**OK_BINDS, "ghash": 0}, serial=SERIAL_NO
+    )
     report = backends_report()
     short = report["kernel"]["short_keyring_key_readable"]
     assert short["readable"] is False and short["via"] == ["ghash"]
     text = format_backends_text(report)
-    assert ("  16-byte keyring key readable: no (no keys by serial; hash bind: ghash ok, "
-            "polyval ENOENT)\n") in text
+    assert (
+        "  16-byte keyring key readable: no (no keys by serial; hash bind: ghash ok, "
+        "polyval ENOENT)\n"
+    ) in text
     assert not any("readable here" in line for line in report["diagnosis"])
 
 
@@ -172,28 +196,46 @@ def test_generic_only_and_old_kernel_diagnosis(
 
 
 #: What the kernel backend's probe says without AF_ALG (kstream.backends.kernel.sockets).
-NO_AF_ALG = {"ctr(aes)": errno.EAFNOSUPPORT, "hmac(sha256)": errno.EAFNOSUPPORT,
-             "ghash": errno.EAFNOSUPPORT, "polyval": errno.EAFNOSUPPORT}
+NO_AF_ALG = {
+    "ctr(aes)": errno.EAFNOSUPPORT,
+    "hmac(sha256)": errno.EAFNOSUPPORT,
+    "ghash": errno.EAFNOSUPPORT,
+    "polyval": errno.EAFNOSUPPORT,
+}
 
 
 def test_no_af_alg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Only what can be used: /proc/crypto lists drivers (the kernel's own), but without the
     socket family none is "the kernel's pick", and keys by serial are not "yes" whatever
     the kernel's release; each says why, in --json and in the text."""
-    simulate(monkeypatch, tmp_path, proc_crypto=UML_7_2, binds=NO_AF_ALG,
-             kernel_available=False, af_alg=errno.EAFNOSUPPORT)
+    simulate(
+        monkeypatch,
+        tmp_path,
+        proc_crypto=UML_7_2,
+        binds=NO_AF_ALG,
+        kernel_available=False,
+        af_alg=errno.EAFNOSUPPORT,
+    )
     report = backends_report()
     assert report["auto"] == "openssl"
     assert report["kernel"]["af_alg"] == {
-        "available": False, "error": "EAFNOSUPPORT",
-        "reason": "EAFNOSUPPORT: no AF_ALG in this kernel"}
+        "available": False,
+        "error": "EAFNOSUPPORT",
+        "reason": "EAFNOSUPPORT: no AF_ALG in this kernel",
+    }
     assert report["kernel"]["key_by_serial"] == {
-        "supported": False, "how": "no AF_ALG",
-        "detail": "socket(AF_ALG) failed with EAFNOSUPPORT"}
-    for algorithm, listed in zip(report["algorithms"], (["ctr(aes-lib)"], ["hmac-sha256-lib"]),
-                                 strict=True):
+        "supported": False,
+        "how": "no AF_ALG",
+        "detail": "socket(AF_ALG) failed with EAFNOSUPPORT",
+    }
+    for algorithm, listed in zip(
+        report["algorithms"], (["ctr(aes-lib)"], ["hmac-sha256-lib"]), strict=True
+    ):
         assert (algorithm["bind"], algorithm["usable"], algorithm["picked"]) == (
-            "EAFNOSUPPORT", False, None)
+            "EAFNOSUPPORT",
+            False,
+            None,
+        )
         assert algorithm["reason"] == "EAFNOSUPPORT: no AF_ALG in this kernel"
         assert algorithm["drivers"] == [] and algorithm["listed"] == listed
     [line] = report["diagnosis"]
@@ -203,20 +245,28 @@ def test_no_af_alg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert "kernel   unavailable  simulated: no AF_ALG" in text
     assert "kernel's pick" not in text and "key by serial:   yes" not in text
     assert "  AF_ALG sockets:  no (EAFNOSUPPORT: no AF_ALG in this kernel)\n" in text
-    assert ("  key by serial:   no (no AF_ALG: socket(AF_ALG) failed with EAFNOSUPPORT)\n"
-            in text)
+    assert "  key by serial:   no (no AF_ALG: socket(AF_ALG) failed with EAFNOSUPPORT)\n" in text
     assert "  16-byte keyring key readable: no (no AF_ALG sockets)\n" in text
-    assert ("hmac(sha256) (hash):\n"
-            "  not usable here: EAFNOSUPPORT: no AF_ALG in this kernel\n"
-            "  (/proc/crypto lists hmac-sha256-lib for the kernel's own use)\n") in text
+    assert (
+        "hmac(sha256) (hash):\n"
+        "  not usable here: EAFNOSUPPORT: no AF_ALG in this kernel\n"
+        "  (/proc/crypto lists hmac-sha256-lib for the kernel's own use)\n"
+    ) in text
     assert "priority" not in text  # no driver table for what cannot be used
 
 
 def test_no_af_alg_because_of_af_alg_restrict_2(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    simulate(monkeypatch, tmp_path, proc_crypto="", binds=NO_AF_ALG, restrict=2,
-             kernel_available=False, af_alg=errno.EAFNOSUPPORT)
+    simulate(
+        monkeypatch,
+        tmp_path,
+        proc_crypto="",
+        binds=NO_AF_ALG,
+        restrict=2,
+        kernel_available=False,
+        af_alg=errno.EAFNOSUPPORT,
+    )
     report = backends_report()
     assert report["kernel"]["af_alg_restrict"] == 2
     assert "crypto.af_alg_restrict=2 disables them" in report["diagnosis"][0]
@@ -246,9 +296,11 @@ def test_bind_refused_under_af_alg_restrict_1(
     assert ctr["usable"] and ctr["picked"] == "ctr-aes-aesni"
     assert (hmac["usable"], hmac["picked"], hmac["drivers"]) == (False, None, [])
     assert hmac["listed"] == ["hmac(sha256-ni)", "hmac(sha256-generic)"]
-    assert hmac["reason"] == ("ENOENT: not allowed by crypto.af_alg_restrict=1 (allowlisted "
-                              "algorithms only), or module algif_hash or the algorithm's "
-                              "module missing")
+    assert hmac["reason"] == (
+        "ENOENT: not allowed by crypto.af_alg_restrict=1 (allowlisted "
+        "algorithms only), or module algif_hash or the algorithm's "
+        "module missing"
+    )
     refused, restrict = report["diagnosis"]
     assert "refused hash 'hmac(sha256)'" in refused
     assert "algif_hash" in refused and "af_alg_restrict=1" in refused
@@ -272,8 +324,9 @@ def test_bind_refused_without_the_sysctl(monkeypatch: pytest.MonkeyPatch, tmp_pa
     [line] = report["diagnosis"]
     assert "refused skcipher 'ctr(aes)'" in line and "algif_skcipher" in line
     assert "af_alg_restrict" not in line  # no such sysctl on this (simulated) kernel
-    assert report["algorithms"][0]["reason"] == ("ENOENT: module algif_skcipher or the "
-                                                 "algorithm's module missing")
+    assert report["algorithms"][0]["reason"] == (
+        "ENOENT: module algif_skcipher or the algorithm's module missing"
+    )
 
 
 class _FakeAlgSocket:
@@ -328,19 +381,25 @@ def test_key_by_serial_probe(
 
 
 def test_key_by_serial_probe_uses_any_algorithm_kstream_uses(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """With ctr(aes) refused (af_alg_restrict=1 may do that), hmac(sha256) answers; with
     both refused, keys by serial cannot be used here: no, and which binds failed."""
     fake = _FakeAlgSocket(errno.ENOKEY, {"ctr(aes)": errno.ENOENT})
     monkeypatch.setattr(socket, "socket", lambda *args: fake)
-    assert key_by_serial_support() == {"supported": True, "how": "probe",
-                                       "detail": "serial 0 gave ENOKEY"}
+    assert key_by_serial_support() == {
+        "supported": True,
+        "how": "probe",
+        "detail": "serial 0 gave ENOKEY",
+    }
     assert fake.bound == [("skcipher", "ctr(aes)"), ("hash", "hmac(sha256)")]
     fake = _FakeAlgSocket(None, {"ctr(aes)": errno.ENOENT, "hmac(sha256)": errno.EPERM})
     monkeypatch.setattr(socket, "socket", lambda *args: fake)
     assert key_by_serial_support() == {
-        "supported": False, "how": "bind refused",
-        "detail": "no algorithm kstream uses can be bound (ctr(aes) ENOENT, hmac(sha256) EPERM)"}
+        "supported": False,
+        "how": "bind refused",
+        "detail": "no algorithm kstream uses can be bound (ctr(aes) ENOENT, hmac(sha256) EPERM)",
+    }
 
 
 @pytest.mark.parametrize("release", ["6.1.176", "6.12.113", "7.3.0"])
@@ -353,8 +412,11 @@ def test_key_by_serial_without_af_alg_is_no_whatever_the_release(
     uname = os.uname()
     fake = os.uname_result((uname.sysname, uname.nodename, release, uname.version, uname.machine))
     monkeypatch.setattr(os, "uname", lambda: fake)
-    assert key_by_serial_support() == {"supported": False, "how": "no AF_ALG",
-                                       "detail": "socket(AF_ALG) failed with EAFNOSUPPORT"}
+    assert key_by_serial_support() == {
+        "supported": False,
+        "how": "no AF_ALG",
+        "detail": "socket(AF_ALG) failed with EAFNOSUPPORT",
+    }
 
 
 @pytest.mark.skipif(host_has_af_alg(), reason="this host has AF_ALG")
@@ -367,8 +429,9 @@ def test_real_report_on_a_host_without_af_alg() -> None:
     assert report["diagnosis"][0].startswith("this kernel has no AF_ALG sockets")
     assert report["kernel"]["af_alg"]["error"] == "EAFNOSUPPORT"
     assert report["kernel"]["key_by_serial"]["supported"] is False
-    assert all(not a["usable"] and a["picked"] is None and a["drivers"] == []
-               for a in report["algorithms"])
+    assert all(
+        not a["usable"] and a["picked"] is None and a["drivers"] == [] for a in report["algorithms"]
+    )
     text = format_backends_text(report)
     assert "this kernel has no AF_ALG sockets" in text
     assert "kernel's pick" not in text and "key by serial:   yes" not in text
@@ -416,8 +479,7 @@ def test_short_key_check_matches_this_kernel() -> None:
 def _ghash_by_serial(serial: int, data: bytes) -> bytes:
     with socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0) as tfm:
         tfm.bind(("hash", "ghash"))
-        tfm.setsockopt(socket.SOL_ALG, sockets.ALG_SET_KEY_BY_KEY_SERIAL,
-                       struct.pack("i", serial))
+        tfm.setsockopt(socket.SOL_ALG, sockets.ALG_SET_KEY_BY_KEY_SERIAL, struct.pack("i", serial))
         op, _ = tfm.accept()
         with op:
             op.sendall(data)
@@ -429,11 +491,14 @@ def test_a_16_byte_logon_key_is_read_back_through_ghash() -> None:
     """The attack for real: a logon key that no process may read (KEYCTL_READ refuses) comes
     back through ghash keyed by its serial, and kstream's check says so."""
     if not _hash_binds("ghash"):
-        pytest.skip(f"this kernel ({os.uname().release}) has no ghash hash for AF_ALG "
-                    "(Debian's UML 7.2 build has neither ghash nor polyval; 6.1/6.12 do)")
+        pytest.skip(
+            f"this kernel ({os.uname().release}) has no ghash hash for AF_ALG "
+            "(Debian's UML 7.2 build has neither ghash nor polyval; 6.1/6.12 do)"
+        )
     if key_by_serial_support()["supported"] is not True:
         pytest.skip("this kernel cannot key AF_ALG by serial (needs 6.2)")
     from kstream import keyring
+
     secret = os.urandom(16)
     name = f"kstream:ghash-{os.getpid()}"
     serial = keyring.add_key("logon", name, bytearray(secret), "user")

@@ -76,9 +76,14 @@ def test_enoent_at_bind_explains(
         "crypto.af_alg_restrict=0))"
     )
     monkeypatch.setattr(sockets, "has_net_admin", lambda: True)
-    assert KernelBackend().probe().reason.endswith(
-        "missing, or not on af_alg_restrict=1's allowlist (set sysctl "
-        "crypto.af_alg_restrict=0))")
+    assert (
+        KernelBackend()
+        .probe()
+        .reason.endswith(
+            "missing, or not on af_alg_restrict=1's allowlist (set sysctl "
+            "crypto.af_alg_restrict=0))"
+        )
+    )
     assert all(sock.closed for sock in FakeAlgSocket.instances)
     assert len(FakeAlgSocket.instances) == 3  # one per attempt: none left open
 
