@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from kstream.format import CipherSuite, Header
-    from kstream.keys import Key
+    from kstream.keys.key import Key
     from kstream.loop import run
 
 __version__ = "0.1.0"
@@ -58,7 +58,7 @@ _LAZY = {
     "CipherOptions": "kstream.backends.base",
     "CipherSuite": "kstream.format",
     "Header": "kstream.format",
-    "Key": "kstream.keys",
+    "Key": "kstream.keys.key",
 }
 
 

@@ -24,12 +24,12 @@ from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import AsyncFileSource, IterSource, Sink, Source, read_exact
 from kstream.engine.plan import Plan, check_iv, parse_header, planned
 from kstream.engine.threads import run_blocking
-from kstream.engine.unlock import Secret, make_secret
 from kstream.errors import KstreamError, UsageError, io_errors
 from kstream.format import HEADER_SIZE, Header, header_size
-from kstream.keys import Key
+from kstream.keys.key import Key
+from kstream.keys.passphrase import Derivations, PassphraseArg
+from kstream.keys.unlock import Secret, make_secret
 from kstream.memory import tune_malloc
-from kstream.passphrase import Derivations, PassphraseArg
 
 log = logging.getLogger("kstream")
 

@@ -129,7 +129,7 @@ class _KdfFields(NamedTuple):
 class KdfParams(_KdfFields):
     """How a passphrase becomes the file's key: scrypt's parameters and the file's salt.
 
-    Only parameters; deriving is :mod:`kstream.passphrase`'s job. Equal parameters (salt
+    Only parameters; deriving is :mod:`kstream.keys.passphrase`'s job. Equal parameters (salt
     included) derive the same key from the same passphrase, so the object can key a cache.
     """
 

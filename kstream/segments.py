@@ -48,7 +48,7 @@ from kstream.errors import FormatError, IntegrityError, library_errors
 from kstream.format import FRAME_SIZE, OVERHEAD, TAG_SIZE, Header, truncation
 
 if TYPE_CHECKING:
-    from kstream.keys import Key
+    from kstream.keys.key import Key
 
 _FRAME = struct.Struct(">I")
 assert _FRAME.size == FRAME_SIZE

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE
-from kstream.keys import Key
+from kstream.keys.key import Key
 
 Status = Literal["ok", "FAIL", "error"]
 #: (vector, feed, status, detail) of one row; the caller adds backend and implementation.
@@ -71,7 +71,7 @@ def _run(coro_fn: Callable[[], object]) -> None:
 
 def _small(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
     from kstream.engine.small import process_small_file
-    from kstream.engine.unlock import Secret
+    from kstream.keys.unlock import Secret
 
     process_small_file(
         encrypt,

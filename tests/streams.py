@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 if TYPE_CHECKING:
     import pytest
 
-    from kstream.keys import Key
+    from kstream.keys.key import Key
 
 
 class Collect:

@@ -26,7 +26,7 @@ from kstream.backends.openssl import OpenSSLStream
 from kstream.engine.plan import check_header
 from kstream.errors import KstreamError
 from kstream.format import CipherSuite, Header
-from kstream.keys import Key
+from kstream.keys.key import Key
 from kstream.segments import OpenCodec, derive_mac
 
 EXAMPLES = int(os.environ.get("KSTREAM_FUZZ_EXAMPLES", "300"))

@@ -34,7 +34,7 @@ from kstream.format import (
     plaintext_size,
     segment_count,
 )
-from kstream.keys import Key
+from kstream.keys.key import Key
 from kstream.segments import (
     MAC_KEY_LABEL,
     Buffers,

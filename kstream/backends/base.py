@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from kstream.keys import Key
+    from kstream.keys.key import Key
 
 BLOCK = 16
 #: Data is fed to ciphers in chunks of this size (63 KiB: fits the kernel's default socket

@@ -15,7 +15,7 @@ from kstream.errors import library_errors
 from kstream.format import IV_SIZE
 
 if TYPE_CHECKING:
-    from kstream.keys import Key
+    from kstream.keys.key import Key
 
 
 def openssl_version_text() -> str:

@@ -14,7 +14,7 @@ from kstream.backends.base import BACKEND_NAMES, FALLBACK_NOTICE, Backend, Ciphe
 from kstream.backends.kernel import KernelBackend
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.errors import BackendUnavailable, UsageError, option, worded
-from kstream.keys import Key
+from kstream.keys.key import Key
 
 Notify = Callable[[str], None]
 

@@ -160,7 +160,7 @@ def openssl_command_version() -> str | None:
 def api_file(src: str, dst: str, key_path: str, backend: str) -> Sample:
     """``encrypt_file`` in this process, on the event loop the command line uses."""
     from kstream.api import encrypt_file
-    from kstream.keys import Key
+    from kstream.keys.key import Key
     from kstream.loop import run
 
     key = Key.from_file(key_path)
@@ -175,7 +175,7 @@ async def _stream_copy(src: str, dst: str, key_path: str, backend: str) -> None:
     import aiofiles
 
     from kstream.api import encrypt_stream
-    from kstream.keys import Key
+    from kstream.keys.key import Key
 
     key = Key.from_file(key_path)
     async with aiofiles.open(src, "rb") as fin, aiofiles.open(dst, "wb") as fout:

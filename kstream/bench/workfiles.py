@@ -99,7 +99,7 @@ def decrypts_to(path: str, reference: str, key_path: str) -> bool:
     Streams and compares piece by piece, so the check needs no room for another copy.
     """
     from kstream.api import decrypt_stream
-    from kstream.keys import Key
+    from kstream.keys.key import Key
 
     key = Key.from_file(key_path)
 

@@ -28,8 +28,8 @@ from kstream.cli.many import (
 from kstream.cli.outputs import replace_refusal
 from kstream.errors import UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, header_size
-from kstream.keys import Key, readable_by_others
-from kstream.passphrase import (
+from kstream.keys.key import Key, readable_by_others
+from kstream.keys.passphrase import (
     DEFAULT_WORK_FACTOR,
     MAX_WORK_FACTOR,
     PassphraseArg,
@@ -120,9 +120,9 @@ def unlock(args: argparse.Namespace) -> tuple[Key | None, PassphraseArg | None, 
         raise UsageError("--raw takes a key: raw output has no header to hold a passphrase's salt")
     passphrase = _passphrase(args, encrypt)
     if passphrase is not None and args.progress is not False and os.isatty(2):
-        import kstream.passphrase  # (the module: its names are imported above)
+        import kstream.keys.passphrase  # (the module: its names are imported above)
 
-        kstream.passphrase.SLOW_WORK = tui.status_line  # a slow scrypt shows it is working
+        kstream.keys.passphrase.SLOW_WORK = tui.status_line  # a slow scrypt shows it is working
     return (_load_key(args) if passphrase is None else None), passphrase, factor
 
 
@@ -548,7 +548,7 @@ def _run_small(
         return False
     from kstream.cli.runner import run_sync
     from kstream.engine.plan import check_iv
-    from kstream.engine.unlock import make_secret
+    from kstream.keys.unlock import make_secret
 
     encrypt = args.command == "encrypt"
     secret = make_secret(key, passphrase, factor if encrypt else None, None if encrypt else factor)

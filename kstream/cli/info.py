@@ -15,7 +15,7 @@ from typing import Any
 
 from kstream.errors import KstreamError
 from kstream.format import HEADER_SIZE
-from kstream.keys import Key
+from kstream.keys.key import Key
 
 
 def add_info_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -19,10 +19,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kstream import encrypted_keys, keyring
 from kstream.cli import prompts, tui
 from kstream.errors import KstreamError, UsageError
-from kstream.keys import Key, readable_by_others
+from kstream.keys import encrypted, keyring
+from kstream.keys.key import Key, readable_by_others
 
 #: The keyrings a command can put a key in; ``process`` is refused (see :func:`_ring`).
 KEYRING_CHOICES = ("user", "session")
@@ -88,11 +88,11 @@ def load_keyring_key(args: argparse.Namespace) -> Key | None:
 def _autoload(name: str, quiet: bool) -> bool:
     """Load durable key NAME from its blob at the default path, if there is one (its master
     must be loaded: else that is the error); whether it was loaded."""
-    blob = encrypted_keys.blob_path(name)
+    blob = encrypted.blob_path(name)
     if not blob.exists():
         return False
     _warn_loose_blob_directory(blob, quiet)
-    serial = encrypted_keys.load(name, blob, "user")
+    serial = encrypted.load(name, blob, "user")
     tui.notice(
         f"loaded encrypted key '{keyring.description_for(name)}' (serial {serial}) "
         f"from {blob} into the user keyring",
@@ -102,7 +102,7 @@ def _autoload(name: str, quiet: bool) -> bool:
 
 
 def _warn_loose_blob_directory(blob: Path, quiet: bool) -> None:
-    loose = encrypted_keys.loose_blob_directory(blob)
+    loose = encrypted.loose_blob_directory(blob)
     if loose is not None:
         tui.warning(loose, quiet=quiet)
 
@@ -354,7 +354,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def _blob(args: argparse.Namespace) -> Path:
-    return Path(args.blob) if args.blob else encrypted_keys.blob_path(args.name)
+    return Path(args.blob) if args.blob else encrypted.blob_path(args.name)
 
 
 def cmd_gen_durable(args: argparse.Namespace) -> int:
@@ -374,10 +374,10 @@ def cmd_gen_durable(args: argparse.Namespace) -> int:
                 "AES-256 encrypted key, and its blob is the backup"
             )
     blob = _blob(args)
-    serial = encrypted_keys.generate(args.name, args.master, blob, args.keyring)
+    serial = encrypted.generate(args.name, args.master, blob, args.keyring)
     print(serial)
     _warn_loose_blob_directory(blob, args.quiet)
-    master = encrypted_keys.master_descriptor(args.master)
+    master = encrypted.master_descriptor(args.master)
     tui.notice(
         f"added encrypted key '{keyring.description_for(args.name)}' (AES-256, "
         f"master {master}) to the {args.keyring} keyring; blob written to {blob} "
@@ -394,10 +394,10 @@ def cmd_gen_durable(args: argparse.Namespace) -> int:
 def _loaded_from(name: str, blob: Path, ring: str) -> int | None:
     """The serial of ``kstream:NAME`` if ``ring`` already holds it as loaded from ``blob``
     (the kernel gives an encrypted key's blob back as it took it), else None."""
-    text, _ = encrypted_keys.read_blob(blob)
+    text, _ = encrypted.read_blob(blob)
     try:
         serial = keyring.search(ring, "encrypted", keyring.description_for(name))
-        current = encrypted_keys.export_blob(serial)
+        current = encrypted.export_blob(serial)
     except (OSError, KstreamError):
         return None
     return serial if current == text.encode("ascii") else None
@@ -417,7 +417,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         )
         return 0
     _warn_loose_blob_directory(blob, args.quiet)
-    serial = encrypted_keys.load(args.name, blob, args.keyring)
+    serial = encrypted.load(args.name, blob, args.keyring)
     print(serial)
     tui.notice(
         f"loaded encrypted key '{keyring.description_for(args.name)}' from {blob} "
@@ -453,8 +453,8 @@ def cmd_gen(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     listed = keyring.list_keys(
-        master_of=lambda description: encrypted_keys.master_in(
-            encrypted_keys.blob_path(keyring.name_of(description))
+        master_of=lambda description: encrypted.master_in(
+            encrypted.blob_path(keyring.name_of(description))
         )
     )
     if args.json:
@@ -520,7 +520,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
             return 0
     keyring.invalidate(ref)
     print(f"removed {ref.label}")
-    blob = encrypted_keys.blob_path(args.name)
+    blob = encrypted.blob_path(args.name)
     if ref.type == "encrypted" and blob.exists():
         tui.notice(
             f"its blob stays at {blob}: 'kstream key load {args.name}' brings the key "

@@ -21,8 +21,8 @@ from kstream.backends.base import FALLBACK_NOTICE, CipherOptions
 from kstream.cli import tui
 from kstream.cli.outputs import replace_refusal
 from kstream.errors import KstreamError, UsageError
-from kstream.keys import Key
-from kstream.passphrase import DEFAULT_WORK_FACTOR, Derivations, PassphraseArg, wipe
+from kstream.keys.key import Key
+from kstream.keys.passphrase import DEFAULT_WORK_FACTOR, Derivations, PassphraseArg, wipe
 
 #: Exit statuses from the least to the most severe: a bad file (1) < a usage error for one
 #: file, such as an existing output (2) < an I/O error (4) < no backend at all (3) < a

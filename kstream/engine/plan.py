@@ -18,10 +18,10 @@ from kstream.backends.base import BLOCK, Backend, CipherOptions, CipherStream, c
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.backends.select import choose_backend, prepared_key, select_backend
 from kstream.backends.verify import VerifyingStream
-from kstream.engine.unlock import Secret, unlocked
 from kstream.errors import FormatError, InvalidKey, UsageError, option, worded
 from kstream.format import DEFAULT_SEGMENT, IV_SIZE, Header
-from kstream.keys import Key
+from kstream.keys.key import Key
+from kstream.keys.unlock import Secret, unlocked
 from kstream.segments import Codec, KeyProof, OpenCodec, RawCodec, SealCodec, mac_for_key
 
 Notify = Callable[[str], None]

@@ -20,9 +20,9 @@ import stat
 from kstream.atomic import AtomicFile, check_output_path, output_changed
 from kstream.backends.base import BLOCK, CipherOptions
 from kstream.engine.plan import Notify, parse_header, planned
-from kstream.engine.unlock import Secret
 from kstream.errors import io_errors
 from kstream.format import header_size
+from kstream.keys.unlock import Secret
 from kstream.segments import Codec
 
 #: The largest input taken whole: a few segments, small enough to hold twice in memory.

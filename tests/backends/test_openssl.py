@@ -11,7 +11,7 @@ from reference import ctr, split
 
 from kstream.backends import counter_add, get_backend, select_backend
 from kstream.backends.openssl import OpenSSLBackend
-from kstream.keys import Key
+from kstream.keys.key import Key
 from kstream.selftest import NIST_CTR_VECTORS, CtrVector
 
 LENGTHS = [0, 1, 15, 16, 17, 64511, 64512, 64513, 3 * 64512 - 1, 3 * 64512 + 1]

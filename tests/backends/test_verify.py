@@ -10,7 +10,7 @@ from reference import ctr
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.backends.verify import VerifyingStream
 from kstream.errors import IntegrityError
-from kstream.keys import Key
+from kstream.keys.key import Key
 
 KEY = Key(bytes(range(16)))
 IV = bytes(16)

@@ -13,10 +13,10 @@ import pytest
 from clirun import fails, keybytes, kst, one_error, run_main
 from screen import Keyboard
 
-from kstream import keyring
 from kstream.cli import key as cli_key
 from kstream.cli.main import main
 from kstream.errors import UsageError
+from kstream.keys import keyring
 
 
 @pytest.mark.parametrize("bits", [128, 192, 256])
@@ -119,7 +119,7 @@ def test_defaults_are_256_bits_and_128_bits_into_the_keyring_warns(
     """keygen, key gen and Key.generate default to AES-256; a 128-bit key added to or
     generated in the keyring warns (even with -q) and names the reason."""
     from kstream.cli.key import SHORT_KEY_WARNING
-    from kstream.keys import Key
+    from kstream.keys.key import Key
 
     assert Key.generate().bits == 256
     assert run_main(capsys, "keygen", tmp_path / "k")[0] == 0
@@ -236,9 +236,9 @@ def test_creating_a_key_this_host_cannot_use_warns_even_with_q(
     assert run_main(capsys, "key", "add", "d", tmp_path / "k", "-q") == (0, "5004\n", "")
     assert [name for _, name, _ in added] == ["kstream:a", "kstream:b", "kstream:c", "kstream:d"]
     # A durable (encrypted) key is used by serial too.
-    from kstream import encrypted_keys
+    from kstream.keys import encrypted
 
-    monkeypatch.setattr(encrypted_keys, "generate", lambda name, master, blob, ring: 6000)
+    monkeypatch.setattr(encrypted, "generate", lambda name, master, blob, ring: 6000)
     _kernel(monkeypatch, available=False)
     code, out, err = run_main(
         capsys, "key", "gen", "e", "--durable", "--master", "m", "-q", "--blob", tmp_path / "e.blob"
@@ -331,7 +331,7 @@ def test_rm_of_a_logon_key_without_a_terminal_needs_yes(
 #: Runs ``kstream key rm ARGS`` with the fake keys above, in a child process (on a pty).
 RM_DRIVER = """
 import sys
-from kstream import keyring
+from kstream.keys import keyring
 from kstream.cli.main import main
 monkey = {"logon": 11, "user": 12}
 keyring.find_key = lambda name: keyring.KeyringRef(monkey[name], name, f"kstream:{name}", 32,
@@ -448,7 +448,7 @@ def _keyring_usable() -> bool:
 #: logon key there, remove it at the terminal, list what is left.
 REAL_RM = """
 import os, sys
-from kstream import keyring
+from kstream.keys import keyring
 keyring.keyctl(keyring.KEYCTL_JOIN_SESSION_KEYRING, None)
 os.execvp("sh", ["sh", "-c", sys.argv[1]])
 """

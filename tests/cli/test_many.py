@@ -289,20 +289,20 @@ def test_a_passphrase_is_derived_once_per_run(
 ) -> None:
     """Files encrypted in one run share one salt (one scrypt), each with its own IV;
     decryption derives once per salt, however many files carry it."""
-    import kstream.passphrase
+    import kstream.keys.passphrase
 
     files = make_files(tmp_path, [100, 2000, 70_000])
     phrase = tmp_path / "phrase"
     phrase.write_text("correct horse\n")
     phrase.chmod(0o600)
-    real = kstream.passphrase.derive
+    real = kstream.keys.passphrase.derive
     calls: list[int] = []
 
     def counting(passphrase: Any, params: Any, **kw: Any) -> Any:
         calls.append(params.log2n)
         return real(passphrase, params, **kw)
 
-    monkeypatch.setattr(kstream.passphrase, "derive", counting)
+    monkeypatch.setattr(kstream.keys.passphrase, "derive", counting)
     code, _, err = run_main(
         capsys,
         "encrypt",

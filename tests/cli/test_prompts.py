@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from screen import Console, screen
 
-from kstream.passphrase import SLOW_LOG2N
+from kstream.keys.passphrase import SLOW_LOG2N
 
 
 def test_ctrl_d_at_the_passphrase_prompt_says_the_prompt_was_closed(tmp_path: Path) -> None:

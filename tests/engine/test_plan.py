@@ -22,7 +22,7 @@ from kstream.engine.iterate import IterSource
 from kstream.engine.plan import NOTHING_TO_VERIFY, Plan, check_header, check_iv, make_plan
 from kstream.errors import FormatError, InvalidKey, UsageError, worded
 from kstream.format import HEADER_SIZE, Header
-from kstream.keys import Key
+from kstream.keys.key import Key
 from kstream.segments import OpenCodec, RawCodec, SealCodec
 
 SMALL = 4096  # segments small enough that a few KiB make many of them

@@ -21,7 +21,7 @@ from kstream.engine.ranges import Range, plan_ranges, split_ranges
 from kstream.errors import FormatError, IntegrityError, KstreamError
 from kstream.format import DEFAULT_SEGMENT as S
 from kstream.format import HEADER_SIZE, Header
-from kstream.keys import Key
+from kstream.keys.key import Key
 
 SIZES = [0, 1, 17, S - 1, S, S + 1, 2 * S, 3 * S + 5]
 

@@ -23,9 +23,9 @@ from kstream.engine.drive import run
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.plan import Plan, make_plan
 from kstream.engine.small import SMALL, process_small_file, run_whole, small_input
-from kstream.engine.unlock import make_secret
 from kstream.errors import FormatError, IntegrityError, Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, Header
+from kstream.keys.unlock import make_secret
 
 S = 4096  # a small segment, so that a few KiB make several
 SIZES = [0, 1, 17, S - 1, S, S + 1, 2 * S, 3 * S + 5]
@@ -306,8 +306,8 @@ NOT_FOR_A_SMALL_FILE = {
     "socket",
     "string",
     "signal",
-    "kstream.keyring",
-    "kstream.encrypted_keys",
+    "kstream.keys.keyring",
+    "kstream.keys.encrypted",
     "kstream.cli.key",
     "kstream.memory",
     "kstream.backends.kernel.procfs",

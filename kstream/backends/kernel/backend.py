@@ -15,7 +15,7 @@ from kstream.errors import BackendUnavailable, InvalidKey
 if TYPE_CHECKING:
     from kstream.backends.kernel.ctr import KernelStream
     from kstream.backends.kernel.procfs import CryptoAlg
-    from kstream.keys import Key
+    from kstream.keys.key import Key
 
 # The stream (kstream.backends.kernel.ctr) and /proc/crypto's parser are imported once a
 # socket has bound: every ``auto`` run probes, and on a host without AF_ALG (most

@@ -20,10 +20,10 @@ from kstream.backends.base import BLOCK, CHUNK
 from kstream.backends.kernel.drivers import CTR_AES, available_ctr_aes_drivers
 from kstream.errors import BackendUnavailable, InvalidKey, KstreamError, UsageError, option
 
-if TYPE_CHECKING:  # kstream.keyring (ctypes) only where a keyring key is used
+if TYPE_CHECKING:  # kstream.keys.keyring (ctypes) only where a keyring key is used
     import socket
 
-    from kstream.keyring import KeyringRef
+    from kstream.keys.keyring import KeyringRef
 
 AF_ALG_RESTRICT = "/proc/sys/crypto/af_alg_restrict"
 

@@ -10,7 +10,7 @@ from kstream.backends.base import Transfer
 from kstream.backends.kernel.backend import KernelBackend
 from kstream.backends.kernel.procfs import kernel_pick, read_proc_crypto
 from kstream.errors import BackendUnavailable
-from kstream.keys import Key
+from kstream.keys.key import Key
 
 kernel = pytest.mark.kernel
 KEY_SIZES = (16, 24, 32)

@@ -497,7 +497,7 @@ def test_a_16_byte_logon_key_is_read_back_through_ghash() -> None:
         )
     if key_by_serial_support()["supported"] is not True:
         pytest.skip("this kernel cannot key AF_ALG by serial (needs 6.2)")
-    from kstream import keyring
+    from kstream.keys import keyring
 
     secret = os.urandom(16)
     name = f"kstream:ghash-{os.getpid()}"

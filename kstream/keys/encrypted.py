@@ -22,9 +22,9 @@ import errno
 import os
 from pathlib import Path
 
-from kstream import keyring
 from kstream.errors import BackendUnavailable, InvalidKey, UsageError
-from kstream.keys import writable_by_others
+from kstream.keys import keyring
+from kstream.keys.key import writable_by_others
 
 #: The blob's format word and the key length kstream asks the kernel for (AES-256).
 FORMAT = "default"

@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 from kstream.errors import FormatError, UsageError, io_errors, option
 from kstream.format import SALT_SIZE, KdfParams
-from kstream.keys import Key
+from kstream.keys.key import Key
 
 #: age's choice: about 256 MiB and a fraction of a second (README, "Passphrases").
 DEFAULT_WORK_FACTOR = 18

@@ -1,4 +1,4 @@
-"""Durable keys (kstream.encrypted_keys): the kernel's ``encrypted`` key type wrapped by a
+"""Durable keys (kstream.keys.encrypted): the kernel's ``encrypted`` key type wrapped by a
 master key. Host-side tests simulate the kernel's answers for each one-line error; ``kernel``
 tests run them for real in User Mode Linux (7.2 has the type as module ``encrypted-keys``);
 the two-boot test drives the UML harness itself to show that a key survives a reboot."""
@@ -19,8 +19,8 @@ import pytest
 from clirun import one_error, run_main
 from kernelsim import kernel_version
 
-from kstream import encrypted_keys, keyring
 from kstream.backends.kernel.sockets import NO_KEY_BY_SERIAL
+from kstream.keys import encrypted, keyring
 
 if TYPE_CHECKING:
     from uml.bootcheck import UmlKernel
@@ -60,19 +60,19 @@ def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, byte
     monkeypatch.setattr(keyring, "search", search)
     monkeypatch.setattr(keyring, "keyctl", keyctl)
     monkeypatch.setattr(keyring, "add_key_command", add)
-    monkeypatch.setattr(encrypted_keys, "TPM_CLASS", str(tmp_path / "no-tpm"))
+    monkeypatch.setattr(encrypted, "TPM_CLASS", str(tmp_path / "no-tpm"))
     return calls
 
 
 def test_blob_path_and_master_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", "/x")
-    assert encrypted_keys.blob_path("d") == Path("/x/kstream/keys/d.blob")
+    assert encrypted.blob_path("d") == Path("/x/kstream/keys/d.blob")
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", "/home/u")
-    assert encrypted_keys.blob_path("d") == Path("/home/u/.local/share/kstream/keys/d.blob")
-    assert encrypted_keys.master_descriptor("kmk") == "user:kstream:kmk"
-    assert encrypted_keys.master_descriptor("user:login") == "user:login"
-    assert encrypted_keys.master_descriptor("trusted:tpmk") == "trusted:tpmk"
+    assert encrypted.blob_path("d") == Path("/home/u/.local/share/kstream/keys/d.blob")
+    assert encrypted.master_descriptor("kmk") == "user:kstream:kmk"
+    assert encrypted.master_descriptor("user:login") == "user:login"
+    assert encrypted.master_descriptor("trusted:tpmk") == "trusted:tpmk"
 
 
 def test_gen_writes_the_blob_0600_and_never_overwrites(
@@ -141,7 +141,7 @@ def test_a_blob_binds_no_name_and_the_readme_says_so(
     code, _, err = run_main(capsys, "key", "load", "other", "--blob", tmp_path / "backup.blob")
     assert code == 0, err
     assert sim == [("kstream:other", f"load {BLOB}".encode())]
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
     assert (
         "A blob does not bind the key's name: the kernel's `encrypted` format records the "
         "master and the wrapped key, not `kstream:NAME`"
@@ -192,7 +192,7 @@ def test_trusted_master_with_a_tpm_but_not_loaded(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "tpm" / "tpm0").mkdir(parents=True)
-    monkeypatch.setattr(encrypted_keys, "TPM_CLASS", str(tmp_path / "tpm"))
+    monkeypatch.setattr(encrypted, "TPM_CLASS", str(tmp_path / "tpm"))
     code, _, err = run_main(capsys, "key", "gen", "d", "--durable", "--master", "trusted:t")
     assert code == 2
     one_error(err, "master key 'trusted:t' is not loaded; load it first with 'keyctl add trusted t")
@@ -257,7 +257,7 @@ def test_load_errors_of_the_blob_file(
 
 
 def test_encrypted_keys_are_found_and_never_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kstream.keys import Key
+    from kstream.keys.key import Key
 
     monkeypatch.setattr(
         keyring,
@@ -288,7 +288,7 @@ def load_encrypted_type() -> str | None:
     serial = keyring.add_key("user", master, bytearray(32), "user")
     error = None
     try:
-        made = encrypted_keys._add(f"{master}-e", f"new default user:{master} 32", "user", "")
+        made = encrypted._add(f"{master}-e", f"new default user:{master} 32", "user", "")
         keyring.keyctl(keyring.KEYCTL_INVALIDATE, made)
         return None
     except KstreamError as exc:
@@ -309,7 +309,7 @@ def test_durable_key_in_one_boot(
         pytest.skip("loads kernel modules: runs inside User Mode Linux only")
     before = load_encrypted_type()
     if before is not None:  # the real ENODEV, as kstream words it
-        assert before == encrypted_keys.NO_ENCRYPTED_TYPE
+        assert before == encrypted.NO_ENCRYPTED_TYPE
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     tag = uuid.uuid4().hex[:8]
     master, name = f"m{tag}", f"d{tag}"
@@ -449,7 +449,7 @@ else:
 def test_a_durable_key_survives_a_reboot(tmp_path: Path) -> None:
     """Boot 1 makes a durable key and encrypts a file and a pipe; boot 2 (a new kernel: an
     empty keyring) loads the master and the blob and decrypts both, byte-equal, --verify."""
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     from uml.bootcheck import check
     from uml.harness import discover_kernels
 

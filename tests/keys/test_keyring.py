@@ -35,7 +35,6 @@ from reference import ctr, unframe
 from streams import corrupt_kernel_output
 
 import kstream
-from kstream import keyring
 from kstream.backends.base import Availability
 from kstream.backends.kernel.backend import KernelBackend
 from kstream.backends.kernel.ecb_ctr import KernelEcbCtrStream, counter_blocks
@@ -56,8 +55,9 @@ from kstream.errors import (
     UsageError,
 )
 from kstream.format import HEADER_SIZE, Header
-from kstream.keyring import KeyringRef
-from kstream.keys import Key
+from kstream.keys import keyring
+from kstream.keys.key import Key
+from kstream.keys.keyring import KeyringRef
 from kstream.segments import derive_mac_key, mac_key_info
 
 KST = [sys.executable, "-m", "kstream"]
@@ -69,7 +69,7 @@ USER = KeyringRef(4343, "user", "kstream:u", 32, "session")
 NEW_SESSION = [
     sys.executable,
     "-c",
-    "import os, sys\nfrom kstream import keyring\n"
+    "import os, sys\nfrom kstream.keys import keyring\n"
     "keyring.keyctl(keyring.KEYCTL_JOIN_SESSION_KEYRING, None)\n"
     "os.execvp(sys.argv[1], sys.argv[1:])",
 ]

@@ -11,7 +11,7 @@ import pytest
 
 from kstream.errors import InvalidKey, UsageError
 from kstream.format import CipherSuite
-from kstream.keys import Key
+from kstream.keys.key import Key
 
 RAW = bytes(range(32))
 
@@ -116,7 +116,7 @@ def test_generate_uses_getrandom_not_the_device(monkeypatch: pytest.MonkeyPatch)
     """os.urandom (getrandom(2)) is the source: no file is opened, its bytes are the key."""
     import builtins
 
-    import kstream.keys as keys_module
+    import kstream.keys.key as keys_module
 
     def no_open(*args: object, **kw: object) -> object:
         raise AssertionError(f"opened {args[0]!r}")
@@ -127,7 +127,7 @@ def test_generate_uses_getrandom_not_the_device(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_readable_by_others(tmp_path: Path) -> None:
-    from kstream.keys import readable_by_others
+    from kstream.keys.key import readable_by_others
 
     path = tmp_path / "secret"
     path.write_text("x")

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 from kstream.errors import UsageError, option
 from kstream.format import IV_SIZE, MAX_LOG2N, CipherSuite, Header
-from kstream.keys import Key
-from kstream.passphrase import (
+from kstream.keys.key import Key
+from kstream.keys.passphrase import (
     DEFAULT_WORK_FACTOR,
     MAX_WORK_FACTOR,
     Derivations,

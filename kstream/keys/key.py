@@ -10,7 +10,8 @@ size found, never the content.
 A key can instead live in the kernel keyring (:meth:`Key.from_keyring`): then the object
 holds only the key's serial number, type and size, and the kernel backend hands the serial
 to AF_ALG. :meth:`Key.material` is the one way to key bytes for both kinds, so the rule that
-a ``logon`` key is never read is enforced in one place (:func:`kstream.keyring.read_key_payload`).
+a ``logon`` key is never read is enforced in one place
+(:func:`kstream.keys.keyring.read_key_payload`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from kstream.errors import InvalidKey, UsageError, io_errors
 from kstream.format import CipherSuite
 
 if TYPE_CHECKING:
-    from kstream.keyring import KeyringRef
+    from kstream.keys.keyring import KeyringRef
 
-# kstream.keyring (ctypes and its records) is imported only by the methods for keys kept in
+# kstream.keys.keyring (ctypes and its records) is imported only by the methods for keys kept in
 # the kernel keyring: a run with a key file or a passphrase does not pay for it.
 
 KEY_SIZES = (16, 24, 32)
@@ -134,7 +135,7 @@ class Key:
         user keyring) or the key with ``serial``. Reads nothing but its type and size."""
         if (name is None) == (serial is None):
             raise UsageError("give either a key name or a key serial")
-        from kstream import keyring
+        from kstream.keys import keyring
 
         ref = keyring.find_key(name) if name is not None else keyring.key_by_serial(serial or 0)
         key = cls.__new__(cls)
@@ -185,7 +186,7 @@ class Key:
         """
         if self._ref is not None:
             raise UsageError(f"{self._ref.label} is already in the kernel keyring")
-        from kstream import keyring
+        from kstream.keys import keyring
 
         return keyring.add_key(key_type, keyring.description_for(name), self._material, ring)
 
@@ -248,7 +249,7 @@ class Key:
         """
         if self._ref is None:
             return bytes(self._material)
-        from kstream import keyring
+        from kstream.keys import keyring
 
         payload = keyring.read_key_payload(self._ref)
         try:

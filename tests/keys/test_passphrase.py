@@ -1,4 +1,4 @@
-"""kstream.passphrase: scrypt against RFC 7914 and hashlib, the published passphrase vectors
+"""kstream.keys.passphrase: scrypt against RFC 7914 and hashlib, the published passphrase vectors
 against tests/reference.py, the work-factor cap, passphrase sources, and both backends."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from kstream.engine.iterate import IterSource
 from kstream.errors import FormatError, IntegrityError, UsageError, command_line_words
 from kstream.format import DEFAULT_SEGMENT as S
 from kstream.format import CipherSuite, Header, KdfParams
-from kstream.passphrase import (
+from kstream.keys.passphrase import (
     check_work_factor,
     derive,
     new_params,
@@ -28,7 +28,7 @@ from kstream.passphrase import (
     read_passphrase_file,
 )
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "kstream-v1-passphrase.json").read_text())
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "kstream-v1-passphrase.json").read_text())
 SALT = bytes(range(0x40, 0x50))
 
 
