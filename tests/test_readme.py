@@ -1,8 +1,10 @@
-"""Every README code block meant to run runs as written, so that no snippet rots.
+"""Every code block of README.md and docs/*.md meant to run runs as written, so that no
+snippet rots.
 
 Which blocks: every fenced block tagged ``sh`` or ``python`` (untagged blocks are usage
-text, hex dumps and sample output). Each runs on its own, in a fresh temporary directory
-that holds what the README's examples take as given:
+text, hex dumps and sample output; no other tag is allowed, so that none escapes by its
+tag). Each runs on its own, in a fresh temporary directory that holds what the examples
+take as given:
 
 - ``backup.key``, made as the README says (``kstream keygen --bits 256 backup.key``), unless
   the block makes it itself;
@@ -26,6 +28,8 @@ Markers, an HTML comment on the line before a block (invisible on GitHub):
   suite itself, benchmarks and fuzzing that take minutes to hours.
 - ``<!-- readme-test: in a copy of the repository -->``: the block installs kstream from the
   source tree (``pip install .``); it runs in a copy of the repository's tracked files.
+
+Test ids name the file and the line of the block's opening fence: ``docs/keys.md-line34``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+#: Every file whose blocks run: the README first, then docs/ in name order.
+FILES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 MARKER = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
 PASSPHRASE = b"correct horse battery staple"
 TIMEOUT = 300
@@ -55,6 +61,7 @@ TIMEOUT = 300
 
 @dataclass(frozen=True)
 class Block:
+    source: str  # the file, relative to the repository: README.md, docs/keys.md
     line: int  # of the opening fence
     lang: str
     text: str
@@ -77,9 +84,17 @@ class Block:
             ln for ln in self.text.splitlines() if ln.strip() and not ln.startswith(("$ ", "#"))
         ]
 
+    @property
+    def where(self) -> str:
+        return f"{self.source} line {self.line}"
 
-def blocks() -> list[Block]:
-    found, lines = [], README.read_text().splitlines()
+
+def source_name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def blocks(path: Path) -> list[Block]:
+    found, lines = [], path.read_text().splitlines()
     i = 0
     while i < len(lines):
         fence = re.fullmatch(r"```(\w*)\s*", lines[i])
@@ -89,9 +104,14 @@ def blocks() -> list[Block]:
         end = lines.index("```", i + 1)
         before = lines[i - 1] if i else ""
         marker = MARKER.fullmatch(before.strip())
+        assert fence.group(1) in ("", "sh", "python"), (
+            f"{source_name(path)} line {i + 1}: fence tag {fence.group(1)!r}: tag a block "
+            "sh or python to run it, or leave it untagged for output and usage text"
+        )
         if fence.group(1) in ("sh", "python"):
             found.append(
                 Block(
+                    source_name(path),
                     i + 1,
                     fence.group(1),
                     "\n".join(lines[i + 1 : end]) + "\n",
@@ -102,17 +122,45 @@ def blocks() -> list[Block]:
     return found
 
 
-BLOCKS = blocks()
+BLOCKS = [b for path in FILES for b in blocks(path)]
+
+
+def skipped(found: list[Block]) -> list[Block]:
+    return [b for b in found if b.marker and b.marker.startswith("skip")]
 
 
 def test_the_readme_has_runnable_blocks_and_few_skips() -> None:
-    assert sum(b.lang == "python" for b in BLOCKS) >= 1
-    skipped = [b for b in BLOCKS if b.marker and b.marker.startswith("skip")]
-    assert len(BLOCKS) - len(skipped) >= 5 and len(skipped) <= 6, [b.line for b in skipped]
+    readme = [b for b in BLOCKS if b.source == "README.md"]
+    assert sum(b.lang == "python" for b in readme) >= 1
+    assert len(readme) - len(skipped(readme)) >= 3 and len(skipped(readme)) <= 2, [
+        b.where for b in skipped(readme)
+    ]
+
+
+def test_the_docs_have_runnable_blocks_and_few_skips() -> None:
+    """Skips are for what truly cannot run here (see the module's docstring), not a way out."""
+    docs = [b for b in BLOCKS if b.source != "README.md"]
+    assert sum(b.lang == "python" for b in docs) >= 1
+    assert len(docs) - len(skipped(docs)) >= 5 and len(skipped(docs)) <= 6, [
+        b.where for b in skipped(docs)
+    ]
+
+
+def test_every_marker_is_known() -> None:
     for b in BLOCKS:
         assert b.marker in (None, "in a copy of the repository") or re.fullmatch(
             r"skip: \S.*", b.marker
-        ), f"README line {b.line}: unknown marker {b.marker!r}"
+        ), f"{b.where}: unknown marker {b.marker!r}"
+
+
+def test_the_readme_holds_the_test_command_that_ci_runs() -> None:
+    """``.ci/run`` runs the test command "exactly as in README.md": the two must agree."""
+    [command] = [
+        b.text.strip()
+        for b in BLOCKS
+        if b.source == "README.md" and "-m pytest" in b.text and "pip install" in b.text
+    ]
+    assert command in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
 # --- the directory a block runs in ----------------------------------------------------------------
@@ -249,10 +297,10 @@ def check_restored(home: Path, originals: dict[str, bytes]) -> None:
             assert f.read_bytes() == originals[f.name], f
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"{b.lang}-line{b.line}")
-def test_readme_block_runs_as_written(block: Block, tmp_path: Path) -> None:
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"{b.source}-line{b.line}")
+def test_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     if block.marker is not None and block.marker.startswith("skip"):
-        pytest.skip(f"README line {block.line}: {block.marker[len('skip: ') :]}")
+        pytest.skip(f"{block.where}: {block.marker[len('skip: ') :]}")
     home = tmp_path / "home"
     home.mkdir()
     env = environment(home)
@@ -276,19 +324,19 @@ def test_readme_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     else:
         argv = ["bash", "-e", "-o", "pipefail", "-c", block.script()]
     code, screen = in_terminal(argv, cwd, env)
-    assert code == 0, f"README line {block.line} exited {code}; screen:\n{screen}"
+    assert code == 0, f"{block.where} exited {code}; screen:\n{screen}"
     assert "kstream: error" not in screen and "Traceback" not in screen, screen
     at = 0
     for line in block.shown():  # a transcript's output, in order
         found = screen.find(line, at)
-        assert found >= 0, f"README line {block.line}: {line!r} not shown; screen:\n{screen}"
+        assert found >= 0, f"{block.where}: {line!r} not shown; screen:\n{screen}"
         at = found + len(line)
     check_restored(home, originals)
 
 
 def test_the_library_example_runs_in_an_empty_directory(tmp_path: Path) -> None:
-    """The README's first Python block, as a new user runs it: no key, no data yet."""
-    [block] = [b for b in BLOCKS if b.lang == "python"][:1]
+    """docs/library.md's first Python block, as a new user runs it: no key, no data yet."""
+    [block] = [b for b in BLOCKS if b.source == "docs/library.md" and b.lang == "python"][:1]
     (tmp_path / "example.py").write_text(block.text)
     work = tmp_path / "empty"
     work.mkdir()

@@ -656,4 +656,4 @@ def test_an_unexpected_error_is_one_line_and_exit_70(
         )
         assert sorted(os.listdir(work)) == ["p"]
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert "70 internal error" in readme
+    assert "| 70 | internal error" in readme

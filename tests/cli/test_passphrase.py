@@ -391,7 +391,7 @@ def test_a_secret_descriptor_duplicating_the_input_is_refused(tmp_path: Path) ->
 def test_one_many_files_run_shares_a_salt_and_the_readme_says_what_that_costs(
     tmp_path: Path,
 ) -> None:
-    """One guess tested against all files of one run costs one derivation: the README must
+    """One guess tested against all files of one run costs one derivation: the docs must
     not promise a separate search per file for them."""
     (tmp_path / "pw").write_bytes(PHRASE + b"\n")
     (tmp_path / "pw").chmod(0o600)
@@ -411,10 +411,10 @@ def test_one_many_files_run_shares_a_salt_and_the_readme_says_what_that_costs(
     )
     salts = {(tmp_path / f"{name}.kst").read_bytes()[36:52] for name in ("a", "b")}
     assert len(salts) == 1
-    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
-    assert "no testing one guess against many files at once" not in readme
+    doc = " ".join((Path(__file__).parents[2] / "docs" / "passphrases.md").read_text().split())
+    assert "no testing one guess against many files at once" not in doc
     assert (
         "The files of one many-files run share one salt (one derivation for the run, see "
-        '"File format"), so for them one guess costs one derivation and is tested '
-        "against all of them"
-    ) in readme
+        "[format.md](format.md#passphrase-block)), so for them one guess costs one "
+        "derivation and is tested against all of them"
+    ) in doc

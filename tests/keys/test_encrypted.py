@@ -132,7 +132,7 @@ def test_blob_directories_are_private_and_loose_ones_are_warned_of(
     assert code == 0 and warning in err.splitlines(), err
 
 
-def test_a_blob_binds_no_name_and_the_readme_says_so(
+def test_a_blob_binds_no_name_and_the_docs_say_so(
     sim: list[tuple[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The kernel's encrypted format holds the master and the wrapped key, not the name: a
@@ -141,12 +141,12 @@ def test_a_blob_binds_no_name_and_the_readme_says_so(
     code, _, err = run_main(capsys, "key", "load", "other", "--blob", tmp_path / "backup.blob")
     assert code == 0, err
     assert sim == [("kstream:other", f"load {BLOB}".encode())]
-    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    doc = " ".join((Path(__file__).parents[2] / "docs" / "keys.md").read_text().split())
     assert (
         "A blob does not bind the key's name: the kernel's `encrypted` format records the "
         "master and the wrapped key, not `kstream:NAME`"
-    ) in readme
-    assert "Keep the directory private." in readme
+    ) in doc
+    assert "Keep the directory private." in doc
 
 
 @pytest.mark.parametrize(
