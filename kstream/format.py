@@ -70,10 +70,10 @@ MAX_LOG2N = 16 * MAX_SCRYPT_R - 1
 #: S comes from the header, which nothing has authenticated when the first segment buffer
 #: is allocated, so the cap is what bounds a reader's memory against a crafted file: 4 MiB
 #: leaves room above the 1008 KiB kstream writes (about 4x) while a few buffers of the
-#: largest accepted S stay far below the 64 MiB that a run is allowed (README, "Segment size").
+#: largest accepted S stay far below the 64 MiB that a run is allowed (docs/format.md).
 MIN_SEGMENT = 16
 MAX_SEGMENT = 4 << 20
-#: The segment size kstream writes: 16 x 63 KiB = 1008 KiB (see README, "Segment size").
+#: The segment size kstream writes: 16 x 63 KiB = 1008 KiB (why: docs/format.md).
 DEFAULT_SEGMENT = 16 * 64512
 
 

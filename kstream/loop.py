@@ -3,11 +3,9 @@
 Why a module of its own: the library should run on the loop the command line runs on, so
 that library and CLI numbers compare like with like, and a program that streams through
 kstream awaits once or more per MiB (its own reads and writes, kstream's worker-thread
-hops), each a round trip through the loop. Measured on the development machine, 1 GiB read
-and written with aiofiles through :func:`kstream.encrypt_stream`: about 0.68 s on uvloop
-and 0.72 s on asyncio's default loop (0.80 s and 0.93 s before ``encrypt_stream`` stopped
-copying each segment twice, when the loop's share was larger). uvloop is a dependency on
-every platform it supports; where it is missing this falls back without complaint.
+hops), each a round trip through the loop, which uvloop makes cheaper (measured in
+docs/benchmark.md, "The event loop and malloc settings"). uvloop is a dependency on every
+platform it supports; where it is missing this falls back without complaint.
 """
 
 from __future__ import annotations

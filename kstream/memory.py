@@ -2,11 +2,10 @@
 
 kstream hands ~1 MiB buffers between worker threads. With glibc's defaults each worker
 thread gets its own malloc arena, and a buffer allocated in one thread and freed in
-another keeps returning memory to the OS and faulting it back in page by page. Measured
-on the development machine (1 GiB through ``encrypt_stream`` with aiofiles I/O): 2.4 s
-with the defaults, 1.1 s with one arena and fixed thresholds, which is roughly what the
-encryption and the I/O cost. Memory use stays bounded: kstream never has more than a few
-segments in flight, so the heap stays small whatever the trim threshold.
+another keeps returning memory to the OS and faulting it back in page by page, which
+doubles the time of ``encrypt_stream`` (measured in docs/benchmark.md, "Malloc settings").
+Memory use stays bounded: kstream never has more than a few segments in flight, so the heap
+stays small whatever the trim threshold.
 
 This changes process-wide allocator settings, so it is applied once, when kstream first
 runs the coroutine API (the command line: before its event loop starts), and only on glibc;

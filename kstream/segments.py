@@ -20,9 +20,11 @@ So each tag binds:
 - the segment index and the last flag (through the nonce, which a key never sees twice),
 - the segment's ciphertext and its length (GMAC's input and its length block).
 
-The AES key itself is only ever used for AES-CTR; the MAC key is derived from it and is
-never used for anything else. Decryption checks a segment's tag before releasing any of
-its plaintext.
+The user's key keys exactly two functions: AES, for the AES-CTR of the body, and
+HMAC-SHA256, for the one HKDF-Expand step that derives the MAC key (HMAC-SHA256(key, info ||
+01)), so that the kernel can compute it for a key that stays in its keyring. The MAC key
+keys only GMAC. Why that reuse is sound: docs/format.md, "Keys: what is keyed with what".
+Decryption checks a segment's tag before releasing any of its plaintext.
 
 The codec (:class:`SealCodec`, :class:`OpenCodec`, :class:`RawCodec`) is the only code that
 applies this format. Every driver (a pipe, an async iterable, file ranges in parallel) reads

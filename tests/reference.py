@@ -34,7 +34,7 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 def unframe(body: bytes) -> bytes:
     """The CTR ciphertext inside an authenticated body: frames and tags removed.
 
-    Written from README's format description, independently of ``kstream.segments``.
+    Written from docs/format.md alone, independently of ``kstream.segments``.
     """
     out = bytearray()
     pos = 0
@@ -49,7 +49,7 @@ def unframe(body: bytes) -> bytes:
 
 
 def seal(key: bytes, header: bytes, plaintext: bytes, segment: int) -> bytes:
-    """A whole authenticated file, built from README's description alone."""
+    """A whole authenticated file, built from docs/format.md alone."""
     import hashlib
     import hmac
 
@@ -72,7 +72,7 @@ def seal(key: bytes, header: bytes, plaintext: bytes, segment: int) -> bytes:
 
 
 def passphrase_key(passphrase: bytes, header: bytes) -> bytes:
-    """The AES-256 key of a passphrase file, from README's description of the passphrase
+    """The AES-256 key of a passphrase file, from docs/format.md's description of the passphrase
     block alone: scrypt (Python's ``hashlib``, not kstream's ``cryptography`` call) with the
     block's log2 N, r, p and salt, 32 bytes."""
     import hashlib

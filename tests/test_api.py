@@ -256,7 +256,7 @@ async def test_verify_with_openssl_notes_there_is_nothing_to_check(tmp_path: Pat
 )
 async def test_stream_equals_the_reference_file_byte_for_byte(pieces: str) -> None:
     """``encrypt_stream`` encrypts the caller's pieces straight into its output buffers;
-    the result must be exactly the file README's format describes (tests/reference.py),
+    the result must be exactly the file docs/format.md describes (tests/reference.py),
     tags included, whatever the pieces look like."""
     from reference import seal
 

@@ -5,7 +5,7 @@ plaintext released before any error is a prefix of the original plaintext made o
 segments (nothing from a segment that failed authentication is ever released).
 
 Profiles: the default is quick (CI). `KSTREAM_FUZZ_EXAMPLES=100000 python -m pytest
-tests/test_fuzz.py -p no:cacheprovider` runs the long one (see README, "Fuzzing").
+tests/test_fuzz.py -p no:cacheprovider` runs the long one (see docs/testing.md, "Fuzzing").
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The import rules of the whole package, read from the source with :mod:`ast`.
 
-They keep the layout honest (README "Design"): lower floors never reach up, the backend is
-resolved only by the plan, drivers never call back into the plan or the API, nothing imports
-the command line, inside a package modules import in one direction, no module is over about
-500 lines, and there is no import cycle anywhere. Imports inside functions count too: a
+They keep the layout honest, and this file is the one place the layer order is written
+(docs/architecture.md links here): lower floors never reach up, the backend is resolved only
+by the plan, drivers never call back into the plan or the API, nothing imports the command
+line, inside a package modules import in one direction, no module is over about 600 lines,
+and there is no import cycle anywhere. Imports inside functions count too: a
 lazy import hides a dependency, it does not remove it.
 """
 

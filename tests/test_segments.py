@@ -327,7 +327,7 @@ def small_body(data: bytes) -> bytes:
 @pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "no-update_into"])
 @pytest.mark.parametrize("length", [0, 1, 15, SMALL - 1, SMALL, SMALL + 1, 5 * SMALL + 7])
 def test_codecs_match_the_reference(length: int, in_place: bool) -> None:
-    """Seal gives README's body byte for byte, open inverts it, raw is bare CTR, with an
+    """Seal gives docs/format.md's body byte for byte, open inverts it, raw is bare CTR, with an
     in-place cipher and with one that only has ``update``: one codec for both."""
     data = os.urandom(length)
     body = drive(SealCodec(_cipher(in_place), _mac(), SMALL), data)

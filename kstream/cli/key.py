@@ -278,9 +278,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Why a 16-byte key in the keyring is weaker than it looks (README "Keeping the key in
-#: the kernel"): AF_ALG takes a key by serial for *any* algorithm, and ``ghash`` keyed with
-#: a 16-byte H maps the block 80 00..00 to H itself.
+#: Why a 16-byte key in the keyring is weaker than it looks (docs/keys.md): AF_ALG takes a
+#: key by serial for *any* algorithm, and ``ghash`` keyed with a 16-byte H maps the block
+#: 80 00..00 to H itself.
 SHORT_KEY_WARNING = (
     "a 128-bit key in the kernel keyring can be read back by any process that can use it, "
     "on kernels with the ghash or polyval hash (AF_ALG keyed by its serial returns the key; "

@@ -29,7 +29,8 @@ from kstream.keys.passphrase import DEFAULT_WORK_FACTOR, Derivations, Passphrase
 #: signal (143 SIGTERM, 130 SIGINT). The run exits with the most severe one met.
 SEVERITY = (0, 1, 2, 4, 3, 70, 143, 130)
 DEFAULT_SUFFIX = ".kst"
-#: Files in flight by default, by the inputs' mean size (measured: README "Many files").
+#: Files in flight by default, by the inputs' mean size (measured: docs/benchmark.md,
+#: "Files in flight").
 #: Small files go fastest one at a time (each is a few thread hops, and more at once only
 #: adds contention for the GIL); larger ones gain from overlapping one's I/O with another's
 #: cipher.

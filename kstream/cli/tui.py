@@ -217,8 +217,9 @@ class _Bar:
     Every drawing happens under :data:`_screen`, which is also tqdm's lock (never its default,
     which creates a multiprocessing semaphore), and tqdm's monitor thread is switched off:
     it would redraw the bar from a thread of its own, between a message's clearing of the
-    bar and the message. ``miniters=1`` keeps tqdm from skipping updates after a burst (the
-    monitor used to undo that): after a stall the next data is drawn at once.
+    bar and the message. ``miniters=1`` keeps tqdm from skipping updates after a burst (with
+    the monitor off, nothing else would undo that): after a stall the next data is drawn at
+    once.
     """
 
     def __init__(self, total: int | None, delay: float) -> None:

@@ -8,11 +8,11 @@ the kernel (``load BLOB``), which opens it only with the same master loaded. AF_
 takes the key by serial like a ``logon`` key. kstream never reads the key itself: the one
 ``KEYCTL_READ`` here (:func:`export_blob`) returns the wrapped blob, once, to save it.
 
-Facts this relies on (measured in User Mode Linux 7.2; README "Keeping the key in the
-kernel"): ``add_key`` fails with ENODEV without the ``encrypted`` type (module
-``encrypted-keys``, which needs ``cbc``, ``ecb``, ``hmac`` and ``sha256``); ``new`` succeeds
-even when the master is missing, and the blob's read then fails with ENOKEY, so the master
-is checked first; ``load`` with a wrong master or a damaged blob fails with EINVAL.
+Facts this relies on (seen in User Mode Linux 7.2; docs/keys.md): ``add_key`` fails with
+ENODEV without the ``encrypted`` type (module ``encrypted-keys``, which needs ``cbc``,
+``ecb``, ``hmac`` and ``sha256``); ``new`` succeeds even when the master is missing, and
+the blob's read then fails with ENOKEY, so the master is checked first; ``load`` with a
+wrong master or a damaged blob fails with EINVAL.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from kstream.errors import FormatError, UsageError, io_errors, option
 from kstream.format import SALT_SIZE, KdfParams
 from kstream.keys.key import Key
 
-#: age's choice: about 256 MiB and a fraction of a second (README, "Passphrases").
+#: age's choice: 256 MiB and a second or two (measured in docs/passphrases.md).
 DEFAULT_WORK_FACTOR = 18
 #: The highest work factor a reader accepts unless told otherwise (1 GiB of memory).
 MAX_WORK_FACTOR = 20

@@ -65,8 +65,9 @@ def imported(*argv: str) -> set[str]:
 
 def test_the_console_script_s_version_imports_only_kstream_s_version() -> None:
     """The installed script is kstream's own, not the one pip writes for an entry point,
-    which imports ``re`` before kstream is reached (README "Many files and start-up"). Read,
-    too: an editable install's import hook imports ``re`` into every interpreter."""
+    which imports ``re`` before kstream is reached (docs/benchmark.md, "Many files and
+    start-up"). Read, too: an editable install's import hook imports ``re`` into every
+    interpreter."""
     script = console_script()
     source = Path(__file__).parents[2] / "kstream" / "cli" / "bin" / "kstream"
     assert Path(script).read_text().split("\n", 1)[1] == source.read_text().split("\n", 1)[1]

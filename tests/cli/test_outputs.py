@@ -1,4 +1,4 @@
-"""The overwrite rule (kstream/cli/outputs.py, README "Overwriting"): a glob of two files,
+"""The overwrite rule (kstream/cli/outputs.py, docs/cli.md "What to expect"): a glob of two files,
 read as IN OUT, never replaces the second file, with or without --force."""
 
 from __future__ import annotations

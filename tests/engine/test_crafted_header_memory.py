@@ -1,6 +1,6 @@
 """A crafted header sizes no more memory than kstream allows: the largest segment size a
-reader accepts, through every decryption path, stays under the 64 MiB peak RSS that README
-promises, and the file is refused at segment 0 (the attacker has no key)."""
+reader accepts, through every decryption path, stays under the 64 MiB peak RSS a run is allowed
+(docs/format.md), and the file is refused at segment 0 (the attacker has no key)."""
 
 from __future__ import annotations
 

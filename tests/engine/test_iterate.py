@@ -144,7 +144,7 @@ async def test_read_ahead_raises_errors_in_order_after_earlier_results() -> None
 
 async def test_iterate_encrypts_pieces_of_any_size_like_the_reference() -> None:
     """Pieces that are not whole blocks (and a cipher without update_into that holds a
-    partial block back, as the kernel does) still give README's bytes."""
+    partial block back, as the kernel does) still give docs/format.md's bytes."""
     data = os.urandom(2 * S + 333)
     pieces = [data[i : i + 100_001] for i in range(0, len(data), 100_001)]
     header = Header(suite=CipherSuite.AES_128_CTR, iv=IV)
@@ -214,7 +214,7 @@ async def test_memory_stays_bounded_for_a_large_stream() -> None:
 @pytest.mark.kernel
 async def test_kernel_stream_encrypts_pieces_that_are_not_whole_blocks() -> None:
     """The real kernel stream holds a partial block back between pieces: encrypt_stream with
-    odd-sized pieces (and --verify against OpenSSL) still gives README's bytes."""
+    odd-sized pieces (and --verify against OpenSSL) still gives docs/format.md's bytes."""
     import kstream
     from kstream.engine.drive import run_iterable
     from kstream.engine.plan import make_plan

@@ -76,7 +76,7 @@ async def test_pump_encrypts_a_pipe_and_reports_progress_on_the_loop() -> None:
 
 
 async def test_pump_seals_and_opens_files(tmp_path: Path) -> None:
-    """Sealing by the pump gives README's body; opening it back gives the plaintext."""
+    """Sealing by the pump gives docs/format.md's body; opening it back gives the plaintext."""
     data = os.urandom(2 * S)  # a multiple of S: the final segment is empty
     (tmp_path / "p").write_bytes(data)
     mac = derive_mac(KEY, HEADER)

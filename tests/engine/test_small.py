@@ -287,7 +287,7 @@ def test_the_command_line_starts_an_event_loop_only_for_bigger_files(
 
 
 #: Modules a small file's run imported before and does without now: each took longer to
-#: import than such a file takes to encrypt (README "Many files and start-up"). The
+#: import than such a file takes to encrypt (docs/benchmark.md, "Many files and start-up"). The
 #: records are NamedTuples or plain classes (no ``dataclasses``, which imports ``inspect``),
 #: paths are strings (no ``pathlib``), malloc is tuned only for worker threads (no
 #: ``ctypes``), and the keyring, the kernel's streams, /proc/crypto's parser and OpenSSL's

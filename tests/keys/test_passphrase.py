@@ -169,7 +169,7 @@ def test_readme_passphrase_example() -> None:
 
 def test_scrypt_memory_is_released_before_streaming() -> None:
     """log2 N = 17 makes scrypt allocate 128 MiB; when derive returns it is gone again, so
-    the streaming memory bound holds from then on (README "Passphrases")."""
+    the streaming memory bound holds from then on (docs/passphrases.md)."""
 
     def rss() -> int:
         with open("/proc/self/statm") as f:

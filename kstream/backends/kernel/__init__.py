@@ -1,10 +1,10 @@
 """The kernel backend: AES-CTR through the Linux kernel crypto API (AF_ALG).
 
-Modules import one way only, each from those before it:
-:mod:`~.procfs` (``/proc/crypto``) < :mod:`~.drivers` (which implementation, how fast) <
-:mod:`~.sockets` (the AF_ALG edge: bind, key, errors) < :mod:`~.ctr` (the stream and its
-transfers), :mod:`~.ecb_ctr` (the ``--verify`` reference), :mod:`~.hmac` (MAC keys from
-keyring keys) < :mod:`~.backend` (probe and open) < :mod:`~.diagnosis` (``kstream backends``).
+The modules: :mod:`~.procfs` (``/proc/crypto``), :mod:`~.drivers` (which implementation,
+how fast), :mod:`~.sockets` (the AF_ALG edge: bind, key, errors), :mod:`~.ctr` (the stream
+and its transfers), :mod:`~.ecb_ctr` (the ``--verify`` reference), :mod:`~.hmac` (MAC keys
+from keyring keys), :mod:`~.backend` (probe and open) and :mod:`~.diagnosis` (``kstream
+backends``). They import one way only, in the order ``tests/test_house.py`` gives.
 
 The names below are what the rest of kstream needs; the diagnosis is imported from its module.
 Each is imported on first use: every ``auto`` run probes the kernel, and on a host without

@@ -74,7 +74,7 @@ class KernelBackend:
         The file format's tags cover the ciphertext, so a driver that carries the counter
         wrongly (hardware drivers have shipped 32- and 64-bit counter bugs) would write
         files that authenticate here and decrypt to garbage everywhere else. One socket,
-        five blocks: measured in README ("Backends"). A driver that cannot even open a
+        five blocks (what it costs: docs/benchmark.md). A driver that cannot even open a
         stream counts as failed, with the reason.
         """
         driver = options.driver if options is not None else None

@@ -9,7 +9,7 @@ blocks, never more than is queued (a blocking ``recv`` for more than is processa
 forever, and one for less than a block returns nothing or fails). ``finalize`` sends an
 empty message without ``MSG_MORE``, which releases the partial last block.
 
-This lockstep is deliberate; it follows from measured AF_ALG behaviour (6.1, 6.12, 7.2):
+This lockstep is deliberate; it follows from how AF_ALG behaves (seen on 6.1, 6.12 and 7.2):
 
 * the queue is bounded by ``SO_SNDBUF`` (208 KiB by default), so sending more than that
   before reading blocks forever; one send of at most 63 KiB (less if the buffer is smaller,
@@ -55,24 +55,9 @@ _INPUT_ERRNOS = frozenset({errno.EIO, errno.EISDIR, errno.EBADF, errno.ENXIO, er
 
 FdKind = Literal["pipe", "file", "other"]
 
-#: What ``transfer=auto`` uses for each kind of input fd, from a measurement in User Mode
-#: Linux (generic C AES, 64 MiB per run in calls of 1 MiB, 7 interleaved runs, MiB/s as
-#: median / best; UML 6.1.176, 6.12.113 and 7.2.7):
-#:
-#: ======================================  =================  =================  =============
-#: input and method                        6.1                6.12               7.2
-#: ======================================  =================  =================  =============
-#: pipe: ``splice``                        157 / 170          189 / 206          163 / 187
-#: pipe: ``read`` 63 KiB + ``sendmsg``     147 / 177          174 / 180          144 / 176
-#: file: ``sendfile``                      185 / 203          197 / 221          181 / 199
-#: file: ``read`` 63 KiB + ``sendmsg``     193 / 217          170 / 221          144 / 202
-#: ======================================  =================  =================  =============
-#:
-#: ``splice`` wins for pipes on every kernel; for files ``sendfile`` and ``read`` are within
-#: noise of each other, with ``sendfile`` ahead on the two newer kernels, and it saves the
-#: copy into user space, so it is the default. These numbers are NOT representative of real
-#: hardware: in UML every system call and page fault is a round trip through the host and the
-#: AES is the generic C code, so re-measure on a real machine before relying on the choice.
+#: What ``transfer=auto`` uses for each kind of input fd: ``splice`` for a pipe and
+#: ``sendfile`` for a file were fastest or equal, and save the copy into user space
+#: (measured in User Mode Linux only: docs/benchmark.md, "The kernel backend").
 #: ``None`` means "plain update" (the caller reads and calls ``update``).
 AUTO_FD_TRANSFER: dict[FdKind, Literal["splice", "sendfile"] | None] = {
     "pipe": "splice",
