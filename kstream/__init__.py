@@ -31,6 +31,10 @@ if TYPE_CHECKING:
         KstreamError,
         UsageError,
     )
+    from kstream.fileobj.aio import AsyncFile, open_async
+    from kstream.fileobj.opener import open
+    from kstream.fileobj.reader import DecryptedFile
+    from kstream.fileobj.writer import EncryptingFile
     from kstream.format import CipherSuite, Header
     from kstream.keys.key import Key
     from kstream.loop import run
@@ -55,6 +59,11 @@ _LAZY = {
     "encrypt_file": "kstream.api",
     "encrypt_stream": "kstream.api",
     "run": "kstream.loop",
+    "open": "kstream.fileobj.opener",
+    "open_async": "kstream.fileobj.aio",
+    "AsyncFile": "kstream.fileobj.aio",
+    "DecryptedFile": "kstream.fileobj.reader",
+    "EncryptingFile": "kstream.fileobj.writer",
     "CipherOptions": "kstream.backends.base",
     "CipherSuite": "kstream.format",
     "Header": "kstream.format",
@@ -74,10 +83,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AsyncFile",
     "BackendFailure",
     "BackendUnavailable",
     "CipherOptions",
     "CipherSuite",
+    "DecryptedFile",
+    "EncryptingFile",
     "FormatError",
     "Header",
     "IOFailure",
@@ -92,5 +104,7 @@ __all__ = [
     "decrypt_stream",
     "encrypt_file",
     "encrypt_stream",
+    "open",
+    "open_async",
     "run",
 ]

@@ -60,6 +60,13 @@ ORDER = {
         ["passphrase", "encrypted"],
         ["unlock"],
     ],
+    "kstream.fileobj": [
+        ["ends"],
+        ["body"],
+        ["reader", "writer"],
+        ["opener"],
+        ["aio"],
+    ],
     "kstream.bench": [
         ["units"],
         ["machine"],
@@ -89,6 +96,7 @@ ABOVE_BACKENDS = (
     "kstream.cli",
     "kstream.bench",
     "kstream.selftest",
+    "kstream.fileobj",
 )
 
 

@@ -1,0 +1,170 @@
+"""The plaintext of a kstream file as a standard read-only binary file object.
+
+:class:`DecryptedFile` has ``io.BufferedIOBase``'s interface (``read``, ``read1``,
+``readinto``, ``peek``, ``readline`` and iteration, ``seek`` from any of the three
+whences, ``tell``), so ``zipfile``, ``tarfile``, ``pyarrow`` and ``pandas`` read it as they
+read a plain file; :meth:`DecryptedFile.read_at` is a positioned read that shares nothing
+with the position, for readers that use one object from several threads. The segments are
+read, checked and decrypted by :class:`kstream.fileobj.body.Body`.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from typing import NoReturn
+
+from kstream.fileobj.body import Body
+
+#: What ``readinto`` fills: any writable buffer.
+Buffer = bytearray | memoryview
+
+
+class DecryptedFile(io.BufferedIOBase):
+    """A read-only, seekable view of a kstream file's plaintext (from :func:`kstream.open`).
+
+    ``size`` is the plaintext's size, authenticated when the file was opened. Reads touch
+    only the segments they need; each segment's tag verifies before any of its bytes is
+    returned. Closing releases the key (a passphrase's derived key is wiped) and the file.
+    """
+
+    def __init__(self, body: Body, name: str, release: Callable[[], None]) -> None:
+        super().__init__()
+        self._body = body
+        self._name = name
+        self._release: Callable[[], None] | None = release
+        self._pos = 0
+        self._lock = threading.Lock()
+
+    # --- what it is -----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def mode(self) -> str:
+        return "rb"
+
+    @property
+    def size(self) -> int:
+        """The plaintext's size in bytes."""
+        return self._body.size
+
+    @property
+    def segment_size(self) -> int:
+        """Plaintext bytes per segment (the header's S): the unit a read decrypts."""
+        return self._body.segment
+
+    @property
+    def segments_decrypted(self) -> int:
+        """How many segment decryptions reads have made (cache hits make none)."""
+        return self._body.decrypted
+
+    def __repr__(self) -> str:  # no key, no plaintext
+        state = "closed" if self.closed else f"{self._body.size} bytes of plaintext"
+        return f"<kstream.DecryptedFile {self._name!r} ({state})>"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a kstream file object cannot be pickled (it holds a key); open it again")
+
+    def readable(self) -> bool:
+        self._check_open()
+        return True
+
+    def seekable(self) -> bool:
+        self._check_open()
+        return True
+
+    def writable(self) -> bool:
+        self._check_open()
+        return False
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+
+    def detach(self) -> NoReturn:
+        raise io.UnsupportedOperation("a kstream file object has no raw stream to detach")
+
+    def fileno(self) -> NoReturn:
+        raise io.UnsupportedOperation("a kstream file object has no file descriptor")
+
+    # --- position ------------------------------------------------------------------------
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_open()
+        with self._lock:
+            if whence == io.SEEK_SET:
+                pos = offset
+            elif whence == io.SEEK_CUR:
+                pos = self._pos + offset
+            elif whence == io.SEEK_END:
+                pos = self._body.size + offset
+            else:
+                raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+            if pos < 0:
+                raise ValueError(f"negative seek position {pos}")
+            self._pos = pos
+            return pos
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check_open()
+        with self._lock:
+            want = self._body.size - self._pos if size is None or size < 0 else size
+            data = self._body.read(self._pos, want)
+            self._pos += len(data)
+            return data
+
+    def read1(self, size: int | None = -1) -> bytes:
+        return self.read(size)
+
+    def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
+        self._check_open()
+        with memoryview(buffer) as view, self._lock:
+            n = self._body.read_into(self._pos, view.cast("B"))
+            self._pos += n
+            return n
+
+    def readinto1(self, buffer: Buffer) -> int:  # type: ignore[override]
+        return self.readinto(buffer)
+
+    def peek(self, size: int = 0) -> bytes:
+        """The rest of the current segment's plaintext (at least one byte before the end),
+        without moving the position: what ``readline`` scans for a newline."""
+        self._check_open()
+        with self._lock:
+            pos = self._pos
+        if pos >= self._body.size:
+            return b""
+        index = pos // self._body.segment
+        first = pos - index * self._body.segment
+        return bytes(self._body.plaintext(index)[first:])
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (fewer at the end), leaving the position
+        alone: safe to call from any number of threads at once."""
+        self._check_open()
+        if offset < 0 or size < 0:
+            raise ValueError("read_at needs a non-negative offset and size")
+        return self._body.read(offset, size)
+
+    # --- closing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        release, self._release = self._release, None
+        try:
+            self._body.close()
+            if release is not None:
+                release()
+        finally:
+            super().close()
