@@ -22,12 +22,16 @@ import socket
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+# The QEMU half (Debian's packaged kernels, tests/uml/qemu.py) shares this plugin: its kernels
+# are parametrized, checked, booted and reported like UML's, each under its own id.
+from . import qemu
 from .bootcheck import CHECK_TIMEOUT, CheckResult, check_all
 from .harness import (
     ENV_FORCE,
@@ -44,7 +48,10 @@ from .harness import (
     boot_timeout,
     discover_kernels,
 )
+from .qemu import QemuBoot, QemuKernel
 from .report import ReportWriter, Verdict
+
+Kernel = UmlKernel | QemuKernel
 
 MARKER = "kernel"
 MARKER_HELP = (
@@ -82,15 +89,15 @@ class State:
     """Per-session decisions, kept in ``config.stash``."""
 
     mode: Mode
-    kernels: list[UmlKernel] = field(default_factory=list)
+    kernels: list[Kernel] = field(default_factory=list)
     skip_reason: str = ""
     runner: UmlRunner | None = None
     collected: int = 0
     #: The boot check's verdict per kernel name (made once, when kernel tests are collected).
     checks: dict[str, CheckResult] = field(default_factory=dict)
 
-    def runs(self, kernel: UmlKernel) -> bool:
-        check = self.checks.get(kernel.name)
+    def runs(self, kernel: Kernel) -> bool:
+        check = self.checks.get(kernel.id)
         return check is None or check.usable
 
 
@@ -109,14 +116,14 @@ def host_has_af_alg() -> bool:
     return True
 
 
-def host_name(name: str, kernel: UmlKernel) -> str:
+def host_name(name: str, kernel: Kernel) -> str:
     """``test_x`` -> ``test_x[uml-6.1]``; ``test_x[16]`` -> ``test_x[16-uml-6.1]``."""
     if name.endswith("]") and "[" in name:
         return f"{name[:-1]}-{kernel.id}]"
     return f"{name}[{kernel.id}]"
 
 
-def inner_nodeid(nodeid: str, kernel: UmlKernel) -> str:
+def inner_nodeid(nodeid: str, kernel: Kernel) -> str:
     """The inner test's nodeid: the host's without the kernel's part of the parameter id.
 
     That part is normally last (``[16-uml-6.1]``); should a later hook have parametrized
@@ -141,7 +148,7 @@ def base_nodeid(nodeid: str) -> str:
 def configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     env = os.environ
-    if env.get(ENV_IN_UML) == "1":
+    if env.get(ENV_IN_UML) == "1" or env.get(qemu.ENV_IN_QEMU) == "1":
         state = State(Mode.INNER)
         if env.get(ENV_REPORT):
             writer = ReportWriter(Path(env[ENV_REPORT]), env.get(ENV_KERNEL))
@@ -149,7 +156,7 @@ def configure(config: pytest.Config) -> None:
     elif env.get(ENV_FORCE) != "1" and host_has_af_alg():
         state = State(Mode.NATIVE)
     else:
-        kernels = discover_kernels(env)
+        kernels: list[Kernel] = [*discover_kernels(env), *qemu.discover(env)]
         state = State(Mode.UML if kernels else Mode.UNAVAILABLE, kernels)
         if kernels:
             state.runner = UmlRunner(config, kernels)
@@ -183,8 +190,15 @@ def check_kernels(config: pytest.Config, state: State) -> None:
     other way stays in, so that its tests fail with the console log.
     """
     timeout = min(CHECK_TIMEOUT, boot_timeout())
-    results = check_all(state.kernels, host_workdir(config, "uml-check"), timeout=timeout)
-    state.checks = {res.kernel.name: res for res in results}
+    uml = [k for k in state.kernels if isinstance(k, UmlKernel)]
+    vms = [k for k in state.kernels if isinstance(k, QemuKernel)]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both mostly wait for their boots
+        qemu_checks = pool.submit(qemu.check_all, vms, host_workdir(config, "qemu-check"))
+        results = check_all(uml, host_workdir(config, "uml-check"), timeout=timeout)
+        state.checks = {res.kernel.id: res for res in results}
+        state.checks.update(qemu_checks.result())
+    if vms:
+        require_qemu(state, vms)
     spec = os.environ.get(ENV_REQUIRE)
     if not spec:
         return
@@ -201,13 +215,33 @@ def check_kernels(config: pytest.Config, state: State) -> None:
         )
 
 
+def require_qemu(state: State, vms: list[QemuKernel]) -> None:
+    """``KSTREAM_QEMU_REQUIRE``: fail unless a QEMU kernel of at least that version boots."""
+    spec = os.environ.get(qemu.ENV_QEMU_REQUIRE)
+    if not spec:
+        return
+    need = tuple(int(n) for n in spec.split("."))
+    if not any(state.runs(k) and k.version >= need for k in vms):
+        found = "; ".join(f"{k.id}: {state.checks[k.id].reason}" for k in vms if not k.user)
+        raise pytest.UsageError(
+            f"{qemu.ENV_QEMU_REQUIRE}={spec}: no QEMU kernel >= {spec} boots on this host, so "
+            f"kernel coverage would be lost ({found or 'no kernel found'})"
+        )
+
+
+def runs_test(kernel: Kernel, nodeid: str) -> bool:
+    """Whether ``kernel`` runs the test at ``nodeid`` (QEMU kernels may run a subset)."""
+    return not isinstance(kernel, QemuKernel) or kernel.runs(nodeid)
+
+
 def generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize kernel tests by UML kernel; runs after all other parametrizations, so the
+    """Parametrize kernel tests by kernel; runs after all other parametrizations, so the
     kernel id comes last and the rest of the id is the inner test's."""
     state = metafunc.config.stash[STATE]
     if state.mode is Mode.UML and metafunc.definition.get_closest_marker(MARKER):
+        kernels = [k for k in state.kernels if runs_test(k, metafunc.definition.nodeid)]
         metafunc.fixturenames.append(KERNEL_PARAM)
-        metafunc.parametrize(KERNEL_PARAM, state.kernels, ids=[k.id for k in state.kernels])
+        metafunc.parametrize(KERNEL_PARAM, kernels, ids=[k.id for k in kernels])
 
 
 def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -224,10 +258,12 @@ def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         if state.mode is Mode.UML:
             callspec = getattr(item, "callspec", None)
             kernel = callspec.params.get(KERNEL_PARAM) if callspec is not None else None
-            if isinstance(kernel, UmlKernel):
+            if isinstance(kernel, UmlKernel | QemuKernel):
                 replaced.append(UmlItem.replacing(item, kernel))
             else:  # marked per parameter (pytest.param(..., marks=...)): not seen above
-                replaced.extend(UmlItem.for_kernel(item, k) for k in state.kernels)
+                replaced.extend(
+                    UmlItem.for_kernel(item, k) for k in state.kernels if runs_test(k, item.nodeid)
+                )
             continue
         if state.mode is Mode.UNAVAILABLE:
             item.add_marker(pytest.mark.skip(reason=state.skip_reason))
@@ -235,7 +271,7 @@ def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     items[:] = replaced
     # A host item waits for its kernel's whole boot (every kernel test inside it): give it the
     # boot's own limit, plus room, instead of pytest-timeout's per-test default.
-    limit = pytest.mark.timeout(boot_timeout() + 60)
+    limit = pytest.mark.timeout(max(boot_timeout(), qemu.boot_timeout()) + 60)
     for item in items:
         if isinstance(item, UmlItem):
             item.add_marker(limit)
@@ -255,7 +291,7 @@ class UmlItem(pytest.Item):
         self,
         *,
         inner_nodeid: str,
-        kernel: UmlKernel,
+        kernel: Kernel,
         info: tuple[Any, int | None, str],
         markers: list[pytest.Mark],
         **kwargs: Any,
@@ -267,14 +303,14 @@ class UmlItem(pytest.Item):
         self.own_markers.extend(markers)
 
     @classmethod
-    def replacing(cls, item: pytest.Item, kernel: UmlKernel) -> UmlItem:
+    def replacing(cls, item: pytest.Item, kernel: Kernel) -> UmlItem:
         """The host item for ``item``, which is already parametrized by ``kernel``."""
         return cls._create_from(
             item, kernel, item.name, inner_nodeid(item.nodeid, kernel), item.reportinfo()
         )
 
     @classmethod
-    def for_kernel(cls, item: pytest.Item, kernel: UmlKernel) -> UmlItem:
+    def for_kernel(cls, item: pytest.Item, kernel: Kernel) -> UmlItem:
         """A host item for ``item`` (not parametrized by kernel) on ``kernel``."""
         path, lineno, domain = item.reportinfo()
         return cls._create_from(
@@ -289,7 +325,7 @@ class UmlItem(pytest.Item):
     def _create_from(
         cls,
         item: pytest.Item,
-        kernel: UmlKernel,
+        kernel: Kernel,
         name: str,
         inner: str,
         info: tuple[Any, int | None, str],
@@ -318,7 +354,7 @@ class UmlItem(pytest.Item):
         state = self.config.stash[STATE]
         if not state.runs(self.kernel):
             # reported at the test's own location, as a skip mark would be
-            reason = f"{self.kernel.id}: {state.checks[self.kernel.name].reason}"
+            reason = f"{self.kernel.id}: {state.checks[self.kernel.id].reason}"
             raise pytest.skip.Exception(reason, _use_item_location=True)
         runner = state.runner
         assert runner is not None
@@ -366,12 +402,12 @@ def verdict_for(result: BootResult, nodeid: str) -> Verdict:
 class UmlRunner:
     """Boots each kernel at most once per session, lazily, and keeps the results."""
 
-    def __init__(self, config: pytest.Config, kernels: list[UmlKernel]) -> None:
+    def __init__(self, config: pytest.Config, kernels: list[Kernel]) -> None:
         self.config = config
         self.kernels = kernels
         self.timeout = boot_timeout()
         self.jobs = max(1, int(os.environ.get(ENV_JOBS) or os.cpu_count() or 1))
-        self.boots: dict[str, UmlBoot] = {}
+        self.boots: dict[str, UmlBoot] = {}  # by kernel id
         self._wanted: dict[str, list[str]] | None = None
 
     def wanted(self, session: pytest.Session) -> dict[str, list[str]]:
@@ -381,39 +417,52 @@ class UmlRunner:
             state = self.config.stash[STATE]
             for item in session.items:
                 if isinstance(item, UmlItem) and state.runs(item.kernel):
-                    ids = self._wanted.setdefault(item.kernel.name, [])
+                    ids = self._wanted.setdefault(item.kernel.id, [])
                     if base_nodeid(item.inner_nodeid) not in ids:
                         ids.append(base_nodeid(item.inner_nodeid))
         return self._wanted
 
-    def result(self, kernel: UmlKernel, session: pytest.Session) -> BootResult:
-        if kernel.name not in self.boots:
+    def result(self, kernel: Kernel, session: pytest.Session) -> BootResult:
+        if kernel.id not in self.boots:
             self._start(kernel, session)
-        return self.boots[kernel.name].wait()
+        return self.boots[kernel.id].wait()
 
-    def _start(self, first: UmlKernel, session: pytest.Session) -> None:
+    def _start(self, first: Kernel, session: pytest.Session) -> None:
         """Start ``first``, and more kernels that have tests while fewer than ``jobs`` run."""
         wanted = self.wanted(session)
         for kernel in [first] + [k for k in self.kernels if k is not first]:
-            if kernel.name in self.boots or kernel.name not in wanted:
+            if kernel.id in self.boots or kernel.id not in wanted:
                 continue
             running = sum(boot.running for boot in self.boots.values())
             if kernel is not first and running >= self.jobs:
                 break
             workdir = host_workdir(self.config, f"{kernel.id}-boot")
-            boot = UmlBoot(
-                kernel,
-                workdir,
-                argv=self.inner_argv(workdir, wanted[kernel.name]),
-                cwd=self.config.rootpath,
-                timeout=self.timeout,
-            )
-            self.boots[kernel.name] = boot
+            boot: UmlBoot
+            if isinstance(kernel, QemuKernel):
+                argv = self.inner_argv(Path(qemu.GUEST_BASETEMP), wanted[kernel.id])
+                argv.insert(-len(wanted[kernel.id]), f"--timeout={qemu.INNER_TEST_TIMEOUT}")
+                boot = QemuBoot(
+                    kernel,
+                    workdir,
+                    argv=argv,
+                    cwd=self.config.rootpath,
+                    timeout=qemu.boot_timeout(),
+                )
+            else:
+                boot = UmlBoot(
+                    kernel,
+                    workdir,
+                    argv=self.inner_argv(workdir / "basetemp", wanted[kernel.id]),
+                    cwd=self.config.rootpath,
+                    timeout=self.timeout,
+                )
+            self.boots[kernel.id] = boot
             boot.start()
 
-    def inner_argv(self, workdir: Path, nodeids: list[str]) -> list[str]:
+    def inner_argv(self, basetemp: Path, nodeids: list[str]) -> list[str]:
         """The inner pytest: same interpreter, rootdir and ini file, only kernel tests, and
-        nothing written into the repository (no cache; basetemp in the boot's workdir)."""
+        nothing written into the repository (no cache; ``basetemp`` in the boot's workdir,
+        or a tmpfs in a QEMU guest)."""
         option = self.config.option
         argv = [
             sys.executable,
@@ -424,7 +473,7 @@ class UmlRunner:
             "-p",
             "no:cacheprovider",
             f"--rootdir={self.config.rootpath}",
-            f"--basetemp={workdir / 'basetemp'}",
+            f"--basetemp={basetemp}",
             "--color=no",
             "-v",
             "-ra",
@@ -446,11 +495,12 @@ def report_header(config: pytest.Config) -> str | None:
     state = config.stash.get(STATE, None)
     if state is None or state.mode is not Mode.UML:
         return None
-    names = ", ".join(f"{k.id} ({k.label})" for k in state.kernels)
-    return (
-        f"kernel tests: in User Mode Linux {names}, each boot-checked first "
-        "(the summary says which ran)"
-    )
+    names = ", ".join(f"{k.id} ({k.label})" for k in state.kernels if isinstance(k, UmlKernel))
+    vms = ", ".join(k.id for k in state.kernels if isinstance(k, QemuKernel))
+    where = f"in User Mode Linux {names}" if names else ""
+    if vms:
+        where += f"{' and ' if where else 'in '}QEMU {vms}"
+    return f"kernel tests: {where}, each boot-checked first (the summary says which ran)"
 
 
 def shutdown(config: pytest.Config) -> None:
@@ -468,7 +518,7 @@ def summary_title(state: State) -> str:
     skipped: dict[str, list[str]] = {}
     for kernel in state.kernels:
         if not state.runs(kernel):
-            reason = state.checks[kernel.name].reason.partition(":")[0]
+            reason = state.checks[kernel.id].reason.partition(":")[0]
             skipped.setdefault(reason, []).append(kernel.id)
     title += f": ran on {', '.join(ran) or 'no kernel'}"
     for reason, ids in skipped.items():
@@ -479,6 +529,9 @@ def summary_title(state: State) -> str:
 def summary_lines(state: State) -> list[str]:
     """What the terminal summary says about where the kernel tests ran."""
     if state.mode is Mode.INNER:
+        if os.environ.get(qemu.ENV_IN_QEMU) == "1":
+            user = os.environ.get(qemu.ENV_QEMU_USER, "root")
+            return [f"kernel tests ran inside QEMU, Linux {os.uname().release}, as {user}"]
         return [f"kernel tests ran inside User Mode Linux {os.uname().release}"]
     if not state.collected or (state.mode is Mode.UML and not state.checks):
         return []  # e.g. --collect-only, or every kernel test deselected
@@ -487,10 +540,11 @@ def summary_lines(state: State) -> list[str]:
     if state.mode is Mode.UNAVAILABLE:
         return [f"{state.collected} kernel tests SKIPPED: {state.skip_reason}"]
     assert state.runner is not None
-    lines = ["kernel tests in User Mode Linux:"]
+    vms = any(isinstance(k, QemuKernel) for k in state.kernels)
+    lines = ["kernel tests in User Mode Linux" + (" and QEMU:" if vms else ":")]
     for kernel in state.kernels:
-        check = state.checks.get(kernel.name)
-        boot = state.runner.boots.get(kernel.name)
+        check = state.checks.get(kernel.id)
+        boot = state.runner.boots.get(kernel.id)
         if check is not None and not check.usable:
             lines.append(
                 f"  {kernel.id} ({check.release or '?'}, {kernel.label}): SKIPPED, "

@@ -424,6 +424,7 @@ def sandbox(tmp_path: Path) -> Path:
         "harness.py",
         "report.py",
         "plugin.py",
+        "qemu.py",
         "xstate_shim.c",
     ):
         shutil.copy(TESTS / "uml" / module, root / "uml" / module)
@@ -461,7 +462,7 @@ def run_pytest(
             *target,
         ],
         cwd=root,
-        env={**clean, **env},
+        env={**clean, "KSTREAM_QEMU_KERNELS": "none", **env},
         capture_output=True,
         text=True,
         timeout=timeout,
