@@ -7,7 +7,14 @@ The coroutine API::
     await kstream.encrypt_file("data.tar", "data.tar.kst", key=key)
     async for piece in kstream.decrypt_stream(chunks, key=key): ...
 
+    session = kstream.Session(key=key)  # the backend resolved once for many runs
+    for name in names:
+        await session.encrypt_file(name, name + ".kst")
+
 run from ``kstream.run(main())`` (uvloop when installed) or any asyncio event loop.
+
+The public API is the names in ``__all__`` below (docs/library.md describes them). Every
+other module and name is internal and may change between releases.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from kstream.api import decrypt_file, decrypt_stream, encrypt_file, encrypt_stream
+    from kstream.api import Session, decrypt_file, decrypt_stream, encrypt_file, encrypt_stream
     from kstream.backends.base import CipherOptions
     from kstream.errors import (
         BackendFailure,
@@ -58,6 +65,7 @@ _LAZY = {
     "decrypt_stream": "kstream.api",
     "encrypt_file": "kstream.api",
     "encrypt_stream": "kstream.api",
+    "Session": "kstream.api",
     "run": "kstream.loop",
     "open": "kstream.fileobj.opener",
     "open_async": "kstream.fileobj.aio",
@@ -98,6 +106,7 @@ __all__ = [
     "InvalidKey",
     "Key",
     "KstreamError",
+    "Session",
     "UsageError",
     "__version__",
     "decrypt_file",

@@ -1,10 +1,12 @@
 """The coroutine API: encrypt and decrypt files, file descriptors and async byte streams.
 
-Each coroutine is the same few steps: check the key or passphrase, read or make the header
-(deriving a passphrase's key from it), make the plan
-(:mod:`kstream.engine.plan`: key, backend, codec), run it (:mod:`kstream.engine.drive`). The
-CLI is built on the same functions (and, for one small file, on the same plan and codec run
-without an event loop), so the library and the tool cannot disagree.
+A :class:`Session` holds what stays the same over many runs: the key or passphrase, the
+backend (resolved by the first run, then reused: one kernel probe and one notice), and the
+options. Each run is the same few steps: read or make the header (deriving a passphrase's
+key from it), make the plan (:mod:`kstream.engine.plan`: key, backend, codec), run it
+(:mod:`kstream.engine.drive`). The module-level coroutines are one-run sessions. The CLI is
+built on the same objects (and, for one small file, on the same plan and codec run without
+an event loop), so the library and the tool cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import logging
 import os
 import stat
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any, Literal, cast
 
 from kstream.atomic import AtomicFile, check_output_path, open_stream
@@ -22,13 +24,14 @@ from kstream.backends.base import Backend, CipherOptions
 from kstream.engine.drive import ranges_apply, run, run_iterable, run_ranges_plan
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import AsyncFileSource, IterSource, Sink, Source, read_exact
-from kstream.engine.plan import Plan, check_iv, parse_header, planned
+from kstream.engine.plan import Plan, RunOptions, parse_header, planned
+from kstream.engine.raw import check_iv
 from kstream.engine.threads import run_blocking
 from kstream.errors import KstreamError, UsageError, io_errors
 from kstream.format import HEADER_SIZE, Header, header_size
 from kstream.keys.key import Key
 from kstream.keys.passphrase import Derivations, PassphraseArg
-from kstream.keys.unlock import Secret, make_secret
+from kstream.keys.unlock import make_secret
 from kstream.memory import tune_malloc
 
 log = logging.getLogger("kstream")
@@ -50,6 +53,253 @@ def _log_notice(message: str) -> None:
     log.info("%s", message)
 
 
+class Session:
+    """A key or a passphrase, a backend and options, for any number of runs.
+
+    Exactly one of ``key`` and ``passphrase`` (bytes, str, or a function returning one,
+    asked only when a run needs it). ``work_factor`` is scrypt's log2 N for files this
+    session encrypts with a passphrase (default 18); a file to decrypt whose work factor is
+    above ``max_work_factor`` (default 20) is refused before any work, since the file may be
+    an attacker's. ``backend``: ``"auto"`` (the kernel where it works, else OpenSSL, with a
+    notice), ``"kernel"`` or ``"openssl"``. ``verify`` checks every kernel output against a
+    second implementation. ``notify`` receives the notices (default: the ``kstream``
+    logger). The first run resolves the backend; later runs reuse it.
+    """
+
+    __slots__ = ("_options", "_secret")
+
+    def __init__(
+        self,
+        *,
+        key: Key | None = None,
+        passphrase: PassphraseArg | Derivations | None = None,
+        work_factor: int | None = None,
+        max_work_factor: int | None = None,
+        backend: BackendArg = "auto",
+        verify: bool = False,
+        options: CipherOptions | None = None,
+        notify: Notify | None = None,
+    ) -> None:
+        self._secret = make_secret(key, passphrase, work_factor, max_work_factor)
+        self._options = RunOptions(
+            notify=notify or _log_notice, backend=backend, options=options, verify=verify
+        )
+
+    def __repr__(self) -> str:  # never the key or the passphrase
+        by = "key" if self._secret.key is not None else "passphrase"
+        backend = self._options.backend
+        name = backend if isinstance(backend, str) else backend.name
+        return f"<kstream.Session {by}, backend {name}>"
+
+    @contextlib.asynccontextmanager
+    async def _planned(
+        self,
+        direction: Direction,
+        source: Source | None,
+        raw_iv: bytes | None,
+        header: Header | None = None,
+    ) -> AsyncIterator[Plan]:
+        """:func:`~kstream.engine.plan.planned`, after reading a kstream file's header from
+        ``source`` when decrypting one (unless ``header`` is given). Every run of the API
+        passes here: malloc is tuned for its worker threads (:mod:`kstream.memory`), and the
+        first plan's backend is kept for the runs after it."""
+        tune_malloc()
+        if raw_iv is None and header is None and direction == "decrypt":
+            assert source is not None
+            header = await read_header(source)
+        with planned(
+            direction == "encrypt", self._secret, self._options, raw_iv=raw_iv, header=header
+        ) as plan:
+            if isinstance(self._options.backend, str):
+                self._options = self._options._replace(backend=plan.backend)
+            yield plan
+
+    async def encrypt_file(
+        self,
+        src: FileArg,
+        dst: FileArg,
+        *,
+        force: bool = False,
+        jobs: int | None = None,
+        progress: Progress | None = None,
+        raw: bool = False,
+        iv: bytes | None = None,
+    ) -> None:
+        """Encrypt ``src`` into ``dst``.
+
+        ``dst`` as a path is written atomically (temp file, fsync, rename) and is refused if
+        it exists unless ``force``; a path that is a character device or a FIFO
+        (``/dev/null``, ``/dev/stdout``, ``/dev/fd/N``) is written directly. A regular input
+        file into a path is processed by ``jobs`` parallel ranges (default: the CPU count).
+        ``progress`` is called with each amount of input done. ``raw=True`` writes bare
+        AES-CTR starting at ``iv`` with no header (for interoperating with ``openssl enc``);
+        otherwise the IV is fresh and random.
+        """
+        await self._file("encrypt", src, dst, force, jobs, progress, check_iv(iv, raw))
+
+    async def decrypt_file(
+        self,
+        src: FileArg,
+        dst: FileArg,
+        *,
+        force: bool = False,
+        jobs: int | None = None,
+        progress: Progress | None = None,
+        raw: bool = False,
+        iv: bytes | None = None,
+    ) -> None:
+        """Decrypt ``src`` into ``dst``, checking every segment's tag; same output
+        guarantees as :meth:`encrypt_file`: a file that fails leaves no output."""
+        await self._file("decrypt", src, dst, force, jobs, progress, check_iv(iv, raw))
+
+    async def encrypt_stream(
+        self,
+        source: AsyncIterable[bytes] | Any,
+        *,
+        raw: bool = False,
+        iv: bytes | None = None,
+    ) -> AsyncGenerator[bytes | bytearray, None]:
+        """Encrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives.
+
+        Yields the same bytes :meth:`encrypt_file` would write, in pieces of about 1 MiB,
+        each a new object the caller may keep: ``bytearray`` where the cipher encrypts the
+        caller's pieces straight into it (saving a copy of every segment), ``bytes``
+        otherwise.
+        """
+        src = IterSource(source)
+        async with (
+            self._planned("encrypt", src, check_iv(iv, raw)) as plan,
+            contextlib.aclosing(run_iterable(plan, src)) as outputs,
+        ):
+            async for out in outputs:
+                yield out
+
+    async def decrypt_stream(
+        self,
+        source: AsyncIterable[bytes] | Any,
+        *,
+        raw: bool = False,
+        iv: bytes | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """Decrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it
+        arrives; no byte of a segment is yielded before its tag verifies."""
+        src = IterSource(source)
+        async with (
+            self._planned("decrypt", src, check_iv(iv, raw)) as plan,
+            contextlib.aclosing(run_iterable(plan, src)) as outputs,
+        ):
+            async for out in outputs:
+                yield bytes(out) if not isinstance(out, bytes) else out
+
+    async def _file(
+        self,
+        direction: Direction,
+        src: FileArg,
+        dst: FileArg,
+        force: bool,
+        jobs: int | None,
+        progress: Progress | None,
+        raw_iv: bytes | None,
+    ) -> None:
+        """One file (or descriptor, or async file object) into another, atomic when
+        ``dst`` is a path."""
+        dst_path = os.fspath(dst) if isinstance(dst, str | os.PathLike) else None
+        stream = False
+        if dst_path is not None:
+            src_path = os.fspath(src) if isinstance(src, str | os.PathLike) else None
+            stream = check_output_path(
+                dst_path, force=force, src=src_path, no_terminal=direction == "encrypt"
+            )
+        source, owned_fd = await open_source(src)
+        try:
+            if dst_path is None:
+                sink = _sink_for(dst)
+                with _pipe_detail(sink, _name_of(dst)):
+                    async with self._planned(direction, source, raw_iv) as plan:
+                        await run(plan, source, sink, progress)
+            elif stream:
+                await self._into_stream(direction, source, dst_path, progress, raw_iv)
+            else:
+                await self._into_new_file(
+                    direction, source, dst_path, force, jobs, progress, raw_iv
+                )
+        finally:
+            if owned_fd is not None:
+                os.close(owned_fd)
+
+    async def _into_stream(
+        self,
+        direction: Direction,
+        source: Source,
+        path: str,
+        progress: Progress | None,
+        raw_iv: bytes | None,
+    ) -> None:
+        """Into a character device, a FIFO or one of this process's descriptors: written
+        directly by the stream driver."""
+        fd, owned = await _open_stream_output(path, self._options.notify)
+        sink = FdSink(fd, f"output '{path}'")
+        try:
+            with _pipe_detail(sink, f"'{path}'"):
+                async with self._planned(direction, source, raw_iv) as plan:
+                    await run(plan, source, sink, progress)
+        finally:
+            if owned:
+                os.close(fd)
+
+    async def _into_new_file(
+        self,
+        direction: Direction,
+        source: Source,
+        path: str,
+        force: bool,
+        jobs: int | None,
+        progress: Progress | None,
+        raw_iv: bytes | None,
+    ) -> None:
+        """Into a new file, published only once complete and synced."""
+        out = AtomicFile(path, force=force)
+        try:
+            sink = FdSink(out.fd, f"output '{path}'")
+            await self._into_file(direction, source, sink, jobs, progress, raw_iv)
+            await run_blocking(out.sync)  # a cancellation here still removes the output
+            out.publish()  # no await after the output appears: no cancellation either
+        except BaseException:
+            out.abort()
+            raise
+
+    async def _into_file(
+        self,
+        direction: Direction,
+        source: Source,
+        sink: FdSink,
+        jobs: int | None,
+        progress: Progress | None,
+        raw_iv: bytes | None,
+    ) -> None:
+        """By parallel ranges when the input is a regular file (and no explicit
+        splice/sendfile asks otherwise), else by the stream driver. One plan either way,
+        also when ranges hand a damaged file (its size fits no intact file) to the stream
+        driver, which then names exactly what is wrong."""
+        if not isinstance(source, FdSource) or not ranges_apply(source, self._options.options):
+            async with self._planned(direction, source, raw_iv) as plan:
+                await run(plan, source, sink, progress)
+            return
+        base = source.position()
+        size = source.size_hint() or 0
+        header = None
+        if direction == "decrypt" and raw_iv is None:
+            header = pread_header(source, base)
+        async with self._planned(direction, None, raw_iv, header) as plan:
+            if await run_ranges_plan(
+                plan, source, sink, size, base, jobs or os.cpu_count() or 1, progress
+            ):
+                return
+            assert header is not None  # only a kstream file's body can fit no intact layout
+            os.lseek(source.fd, base + header.size, os.SEEK_SET)  # the header is read already
+            await run(plan, source, sink, progress)
+
+
 async def read_header(source: Source) -> Header:
     """Read and parse the whole header at the start of ``source``: the fixed 32 bytes,
     then the passphrase block if the flags announce one."""
@@ -66,74 +316,6 @@ def pread_header(source: FdSource, base: int) -> Header:
         if (size := header_size(data)) > len(data) == HEADER_SIZE:
             data += os.pread(source.fd, size - HEADER_SIZE, base + HEADER_SIZE)
     return parse_header(data)
-
-
-@contextlib.asynccontextmanager
-async def _planned(
-    direction: Direction,
-    source: Source | None,
-    secret: Secret,
-    *,
-    raw: bool = False,
-    iv: bytes | None = None,
-    header: Header | None = None,
-    notify: Notify | None = None,
-    **kw: Any,
-) -> AsyncIterator[Plan]:
-    """:func:`~kstream.engine.plan.planned`, after reading a kstream file's header from
-    ``source`` when decrypting one (unless ``header`` is given). ``kw``: header_iv,
-    backend, options, verify. Every run of the async API passes here first: malloc is
-    tuned for its worker threads (:mod:`kstream.memory`)."""
-    tune_malloc()
-    raw_iv = check_iv(iv, raw)
-    if raw_iv is None and header is None and direction == "decrypt":
-        assert source is not None
-        header = await read_header(source)
-    with planned(
-        direction == "encrypt",
-        secret,
-        raw_iv=raw_iv,
-        header=header,
-        notify=notify or _log_notice,
-        **kw,
-    ) as plan:
-        yield plan
-
-
-async def encrypt_to(
-    source: Source,
-    sink: Sink | FdSink,
-    *,
-    key: Key | None = None,
-    passphrase: PassphraseArg | Derivations | None = None,
-    work_factor: int | None = None,
-    progress: Progress | None = None,
-    **kw: Any,
-) -> None:
-    """Encrypt everything from ``source`` into ``sink`` (header first unless ``raw``).
-
-    ``kw``: raw, iv, header_iv and header (test vectors only), backend, options, verify,
-    notify.
-    """
-    secret = make_secret(key, passphrase, work_factor)
-    async with _planned("encrypt", source, secret, **kw) as plan:
-        await run(plan, source, sink, progress)
-
-
-async def decrypt_to(
-    source: Source,
-    sink: Sink | FdSink,
-    *,
-    key: Key | None = None,
-    passphrase: PassphraseArg | Derivations | None = None,
-    max_work_factor: int | None = None,
-    progress: Progress | None = None,
-    **kw: Any,
-) -> None:
-    """Decrypt everything from ``source`` into ``sink``, checking every segment's tag."""
-    secret = make_secret(key, passphrase, max_work_factor=max_work_factor)
-    async with _planned("decrypt", source, secret, **kw) as plan:
-        await run(plan, source, sink, progress)
 
 
 def _name_of(arg: FileArg) -> str:
@@ -192,86 +374,6 @@ def _sink_for(dst: FileArg) -> Sink | FdSink:
     raise UsageError(f"cannot write to {type(dst).__name__}: give a path or a file")
 
 
-async def process_file(
-    direction: Direction,
-    src: FileArg,
-    dst: FileArg,
-    *,
-    key: Key | None = None,
-    passphrase: PassphraseArg | Derivations | None = None,
-    work_factor: int | None = None,
-    max_work_factor: int | None = None,
-    force: bool = False,
-    jobs: int | None = None,
-    progress: Progress | None = None,
-    **kw: Any,
-) -> None:
-    """Encrypt or decrypt ``src`` into ``dst`` with atomic output when ``dst`` is a path.
-
-    A regular input file into a path is processed by ``jobs`` parallel ranges (default: the
-    CPU count); everything else streams through the fd stream or async-iterable driver.
-    """
-    secret = make_secret(key, passphrase, work_factor, max_work_factor)
-    dst_path = os.fspath(dst) if isinstance(dst, str | os.PathLike) else None
-    stream = False
-    if dst_path is not None:
-        src_path = os.fspath(src) if isinstance(src, str | os.PathLike) else None
-        stream = check_output_path(
-            dst_path, force=force, src=src_path, no_terminal=direction == "encrypt"
-        )
-    source, owned_fd = await open_source(src)
-    try:
-        if dst_path is None:
-            sink = _sink_for(dst)
-            with _pipe_detail(sink, _name_of(dst)):
-                async with _planned(direction, source, secret, **kw) as plan:
-                    await run(plan, source, sink, progress)
-            return
-        if stream:
-            await _run_into_stream(direction, source, dst_path, secret, progress, kw)
-            return
-        out = AtomicFile(dst_path, force=force)
-        try:
-            await _run_into_file(
-                direction,
-                source,
-                FdSink(out.fd, f"output '{dst_path}'"),
-                secret,
-                jobs,
-                progress,
-                kw,
-            )
-            await run_blocking(out.sync)  # a cancellation here still removes the output
-            out.publish()  # no await after the output appears: no cancellation either
-        except BaseException:
-            out.abort()
-            raise
-    finally:
-        if owned_fd is not None:
-            os.close(owned_fd)
-
-
-async def _run_into_stream(
-    direction: Direction,
-    source: Source,
-    path: str,
-    secret: Secret,
-    progress: Progress | None,
-    kw: dict[str, Any],
-) -> None:
-    """Into a character device, a FIFO or one of this process's descriptors: written
-    directly by the stream driver."""
-    fd, owned = await _open_stream_output(path, kw.get("notify") or _log_notice)
-    sink = FdSink(fd, f"output '{path}'")
-    try:
-        with _pipe_detail(sink, f"'{path}'"):
-            async with _planned(direction, source, secret, **kw) as plan:
-                await run(plan, source, sink, progress)
-    finally:
-        if owned:
-            os.close(fd)
-
-
 @contextlib.contextmanager
 def _pipe_detail(sink: Sink | FdSink, name: str) -> Iterator[None]:
     """A failure after bytes went into a pipe says how many: its reader has them (a tar
@@ -307,38 +409,6 @@ async def _open_stream_output(path: str, notify: Notify) -> tuple[int, bool]:
     return opened
 
 
-async def _run_into_file(
-    direction: Direction,
-    source: Source,
-    sink: FdSink,
-    secret: Secret,
-    jobs: int | None,
-    progress: Progress | None,
-    kw: dict[str, Any],
-) -> None:
-    """Into a new file: by parallel ranges when the input is a regular file (and no explicit
-    splice/sendfile asks otherwise), else by the stream driver. One plan either way, also
-    when ranges hand a damaged file (its size fits no intact file) to the stream driver,
-    which then names exactly what is wrong."""
-    if not isinstance(source, FdSource) or not ranges_apply(source, kw.get("options")):
-        async with _planned(direction, source, secret, **kw) as plan:
-            await run(plan, source, sink, progress)
-        return
-    base = source.position()
-    size = source.size_hint() or 0
-    header = None
-    if direction == "decrypt" and check_iv(kw.get("iv"), kw.get("raw", False)) is None:
-        header = pread_header(source, base)
-    async with _planned(direction, None, secret, header=header, **kw) as plan:
-        if await run_ranges_plan(
-            plan, source, sink, size, base, jobs or os.cpu_count() or 1, progress
-        ):
-            return
-        assert header is not None  # only a kstream file's body can fit no intact layout
-        os.lseek(source.fd, base + header.size, os.SEEK_SET)  # the header is read already
-        await run(plan, source, sink, progress)
-
-
 async def encrypt_file(
     src: FileArg,
     dst: FileArg,
@@ -356,33 +426,19 @@ async def encrypt_file(
     progress: Progress | None = None,
     jobs: int | None = None,
 ) -> None:
-    """Encrypt ``src`` into ``dst`` with ``key``, or with ``passphrase`` (exactly one).
-
-    ``dst`` as a path is written atomically (temp file, fsync, rename) and is refused if it
-    exists unless ``force``; a path that is a character device or a FIFO (``/dev/null``,
-    ``/dev/stdout``, ``/dev/fd/N``) is written directly. ``raw=True`` writes bare AES-CTR
-    starting at ``iv`` with no header (for interoperating with ``openssl enc``); otherwise
-    the IV is fresh and random.
-    A passphrase (bytes, str, or a function returning one) is turned into an AES-256 key
-    by scrypt with log2 N = ``work_factor`` (default 18) and a fresh random salt.
+    """Encrypt ``src`` into ``dst`` with ``key``, or with ``passphrase`` (exactly one): a
+    one-run :class:`Session` (see it and :meth:`Session.encrypt_file` for the parameters).
     """
-    await process_file(
-        "encrypt",
-        src,
-        dst,
+    session = Session(
         key=key,
         passphrase=passphrase,
         work_factor=work_factor,
-        force=force,
         backend=backend,
-        raw=raw,
-        iv=iv,
         verify=verify,
         options=options,
         notify=notify,
-        progress=progress,
-        jobs=jobs,
     )
+    await session.encrypt_file(src, dst, force=force, jobs=jobs, progress=progress, raw=raw, iv=iv)
 
 
 async def decrypt_file(
@@ -402,28 +458,18 @@ async def decrypt_file(
     progress: Progress | None = None,
     jobs: int | None = None,
 ) -> None:
-    """Decrypt ``src`` into ``dst``; same output guarantees as :func:`encrypt_file`.
-
-    A passphrase file's work factor above ``max_work_factor`` (default 20) is refused
-    before any work: the header is the file's, and the file may be an attacker's.
-    """
-    await process_file(
-        "decrypt",
-        src,
-        dst,
+    """Decrypt ``src`` into ``dst``: a one-run :class:`Session` (see it and
+    :meth:`Session.decrypt_file`)."""
+    session = Session(
         key=key,
         passphrase=passphrase,
         max_work_factor=max_work_factor,
-        force=force,
         backend=backend,
-        raw=raw,
-        iv=iv,
         verify=verify,
         options=options,
         notify=notify,
-        progress=progress,
-        jobs=jobs,
     )
+    await session.decrypt_file(src, dst, force=force, jobs=jobs, progress=progress, raw=raw, iv=iv)
 
 
 async def encrypt_stream(
@@ -439,28 +485,18 @@ async def encrypt_stream(
     options: CipherOptions | None = None,
     notify: Notify | None = None,
 ) -> AsyncIterator[bytes | bytearray]:
-    """Encrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives.
-
-    Yields the same bytes :func:`encrypt_file` would write, in pieces of about 1 MiB, each
-    a new object the caller may keep: ``bytearray`` where the cipher encrypts the caller's
-    pieces straight into it (saving a copy of every segment), ``bytes`` otherwise.
-    """
-    secret = make_secret(key, passphrase, work_factor)
-    src = IterSource(source)
-    async with (
-        _planned(
-            "encrypt",
-            src,
-            secret,
-            raw=raw,
-            iv=iv,
-            backend=backend,
-            options=options,
-            verify=verify,
-            notify=notify,
-        ) as plan,
-        contextlib.aclosing(run_iterable(plan, src)) as outputs,
-    ):
+    """Encrypt an async iterable of bytes as it arrives: a one-run :class:`Session` (see
+    :meth:`Session.encrypt_stream`)."""
+    session = Session(
+        key=key,
+        passphrase=passphrase,
+        work_factor=work_factor,
+        backend=backend,
+        verify=verify,
+        options=options,
+        notify=notify,
+    )
+    async with contextlib.aclosing(session.encrypt_stream(source, raw=raw, iv=iv)) as outputs:
         async for out in outputs:
             yield out
 
@@ -478,22 +514,17 @@ async def decrypt_stream(
     options: CipherOptions | None = None,
     notify: Notify | None = None,
 ) -> AsyncIterator[bytes]:
-    """Decrypt an async iterable of bytes (or an ``asyncio.StreamReader``) as it arrives."""
-    secret = make_secret(key, passphrase, max_work_factor=max_work_factor)
-    src = IterSource(source)
-    async with (
-        _planned(
-            "decrypt",
-            src,
-            secret,
-            raw=raw,
-            iv=iv,
-            backend=backend,
-            options=options,
-            verify=verify,
-            notify=notify,
-        ) as plan,
-        contextlib.aclosing(run_iterable(plan, src)) as outputs,
-    ):
+    """Decrypt an async iterable of bytes as it arrives: a one-run :class:`Session` (see
+    :meth:`Session.decrypt_stream`)."""
+    session = Session(
+        key=key,
+        passphrase=passphrase,
+        max_work_factor=max_work_factor,
+        backend=backend,
+        verify=verify,
+        options=options,
+        notify=notify,
+    )
+    async with contextlib.aclosing(session.decrypt_stream(source, raw=raw, iv=iv)) as outputs:
         async for out in outputs:
-            yield bytes(out) if not isinstance(out, bytes) else out
+            yield out

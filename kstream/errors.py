@@ -23,6 +23,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "force": ("force=True", "--force"),
     "raw": ("raw=True", "--raw"),
     "iv": ("iv= (16 bytes)", "--iv HEX (32 hex digits)"),
+    "iv given": ("iv=", "--iv"),
     "verify": ("verify=True", "--verify"),
     "key": ("key= (a kstream.Key)", "-k/--key-file, --key-fd, --key-name or --key-serial"),
     "passphrase": (

@@ -17,7 +17,7 @@ import os
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -25,6 +25,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE
 from kstream.keys.key import Key
+
+if TYPE_CHECKING:  # the API (asyncio, the engine) loads when a row runs
+    from kstream.api import BackendName, Session
 
 Status = Literal["ok", "FAIL", "error"]
 #: (vector, feed, status, detail) of one row; the caller adds backend and implementation.
@@ -70,42 +73,30 @@ def _run(coro_fn: Callable[[], object]) -> None:
 
 
 def _small(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
+    from kstream.engine.plan import RunOptions
     from kstream.engine.small import process_small_file
     from kstream.keys.unlock import Secret
 
-    process_small_file(
-        encrypt,
-        src,
-        dst,
-        Secret(key=key),
-        raw_iv=None,
-        force=True,
-        backend=backend,
-        notify=lambda _: None,
-    )
+    run = RunOptions(notify=lambda _: None, backend=backend)
+    process_small_file(encrypt, src, dst, Secret(key=key), run, raw_iv=None, force=True)
+
+
+def _session(key: Key, backend: str) -> Session:
+    from kstream.api import Session
+
+    return Session(key=key, backend=cast("BackendName", backend), notify=lambda _: None)
 
 
 def _ranges(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
-    from kstream.api import process_file
-
-    _run(
-        lambda: process_file(
-            "encrypt" if encrypt else "decrypt",
-            src,
-            dst,
-            key=key,
-            force=True,
-            jobs=2,
-            backend=backend,
-            notify=lambda _: None,
-        )
-    )
+    session = _session(key, backend)
+    transform = session.encrypt_file if encrypt else session.decrypt_file
+    _run(lambda: transform(src, dst, force=True, jobs=2))
 
 
 def _stream(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
     """From a pipe, which only the fd stream driver takes."""
-    from kstream.api import process_file
-
+    session = _session(key, backend)
+    transform = session.encrypt_file if encrypt else session.decrypt_file
     read_fd, write_fd = os.pipe()
 
     def feed() -> None:
@@ -119,24 +110,14 @@ def _stream(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
     try:
-        _run(
-            lambda: process_file(
-                "encrypt" if encrypt else "decrypt",
-                read_fd,
-                dst,
-                key=key,
-                force=True,
-                backend=backend,
-                notify=lambda _: None,
-            )
-        )
+        _run(lambda: transform(read_fd, dst, force=True))
     finally:
         os.close(read_fd)
         writer.join(10)
 
 
 def _iterable(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None:
-    from kstream.api import decrypt_stream, encrypt_stream
+    session = _session(key, backend)
 
     async def pieces() -> AsyncIterator[bytes]:
         with open(src, "rb") as f:
@@ -144,14 +125,9 @@ def _iterable(encrypt: bool, src: str, dst: str, key: Key, backend: str) -> None
                 yield chunk
 
     async def go() -> None:
-        through = encrypt_stream if encrypt else decrypt_stream
+        through = session.encrypt_stream if encrypt else session.decrypt_stream
         with open(dst, "wb") as out:
-            async for part in through(
-                pieces(),
-                key=key,
-                backend=backend,  # type: ignore[arg-type]
-                notify=lambda _: None,
-            ):
+            async for part in through(pieces()):
                 out.write(part)
 
     _run(go)

@@ -125,3 +125,47 @@ def open_fifo_writer(
         time.sleep(0.01)
     os.set_blocking(fd, True)
     return os.fdopen(fd, "wb")
+
+
+async def encrypt_to(
+    source: Any,
+    sink: Any,
+    *,
+    key: Key | None = None,
+    passphrase: Any = None,
+    work_factor: int | None = None,
+    backend: Any = "openssl",
+    header: Any = None,
+    header_iv: bytes | None = None,
+) -> None:
+    """Encrypt an engine Source into a Sink with a chosen header or IV: how the published
+    test vectors are reproduced (the API always makes a fresh random IV)."""
+    from kstream.engine.drive import run
+    from kstream.engine.plan import RunOptions, planned
+    from kstream.keys.unlock import make_secret
+
+    secret = make_secret(key, passphrase, work_factor)
+    options = RunOptions(notify=lambda _: None, backend=backend)
+    with planned(True, secret, options, raw_iv=None, header=header, header_iv=header_iv) as plan:
+        await run(plan, source, sink)
+
+
+async def decrypt_to(
+    source: Any,
+    sink: Any,
+    *,
+    key: Key | None = None,
+    passphrase: Any = None,
+    backend: Any = "openssl",
+) -> None:
+    """Decrypt a kstream file from an engine Source into a Sink."""
+    from kstream.api import read_header
+    from kstream.engine.drive import run
+    from kstream.engine.plan import RunOptions, planned
+    from kstream.keys.unlock import make_secret
+
+    secret = make_secret(key, passphrase)
+    options = RunOptions(notify=lambda _: None, backend=backend)
+    header = await read_header(source)
+    with planned(False, secret, options, raw_iv=None, header=header) as plan:
+        await run(plan, source, sink)

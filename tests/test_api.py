@@ -7,14 +7,17 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiofiles
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import ctr, split, unframe
+from streams import one
 
 import kstream
+import kstream.engine.plan
 from kstream.backends.openssl import OpenSSLStream
 from kstream.errors import FormatError, InvalidKey, IOFailure, UsageError
 from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, Header, framed_size
@@ -152,9 +155,14 @@ async def test_decrypt_errors(tmp_path: Path) -> None:
 async def test_argument_errors(tmp_path: Path) -> None:
     key = kstream.Key.generate()
     (tmp_path / "p").write_bytes(b"x")
-    with pytest.raises(UsageError, match=r"raw mode .* give iv= \(16 bytes\)$"):
+    with pytest.raises(
+        UsageError, match=r"^raw=True needs iv= \(16 bytes\): raw output has no header$"
+    ):
         await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, raw=True)
-    with pytest.raises(UsageError, match=r"only be given with raw mode \(raw=True\)"):
+    with pytest.raises(
+        UsageError,
+        match=r"^iv= is only allowed with raw=True; kstream files get a fresh random IV$",
+    ):
         await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=key, iv=bytes(16))
     with pytest.raises(UsageError, match="must be a kstream.Key"):
         await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", key=b"0" * 16)  # type: ignore[arg-type]
@@ -468,7 +476,10 @@ async def test_passphrase_or_key_exactly_one_and_the_right_one(tmp_path: Path) -
     for kw in ({}, {"key": key, "passphrase": PHRASE}):
         with pytest.raises(UsageError, match="exactly one of key= .* and passphrase="):
             await kstream.encrypt_file(tmp_path / "p", tmp_path / "c", **kw)  # type: ignore[arg-type]
-    with pytest.raises(UsageError, match="passphrase needs the kstream format"):
+    with pytest.raises(
+        UsageError,
+        match="^raw=True takes a key: raw output has no header to hold a passphrase's salt$",
+    ):
         await kstream.encrypt_file(
             tmp_path / "p", tmp_path / "c", passphrase=PHRASE, raw=True, iv=bytes(16)
         )
@@ -762,3 +773,66 @@ async def test_api_errors_name_api_parameters(tmp_path: Path) -> None:
         message = str(info.value)
         assert hint in message, message
         assert "--" not in message, message
+
+
+# --- a Session: resolved once, used for many runs --------------------------------------------
+
+
+async def test_a_session_resolves_its_backend_once_for_many_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run resolves the backend (one probe, one notice); the runs after it reuse
+    the object. Each output is checked against OpenSSL's CTR from the reference."""
+    import kstream.backends.select as select
+
+    calls: list[str] = []
+    real = select.select_backend
+
+    def counting(name: str, *args: Any, **kw: Any) -> Any:
+        calls.append(name)
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(select, "select_backend", counting)
+    monkeypatch.setattr(kstream.engine.plan, "select_backend", counting)
+    notices: list[str] = []
+    key = kstream.Key.generate()
+    session = kstream.Session(key=key, notify=notices.append)
+    for n in range(3):
+        data = os.urandom(1000 * n + 7)
+        (tmp_path / f"p{n}").write_bytes(data)
+        await session.encrypt_file(tmp_path / f"p{n}", tmp_path / f"c{n}")
+        await session.decrypt_file(tmp_path / f"c{n}", tmp_path / f"d{n}")
+        assert (tmp_path / f"d{n}").read_bytes() == data
+        blob = (tmp_path / f"c{n}").read_bytes()
+        assert body_of(blob, key) == data
+    assert calls == ["auto"]
+    assert len(set(notices)) == len(notices) <= 1  # the fallback notice, once if at all
+
+
+async def test_a_session_streams_both_ways(tmp_path: Path) -> None:
+    key = kstream.Key.generate(256)
+    session = kstream.Session(key=key, backend="openssl")
+    data = os.urandom(3 * 65536 + 11)
+    blob = b"".join([bytes(p) async for p in session.encrypt_stream(one(data))])
+    assert body_of(blob, key) == data
+    assert b"".join([p async for p in session.decrypt_stream(one(blob))]) == data
+    raw = b"".join(
+        [bytes(p) async for p in session.encrypt_stream(one(data), raw=True, iv=bytes(16))]
+    )
+    assert raw == ctr(key.material(), bytes(16), data)
+
+
+def test_a_session_never_shows_its_secret() -> None:
+    key = kstream.Key(bytes(range(32)))
+    shown = repr(kstream.Session(key=key)) + repr(kstream.Session(passphrase="hunter22"))
+    assert shown == (
+        "<kstream.Session key, backend auto><kstream.Session passphrase, backend auto>"
+    )
+    assert "hunter22" not in shown and bytes(range(32)).hex() not in shown
+
+
+def test_a_session_checks_its_arguments_when_made() -> None:
+    with pytest.raises(UsageError, match="exactly one of key= .* and passphrase="):
+        kstream.Session()
+    with pytest.raises(UsageError, match="must be a kstream.Key"):
+        kstream.Session(key=b"0" * 16)  # type: ignore[arg-type]

@@ -36,7 +36,7 @@ ORDER = {
         ["diagnosis"],
     ],
     "kstream.engine": [
-        ["threads"],
+        ["threads", "raw"],
         ["fdio"],
         ["iterate", "pipe", "ranges"],
         ["plan"],

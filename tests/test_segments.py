@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from reference import check_blob, ctr, seal
-from streams import Collect, NoInPlace, one
+from streams import Collect, NoInPlace, encrypt_to, one
 
 import kstream
-from kstream.api import encrypt_to
 from kstream.backends.base import BLOCK, CipherStream, counter_add
 from kstream.backends.openssl import OpenSSLStream
 from kstream.engine.iterate import IterSource

@@ -26,6 +26,7 @@ from kstream.cli.many import (
     wipe_secrets,
 )
 from kstream.cli.outputs import replace_refusal
+from kstream.engine.raw import check_iv, check_raw
 from kstream.errors import UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, header_size
 from kstream.keys.key import Key, readable_by_others
@@ -116,8 +117,7 @@ def unlock(args: argparse.Namespace) -> tuple[Key | None, PassphraseArg | None, 
     if factor is not None and _key_given(args):
         option = "--work-factor" if encrypt else "--max-work-factor"
         raise UsageError(f"{option} applies to a passphrase, not to a key")
-    if args.raw and wants_phrase:
-        raise UsageError("--raw takes a key: raw output has no header to hold a passphrase's salt")
+    check_raw(args.raw, keyed=not wants_phrase)
     passphrase = _passphrase(args, encrypt)
     if passphrase is not None and args.progress is not False and os.isatty(2):
         import kstream.keys.passphrase  # (the module: its names are imported above)
@@ -441,11 +441,7 @@ def cmd_cipher(args: argparse.Namespace) -> int:
 
 def _cmd_one(args: argparse.Namespace) -> int:
     encrypt = args.command == "encrypt"
-    if args.iv is not None and not args.raw:
-        raise UsageError("--iv is only allowed with --raw; kstream files get a random IV")
-    iv = _raw_iv(args.iv, encrypt)
-    if args.raw and iv is None:
-        raise UsageError("--raw needs --iv HEX (32 hex digits): raw output has no header")
+    iv = check_iv(_raw_iv(args.iv, encrypt), args.raw)
     if encrypt and args.output == "-":
         tui.refuse_terminal(
             1, "refusing to write ciphertext to a terminal; redirect stdout or give an output file"
@@ -503,27 +499,30 @@ def _run_async(
     if total is not None and not encrypt and not args.raw:
         total = max(total - _header_size_of(args.input), 0)
     # Imported here: --help, keygen and inspect must not pay for asyncio and OpenSSL.
-    from kstream.api import decrypt_file, encrypt_file
+    from kstream.api import Session
     from kstream.cli.runner import run
 
-    transform = encrypt_file if encrypt else decrypt_file
+    session = Session(
+        key=key,
+        passphrase=passphrase,
+        work_factor=factor if encrypt else None,
+        max_work_factor=None if encrypt else factor,
+        backend=args.backend,
+        verify=args.verify,
+        options=options,
+        notify=notifier(args),
+    )
+    transform = session.encrypt_file if encrypt else session.decrypt_file
     with tui.progress_bar(args.progress, total, stdout_data=args.output == "-") as progress:
         run(
             transform(
                 0 if args.input == "-" else args.input,
                 1 if args.output == "-" else args.output,
-                key=key,
-                passphrase=passphrase,
-                backend=args.backend,
                 force=args.force,
+                jobs=args.jobs,
+                progress=progress,
                 raw=args.raw,
                 iv=iv,
-                verify=args.verify,
-                options=options,
-                notify=notifier(args),
-                progress=progress,
-                jobs=args.jobs,
-                **({"work_factor": factor} if encrypt else {"max_work_factor": factor}),
             )
         )
 
@@ -547,23 +546,16 @@ def _run_small(
     if not small_input(args.input):
         return False
     from kstream.cli.runner import run_sync
-    from kstream.engine.plan import check_iv
+    from kstream.engine.plan import RunOptions
     from kstream.keys.unlock import make_secret
 
     encrypt = args.command == "encrypt"
     secret = make_secret(key, passphrase, factor if encrypt else None, None if encrypt else factor)
-    raw_iv = check_iv(iv, args.raw)
-    return run_sync(
-        lambda: process_small_file(  # False: it grew, the caller streams it
-            encrypt,
-            args.input,
-            args.output,
-            secret,
-            raw_iv=raw_iv,
-            force=args.force,
-            backend=args.backend,
-            options=options,
-            verify=args.verify,
-            notify=notifier(args),
+    run = RunOptions(
+        notify=notifier(args), backend=args.backend, options=options, verify=args.verify
+    )
+    return run_sync(  # False: it grew, the caller streams it
+        lambda: process_small_file(
+            encrypt, args.input, args.output, secret, run, raw_iv=iv, force=args.force
         )
     )

@@ -15,7 +15,7 @@ import argparse
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from kstream.backends.base import FALLBACK_NOTICE, CipherOptions
 from kstream.cli import tui
@@ -240,36 +240,29 @@ def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) 
     tally = Tally(len(args.paths))
     for src, exc in refused:
         fail(tally, src, exc)
-    from kstream.api import decrypt_file, encrypt_file
+    from kstream.api import Session
     from kstream.cli.runner import run
     from kstream.engine.plan import resolve_backend
 
-    transform = encrypt_file if encrypt else decrypt_file
     notify = once(notifier(args))
     sizes = [t.size for t in tasks]
     try:
         # Once for the run: a kernel probe per file would cost more than a small file does.
-        backend = resolve_backend(key, args.backend, notify, options) if tasks else None
+        backend = resolve_backend(key, args.backend, notify, options) if tasks else args.backend
+        session = Session(
+            key=key,
+            passphrase=shared,
+            max_work_factor=None if encrypt else factor,
+            backend=backend,
+            verify=args.verify,
+            options=options,
+            notify=notify,
+        )
+        transform = session.encrypt_file if encrypt else session.decrypt_file
         with tui.files_bar(args.progress, sum(sizes), len(tasks)) as (progress, file_done):
 
             async def one(task: Task) -> None:
-                limit: dict[str, Any] = (
-                    {} if encrypt or factor is None else {"max_work_factor": factor}
-                )
-                await transform(
-                    task.src,
-                    task.dst,
-                    key=key,
-                    passphrase=shared,
-                    backend=backend or args.backend,
-                    force=args.force,
-                    verify=args.verify,
-                    options=options,
-                    notify=notify,
-                    progress=progress,
-                    jobs=1,
-                    **limit,
-                )
+                await transform(task.src, task.dst, force=args.force, jobs=1, progress=progress)
 
             async def go() -> None:
                 try:

@@ -6,11 +6,14 @@ stream per range from the same backend object (for the kernel, one probe in all,
 range).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: with it, typing compiles each NamedTuple
+# field's annotation from a string, and the first compile() of a process costs more than a
+# small file's encryption (tests/engine/test_small.py checks the path compiles nothing).
 
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -18,7 +21,8 @@ from kstream.backends.base import BLOCK, Backend, CipherOptions, CipherStream, c
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.backends.select import choose_backend, prepared_key, select_backend
 from kstream.backends.verify import VerifyingStream
-from kstream.errors import FormatError, InvalidKey, UsageError, option, worded
+from kstream.engine.raw import check_raw
+from kstream.errors import FormatError, InvalidKey, option, worded
 from kstream.format import DEFAULT_SEGMENT, IV_SIZE, Header
 from kstream.keys.key import Key
 from kstream.keys.unlock import Secret, unlocked
@@ -39,22 +43,6 @@ def resolve_backend(
     if key is None:
         return select_backend(backend, notify, options)
     return choose_backend(key, backend, notify, options)
-
-
-def check_iv(iv: bytes | None, raw: bool) -> bytes | None:
-    """The raw-mode IV (required there), or None for a kstream file (refused there)."""
-    if raw:
-        if iv is None:
-            raise UsageError(f"raw mode has no header to carry the IV: give {option('iv')}")
-        if len(iv) != IV_SIZE:
-            raise UsageError(f"the IV must be {IV_SIZE} bytes, got {len(iv)}")
-        return bytes(iv)
-    if iv is not None:
-        raise UsageError(
-            f"an IV can only be given with raw mode ({option('raw')}); "
-            "kstream files get a fresh random IV"
-        )
-    return None
 
 
 def parse_header(data: bytes) -> Header:
@@ -80,35 +68,34 @@ def check_key_fits(header: Header, key: Key) -> None:
         )
 
 
-class Plan:
-    """What one run does: which way, with which backend object, key, IV and segment size.
+class RunOptions(NamedTuple):
+    """How a run goes besides its secret and its data: one immutable record, made by the
+    caller (the API, the command line) and read by :func:`planned`."""
 
-    ``header`` is None in raw mode (bare CTR: no header, no frames, no tags). A plain class,
-    not a dataclass: see :mod:`kstream.format`.
+    notify: Notify
+    backend: str | Backend = "auto"
+    options: CipherOptions | None = None
+    verify: bool = False
+
+
+class Plan(NamedTuple):
+    """What one run does: which way, with which backend object, key, IV and segment size;
+    complete and immutable once :func:`make_plan` has built it.
+
+    ``header`` is None in raw mode (bare CTR: no header, no frames, no tags), and so is
+    ``mac``. ``proof`` is shared by all of the run's openers: once segment 0 verified, a
+    failure is a modified file, not a wrong key, whichever range meets it.
     """
 
-    def __init__(
-        self,
-        encrypt: bool,
-        key: Key,
-        backend: Backend,
-        iv: bytes,
-        header: Header | None,
-        options: CipherOptions | None = None,
-        verify: bool = False,
-        mac: AESGCM | None = None,
-    ) -> None:
-        self.encrypt = encrypt
-        self.key = key
-        self.backend = backend
-        self.iv = iv
-        self.header = header
-        self.options = options
-        self.verify = verify
-        self.mac = mac
-        #: Shared by all of the run's openers: once segment 0 verified, a failure is a
-        #: modified file, not a wrong key, whichever range meets it.
-        self.proof = KeyProof()
+    encrypt: bool
+    key: Key
+    backend: Backend
+    iv: bytes
+    header: Header | None
+    options: CipherOptions | None
+    verify: bool
+    mac: AESGCM | None
+    proof: KeyProof
 
     @property
     def segment(self) -> int:
@@ -184,42 +171,34 @@ def make_plan(
         notify(worded(NOTHING_TO_VERIFY))
         verify = False
     if raw_iv is not None:
-        return Plan(encrypt, key, chosen, raw_iv, None, options, verify)
+        return Plan(encrypt, key, chosen, raw_iv, None, options, verify, None, KeyProof())
     if header is None:
         if not encrypt:
             raise ValueError("decrypting a kstream file needs its header")
         header = Header(suite=key.suite, iv=os.urandom(IV_SIZE))
-    plan = Plan(encrypt, key, chosen, header.iv, header, options, verify)
-    # The backend first: with a keyring key its errors (kernel too old, no permission) are
-    # the ones to report, and the MAC derivation would meet the same ones.
-    plan.mac = mac_for_key(key, header)
-    return plan
+    # The backend first (above): with a keyring key its errors (kernel too old, no
+    # permission) are the ones to report, and the MAC derivation would meet the same ones.
+    mac = mac_for_key(key, header)
+    return Plan(encrypt, key, chosen, header.iv, header, options, verify, mac, KeyProof())
 
 
 @contextlib.contextmanager
 def planned(
     encrypt: bool,
     secret: Secret,
+    run: RunOptions,
     *,
     raw_iv: bytes | None,
     header: Header | None,
     header_iv: bytes | None = None,
-    backend: str | Backend = "auto",
-    options: CipherOptions | None = None,
-    verify: bool = False,
-    notify: Notify,
 ) -> Iterator[Plan]:
     """The plan for one run, with its key usable while the block runs (a passphrase's key
     is wiped when it ends). To decrypt a kstream file, pass its header; ``header_iv`` (and
     a ``header`` for encryption) exist only to reproduce published test vectors."""
-    if raw_iv is not None and secret.key is None:
-        raise UsageError(
-            "a passphrase needs the kstream format (its header holds the salt); "
-            f"{option('raw')} takes a key"
-        )
+    check_raw(raw_iv is not None, secret.key is not None)
     with (
         unlocked(encrypt, secret, header, header_iv) as (key, header),
-        prepared_key(key, backend, notify) as key,
+        prepared_key(key, run.backend, run.notify) as key,
     ):
         if header is not None and not encrypt:
             check_key_fits(header, key)
@@ -228,8 +207,8 @@ def planned(
             key=key,
             raw_iv=raw_iv,
             header=header,
-            backend=backend,
-            options=options,
-            verify=verify,
-            notify=notify,
+            backend=run.backend,
+            options=run.options,
+            verify=run.verify,
+            notify=run.notify,
         )

@@ -18,8 +18,8 @@ import os
 import stat
 
 from kstream.atomic import AtomicFile, check_output_path, output_changed
-from kstream.backends.base import BLOCK, CipherOptions
-from kstream.engine.plan import Notify, parse_header, planned
+from kstream.backends.base import BLOCK
+from kstream.engine.plan import RunOptions, parse_header, planned
 from kstream.errors import io_errors
 from kstream.format import header_size
 from kstream.keys.unlock import Secret
@@ -81,16 +81,13 @@ def process_small_file(
     src: str,
     dst: str,
     secret: Secret,
+    run: RunOptions,
     *,
     raw_iv: bytes | None,
     force: bool = False,
-    backend: str = "auto",
-    options: CipherOptions | None = None,
-    verify: bool = False,
-    notify: Notify,
 ) -> bool:
     """Encrypt or decrypt the small regular file ``src`` into the new file ``dst``
-    (``raw_iv``: see :func:`~kstream.engine.plan.check_iv`). False, having written
+    (``raw_iv``: see :func:`~kstream.engine.raw.check_iv`). False, having written
     nothing and derived no key, if ``src`` holds more than :data:`SMALL` bytes by now:
     the caller runs it through the streaming path instead, whose output it is."""
     if check_output_path(dst, force=force, src=src):  # the caller's check said otherwise
@@ -108,16 +105,7 @@ def process_small_file(
     # kstream.api.read_header parses what a stream gives, so a short one fails alike.
     header = None if encrypt or raw_iv is not None else parse_header(data[: header_size(data)])
     body = memoryview(data)[0 if header is None else header.size :]
-    with planned(
-        encrypt,
-        secret,
-        raw_iv=raw_iv,
-        header=header,
-        backend=backend,
-        options=options,
-        verify=verify,
-        notify=notify,
-    ) as plan:
+    with planned(encrypt, secret, run, raw_iv=raw_iv, header=header) as plan:
         codec = plan.codec()
         try:
             result = b"".join([plan.prefix, *run_whole(codec, body)])

@@ -154,9 +154,8 @@ def test_unknown_driver_and_selftest_and_backends(files: Path) -> None:
 def test_both_backends_write_identical_authenticated_files(bits: int) -> None:
     import asyncio
 
-    from streams import Collect, one
+    from streams import Collect, encrypt_to, one
 
-    from kstream.api import encrypt_to
     from kstream.engine.iterate import IterSource
 
     key = kstream.Key.generate(bits)

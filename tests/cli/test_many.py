@@ -189,7 +189,7 @@ def test_files_in_flight_are_bounded(
 ) -> None:
     """At most -j files at once, and open descriptors do not grow with the number of files."""
     files = make_files(tmp_path, [50_000] * 24)
-    real = kstream.api.process_file
+    real = kstream.api.Session._file
     in_flight = 0
     peak = 0
     fds: list[int] = []
@@ -207,7 +207,7 @@ def test_files_in_flight_are_bounded(
             with lock:
                 in_flight -= 1
 
-    monkeypatch.setattr(kstream.api, "process_file", counting)
+    monkeypatch.setattr(kstream.api.Session, "_file", counting)
     code, _, err = run_main(
         capsys, "encrypt", "-q", "-k", keyfile, "-j", "3", "--suffix", ".kst", *files
     )

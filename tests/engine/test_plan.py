@@ -19,7 +19,8 @@ from kstream.backends.kernel import KernelBackend
 from kstream.engine.drive import ranges_apply, run, run_ranges_plan
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import IterSource
-from kstream.engine.plan import NOTHING_TO_VERIFY, Plan, check_header, check_iv, make_plan
+from kstream.engine.plan import NOTHING_TO_VERIFY, Plan, check_header, make_plan
+from kstream.engine.raw import check_iv, check_raw
 from kstream.errors import FormatError, InvalidKey, UsageError, worded
 from kstream.format import HEADER_SIZE, Header
 from kstream.keys.key import Key
@@ -41,9 +42,7 @@ def small_plan(key: Key, iv: bytes, *, encrypt: bool, raw: bool, in_place: bool)
         backend="openssl",
         notify=print,
     )
-    if not in_place:
-        plan.backend = NoInPlaceBackend(True)
-    return plan
+    return plan if in_place else plan._replace(backend=NoInPlaceBackend(True))
 
 
 async def through_fds(plan: Plan, tmp: Path, data: bytes) -> bytes:
@@ -195,12 +194,28 @@ async def test_pipe_and_stream_runs_resolve_once(resolutions: list[str]) -> None
 def test_check_iv() -> None:
     assert check_iv(bytes(16), raw=True) == bytes(16)
     assert check_iv(None, raw=False) is None
-    with pytest.raises(UsageError, match="raw mode has no header to carry the IV"):
+    with pytest.raises(
+        UsageError, match=r"raw=True needs iv= \(16 bytes\): raw output has no header"
+    ):
         check_iv(None, raw=True)
     with pytest.raises(UsageError, match="the IV must be 16 bytes, got 8"):
         check_iv(bytes(8), raw=True)
-    with pytest.raises(UsageError, match="an IV can only be given with raw mode"):
+    with pytest.raises(UsageError, match="iv= is only allowed with raw=True; kstream files get"):
         check_iv(bytes(16), raw=False)
+
+
+def test_check_raw() -> None:
+    check_raw(False, keyed=False)
+    check_raw(True, keyed=True)
+    with pytest.raises(UsageError, match="raw=True takes a key: raw output has no header"):
+        check_raw(True, keyed=False)
+
+
+def test_a_plan_cannot_be_changed_once_built() -> None:
+    plan = make_plan(encrypt=True, key=Key.generate(), raw_iv=None, backend="openssl", notify=print)
+    with pytest.raises(AttributeError):
+        plan.verify = True  # type: ignore[misc]
+    assert plan.mac is not None and plan.header is not None
 
 
 def test_check_header() -> None:

@@ -212,20 +212,20 @@ async def test_general_path_without_in_place_api(tmp_path: Path, size: int, jobs
     data = os.urandom(size)
     (tmp_path / "p").write_bytes(data)
     backend = NoInPlaceBackend(blockwise=True)
-    seal_plan = plan_for(key, iv, raw=False)
-    seal_plan.backend = backend
+    seal_plan = plan_for(key, iv, raw=False)._replace(backend=backend)
     assert await by_ranges(seal_plan, tmp_path / "p", tmp_path / "c", jobs)
     blob = (tmp_path / "c").read_bytes()
     assert blob == await sequential(plan_for(key, iv, raw=False), data)
-    open_plan = plan_for(key, iv, raw=False, encrypt=False)
-    open_plan.backend = backend
+    open_plan = plan_for(key, iv, raw=False, encrypt=False)._replace(backend=backend)
     assert await by_ranges(open_plan, tmp_path / "c", tmp_path / "d", jobs)
     assert (tmp_path / "d").read_bytes() == data
     segments = size // S + 1
     assert backend.opened == 2 * min(jobs, segments)
 
 
-async def test_other_ranges_start_only_after_segment_0_verified(tmp_path: Path) -> None:
+async def test_other_ranges_start_only_after_segment_0_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A forged segment 0 (wrong key here) stops the run before any other range has opened
     a codec or allocated its segment buffer: memory sized by an unauthenticated header is
     one segment, whatever --jobs says."""
@@ -242,13 +242,13 @@ async def test_other_ranges_start_only_after_segment_0_verified(tmp_path: Path) 
         notify=lambda _: None,
     )
     opened: list[int] = []
-    make_codec = plan.codec
+    make_codec = Plan.codec
 
-    def codec(first: int) -> kstream.segments.Codec:
+    def codec(self: Plan, first: int = 0) -> kstream.segments.Codec:
         opened.append(first)
-        return make_codec(first)
+        return make_codec(self, first)
 
-    plan.codec = codec  # type: ignore[method-assign]
+    monkeypatch.setattr(Plan, "codec", codec)
     size = (tmp_path / "c").stat().st_size
     in_fd = os.open(tmp_path / "c", os.O_RDONLY)
     out_fd = os.open(tmp_path / "d", os.O_WRONLY | os.O_CREAT, 0o600)

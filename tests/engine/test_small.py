@@ -21,7 +21,7 @@ from kstream.cli import runner
 from kstream.engine import small
 from kstream.engine.drive import run
 from kstream.engine.fdio import FdSink, FdSource
-from kstream.engine.plan import Plan, make_plan
+from kstream.engine.plan import Plan, RunOptions, make_plan
 from kstream.engine.small import SMALL, process_small_file, run_whole, small_input
 from kstream.errors import FormatError, IntegrityError, Interrupted, KstreamError, UsageError
 from kstream.format import HEADER_SIZE, Header
@@ -35,13 +35,15 @@ def notes(message: str) -> None:
     pass
 
 
+RUN = RunOptions(notify=notes)
+OPENSSL = RunOptions(notify=notes, backend="openssl")
+
+
 def _plan(key: kstream.Key, encrypt: bool, header: Header, backend: Backend | None = None) -> Plan:
     plan = make_plan(
         encrypt=encrypt, key=key, raw_iv=None, header=header, backend="openssl", notify=notes
     )
-    if backend is not None:
-        plan.backend = backend
-    return plan
+    return plan if backend is None else plan._replace(backend=backend)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -74,9 +76,7 @@ def test_raw_mode_is_openssl_ctr(tmp_path: Path) -> None:
     data = os.urandom(3 * S + 1)
     (tmp_path / "p").write_bytes(data)
     secret = make_secret(key, None)
-    process_small_file(
-        True, str(tmp_path / "p"), str(tmp_path / "c"), secret, raw_iv=iv, notify=notes
-    )
+    process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"), secret, RUN, raw_iv=iv)
     assert (tmp_path / "c").read_bytes() == ctr(key.material(), iv, data)
 
 
@@ -95,9 +95,8 @@ def _small_error(
             str(src),
             str(dst),
             make_secret(key, passphrase),
+            OPENSSL,
             raw_iv=None,
-            backend="openssl",
-            notify=notes,
         )
     return exc.value
 
@@ -151,9 +150,7 @@ def test_a_passphrase_file_round_trips_with_the_api(tmp_path: Path) -> None:
     data = os.urandom(S * 3)
     (tmp_path / "p").write_bytes(data)
     secret = make_secret(None, b"correct horse", work_factor=10)
-    process_small_file(
-        True, str(tmp_path / "p"), str(tmp_path / "c"), secret, raw_iv=None, notify=notes
-    )
+    process_small_file(True, str(tmp_path / "p"), str(tmp_path / "c"), secret, RUN, raw_iv=None)
     kstream.run(kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase=b"correct horse"))
     assert (tmp_path / "d").read_bytes() == data
 
@@ -167,8 +164,8 @@ def test_an_existing_output_is_refused_and_kept(tmp_path: Path) -> None:
             str(tmp_path / "p"),
             str(tmp_path / "c"),
             make_secret(kstream.Key.generate(), None),
+            RUN,
             raw_iv=None,
-            notify=notes,
         )
     assert (tmp_path / "c").read_bytes() == b"keep me"
 
@@ -187,8 +184,8 @@ def test_a_file_that_grew_past_the_limit_is_left_to_the_streaming_path(
             str(tmp_path / "p"),
             str(tmp_path / "c"),
             make_secret(key, None),
+            RUN,
             raw_iv=None,
-            notify=notes,
         )
         is False
     )

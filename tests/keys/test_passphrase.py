@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from reference import check_blob, passphrase_key, seal_with_passphrase
-from streams import Collect, one
+from streams import Collect, decrypt_to, encrypt_to, one
 
 import kstream
-from kstream.api import decrypt_to, encrypt_to
 from kstream.engine.iterate import IterSource
 from kstream.errors import FormatError, IntegrityError, UsageError, command_line_words
 from kstream.format import DEFAULT_SEGMENT as S
@@ -28,7 +27,9 @@ from kstream.keys.passphrase import (
     read_passphrase_file,
 )
 
-VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "kstream-v1-passphrase.json").read_text())
+VECTORS = json.loads(
+    (Path(__file__).parents[1] / "vectors" / "kstream-v1-passphrase.json").read_text()
+)
 SALT = bytes(range(0x40, 0x50))
 
 
