@@ -174,7 +174,10 @@ def _write_tree(base: Path, files: dict[str, bytes]) -> None:
 
 def user_files(home: Path) -> dict[str, bytes]:
     """The files the examples take as the user's, written into ``home``: their contents."""
-    rnd = lambda n: hashlib.shake_256(str(n).encode()).digest(n)  # noqa: E731
+
+    def rnd(n: int) -> bytes:
+        return hashlib.shake_256(str(n).encode()).digest(n)
+
     files = {
         "a.jpg": rnd(40_000),
         "b.jpg": rnd(3_000),
