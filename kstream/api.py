@@ -484,7 +484,7 @@ async def encrypt_stream(
     verify: bool = False,
     options: CipherOptions | None = None,
     notify: Notify | None = None,
-) -> AsyncIterator[bytes | bytearray]:
+) -> AsyncGenerator[bytes | bytearray, None]:
     """Encrypt an async iterable of bytes as it arrives: a one-run :class:`Session` (see
     :meth:`Session.encrypt_stream`)."""
     session = Session(
@@ -513,7 +513,7 @@ async def decrypt_stream(
     verify: bool = False,
     options: CipherOptions | None = None,
     notify: Notify | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Decrypt an async iterable of bytes as it arrives: a one-run :class:`Session` (see
     :meth:`Session.decrypt_stream`)."""
     session = Session(

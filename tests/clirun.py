@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def one_error(err: str, match: str) -> str:
     return lines[0]
 
 
-def fails(*args: object, code: int, match: str, **kw: object) -> str:
+def fails(*args: object, code: int, match: str, **kw: Any) -> str:
     """Run kstream expecting one clean error line; return it."""
     proc = kst(*args, check=False, **kw)
     err = proc.stderr.decode()

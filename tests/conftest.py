@@ -27,7 +27,7 @@ else:
 try:
     from buffers import overlap
 except ImportError:  # a sandbox that copies only this file and uml/ (tests/uml/test_harness)
-    overlap = None
+    overlap = None  # type: ignore[assignment]
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +69,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    uml.shutdown(session.config)
+    uml.shutdown(session)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

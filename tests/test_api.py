@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ async def agen(pieces: list[bytes], delay: float = 0) -> AsyncIterator[bytes]:
         yield piece
 
 
-async def collect(it: AsyncIterator[bytes]) -> bytes:
+async def collect(it: AsyncIterable[bytes | bytearray]) -> bytes:
     return b"".join([piece async for piece in it])
 
 
@@ -438,7 +438,7 @@ async def test_work_factors_beyond_memory_are_usage_errors(tmp_path: Path) -> No
         "bytes, r = 8); "
     )
     (tmp_path / "p").write_bytes(b"data")
-    runs = [
+    runs: list[tuple[Callable[..., Awaitable[None]], str, dict[str, Any], str]] = [
         (
             kstream.encrypt_file,
             "p",

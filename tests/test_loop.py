@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_run_encrypts_the_same_bytes_as_asyncio_run() -> None:
     data = bytes(range(256)) * 5000
 
     async def collect() -> bytes:
-        async def source():  # type: ignore[no-untyped-def]
+        async def source() -> AsyncIterator[bytes]:
             yield data
 
         return b"".join(

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -557,7 +558,7 @@ async def _error_of(coro: object) -> str:
     return str(info.value)
 
 
-async def _every_driver(tmp_path: Path, blob: bytes, **secret: object) -> dict[str, str]:
+async def _every_driver(tmp_path: Path, blob: bytes, **secret: Any) -> dict[str, str]:
     """The error each driver gives for ``blob``: the async-iterable driver, the fd stream
     driver (into /dev/null, a stream output), and parallel ranges with 1 to 6 jobs (with 6,
     each of the file's segments is a range of its own: segment 2's range learns that the key
@@ -565,7 +566,7 @@ async def _every_driver(tmp_path: Path, blob: bytes, **secret: object) -> dict[s
     (tmp_path / "c").write_bytes(blob)
 
     async def drain() -> None:
-        async for _ in kstream.decrypt_stream(one(blob), backend="openssl", **secret):  # type: ignore[arg-type]
+        async for _ in kstream.decrypt_stream(one(blob), backend="openssl", **secret):
             pass
 
     errors = {
@@ -573,13 +574,13 @@ async def _every_driver(tmp_path: Path, blob: bytes, **secret: object) -> dict[s
         "stream": await _error_of(
             kstream.decrypt_file(tmp_path / "c", "/dev/null", backend="openssl", **secret)
         ),
-    }  # type: ignore[arg-type]
+    }
     for jobs in (1, 2, 3, 6):
         errors[f"ranges-{jobs}"] = await _error_of(
             kstream.decrypt_file(
                 tmp_path / "c", tmp_path / "d", backend="openssl", jobs=jobs, **secret
             )
-        )  # type: ignore[arg-type]
+        )
         assert not (tmp_path / "d").exists()
     return errors
 
@@ -587,7 +588,7 @@ async def _every_driver(tmp_path: Path, blob: bytes, **secret: object) -> dict[s
 @pytest.mark.parametrize("by", ["key", "passphrase"])
 async def test_every_driver_says_the_key_is_right_after_segment_0(tmp_path: Path, by: str) -> None:
     data = os.urandom(5 * S + 3)  # six segments
-    secret: dict[str, object] = (
+    secret: dict[str, Any] = (
         {"key": Key(os.urandom(32))} if by == "key" else {"passphrase": "correct horse"}
     )
     sink = Collect()
@@ -595,9 +596,9 @@ async def test_every_driver_says_the_key_is_right_after_segment_0(tmp_path: Path
         IterSource(one(data)),
         sink,
         backend="openssl",
-        **({"work_factor": 10} if by == "passphrase" else {}),
+        work_factor=10 if by == "passphrase" else None,
         **secret,
-    )  # type: ignore[arg-type]
+    )
     blob = bytes(sink.data)
     head = len(blob) - len(data) - 6 * OVERHEAD  # 32, or 52 with a passphrase block
 

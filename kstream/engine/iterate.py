@@ -59,9 +59,9 @@ async def read_exact(source: Source, n: int) -> bytes:
 class IterSource:
     """Adapts an async iterable of bytes (or an ``asyncio.StreamReader``) to a Source."""
 
-    def __init__(self, source: AsyncIterable[bytes] | asyncio.StreamReader) -> None:
+    def __init__(self, source: AsyncIterable[bytes | bytearray] | asyncio.StreamReader) -> None:
         if isinstance(source, asyncio.StreamReader):
-            self._iter: AsyncIterator[bytes] = _stream_reader_pieces(source)
+            self._iter: AsyncIterator[bytes | bytearray] = _stream_reader_pieces(source)
         else:
             self._iter = aiter(source)
         self._pieces: collections.deque[memoryview] = collections.deque()

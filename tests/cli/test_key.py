@@ -476,4 +476,4 @@ def test_rm_asks_on_a_terminal_with_the_real_keyring(
     code, screen = tty.finish()
     assert code == 0, screen
     assert [k["name"] for k in json.loads((tmp_path / "list.json").read_text())] == left
-    assert ("removed logon key 'kstream:a'" in screen) is not left
+    assert ("removed logon key 'kstream:a'" in screen) is not bool(left)

@@ -47,7 +47,7 @@ def test_debug_adds_the_traceback_before_the_line(capsys: pytest.CaptureFixture[
 
 def test_a_bug_is_one_line_too_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     try:
-        {}["missing"]
+        {"present": 1}["missing"]
     except KeyError as exc:
         assert tui.report(exc, debug=False) == tui.EXIT_SOFTWARE == 70
     assert capsys.readouterr().err == (

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kstream.format import MAX_SEGMENT, CipherSuite, Header
-from kstream.segments import OVERHEAD
+from kstream.format import MAX_SEGMENT, OVERHEAD, CipherSuite, Header
 
 LIMIT_KIB = 64 * 1024
 FULL_SEGMENTS = 8

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -241,7 +242,7 @@ class RefusesFirst(RawCodec):
 
 @pytest.mark.parametrize(("codec", "allocated"), [(RefusesFirst, 1), (Counting, 3)])
 async def test_pump_holds_one_buffer_until_segment_0_went_through_the_codec(
-    tmp_path: Path, codec: type[RawCodec], allocated: int
+    tmp_path: Path, codec: Callable[[], RawCodec], allocated: int
 ) -> None:
     """The segment size comes from an unauthenticated header: no second buffer before
     segment 0 passed (the input has far more than three segments ready to read)."""

@@ -180,8 +180,9 @@ async def test_backend_is_resolved_once_when_ranges_hand_over(
 
 async def test_pipe_and_stream_runs_resolve_once(resolutions: list[str]) -> None:
     key = Key.generate()
-    out = [
-        p async for p in kstream.encrypt_stream(each([b"abc"] * 1000), key=key, backend="openssl")
+    out: list[bytes] = [
+        bytes(p)
+        async for p in kstream.encrypt_stream(each([b"abc"] * 1000), key=key, backend="openssl")
     ]
     back = [p async for p in kstream.decrypt_stream(each(out), key=key, backend="openssl")]
     assert b"".join(back) == b"abc" * 1000

@@ -20,6 +20,7 @@ from clirun import one_error, run_main
 from kernelsim import kernel_version
 
 from kstream.backends.kernel.sockets import NO_KEY_BY_SERIAL
+from kstream.errors import InvalidKey
 from kstream.keys import encrypted, keyring
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ def test_encrypted_keys_are_found_and_never_read(monkeypatch: pytest.MonkeyPatch
     assert key.keyring_ref == keyring.KeyringRef(0x99, "encrypted", "kstream:d", 32, "session")
     assert key.bits == 256
     monkeypatch.setattr(keyring, "keyctl", lambda *a: pytest.fail("asked the kernel"))
-    with pytest.raises(keyring.InvalidKey, match="cannot be read by any process"):
+    with pytest.raises(InvalidKey, match="cannot be read by any process"):
         key.material()
 
 

@@ -116,13 +116,11 @@ def test_generate_uses_getrandom_not_the_device(monkeypatch: pytest.MonkeyPatch)
     """os.urandom (getrandom(2)) is the source: no file is opened, its bytes are the key."""
     import builtins
 
-    import kstream.keys.key as keys_module
-
     def no_open(*args: object, **kw: object) -> object:
         raise AssertionError(f"opened {args[0]!r}")
 
     monkeypatch.setattr(builtins, "open", no_open)
-    monkeypatch.setattr(keys_module.os, "urandom", lambda n: bytes(range(n)))
+    monkeypatch.setattr(os, "urandom", lambda n: bytes(range(n)))  # as Key.generate sees it
     assert Key.generate(256).hex_text() == bytes(range(32)).hex().encode() + b"\n"
 
 

@@ -14,6 +14,7 @@ from reference import check_blob, passphrase_key, seal_with_passphrase
 from streams import Collect, decrypt_to, encrypt_to, one
 
 import kstream
+from kstream.api import BackendName
 from kstream.engine.iterate import IterSource
 from kstream.errors import FormatError, IntegrityError, UsageError, command_line_words
 from kstream.format import DEFAULT_SEGMENT as S
@@ -188,28 +189,30 @@ def test_scrypt_memory_is_released_before_streaming() -> None:
 @pytest.mark.parametrize(
     ("enc", "dec"), [("kernel", "openssl"), ("openssl", "kernel"), ("kernel", "kernel")]
 )
-async def test_passphrase_file_on_both_backends(tmp_path: Path, enc: str, dec: str) -> None:
+async def test_passphrase_file_on_both_backends(
+    tmp_path: Path, enc: BackendName, dec: BackendName
+) -> None:
     """The derived key reaches the kernel by ALG_SET_KEY like a key file's; the file is the
     reference's, whichever backend wrote it, through ranges and through the stream."""
     plain = os.urandom(2 * S + 333)
     (tmp_path / "p").write_bytes(plain)
     await kstream.encrypt_file(
         tmp_path / "p", tmp_path / "c", passphrase="k", work_factor=10, backend=enc
-    )  # type: ignore[arg-type]
+    )
     blob = (tmp_path / "c").read_bytes()
     header = Header.parse(blob)
     assert header.kdf is not None and header.kdf.log2n == 10
     assert blob == seal_with_passphrase(b"k", blob[:52], plain, S)
-    await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase=b"k", backend=dec)  # type: ignore[arg-type]
+    await kstream.decrypt_file(tmp_path / "c", tmp_path / "d", passphrase=b"k", backend=dec)
     assert (tmp_path / "d").read_bytes() == plain
     got = b"".join(
         [p async for p in kstream.decrypt_stream(one(blob), passphrase="k", backend=dec)]
-    )  # type: ignore[arg-type]
+    )
     assert got == plain
     with pytest.raises(
         IntegrityError,
         match="wrong passphrase or the file was modified "
         r"\(segment 0\)",
     ):
-        await kstream.decrypt_file(tmp_path / "c", tmp_path / "e", passphrase="K", backend=dec)  # type: ignore[arg-type]
+        await kstream.decrypt_file(tmp_path / "c", tmp_path / "e", passphrase="K", backend=dec)
     assert not (tmp_path / "e").exists()
