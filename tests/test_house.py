@@ -49,6 +49,7 @@ ORDER = {
         ["runner"],
         ["key"],
         ["many"],
+        ["partial"],
         ["cipher"],
         ["info", "inspect"],
         ["completion"],

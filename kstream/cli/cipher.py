@@ -369,6 +369,17 @@ def add_decrypt_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="passphrase: accept a file's scrypt log2 N up to N "
         f"(default {MAX_WORK_FACTOR}: 1 GiB of memory)",
     )
+    from kstream.cli.partial import parse_range
+
+    p.add_argument(
+        "--range",
+        metavar="START:END",
+        type=parse_range,
+        default=None,
+        help="only plaintext bytes START to END (END excluded; either may be left out, "
+        "negative counts from the end): reads the header, the last segment and the "
+        "segments that hold the range",
+    )
 
 
 def _add_cipher_parser(
@@ -429,6 +440,8 @@ def cmd_cipher(args: argparse.Namespace) -> int:
             )
         args.input, args.output = (paths[0] if paths else "-"), args.output_path
         return _cmd_one(args)
+    if getattr(args, "range", None) is not None and (many or len(paths) == 1):
+        raise UsageError("--range decrypts one IN into one OUT: give both (OUT may be '-')")
     if many or (len(paths) == 1 and paths[0] != "-"):
         if not paths:
             raise UsageError("--suffix and --output-dir need the FILEs to work on")
@@ -477,6 +490,12 @@ def _cmd_one(args: argparse.Namespace) -> int:
     _show_iv(args.iv, iv)
     options = CipherOptions(driver=args.driver, transfer=args.transfer)
     try:
+        if getattr(args, "range", None) is not None:
+            from kstream.cli.partial import decrypt_range
+            from kstream.cli.runner import run_sync
+
+            run_sync(lambda: decrypt_range(args, key, passphrase, factor, options))
+            return 0
         if not to_stream and _run_small(args, key, passphrase, factor, iv, options):
             return 0
         _run_async(args, key, passphrase, factor, iv, options)

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
-from kstream.errors import FormatError, io_errors
+from kstream.errors import FormatError, KstreamError, io_errors
 from kstream.format import (
     FRAME_SIZE,
     HEADER_SIZE,
@@ -42,6 +42,15 @@ def add_inspect_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("file", metavar="FILE", help="kstream file, or '-' for stdin")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument("-k", "--key-file", metavar="PATH", help="also check the size with this key")
+    keys.add_argument("--key-name", metavar="NAME", help="... with key kstream:NAME (keyring)")
+    keys.add_argument("--key-serial", metavar="N", type=int, help="... with the key of serial N")
+    keys.add_argument("--passphrase-file", metavar="PATH", help="... with this passphrase")
+    p.add_argument("--backend", choices=("auto", "kernel", "openssl"), default=None)
+    # What kstream.cli.cipher.unlock reads besides the options above.
+    p.set_defaults(key_fd=None, passphrase=False, passphrase_fd=None, raw=False, progress=False)
+    p.set_defaults(max_work_factor=None, quiet=False)
 
 
 def _read_up_to(fd: int, n: int, name: str) -> bytes:
@@ -117,6 +126,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         finally:
             os.close(fd)
     intact = isinstance(layout, BodyLayout)
+    verified: BaseException | bool | None = None
+    if intact and any(getattr(args, n) is not None for n in KEY_OPTIONS):
+        verified = _verify(args)
     info = {
         "format": "kstream",
         "version": header.version,
@@ -143,6 +155,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "plaintext_size": layout.plaintext if isinstance(layout, BodyLayout) else None,
         #: None for an intact layout, else what decryption would say about it.
         "damage": None if intact else str(layout),
+        #: With a key: whether the last segment verified (the size is then authentic).
+        "size_verified": None if verified is None else not isinstance(verified, Exception),
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -150,7 +164,33 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _print_text(header, info)
     if isinstance(layout, FormatError):
         raise layout
+    if isinstance(verified, Exception):
+        raise verified
     return 0
+
+
+#: The options that give ``inspect`` a key (``args`` attributes).
+KEY_OPTIONS = ("key_file", "key_name", "key_serial", "passphrase_file")
+
+
+def _verify(args: argparse.Namespace) -> BaseException | bool:
+    """True if the file's last segment verifies with the key the options give, else the
+    error ``decrypt`` would meet (raised once the rest has been printed)."""
+    from kstream.cli.cipher import backend_choice, unlock
+
+    args.command = "decrypt"
+    args.backend, args.backend_chosen = backend_choice(args.backend)
+    from kstream.cli.many import wipe_secrets
+    from kstream.cli.partial import verified_size
+
+    key, passphrase, factor = unlock(args)
+    try:
+        verified_size(args, key, passphrase, factor)
+    except KstreamError as exc:
+        return exc
+    finally:
+        wipe_secrets(key, passphrase)
+    return True
 
 
 def _print_text(header: Header, info: dict[str, Any]) -> None:
@@ -174,7 +214,12 @@ def _print_text(header: Header, info: dict[str, Any]) -> None:
             f"body:            {info['body_size']} bytes in {count} "
             f"segment{'s' if count != 1 else ''}, framed as intact"
         )
-        print(f"plaintext:       {info['plaintext_size']} bytes (decrypting authenticates them)")
+        how = {
+            None: "decrypting authenticates them",
+            True: "authentic: the last segment verified with the key",
+            False: "NOT verified: see the error",
+        }[info["size_verified"]]
+        print(f"plaintext:       {info['plaintext_size']} bytes ({how})")
     else:
         print(f"body:            {info['body_size']} bytes, damaged (see the error)")
         print("plaintext:       unknown")

@@ -166,14 +166,18 @@ def _write_all(fd: int, data: Buffer, name: str) -> None:
 
 class PathOutput:
     """A new file at a path: a temporary file in its directory, renamed into place by
-    :meth:`finish`. A FIFO or character device (``/dev/null``) is written directly."""
+    :meth:`finish`. A FIFO or character device (``/dev/null``) is written directly, and so
+    is ``/dev/stdout``, as descriptor 1; a terminal only unless ``no_terminal`` (the
+    default: ciphertext does not belong on one)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, force: bool) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, force: bool, no_terminal: bool = True
+    ) -> None:
         self.path = os.fspath(path)
         self.name = f"output '{self.path}'"
         self._atomic: AtomicFile | None = None
         self._stream_fd = -1
-        if check_output_path(self.path, force=force, no_terminal=True):
+        if check_output_path(self.path, force=force, no_terminal=no_terminal):
             opened = open_stream(self.path)
             if opened is None:
                 raise UsageError(f"the FIFO '{self.path}' has no reader; start the reader first")
