@@ -210,3 +210,20 @@ def test_modules_of_a_package_import_in_one_direction(package: str) -> None:
             if within(target, package) and target != package:
                 other = target.removeprefix(package + ".").split(".")[0]
                 assert rank[other] < r, f"{package}.{name} imports {other}"
+
+
+def test_pre_commit_runs_the_checks_ci_runs() -> None:
+    """Every check of CI's last stage is a pre-commit hook with the same arguments, so a
+    commit that passes its hooks passes that stage."""
+    root = ROOT.parent
+    ci = [
+        line.removeprefix(".venv/bin/")
+        for line in (root / ".ci" / "run").read_text().splitlines()
+        if line.startswith((".venv/bin/ruff", ".venv/bin/mypy"))
+    ]
+    hooks = [
+        line.split("entry:", 1)[1].strip()
+        for line in (root / ".pre-commit-config.yaml").read_text().splitlines()
+        if line.strip().startswith("entry:")
+    ]
+    assert ci and sorted(ci) == sorted(hooks)
