@@ -227,3 +227,12 @@ def test_pre_commit_runs_the_checks_ci_runs() -> None:
         if line.strip().startswith("entry:")
     ]
     assert ci and sorted(ci) == sorted(hooks)
+
+
+def test_the_version_is_the_changelog_s_newest_release() -> None:
+    """``kstream --version`` names the newest release in CHANGELOG.md (changes since then
+    are under Unreleased until the next one)."""
+    changelog = (ROOT.parent / "CHANGELOG.md").read_text()
+    releases = [line.split()[1] for line in changelog.splitlines() if line.startswith("## 0")]
+    assert "## Unreleased" in changelog
+    assert releases and releases[0] == kstream.__version__
