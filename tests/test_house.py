@@ -11,6 +11,7 @@ lazy import hides a dependency, it does not remove it.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -233,6 +234,6 @@ def test_the_version_is_the_changelog_s_newest_release() -> None:
     """``kstream --version`` names the newest release in CHANGELOG.md (changes since then
     are under Unreleased until the next one)."""
     changelog = (ROOT.parent / "CHANGELOG.md").read_text()
-    releases = [line.split()[1] for line in changelog.splitlines() if line.startswith("## 0")]
+    releases = re.findall(r"^## (\d+\.\d+\.\d+) - ", changelog, re.MULTILINE)
     assert "## Unreleased" in changelog
     assert releases and releases[0] == kstream.__version__
