@@ -836,3 +836,15 @@ def test_a_session_checks_its_arguments_when_made() -> None:
         kstream.Session()
     with pytest.raises(UsageError, match="must be a kstream.Key"):
         kstream.Session(key=b"0" * 16)  # type: ignore[arg-type]
+
+
+def test_the_public_names_are_all_there_and_only_they() -> None:
+    """``kstream.__all__`` is the public API: each name resolves (lazily), and the lazy
+    table offers nothing that ``__all__`` does not list."""
+    import kstream as package
+
+    assert sorted(package.__all__) == sorted([*package._LAZY, "__version__"])
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    with pytest.raises(AttributeError, match="has no attribute 'process_file'"):
+        package.process_file  # noqa: B018
