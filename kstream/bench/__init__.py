@@ -20,12 +20,7 @@ Two modes:
 Numbers are medians over ``--repeat`` runs after a warm-up run, because these machines are
 noisy (shared CPUs, frequency scaling); a single run can be off by tens of percent.
 
-The modules import in one direction only, each from those before it::
-
-    units < machine < memory < plot             in memory
-    units < machine, workfiles < commands < files  whole files
-    cli                                            imports only units at import time,
-                                                   the others when a benchmark runs
+The modules import in one direction only, in the order ``tests/test_house.py`` gives.
 
 This package file imports nothing, so that the command line can import
 :mod:`kstream.bench.cli` on every run to build its parser without loading the measuring code.

@@ -1,11 +1,11 @@
 """The ``kstream`` command line; :mod:`kstream.cli.main` is its entry point.
 
-Layers, each importing only those before it: :mod:`~kstream.cli.tui` (everything shown on
-the terminal), :mod:`~kstream.cli.runner` (running a command's coroutine under signals),
-the command modules :mod:`~kstream.cli.key`, :mod:`~kstream.cli.many`,
-:mod:`~kstream.cli.cipher`, :mod:`~kstream.cli.info` and :mod:`~kstream.cli.inspect`, and
-:mod:`~kstream.cli.main`. This file imports none of them at import time, so that importing
-one layer never drags in the others.
+The modules: :mod:`~kstream.cli.tui` (everything shown on the terminal),
+:mod:`~kstream.cli.runner` (running a command's coroutine under signals), the command
+modules (:mod:`~kstream.cli.key`, :mod:`~kstream.cli.many`, :mod:`~kstream.cli.cipher`,
+:mod:`~kstream.cli.info`, :mod:`~kstream.cli.inspect`, ...) and :mod:`~kstream.cli.main`;
+which may import which is written once, in ``tests/test_house.py``. This file imports none
+of them at import time, so that importing one never drags in the others.
 """
 
 from __future__ import annotations
