@@ -22,7 +22,6 @@ import socket
 import sys
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +90,8 @@ class State:
     mode: Mode
     kernels: list[Kernel] = field(default_factory=list)
     skip_reason: str = ""
+    #: Why the session must fail although its tests passed (``KSTREAM_QEMU_REQUIRE``).
+    failure: str = ""
     runner: UmlRunner | None = None
     collected: int = 0
     #: The boot check's verdict per kernel name (made once, when kernel tests are collected).
@@ -191,14 +192,11 @@ def check_kernels(config: pytest.Config, state: State) -> None:
     """
     timeout = min(CHECK_TIMEOUT, boot_timeout())
     uml = [k for k in state.kernels if isinstance(k, UmlKernel)]
-    vms = [k for k in state.kernels if isinstance(k, QemuKernel)]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # both mostly wait for their boots
-        qemu_checks = pool.submit(qemu.check_all, vms, host_workdir(config, "qemu-check"))
-        results = check_all(uml, host_workdir(config, "uml-check"), timeout=timeout)
-        state.checks = {res.kernel.id: res for res in results}
-        state.checks.update(qemu_checks.result())
-    if vms:
-        require_qemu(state, vms)
+    results = check_all(uml, host_workdir(config, "uml-check"), timeout=timeout)
+    state.checks = {res.kernel.id: res for res in results}
+    # QEMU kernels get no separate boot (under TCG it costs seconds, and every run, also one
+    # with -m "not kernel", collects kernel tests): their first real boot is the check.
+    state.checks.update(qemu.tools_check([k for k in state.kernels if isinstance(k, QemuKernel)]))
     spec = os.environ.get(ENV_REQUIRE)
     if not spec:
         return
@@ -215,18 +213,27 @@ def check_kernels(config: pytest.Config, state: State) -> None:
         )
 
 
-def require_qemu(state: State, vms: list[QemuKernel]) -> None:
-    """``KSTREAM_QEMU_REQUIRE``: fail unless a QEMU kernel of at least that version boots."""
+def qemu_requirement_unmet(state: State) -> str | None:
+    """``KSTREAM_QEMU_REQUIRE``: why the run must fail because no QEMU kernel of at least that
+    version completed its tests, or None (also when no QEMU test was selected)."""
     spec = os.environ.get(qemu.ENV_QEMU_REQUIRE)
-    if not spec:
-        return
+    if not spec or state.runner is None:
+        return None
+    boots = {
+        k.id: (k, state.runner.boots[k.id].wait())
+        for k in state.kernels
+        if isinstance(k, QemuKernel) and k.id in state.runner.boots
+    }
+    if not boots:
+        return None
     need = tuple(int(n) for n in spec.split("."))
-    if not any(state.runs(k) and k.version >= need for k in vms):
-        found = "; ".join(f"{k.id}: {state.checks[k.id].reason}" for k in vms if not k.user)
-        raise pytest.UsageError(
-            f"{qemu.ENV_QEMU_REQUIRE}={spec}: no QEMU kernel >= {spec} boots on this host, so "
-            f"kernel coverage would be lost ({found or 'no kernel found'})"
-        )
+    if any(k.version >= need and r.report.finished for k, r in boots.values()):
+        return None
+    found = "; ".join(f"{i}: {r.problem or 'ran'}" for i, (_, r) in boots.items())
+    return (
+        f"{qemu.ENV_QEMU_REQUIRE}={spec}: no QEMU kernel >= {spec} ran its tests on this host, "
+        f"so kernel coverage would be lost ({found})"
+    )
 
 
 def runs_test(kernel: Kernel, nodeid: str) -> bool:
@@ -275,6 +282,7 @@ def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if isinstance(item, UmlItem):
             item.add_marker(limit)
+            item.host_limit = limit.mark
 
 
 class UmlFailure(Exception):
@@ -299,6 +307,8 @@ class UmlItem(pytest.Item):
         super().__init__(**kwargs)
         self.inner_nodeid = inner_nodeid
         self.kernel = kernel
+        #: The host's own time limit (the boot's), the one timeout mark not left to the inner run.
+        self.host_limit: pytest.Mark | None = None
         self._info = info
         self.own_markers.extend(markers)
 
@@ -344,7 +354,7 @@ class UmlItem(pytest.Item):
 
     def iter_markers_with_node(self, name: str | None = None) -> Iterator[tuple[Any, Any]]:
         for node, mark in super().iter_markers_with_node(name):
-            if mark.name not in INNER_ONLY_MARKS:
+            if mark.name not in INNER_ONLY_MARKS or mark == self.host_limit:
                 yield node, mark
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
@@ -358,7 +368,10 @@ class UmlItem(pytest.Item):
             raise pytest.skip.Exception(reason, _use_item_location=True)
         runner = state.runner
         assert runner is not None
-        verdict = verdict_for(runner.result(self.kernel, self.session), self.inner_nodeid)
+        result = runner.result(self.kernel, self.session)
+        if isinstance(self.kernel, QemuKernel) and not qemu.booted(result):
+            pytest.skip(f"{self.kernel.id}: {qemu.not_booted_reason(result)}")
+        verdict = verdict_for(result, self.inner_nodeid)
         if verdict.status == "skipped":
             pytest.skip(verdict.message or f"skipped inside {self.kernel.id}")
         if verdict.status == "xfailed":
@@ -503,10 +516,16 @@ def report_header(config: pytest.Config) -> str | None:
     return f"kernel tests: {where}, each boot-checked first (the summary says which ran)"
 
 
-def shutdown(config: pytest.Config) -> None:
-    state = config.stash.get(STATE, None)
-    if state is not None and state.runner is not None:
-        state.runner.shutdown()
+def shutdown(session: pytest.Session) -> None:
+    """Stop what still runs; fail the run if ``KSTREAM_QEMU_REQUIRE`` is not met."""
+    state = session.config.stash.get(STATE, None)
+    if state is None or state.runner is None:
+        return
+    state.runner.shutdown()
+    unmet = qemu_requirement_unmet(state)
+    if unmet is not None:
+        state.failure = unmet
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def summary_title(state: State) -> str:
@@ -570,6 +589,8 @@ def summary_lines(state: State) -> list[str]:
 def terminal_summary(reporter: Any, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     lines = summary_lines(state) if state is not None else []
+    if state is not None and state.failure:
+        lines.append(f"FAILED: {state.failure}")
     if lines:
         assert state is not None
         reporter.write_sep("-", summary_title(state))

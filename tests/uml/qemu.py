@@ -35,11 +35,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .bootcheck import BIND_CTR_AES, CheckResult, kill_group, read_console
+from .bootcheck import CheckResult
 from .harness import EXIT_MARKER, RELEASE_MARKER, BootResult, UmlBoot
 
 ENV_QEMU_DIR = "KSTREAM_QEMU_DIR"
@@ -370,90 +369,44 @@ def reached_init(console: str) -> bool:
     return STARTED in console.splitlines()
 
 
-# --- the boot check -----------------------------------------------------------------------------
-
-CHECK_OK = f"{MARK} af_alg ok"
-CHECK_TIMEOUT = 180.0
+# --- whether a kernel boots ------------------------------------------------------------------
 
 
-def check(kernel: QemuKernel, workdir: Path, *, timeout: float = CHECK_TIMEOUT) -> CheckResult:
-    """Boot once as root with a trivial command (bind ``ctr(aes)``); a boot that does not get
-    there is retried once. ``cannot-run`` (its tests are skipped) when it never works: a
-    kernel that cannot be booted here is a limit of this host, reported with its reason."""
-    started = time.monotonic()
-    reason = ""
-    console_log = workdir / "console.log"
-    for attempt in (1, 2):
-        attempt_dir = workdir / f"attempt{attempt}"
-        attempt_dir.mkdir(parents=True, exist_ok=True)
-        console_log = attempt_dir / "console.log"
-        try:
-            build_initramfs(kernel, attempt_dir / "initrd.cpio", attempt_dir)
-            (attempt_dir / "run.sh").write_text(
-                f"#!/bin/sh\n{shlex.quote(sys.executable)} -c {shlex.quote(BIND_CTR_AES)} "
-                f'&& echo "{CHECK_OK}"\n'
-            )
-            proc = spawn(kernel, attempt_dir, console_log)
-        except (OSError, subprocess.SubprocessError) as exc:
-            reason = f"cannot start {QEMU}: {exc}"
-            break
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        finally:
-            kill_group(proc)
-        console = read_console(console_log)
-        if CHECK_OK in console.splitlines():
-            return CheckResult(
-                kernel,  # type: ignore[arg-type]
-                "ok",
-                "",
-                kernel.release,
-                console_log,
-                time.monotonic() - started,
-            )
-        if not reached_init(console):
-            reason = f"cannot boot under QEMU (TCG): did not reach init within {timeout:.0f} s"
-        else:
-            reason = "booted under QEMU, but could not bind ctr(aes) as root"
-    return CheckResult(
-        kernel,  # type: ignore[arg-type]
-        "cannot-run",
-        reason,
-        kernel.release,
-        console_log,
-        time.monotonic() - started,
+def tools_check(kernels: Sequence[QemuKernel]) -> dict[str, CheckResult]:
+    """Without QEMU or busybox no QEMU kernel can run: each is skipped with that reason.
+    Otherwise nothing is decided here: a kernel's first boot tells (see :func:`booted`)."""
+    tools = tools_missing()
+    if tools is None:
+        return {}
+    return {
+        k.id: CheckResult(
+            k,  # type: ignore[arg-type]
+            "cannot-run",
+            tools,
+            k.release,
+            Path("/dev/null"),
+            0.0,
+        )
+        for k in kernels
+    }
+
+
+def booted(result: BootResult) -> bool:
+    """Whether the guest got as far as its init (after :class:`QemuBoot`'s one retry); one
+    that did not is a kernel this host cannot boot, and its tests are skipped with why."""
+    return result.start_error is None and (
+        reached_init(result.console_text()) or result.timed_out or result.stopped
     )
 
 
-def check_all(kernels: Sequence[QemuKernel], workdir: Path) -> dict[str, CheckResult]:
-    """Check each kernel once (the root variant's verdict is the user variant's too)."""
-    tools = tools_missing()
-    roots = {k.name: k for k in kernels}
-    results: dict[str, CheckResult] = {}
-    if tools:
-        for kernel in kernels:
-            results[kernel.id] = CheckResult(
-                kernel,  # type: ignore[arg-type]
-                "cannot-run",
-                tools,
-                kernel.release,
-                workdir / "none",
-                0.0,
-            )
-        return results
-    with ThreadPoolExecutor(max_workers=max(1, len(roots))) as pool:
-        checked = dict(
-            zip(
-                roots,
-                pool.map(lambda k: check(k, workdir / f"check-{k.label}"), roots.values()),
-                strict=True,
-            )
-        )
-    for kernel in kernels:
-        results[kernel.id] = checked[kernel.name]
-    return results
+def not_booted_reason(result: BootResult) -> str:
+    if result.start_error is not None:
+        return f"cannot start {QEMU}: {result.start_error}"
+    last = next(
+        (ln.strip() for ln in reversed(result.console_text().splitlines()) if ln.strip()),
+        "no console output",
+    )
+    return f"cannot boot under QEMU (TCG) on this host, twice: {last}"
 
 
 def boot_timeout(env: Mapping[str, str] = os.environ) -> float:
