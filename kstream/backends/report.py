@@ -50,6 +50,19 @@ def _readable(short: dict[str, Any]) -> str:
 _RESTRICT = {0: "every algorithm allowed", 1: "allowlisted algorithms only"}
 
 
+def _process(process: dict[str, Any]) -> str:
+    """Whether this process, as it runs, may use the kernel path, and if not what keeps it."""
+    who = f"uid {process['uid']}"
+    if process["privileged"] is not None:
+        who += ", " + ("privileged" if process["privileged"] else "no CAP_NET_ADMIN")
+    if process["may_use_kernel"]:
+        return f"{who}: may use the kernel backend"
+    refused = ", ".join(process["refused"])
+    if process["policy"]:
+        return f"{who}: may not bind {refused} (af_alg_restrict=1; run with CAP_NET_ADMIN)"
+    return f"{who}: may not bind {refused}"
+
+
 def _kernel_lines(kernel: dict[str, Any]) -> list[str]:
     """The kernel's own section: AF_ALG itself first, since without it nothing below is
     usable and every later line says so instead of what the kernel would do with it."""
@@ -64,6 +77,7 @@ def _kernel_lines(kernel: dict[str, Any]) -> list[str]:
         f"kernel: Linux {kernel['release']}",
         "  AF_ALG sockets:  " + ("yes" if af_alg["available"] else f"no ({af_alg['reason']})"),
         f"  af_alg_restrict: {policy}",
+        f"  this process:    {_process(kernel['process'])}",
         f"  key by serial:   {_yes_no(serial['supported'])} ({serial['how']}: {serial['detail']})",
     ]
     if af_alg["available"]:

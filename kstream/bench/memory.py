@@ -18,6 +18,7 @@ from typing import Any
 
 from kstream.backends.base import CipherOptions, CipherStream, FdCipherStream, Transfer
 from kstream.backends.kernel import KernelStream, ctr_aes_drivers, generic_warning
+from kstream.backends.kernel.sockets import drivers_by_name_refused
 from kstream.backends.openssl import OpenSSLStream
 from kstream.bench.machine import (
     UML_WARNING,
@@ -54,6 +55,8 @@ class Target:
     transfer: str
     #: Set when this implementation's numbers say little about real machines.
     warning: str | None = None
+    #: The kernel's pick, bound as ``ctr(aes)``: af_alg_restrict=1 binds no driver by name.
+    as_pick: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,13 @@ def kernel_drivers() -> list[str]:
     return names or ["ctr(aes)"]
 
 
+#: Said when af_alg_restrict=1 leaves only the kernel's pick to measure.
+PICK_ONLY = (
+    "crypto.af_alg_restrict=1 binds no driver by name: only the kernel's pick {} is measured "
+    "(through ctr(aes)); set it to 0 to measure the others ({})"
+)
+
+
 def _targets(
     backends: Sequence[str], drivers: Sequence[str], transfers: Sequence[str]
 ) -> tuple[list[Target], list[dict[str, Any]], list[str]]:
@@ -125,7 +135,12 @@ def _targets(
         ok, reason = kernel_status()
         availability.append({"name": "kernel", "available": ok, "reason": reason})
         if ok:
-            for driver in drivers or kernel_drivers():
+            listed = kernel_drivers() if not drivers else list(drivers)
+            pick_only = not drivers and drivers_by_name_refused()
+            if pick_only and len(listed) > 1:
+                warnings.append(PICK_ONLY.format(listed[0], ", ".join(listed[1:])))
+                listed = listed[:1]
+            for driver in listed:
                 warning = generic_warning(driver)
                 if warning is not None:
                     warnings.append(
@@ -134,7 +149,7 @@ def _targets(
                     )
                 for transfer in KERNEL_TRANSFERS:
                     if not transfers or transfer in transfers:
-                        targets.append(Target("kernel", driver, transfer, warning))
+                        targets.append(Target("kernel", driver, transfer, warning, pick_only))
     if in_uml():
         warnings.append(UML_WARNING)
     return targets, availability, warnings
@@ -146,7 +161,8 @@ def _open(target: Target, key: bytes, iv: bytes) -> CipherStream:
     transfer: Transfer = "auto"
     if target.transfer in KERNEL_TRANSFERS:
         transfer = target.transfer
-    return open_kernel_stream(key, iv, CipherOptions(driver=target.driver, transfer=transfer))
+    driver = None if target.as_pick else target.driver
+    return open_kernel_stream(key, iv, CipherOptions(driver=driver, transfer=transfer))
 
 
 @contextmanager

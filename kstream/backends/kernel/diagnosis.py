@@ -21,6 +21,7 @@ from kstream.backends.kernel.drivers import CTR_AES, generic_warning
 from kstream.backends.kernel.procfs import implementations, kernel_pick
 from kstream.backends.kernel.sockets import (
     ALG_SET_KEY_BY_KEY_SERIAL,
+    af_alg_privileged,
     af_alg_restrict,
     bind_refused_reason,
     no_af_alg_reason,
@@ -74,6 +75,11 @@ def unusable_reason(code: int, socket_type: str, restrict: int | None) -> str:
         return "EAFNOSUPPORT: no AF_ALG in this kernel"
     if code == errno.ENOENT:
         module = f"algif_{socket_type}"
+        if restrict == 1 and af_alg_privileged() is False:
+            return (
+                "ENOENT: crypto.af_alg_restrict=1 allows it only to processes with "
+                "CAP_NET_ADMIN, and this one has none"
+            )
         if restrict == 1:
             return (
                 "ENOENT: not allowed by crypto.af_alg_restrict=1 (allowlisted algorithms "
@@ -229,10 +235,25 @@ def _diagnosis(
     return lines
 
 
+def process_report(algorithms: list[dict[str, Any]], restrict: int | None) -> dict[str, Any]:
+    """What this process, with its own privileges, may use: under ``af_alg_restrict=1`` the
+    answer differs between root and a user on one kernel, so the report says whose it is."""
+    refused = [entry["name"] for entry in algorithms if not entry["usable"]]
+    return {
+        "uid": os.geteuid(),
+        "privileged": af_alg_privileged(),
+        "may_use_kernel": not refused,
+        "refused": refused,
+        "policy": restrict == 1 and af_alg_privileged() is False and bool(refused),
+    }
+
+
 def kernel_report() -> dict[str, Any]:
     """The kernel half of ``kstream backends``: release, policy, algorithms and diagnosis."""
-    restrict = af_alg_restrict()
+    # The socket first: on Linux 7.3 the af_alg_restrict sysctl exists only once the af_alg
+    # module is loaded, which creating the socket does.
     socket_code = af_alg_socket_errno()
+    restrict = af_alg_restrict()
     algorithms = [algorithm_report(name, socket_type, restrict) for name, socket_type in ALGORITHMS]
     serial = key_by_serial_support()
     short = short_key_readability(serial)
@@ -246,6 +267,7 @@ def kernel_report() -> dict[str, Any]:
                 "reason": None if socket_code == 0 else unusable_reason(socket_code, "", restrict),
             },
             "af_alg_restrict": restrict,
+            "process": process_report(algorithms, restrict),
             "key_by_serial": serial,
             "short_keyring_key_readable": short,
         },
@@ -261,6 +283,7 @@ __all__ = [
     "bind_errno",
     "kernel_report",
     "key_by_serial_support",
+    "process_report",
     "short_key_readability",
     "unusable_reason",
 ]

@@ -63,21 +63,44 @@ def no_af_alg_reason() -> str:
     )
 
 
-#: Where the kernel says what this process may do; CAP_NET_ADMIN is capability bit 12.
+#: Where the kernel says what this process may do. af_alg_restrict=1 treats a process with
+#: CAP_NET_ADMIN (bit 12) or CAP_SYS_ADMIN (bit 21) as privileged.
 _STATUS = "/proc/self/status"
 _CAP_NET_ADMIN = 12
+_CAP_SYS_ADMIN = 21
 
 
-def has_net_admin(status: str = _STATUS) -> bool | None:
-    """Whether this process holds CAP_NET_ADMIN in its effective set (None: unknown)."""
+def _effective_caps(status: str) -> int | None:
     try:
         with open(status, encoding="ascii") as f:
             for line in f:
                 if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> _CAP_NET_ADMIN & 1)
+                    return int(line.split()[1], 16)
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def has_net_admin(status: str = _STATUS) -> bool | None:
+    """Whether this process holds CAP_NET_ADMIN in its effective set (None: unknown)."""
+    caps = _effective_caps(status)
+    return None if caps is None else bool(caps >> _CAP_NET_ADMIN & 1)
+
+
+def af_alg_privileged(status: str = _STATUS) -> bool | None:
+    """Whether ``af_alg_restrict=1`` lets this process bind what only privileged processes
+    may (``ctr(aes)``, ``hmac(sha256)``): CAP_NET_ADMIN or CAP_SYS_ADMIN (None: unknown)."""
+    caps = _effective_caps(status)
+    if caps is None:
+        return None
+    return bool(caps >> _CAP_NET_ADMIN & 1 or caps >> _CAP_SYS_ADMIN & 1)
+
+
+#: The two ways to the kernel path under ``af_alg_restrict=1``, said the same way everywhere.
+WAYS_OUT = (
+    "run as root or from a systemd unit with AmbientCapabilities=CAP_NET_ADMIN, or set "
+    "sysctl crypto.af_alg_restrict=0"
+)
 
 
 def _restrict_hint() -> str:
@@ -85,23 +108,41 @@ def _restrict_hint() -> str:
     ``ctr(aes)`` and ``hmac(sha256)``: name both ways to get access."""
     if af_alg_restrict() != 1:
         return ""
-    if has_net_admin():
+    if af_alg_privileged():
         return ", or not on af_alg_restrict=1's allowlist (set sysctl crypto.af_alg_restrict=0)"
-    return (
-        ", or not allowed by af_alg_restrict=1 to a process without CAP_NET_ADMIN (run "
-        "as root or from a systemd unit with AmbientCapabilities=CAP_NET_ADMIN, or set "
-        "sysctl crypto.af_alg_restrict=0)"
-    )
+    return f", or not allowed by af_alg_restrict=1 to a process without CAP_NET_ADMIN ({WAYS_OUT})"
+
+
+def drivers_by_name_refused() -> bool:
+    """Whether the kernel refuses to bind ``ctr(aes)`` drivers by their driver names.
+
+    ``af_alg_restrict=1`` (Linux 7.3's default) allows algorithm names only: ``ctr(aes)``
+    binds (the kernel's pick), ``ctr-aes-aesni-avx`` does not, not even for root. So
+    ``--driver``, and the selftest and benchmark rows of drivers other than the pick, need
+    ``af_alg_restrict=0``.
+    """
+    return af_alg_restrict() == 1
 
 
 def bind_refused_reason(socket_type: str, name: str, driver: str | None) -> str:
     """Why binding ``name`` failed with ENOENT; ``driver`` is the user's ``--driver``."""
     if driver is not None:
         names = available_ctr_aes_drivers()
+        if driver in names and drivers_by_name_refused():
+            return (
+                f"crypto.af_alg_restrict=1 refuses {CTR_AES} drivers by name, even to root: "
+                f"leave out --driver to use the kernel's pick, or set sysctl "
+                "crypto.af_alg_restrict=0"
+            )
         listing = ", ".join(names) if names else "none listed in /proc/crypto"
         return (
             f"the kernel has no {CTR_AES} driver '{driver}' for AF_ALG{_restrict_hint()}; "
             f"available: {listing}"
+        )
+    if af_alg_restrict() == 1 and af_alg_privileged() is False:
+        return (
+            f"crypto.af_alg_restrict=1 lets only processes with CAP_NET_ADMIN bind "
+            f"{socket_type} '{name}' ({WAYS_OUT})"
         )
     module = "algif_skcipher" if socket_type == "skcipher" else f"algif_{socket_type}"
     return (
@@ -290,12 +331,16 @@ __all__ = [
     "AF_ALG_RESTRICT",
     "ALG_SET_KEY_BY_KEY_SERIAL",
     "NO_KEY_BY_SERIAL",
+    "WAYS_OUT",
     "KernelKey",
     "SocketPair",
+    "af_alg_privileged",
     "af_alg_restrict",
     "bind_refused_reason",
     "bind_tfm",
     "close_sockets",
+    "drivers_by_name_refused",
+    "has_net_admin",
     "kernel_failure",
     "no_af_alg_reason",
     "open_alg_socket",
