@@ -17,8 +17,8 @@
 #     apt configuration under $KSTREAM_UML_DIR/.apt/ is used to download them.
 # Each kernel is boot-tested (tests/uml/bootcheck.py, the same check the tests make) before it
 # is put in place. A broken kernel is not installed. One that cannot run on this host's CPU
-# (UML builds before ~6.13 on CPUs with AMX when the xstate shim cannot help, see README
-# "Testing") is kept, so that the tests report it as skipped with the reason. A suite that cannot be fetched (sid is sometimes
+# (UML builds before ~6.13 on CPUs with AMX when the xstate shim cannot help, see
+# docs/testing.md) is kept, so that the tests report it as skipped with the reason. A suite that cannot be fetched (sid is sometimes
 # mid-transition) only warns; the script fails if no kernel >= 6.2 runs on this host.
 #
 # Idempotent: installed packages and cached kernels are kept; the network is only used for
@@ -244,4 +244,4 @@ for mm in "${!runs[@]}"; do
         exit 0
     fi
 done
-die "no kernel >= 6.2 boots on this host (needed for key-by-serial tests; see README \"Testing\")"
+die "no kernel >= 6.2 boots on this host (needed for key-by-serial tests; see docs/testing.md)"
