@@ -67,7 +67,7 @@ ORDER = {
         ["body"],
         ["reader", "writer"],
         ["opener"],
-        ["aio"],
+        ["aio", "fs"],
     ],
     "kstream.bench": [
         ["units"],

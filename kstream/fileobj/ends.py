@@ -11,6 +11,7 @@ device written directly as ``encrypt`` writes one, or a writable file object.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -210,15 +211,18 @@ class PathOutput:
 
 class ObjectOutput:
     """A caller's writable binary file object: written in order, flushed by
-    :meth:`finish`, never closed here (an object opened for the caller, such as an fsspec
-    file, is closed by whoever opened it)."""
+    :meth:`finish`. If ``owned`` (given to kstream to close), it is closed there too, and
+    a file that writes through a temporary (fsspec's files opened with
+    ``autocommit=False``: local files, S3 objects) is committed on :meth:`finish` and
+    discarded on :meth:`abort`, so that a failed write leaves nothing."""
 
-    def __init__(self, file: Any) -> None:
+    def __init__(self, file: Any, owned: bool = False) -> None:
         if not hasattr(file, "write"):
             raise UsageError(
                 f"cannot write to {type(file).__name__}: give a path or a writable binary file"
             )
         self._file = file
+        self._owned = owned
         self.name = f"output {describe(file)}"
 
     def write(self, data: Buffer) -> None:
@@ -228,11 +232,26 @@ class ObjectOutput:
                 n = self._file.write(view)
                 view = view[len(view) if n is None else n :]
 
+    def _deferred(self) -> bool:
+        return getattr(self._file, "autocommit", True) is False
+
     def finish(self) -> None:
-        flush = getattr(self._file, "flush", None)
-        if callable(flush):
-            with io_errors("write", self.name):
+        with io_errors("write", self.name):
+            flush = getattr(self._file, "flush", None)
+            if callable(flush):
                 flush()
+            if self._owned:
+                self._file.close()
+                if self._deferred():
+                    self._file.commit()
 
     def abort(self) -> None:
-        """What went into the caller's object stays there: nothing can take it back."""
+        """An owned file is discarded (or at least closed); what went into a caller's
+        object stays there, incomplete, and fails to decrypt."""
+        if not self._owned:
+            return
+        with contextlib.suppress(Exception):
+            if self._deferred():
+                self._file.discard()
+            else:
+                self._file.close()

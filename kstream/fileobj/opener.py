@@ -161,6 +161,7 @@ def open_file(
     work_factor: int | None = ...,
     max_work_factor: int | None = ...,
     force: bool = ...,
+    close_file: bool = ...,
     notify: Notify | None = ...,
 ) -> DecryptedFile: ...
 
@@ -182,6 +183,7 @@ def open_file(
     work_factor: int | None = ...,
     max_work_factor: int | None = ...,
     force: bool = ...,
+    close_file: bool = ...,
     notify: Notify | None = ...,
 ) -> EncryptingFile: ...
 
@@ -202,6 +204,7 @@ def open_file(
     work_factor: int | None = None,
     max_work_factor: int | None = None,
     force: bool = False,
+    close_file: bool = False,
     notify: Notify | None = None,
 ) -> DecryptedFile | EncryptingFile:
     """Open the kstream file ``file`` (a path or a binary file object) as a file object.
@@ -218,6 +221,8 @@ def open_file(
     keyring) or ``passphrase_file`` (its first line). ``work_factor`` (writing) and
     ``max_work_factor`` (reading) are scrypt's log2 N, as for ``encrypt_file`` and
     ``decrypt_file``; ``backend`` a name or a backend object already resolved.
+    ``close_file``: a file object given is closed with the returned one (and, for a writer
+    that fails, discarded where it can be: see :class:`~kstream.fileobj.ends.ObjectOutput`).
     """
     if mode not in ("rb", "wb"):
         raise UsageError(
@@ -227,6 +232,9 @@ def open_file(
     if cache_segments < 1:
         raise UsageError(f"cache_segments must be at least 1, not {cache_segments}")
     stack = contextlib.ExitStack()
+    owned = close_file and not isinstance(file, str | os.PathLike)
+    if owned and mode == "rb":
+        stack.callback(getattr(file, "close"))  # noqa: B009 (a path has none: mypy knows)
     try:
         secret = _secret(
             key=key,
@@ -240,10 +248,19 @@ def open_file(
         )
         if mode == "rb":
             return _open_reader(file, secret, stack, backend, options, notify, cache_segments)
-        return _open_writer(file, secret, stack, backend, options, notify, segment_size, force)
+        output: Output = (
+            PathOutput(file, force=force)
+            if isinstance(file, str | os.PathLike)
+            else ObjectOutput(file, owned=owned)
+        )
     except BaseException:
         stack.close()
+        if owned and mode == "wb":
+            ObjectOutput(file, owned=True).abort()
         raise
+    return _open_writer(
+        output, name_of(file), secret, stack, backend, options, notify, segment_size
+    )
 
 
 def _open_reader(
@@ -265,27 +282,25 @@ def _open_reader(
 
 
 def _open_writer(
-    file: FileArg,
+    output: Output,
+    name: str,
     secret: Secret,
     stack: contextlib.ExitStack,
     backend: str | Backend,
     options: CipherOptions | None,
     notify: Notify | None,
     segment_size: int,
-    force: bool,
 ) -> EncryptingFile:
-    header = _new_header(secret, segment_size)
-    output: Output = (
-        PathOutput(file, force=force) if isinstance(file, str | os.PathLike) else ObjectOutput(file)
-    )
     try:
+        header = _new_header(secret, segment_size)
         plan = _plan(stack, True, secret, header, backend, options, notify)
         codec = plan.codec(0)
     except BaseException:
         output.abort()
+        stack.close()
         raise
     # From here the writer finishes or aborts the output, and closes the stack (the key).
-    return EncryptingFile(output, name_of(file), header.encode(), codec, stack.close)
+    return EncryptingFile(output, name, header.encode(), codec, stack.close)
 
 
 #: ``kstream.open``: the name users call, like the built-in it mirrors.

@@ -211,3 +211,30 @@ async def test_the_async_writer_and_reader(tmp_path: Path, key_file: Path) -> No
             await g.write(b"partial")
             raise RuntimeError("stop")
     assert not (tmp_path / "y.kst").exists() and not leftovers(tmp_path)
+
+
+def test_pyarrow_and_pandas_write_and_read_parquet_through_it(
+    tmp_path: Path, key_file: Path
+) -> None:
+    pa = pytest.importorskip("pyarrow", reason="pyarrow writes and reads Parquet here")
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow's Parquet module")
+    pd = pytest.importorskip("pandas", reason="pandas writes and reads Parquet here")
+    table = pa.table(
+        {"id": list(range(50_000)), "blob": [os.urandom(40).hex() for _ in range(50_000)]}
+    )
+    target = tmp_path / "t.parquet.kst"
+    with kstream.open(target, "wb", key_file=key_file, segment_size=16 * 1024) as f:
+        pq.write_table(table, f, row_group_size=10_000)
+    with kstream.open(target, key_file=key_file) as f:
+        assert pq.read_table(f).equals(table)
+    with kstream.open(target, key_file=key_file) as f:
+        ids = pq.read_table(f, columns=["id"])
+        assert ids.column("id").to_pylist() == list(range(50_000))
+        # one narrow column: a fraction of the file's segments
+        total = -(-f.size // f.segment_size)
+        assert f.segments_decrypted < total // 4
+    frame = table.to_pandas()
+    with kstream.open(tmp_path / "p.parquet.kst", "wb", key_file=key_file) as f:
+        frame.to_parquet(f)
+    with kstream.open(tmp_path / "p.parquet.kst", key_file=key_file) as f:
+        pd.testing.assert_frame_equal(pd.read_parquet(f), frame)
