@@ -15,7 +15,9 @@ Two modes:
   stream (opening the stream is not timed), so the per-op cost includes the system calls the
   kernel path needs per chunk;
 * ``--files`` (:mod:`kstream.bench.files`): whole files side by side with ``openssl enc``
-  and ``cp``, printing the ratios that the project's goals are stated in.
+  and ``cp``, many files against shell loops, and start-up against ``python -c pass``, as
+  ratios measured in the same rounds. It states no goals: those are the project's, judged
+  from this output by the developer script ``.ci/goals.py``.
 
 Numbers are medians over ``--repeat`` runs after a warm-up run, because these machines are
 noisy (shared CPUs, frequency scaling); a single run can be off by tens of percent.

@@ -75,8 +75,8 @@ def add_bench_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.Argu
         help="measure AES-CTR speed per backend/driver, or whole files against openssl enc",
         description="In memory (default): MB/s and ops/s of every backend, kernel ctr(aes) "
         "driver, transfer mode, key size and chunk size, like kcapi-speed. With --files: "
-        "whole-file runs of kstream, openssl enc and cp side by side, with the ratios the "
-        "performance goals use, and of age and Tink's streaming AEAD where installed. "
+        "whole-file runs of kstream, openssl enc and cp side by side, as ratios measured in "
+        "the same rounds, and of age and Tink's streaming AEAD where installed. "
         "Medians of --repeat runs after a warm-up.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -187,7 +187,14 @@ def add_bench_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.Argu
         default=True,
         help="also time many files (1,000 of 4 KiB, 100 of 10 MiB; one "
         "kstream command each way against a shell loop of openssl enc, and "
-        "of age where installed) and start-up (default: yes)",
+        "of age where installed) (default: yes)",
+    )
+    files.add_argument(
+        "--startup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time kstream --version and one 4 KiB file encrypted against "
+        "python -c pass (default: yes)",
     )
     return p
 
@@ -206,10 +213,7 @@ def _progress_printer() -> Callable[[int, int, str], None] | None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Run ``kstream bench`` with parsed ``args``; the exit status is 0 unless it failed.
-
-    A missed goal is not a failure: these machines are too noisy for a benchmark to gate on.
-    """
+    """Run ``kstream bench`` with parsed ``args``; the exit status is 0 unless it failed."""
     # The measuring code is imported only here: this module is imported by every kstream
     # invocation (to build the parser), and interpreter start-up is already a large share
     # of a short CLI run.
@@ -226,6 +230,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             key_bits=(args.key_bits or [128])[0],
             rss_size=args.rss_size,
             many=args.many,
+            startup=args.startup,
             progress=_progress_printer(),
         )
         print(json.dumps(report.to_json(), indent=2) if args.json else format_files_report(report))

@@ -1,11 +1,12 @@
 """``kstream bench --files``: whole files through kstream, ``openssl enc`` and ``cp``, side by
-side, and the ratios the project's performance goals are stated in.
+side, as ratios measured in the same rounds.
 
 Why side by side and interleaved: on a shared 2-core machine the speed of everything drifts
 by tens of percent within a minute, so absolute numbers from separate runs cannot be compared.
 Every round runs each entry once (the order rotates from round to round), each kstream time
 is divided by its baseline's time *in the same round*, and the median of those paired ratios
-is what a goal is judged on.
+is what is reported. The project's goals on these ratios are judged by ``.ci/goals.py``, a
+developer's script, not here: a user measures a machine, a maintainer judges kstream.
 
 What is timed: a fresh process from start to exit (the CLI entries include Python's start-up,
 as a user would see it), plus an ``fsync`` of the output, because kstream fsyncs its output
@@ -15,7 +16,7 @@ runs in this process under :func:`kstream.run`, on the same event loop as the co
 information: a program awaiting per MiB pays the loop's overhead per await. Peak RSS comes
 from ``wait4`` of each kstream process itself (not of ``cat`` or of this process).
 
-This module plans the rounds, runs them and judges the goals; the runs themselves are in
+This module plans the rounds and runs them; the runs themselves are in
 :mod:`kstream.bench.commands`, the files and the checks of outputs in
 :mod:`kstream.bench.workfiles`, the other tools timed alongside in :mod:`kstream.bench.peers`.
 """
@@ -60,14 +61,6 @@ from kstream.bench.workfiles import (
 )
 from kstream.errors import UsageError
 
-RSS_GOAL_MIB = 64
-#: Goals on tmpfs (CPU-bound); on a disk every time goal is ON_DISK (writeback-bound).
-TMPFS_GOALS = {"raw": 0.70, "auth": 0.80, "pipe": 0.85}
-ON_DISK = 1.05
-API_GOAL = 0.90
-#: The time goals are stated for files this large: below it, start-up dominates the times.
-CALIBRATED = GIB
-
 
 @dataclass
 class Entry:
@@ -95,11 +88,11 @@ class FilesReport:
     machine: dict[str, Any]
     settings: dict[str, Any]
     entries: list[dict[str, Any]]
-    goals: list[dict[str, Any]]
     rss_runs: list[dict[str, Any]]
     warnings: list[str]
     many: list[dict[str, Any]] = field(default_factory=list)
-    startup: list[dict[str, Any]] = field(default_factory=list)
+    #: The start-up rows, and which install they measured (:mod:`kstream.bench.startup`).
+    startup: dict[str, Any] = field(default_factory=dict)
     peers: list[dict[str, Any]] = field(default_factory=list)
     #: A line for each peer that could not be measured here, saying how to add it.
     peers_missing: list[str] = field(default_factory=list)
@@ -279,7 +272,7 @@ def plan(
                 "throughput",
                 check=authentic,
             ),
-            # Information, not a goal: the same program under asyncio.run.
+            # The same program under asyncio.run: what the default loop costs.
             Entry(
                 f"kstream-{b}-api-stream-asyncio",
                 f"API encrypt_stream, aiofiles, asyncio.run ({b})",
@@ -301,71 +294,6 @@ def _paired_ratios(entry: Entry, by_id: dict[str, Entry]) -> list[float]:
     if entry.compare == "throughput":
         return paired_ratios(base, entry.times)
     return paired_ratios(entry.times, base)
-
-
-def _goals(entries: list[Entry], on_disk: bool, size: int) -> list[dict[str, Any]]:
-    """The issue's goals, judged for the OpenSSL backend; the kernel's are shown as info,
-    and so are all time goals for a file under :data:`CALIBRATED` (a process's start-up is
-    then a large part of each time, and the ratios say more about it than about streaming).
-    Peak RSS is judged at any size: memory must not grow with the input either way."""
-    judged = size >= CALIBRATED
-    by_id = {e.id: e for e in entries}
-    specs: list[tuple[str, str, float]] = []
-    for b in ("openssl", "kernel"):
-        k = f"kstream-{b}"
-        specs += [
-            (f"{k}-raw-enc", "raw", 0.0),
-            (f"{k}-raw-dec", "raw", 0.0),
-            (f"{k}-enc", "auth", 0.0),
-            (f"{k}-dec", "auth", 0.0),
-            (f"{k}-pipe", "pipe", 0.0),
-            (f"{k}-api-file", "api", API_GOAL),
-            (f"{k}-api-stream", "api", API_GOAL),
-        ]
-    goals = []
-    for entry_id, kind, limit in specs:
-        entry = by_id.get(entry_id)
-        if entry is None or not entry.times:
-            continue
-        if kind != "api":
-            limit = ON_DISK if on_disk else TMPFS_GOALS[kind]
-        ratios = _paired_ratios(entry, by_id)
-        if not ratios:
-            continue
-        ratio = median(ratios)
-        baseline = by_id[entry.baseline].label if entry.baseline else ""
-        higher = entry.compare == "throughput"
-        met = ratio >= limit if higher else ratio <= limit
-        goals.append(
-            {
-                "entry": entry.id,
-                "label": entry.label,
-                "baseline": baseline,
-                "measure": "throughput ratio" if higher else "time ratio",
-                "ratio": round(ratio, 3),
-                "ratio_min": round(min(ratios), 3),
-                "ratio_max": round(max(ratios), 3),
-                "goal": f"{'>=' if higher else '<='} {limit:.2f}x",
-                "verdict": ("PASS" if met else "MISS")
-                if entry.backend == "openssl" and judged
-                else "info",
-            }
-        )
-    rss = [kib for e in entries if e.is_kstream for kib in e.rss_kib]
-    if rss:
-        peak = max(rss) / 1024
-        goals.append(
-            {
-                "entry": "rss",
-                "label": "peak RSS of any kstream process",
-                "baseline": "",
-                "measure": "MiB",
-                "ratio": round(peak, 1),
-                "goal": f"<= {RSS_GOAL_MIB} MiB",
-                "verdict": "PASS" if peak <= RSS_GOAL_MIB else "MISS",
-            }
-        )
-    return goals
 
 
 def _rss_runs(paths: Paths, size: int, backends: Sequence[str]) -> list[dict[str, Any]]:
@@ -407,7 +335,6 @@ def _rss_runs(paths: Paths, size: int, backends: Sequence[str]) -> list[dict[str
                         "seconds": round(sample.seconds, 3),
                         "mb_s": round(size / sample.seconds / MB, 1),
                         "rss_mib": round(rss, 1),
-                        "verdict": "PASS" if rss <= RSS_GOAL_MIB else "MISS",
                     }
                 )
     finally:
@@ -426,6 +353,7 @@ def run_files(
     backends: Sequence[str] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     many: bool = True,
+    startup: bool = True,
 ) -> FilesReport:
     """Generate the input, run ``warmup + repeat`` interleaved rounds, clean everything up."""
     directory = directory or default_dir()
@@ -513,9 +441,10 @@ def run_files(
                 if r >= warmup:
                     entry.times.append(sample.seconds)
         rss_runs = _rss_runs(paths, rss_size, backends) if rss_size else []
-        many_rows, startup = [], []
+        many_rows: list[dict[str, Any]] = []
+        startup_rows: dict[str, Any] = {}
         if many:
-            from kstream.bench.many import run_many, run_startup
+            from kstream.bench.many import run_many
 
             many_rows = run_many(
                 workdir,
@@ -529,7 +458,14 @@ def run_files(
                     None if progress is None else lambda label: progress(steps, steps, label)
                 ),
             )
-            startup = run_startup(workdir, paths.key, key.hex(), iv.hex(), key_bits, repeat=repeat)
+        if startup:
+            from kstream.bench.startup import run_startup
+
+            if progress is not None:
+                progress(steps, steps, "start-up")
+            startup_rows = run_startup(
+                workdir, paths.key, key.hex(), iv.hex(), key_bits, repeat=repeat
+            )
         floor = run_command(["true"], measure_rss=True).rss_kib
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -547,6 +483,8 @@ def run_files(
                 "baseline": e.baseline,
                 "compare": e.compare,
                 "ratio": round(median(ratios), 3) if ratios else None,
+                "ratio_min": round(min(ratios), 3) if ratios else None,
+                "ratio_max": round(max(ratios), 3) if ratios else None,
                 "peak_rss_mib": round(max(e.rss_kib) / 1024, 1) if e.rss_kib else None,
                 "times": [round(t, 4) for t in e.times],
             }
@@ -556,7 +494,6 @@ def run_files(
         warnings.append(UML_WARNING)
     settings = {
         "size": size,
-        "goals_judged": size >= CALIBRATED,
         "dir": directory,
         "filesystem": fstype,
         "on_disk": on_disk,
@@ -573,11 +510,10 @@ def run_files(
         machine_info(),
         settings,
         rows,
-        _goals(entries, on_disk, size),
         rss_runs,
         warnings,
         many_rows,
-        startup,
+        startup_rows,
         peer_rows({e.id: (e.label, e.times) for e in entries}),
         peers_missing,
     )
@@ -599,61 +535,34 @@ def format_files_report(report: FilesReport) -> str:
         "",
     ]
     by_id = {row["id"]: row for row in report.entries}
-    table = [("", "median s", "MB/s", "ratio", "vs", "peak RSS")]
+    table = [("", "median s", "MB/s", "ratio", "rounds", "vs", "peak RSS")]
     for row in report.entries:
         base = by_id.get(row["baseline"] or "")
-        ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-        vs = ""
+        ratio = spread = vs = ""
+        if row["ratio"] is not None:
+            ratio = f"{row['ratio']:.3f}x"  # 3 digits: 0.853 must not print as 0.85
+            spread = f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}"
         if base is not None:
-            vs = ("throughput of " if row["compare"] == "throughput" else "time of ") + base[
-                "label"
-            ]
+            kind = "throughput of " if row["compare"] == "throughput" else "time of "
+            vs = kind + base["label"]
         rss = "" if row["peak_rss_mib"] is None else f"{row['peak_rss_mib']:.0f} MiB"
-        table.append(
-            (row["label"], f"{row['median_s']:.3f}", f"{row['mb_s']:,.0f}", ratio, vs, rss)
-        )
-    widths = [max(len(cells[i]) for cells in table) for i in range(6)]
+        median_s, mb_s = f"{row['median_s']:.3f}", f"{row['mb_s']:,.0f}"
+        table.append((row["label"], median_s, mb_s, ratio, spread, vs, rss))
+    widths = [max(len(cells[i]) for cells in table) for i in range(7)]
     for cells in table:
-        lines.append(
-            "  ".join(
-                (
-                    cells[0].ljust(widths[0]),
-                    cells[1].rjust(widths[1]),
-                    cells[2].rjust(widths[2]),
-                    cells[3].rjust(widths[3]),
-                    cells[4].ljust(widths[4]),
-                    cells[5].rjust(widths[5]),
-                )
-            ).rstrip()
-        )
-    if s["size"] < CALIBRATED:
-        lines.append(
-            f"(the time goals are calibrated for files of {format_size(CALIBRATED)} or "
-            f"more: at {format_size(s['size'])} start-up dominates, so the ratios "
-            "below get no PASS/MISS)"
-        )
-    lines += [
-        "",
-        "goals (time ratio: kstream's time / the baseline's in the same round, "
-        "lower is better; throughput ratio: higher is better; medians):",
-    ]
-    for goal in report.goals:
-        value = (
-            f"{goal['ratio']:.1f} MiB" if goal["measure"] == "MiB" else f"{goal['ratio']:.3f}x"
-        )  # 3 digits: 0.853 must not print as 0.85
-        against = f" vs {goal['baseline']}" if goal["baseline"] else ""
-        spread = ""
-        if "ratio_min" in goal and goal["ratio_min"] != goal["ratio_max"]:
-            spread = f" (rounds {goal['ratio_min']:.2f}-{goal['ratio_max']:.2f})"
-        lines.append(
-            f"  {goal['verdict']:<4}  {value:>9}  goal {goal['goal']:<9}  "
-            f"{goal['label']}{against}{spread}"
-        )
+        aligned = [
+            cell.ljust(width) if i in (0, 5) else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        lines.append("  ".join(aligned).rstrip())
+    lines.append(
+        "(ratio: the time / the baseline's in the same round, lower is better; for the API "
+        "its throughput against the command line's, higher is better; medians, and their "
+        "range over the rounds)"
+    )
     for run in report.rss_runs:
         lines.append(
-            f"  {run['verdict']:<4}  {run['rss_mib']:>5.1f} MiB  goal <= "
-            f"{RSS_GOAL_MIB} MiB  peak RSS, {run['label']} "
-            f"({run['mb_s']:,.0f} MB/s)"
+            f"  {run['rss_mib']:5.1f} MiB  peak RSS, {run['label']} ({run['mb_s']:,.0f} MB/s)"
         )
     if not report.rss_runs:
         lines.append("  (peak RSS for a larger, sparse input: add --rss-size 10G)")
@@ -664,10 +573,14 @@ def format_files_report(report: FilesReport) -> str:
             "this process and has no RSS of its own)"
         )
     lines += format_peers(report.peers, report.peers_missing)
-    if report.many or report.startup:
+    if report.many:
         from kstream.bench.many import format_many
 
-        lines += format_many(report.many, report.startup)
+        lines += format_many(report.many)
+    if report.startup:
+        from kstream.bench.startup import format_startup
+
+        lines += format_startup(report.startup)
     if report.warnings:
         lines.append("")
         lines += [f"WARNING: {warning}" for warning in report.warnings]

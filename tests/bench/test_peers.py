@@ -90,8 +90,7 @@ def test_a_peer_not_installed_gets_a_line_saying_how_to_add_it(
     ]
     assert peers.format_peers([], missing) == [
         "",
-        "peers (kstream's time / the peer's in the same round, lower is better; medians; "
-        "information, no goal):",
+        "peers (kstream's time / the peer's in the same round, lower is better; medians):",
         "  (age: not installed (Debian package age))",
         "  (Tink: not installed (pip install tink))",
     ]
