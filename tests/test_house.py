@@ -70,7 +70,7 @@ ORDER = {
         ["aio", "fs"],
     ],
     "kstream.bench": [
-        ["units"],
+        ["units", "seek"],
         ["machine"],
         ["memory", "workfiles"],
         ["plot", "commands"],

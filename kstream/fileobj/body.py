@@ -17,11 +17,13 @@ touch it and no others.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 
-from kstream.errors import FormatError, IntegrityError
+from kstream.errors import FormatError, IntegrityError, KstreamError
 from kstream.fileobj.ends import Input
 from kstream.format import (
     FRAME_SIZE,
@@ -48,7 +50,8 @@ class Body:
 
     ``cache_segments`` bounds memory: at most that many decrypted segments are kept (least
     recently used first out), plus, while reads run, one segment being decrypted per
-    thread reading. ``decrypted`` counts segment decryptions (for tests and benchmarks).
+    thread reading and, for a sequential reader, two decrypted ahead. ``decrypted`` counts
+    segment decryptions (for tests and benchmarks).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class Body:
         header: Header,
         open_codec: OpenCodecAt,
         cache_segments: int = DEFAULT_CACHE_SEGMENTS,
+        read_ahead: bool = False,
     ) -> None:
         if cache_segments < 1:
             raise ValueError("cache_segments must be at least 1")
@@ -72,6 +76,11 @@ class Body:
         #: the error says so in ``decrypt``'s words (:func:`kstream.segments.modified_at`).
         self._key_proven_at_0 = False
         self.decrypted = 0
+        #: Whether sequential reads decrypt the next segment ahead (:meth:`_read_ahead`).
+        self.read_ahead = read_ahead
+        self._ahead: dict[int, Future[memoryview]] = {}
+        self._worker: ThreadPoolExecutor | None = None
+        self._next_offset = 0
         self.body_size = max(source.size - header.size, 0)
         plain = plaintext_size(self.body_size, self.segment)
         if plain is None:
@@ -125,24 +134,60 @@ class Body:
     # --- segments -----------------------------------------------------------------------
 
     def plaintext(self, index: int) -> memoryview:
-        """Segment ``index``'s plaintext (read-only), from the cache or decrypted now."""
+        """Segment ``index``'s plaintext (read-only): from the cache, from the read-ahead,
+        or decrypted now."""
         with self._lock:
             cached = self._cache.get(index)
             if cached is not None:
                 self._cache.move_to_end(index)
                 return cached
-        try:
-            data = self._decrypt(index)
-        except IntegrityError:
-            if index == 0 or self._key_proven_at_0 or not self._segment_0_verifies():
-                raise
-            data = self._decrypt(index)  # fails again, now in the words for a modified file
+            pending = self._ahead.pop(index, None)
+        data = None
+        if pending is not None:
+            # A failure is met again below, in this thread, and worded there.
+            with contextlib.suppress(KstreamError, CancelledError):
+                data = pending.result()
+        if data is None:
+            data = self._checked(index)
         with self._lock:
             self._cache[index] = data
             self._cache.move_to_end(index)
             while len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)
         return data
+
+    def _checked(self, index: int) -> memoryview:
+        try:
+            return self._decrypt(index)
+        except IntegrityError:
+            if index == 0 or self._key_proven_at_0 or not self._segment_0_verifies():
+                raise
+            return self._decrypt(index)  # fails again, now in the words for a modified file
+
+    def _read_ahead(self, offset: int, end: int) -> None:
+        """After a read that started where the previous one ended (a sequential reader),
+        decrypt the next segment not yet at hand in a background thread, so that fetching
+        it overlaps the caller's work and the next read. At most two wait there; those a
+        seek has left behind are dropped.
+
+        Worth it where fetching a segment takes long (a network filesystem, an object
+        store); on a local file the cipher holds the GIL and the handoff costs more than
+        the overlap saves, hence off unless asked for."""
+        sequential, self._next_offset = offset == self._next_offset, end
+        if not (sequential and self.read_ahead):
+            return
+        first = end // self.segment
+        with self._lock:
+            wanted = {first, first + 1}
+            for index in [i for i in self._ahead if i not in wanted]:
+                self._ahead.pop(index).cancel()
+            for index in sorted(wanted):
+                if index >= self.count or index in self._cache or index in self._ahead:
+                    continue
+                if self._worker is None:
+                    self._worker = ThreadPoolExecutor(1, thread_name_prefix="kstream-read-ahead")
+                self._ahead[index] = self._worker.submit(self._decrypt, index)
+                return
 
     def _segment_0_verifies(self) -> bool:
         """Check segment 0 (after another segment failed), so that the failure is worded
@@ -186,6 +231,7 @@ class Body:
             out[written : written + take] = segment[first : first + take]
             written += take
             pos += take
+        self._read_ahead(offset, end)
         return written
 
     def read(self, offset: int, size: int) -> bytes:
@@ -196,7 +242,9 @@ class Body:
         index = offset // self.segment
         if (offset + size - 1) // self.segment == index:  # one segment: one copy
             first = offset - index * self.segment
-            return bytes(self.plaintext(index)[first : first + size])
+            data = bytes(self.plaintext(index)[first : first + size])
+            self._read_ahead(offset, offset + size)
+            return data
         parts, pos, end = [], offset, offset + size
         while pos < end:  # every segment checked before any byte is joined
             index = pos // self.segment
@@ -204,6 +252,7 @@ class Body:
             part = self.plaintext(index)[first : first + end - pos]
             parts.append(part)
             pos += len(part)
+        self._read_ahead(offset, end)
         return b"".join(parts)
 
     def cached(self) -> list[int]:
@@ -212,6 +261,9 @@ class Body:
             return list(self._cache)
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             self._cache.clear()
+            self._ahead.clear()
         self.source.close()

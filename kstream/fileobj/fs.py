@@ -9,10 +9,12 @@ It is a chained filesystem, layered over another one::
 
 Opening a file for reading opens the target's file without a read-ahead cache and hands it
 to :func:`kstream.open`: a read fetches the byte ranges of the segments it touches (plus,
-at open, the header and the last segment), nothing more. Writing encrypts as it goes; where
-the target's files write through a temporary (local files, S3 multipart uploads: fsspec's
-``autocommit=False``) the object appears only once complete, and a failed write is
-discarded.
+at open, the header and the last segment). On a remote filesystem a sequential reader also
+has the next segment fetched and decrypted ahead, in a background thread.
+
+Writing encrypts as it goes; where the target's files write through a temporary (local
+files, S3 multipart uploads: fsspec's ``autocommit=False``) the object appears only once
+complete, and a failed write is discarded.
 
 Keys travel only as references: ``key_file`` (a path), ``key_name`` (a kernel keyring
 key's name) or ``passphrase_file`` (a path). The filesystem's options go into fsspec's
@@ -42,6 +44,11 @@ from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, KDF_BLOCK_SIZE, Header,
 KEY_REFERENCES = ("key_file", "key_name", "passphrase_file")
 #: Options that would put a secret itself into URLs, caches and task graphs.
 REFUSED = ("key", "passphrase")
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 class KstreamFileSystem(ChainedFileSystem):  # type: ignore[misc]
@@ -117,7 +124,10 @@ class KstreamFileSystem(ChainedFileSystem):  # type: ignore[misc]
         kwargs.pop("cache_type", None)
         if mode == "rb":
             raw = self.fs.open(path, "rb", cache_type="none", **kwargs)
-            return open_file(raw, "rb", close_file=True, **keys, **self.open_options)
+            remote = not {"file", "local", "memory"} & set(_protocols(self.fs))
+            return open_file(
+                raw, "rb", close_file=True, read_ahead=remote, **keys, **self.open_options
+            )
         if mode in ("wb", "xb"):
             if mode == "xb" and self.fs.exists(path):
                 raise FileExistsError(path)

@@ -54,6 +54,7 @@ from kstream.keys.passphrase import (
     wipe,
 )
 from kstream.keys.unlock import Secret, make_secret
+from kstream.memory import tune_malloc
 
 log = logging.getLogger("kstream")
 
@@ -157,6 +158,7 @@ def open_file(
     backend: str | Backend = ...,
     options: CipherOptions | None = ...,
     cache_segments: int = ...,
+    read_ahead: bool = ...,
     segment_size: int = ...,
     work_factor: int | None = ...,
     max_work_factor: int | None = ...,
@@ -179,6 +181,7 @@ def open_file(
     backend: str | Backend = ...,
     options: CipherOptions | None = ...,
     cache_segments: int = ...,
+    read_ahead: bool = ...,
     segment_size: int = ...,
     work_factor: int | None = ...,
     max_work_factor: int | None = ...,
@@ -200,6 +203,7 @@ def open_file(
     backend: str | Backend = "auto",
     options: CipherOptions | None = None,
     cache_segments: int = DEFAULT_CACHE_SEGMENTS,
+    read_ahead: bool = False,
     segment_size: int = DEFAULT_SEGMENT,
     work_factor: int | None = None,
     max_work_factor: int | None = None,
@@ -211,7 +215,9 @@ def open_file(
 
     ``mode="rb"``: a seekable reader of the plaintext (:class:`DecryptedFile`); the file
     must be seekable, and is refused here unless its last segment verifies (so its size,
-    key and header are right). At most ``cache_segments`` decrypted segments are kept.
+    key and header are right). At most ``cache_segments`` decrypted segments are kept;
+    ``read_ahead`` decrypts the next segment in a background thread while a sequential
+    reader works (for slow storage: a network filesystem, an object store).
     ``mode="wb"``: a writer that encrypts (:class:`EncryptingFile`) into segments of
     ``segment_size`` bytes; a path is written atomically (refused if it exists, unless
     ``force``), appearing complete on ``close()``.
@@ -231,6 +237,9 @@ def open_file(
         )
     if cache_segments < 1:
         raise UsageError(f"cache_segments must be at least 1, not {cache_segments}")
+    # Each segment read or decrypted is a fresh ~1 MiB buffer: kept in the heap rather than
+    # mapped and unmapped each time, it costs no page faults (see kstream.memory).
+    tune_malloc()
     stack = contextlib.ExitStack()
     owned = close_file and not isinstance(file, str | os.PathLike)
     if owned and mode == "rb":
@@ -247,7 +256,9 @@ def open_file(
             stack=stack,
         )
         if mode == "rb":
-            return _open_reader(file, secret, stack, backend, options, notify, cache_segments)
+            return _open_reader(
+                file, secret, stack, backend, options, notify, cache_segments, read_ahead
+            )
         output: Output = (
             PathOutput(file, force=force)
             if isinstance(file, str | os.PathLike)
@@ -271,12 +282,13 @@ def _open_reader(
     options: CipherOptions | None,
     notify: Notify | None,
     cache_segments: int,
+    read_ahead: bool,
 ) -> DecryptedFile:
     source: Input = PathInput(file) if isinstance(file, str | os.PathLike) else ObjectInput(file)
     stack.callback(source.close)
     header = read_header(source)
     plan = _plan(stack, False, secret, header, backend, options, notify)
-    body = Body(source, header, plan.codec, cache_segments)
+    body = Body(source, header, plan.codec, cache_segments, read_ahead)
     body.check_end()
     return DecryptedFile(body, name_of(file), stack.close)
 

@@ -79,25 +79,23 @@ def run_model(f: kstream.DecryptedFile, plain: bytes, steps: list[tuple[str, int
         assert f.tell() == pos
 
 
+@pytest.mark.parametrize("read_ahead", [False, True], ids=["", "read-ahead"])
 @pytest.mark.parametrize("size", SIZES)
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES)
 @given(steps=ops())
 def test_random_operations_give_the_plaintext(
-    size: int, steps: list[tuple[str, int, int]], key_bytes: bytes, tmp_path: Path
+    size: int, read_ahead: bool, steps: list[tuple[str, int, int]], key_bytes: bytes
 ) -> None:
     plain = bytes(random.Random(size).choice(b"ab\n") for _ in range(size))
     blob = seal_file(plain, key_bytes)
-    with kstream.open(io.BytesIO(blob), key=kstream.Key(key_bytes), cache_segments=2) as f:
+    key = kstream.Key(key_bytes)
+    with kstream.open(io.BytesIO(blob), key=key, cache_segments=2, read_ahead=read_ahead) as f:
         assert f.size == size and f.readable() and f.seekable() and not f.writable()
         run_model(f, plain, steps)
 
 
 @pytest.mark.parametrize("size", [0, S, 3 * S + 7])
-@settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=8, deadline=None, suppress_health_check=FIXTURES)
 @given(steps=ops())
 def test_key_files_and_passphrase_files_open_paths(
     size: int,
@@ -148,6 +146,20 @@ def test_sequential_reads_decrypt_each_segment_once_and_the_cache_stays_bounded(
         f.seek(-S // 2, io.SEEK_CUR)  # a small backward seek is served from the cache
         f.read(S // 2)
         assert f.segments_decrypted == 32
+
+
+def test_read_ahead_decrypts_the_next_segment_for_a_sequential_reader(key_bytes: bytes) -> None:
+    plain = os.urandom(20 * S)
+    blob = seal_file(plain, key_bytes)
+    with kstream.open(io.BytesIO(blob), key=kstream.Key(key_bytes), read_ahead=True) as f:
+        assert f.read(S) == plain[:S]  # from 0, where a reader starts: sequential
+        f._body._ahead[1].result()  # segment 1 is on its way
+        assert f.read(S) == plain[S : 2 * S] and 1 in f._body.cached()
+        f.seek(10 * S + 3)  # a jump: no read-ahead, and what waited is dropped
+        assert f.read(5) == plain[10 * S + 3 : 10 * S + 8]
+        assert set(f._body._ahead) <= {2}
+        assert f.read() == plain[10 * S + 8 :]
+    assert not f._body._ahead
 
 
 def test_read_at_from_many_threads(key_bytes: bytes) -> None:
