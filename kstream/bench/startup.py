@@ -30,6 +30,17 @@ from kstream.bench.many import kstream_command
 from kstream.bench.units import median, paired_ratios
 from kstream.bench.workfiles import generate_file
 
+#: What a command of this kind cannot do without: argparse, and cryptography's AES-CTR and
+#: HKDF-SHA256 used once (OpenSSL's first use of an algorithm costs more than the next).
+FLOOR = (
+    "import argparse; argparse.ArgumentParser()\n"
+    "from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes\n"
+    "from cryptography.hazmat.primitives.hashes import SHA256\n"
+    "from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand\n"
+    "key = HKDFExpand(SHA256(), 16, b'kstream').derive(bytes(16))\n"
+    "Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor().update(bytes(4096))\n"
+)
+
 
 def editable_install() -> bool:
     """Whether kstream runs from an editable install (``pip install -e``): its import hook,
@@ -113,6 +124,12 @@ def run_startup(
     cases = [
         ("python", "python -c pass", [python, "-c", "pass"]),
         ("version", "kstream --version", [*kst, "--version"]),
+        (
+            "floor",
+            "python -c: argparse, and AES-CTR and HKDF from cryptography on 4 KiB "
+            "(what any such command pays, for reference)",
+            [python, "-c", FLOOR],
+        ),
         (
             "openssl-small",
             "openssl enc, one 4 KiB file (for reference)",

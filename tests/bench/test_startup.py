@@ -23,7 +23,13 @@ def test_startup_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     result = startup.run_startup(str(tmp_path), str(key), "00" * 16, "11" * 16, 128, repeat=1)
     rows = result["rows"]
-    assert [row["id"] for row in rows] == ["python", "version", "openssl-small", "one-small"]
+    assert [row["id"] for row in rows] == [
+        "python",
+        "version",
+        "floor",
+        "openssl-small",
+        "one-small",
+    ]
     assert "ratio" not in rows[0]
     for row in rows:
         assert 0 < row["median_s"] < 30
