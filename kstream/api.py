@@ -17,7 +17,7 @@ import logging
 import os
 import stat
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from kstream.atomic import AtomicFile, check_output_path, open_stream
 from kstream.backends.base import Backend, CipherOptions
@@ -28,11 +28,15 @@ from kstream.engine.plan import Plan, RunOptions, parse_header, planned
 from kstream.engine.raw import check_iv
 from kstream.engine.threads import run_blocking
 from kstream.errors import KstreamError, UsageError, io_errors
-from kstream.format import HEADER_SIZE, Header, header_size
+from kstream.format import DEFAULT_SEGMENT, HEADER_SIZE, Header, header_size
 from kstream.keys.key import Key
 from kstream.keys.passphrase import Derivations, PassphraseArg
 from kstream.keys.unlock import make_secret
 from kstream.memory import tune_malloc
+
+if TYPE_CHECKING:
+    from kstream.fileobj.reader import DecryptedFile
+    from kstream.fileobj.writer import EncryptingFile
 
 log = logging.getLogger("kstream")
 
@@ -190,6 +194,61 @@ class Session:
         ):
             async for out in outputs:
                 yield bytes(out) if not isinstance(out, bytes) else out
+
+    @overload
+    def open(
+        self,
+        file: FileArg,
+        mode: Literal["rb"] = ...,
+        *,
+        cache_segments: int = ...,
+        segment_size: int = ...,
+        force: bool = ...,
+    ) -> DecryptedFile: ...
+
+    @overload
+    def open(
+        self,
+        file: FileArg,
+        mode: Literal["wb"],
+        *,
+        cache_segments: int = ...,
+        segment_size: int = ...,
+        force: bool = ...,
+    ) -> EncryptingFile: ...
+
+    def open(
+        self,
+        file: FileArg,
+        mode: Literal["rb", "wb"] = "rb",
+        *,
+        cache_segments: int | None = None,
+        segment_size: int | None = None,
+        force: bool = False,
+    ) -> DecryptedFile | EncryptingFile:
+        """:func:`kstream.open` with this session's key or passphrase, backend and options:
+        a seekable reader of a kstream file's plaintext (``"rb"``) or a writer that
+        encrypts (``"wb"``)."""
+        from kstream.fileobj.body import DEFAULT_CACHE_SEGMENTS
+        from kstream.fileobj.opener import open_file  # the file objects load when used
+
+        secret, run = self._secret, self._options
+        # make_secret, which open_file calls, also takes the CLI's shared Derivations.
+        passphrase = cast("PassphraseArg | None", secret.passphrase)
+        return open_file(
+            file,
+            mode,
+            key=secret.key,
+            passphrase=passphrase,
+            work_factor=secret.work_factor,
+            max_work_factor=secret.max_work_factor,
+            backend=run.backend,
+            options=run.options,
+            notify=run.notify,
+            cache_segments=DEFAULT_CACHE_SEGMENTS if cache_segments is None else cache_segments,
+            segment_size=DEFAULT_SEGMENT if segment_size is None else segment_size,
+            force=force,
+        )
 
     async def _file(
         self,

@@ -848,3 +848,24 @@ def test_the_public_names_are_all_there_and_only_they() -> None:
         assert getattr(package, name) is not None
     with pytest.raises(AttributeError, match="has no attribute 'process_file'"):
         package.process_file  # noqa: B018
+
+
+def test_a_session_opens_files_with_its_key_and_backend(tmp_path: Path) -> None:
+    """Session.open writes what decrypt_file reads and reads what encrypt_file wrote, at
+    any offset, with the session's key and its resolved backend."""
+    key = kstream.Key.generate()
+    session = kstream.Session(key=key, backend="openssl")
+    data = os.urandom(3 * 4096 + 100)
+    with session.open(tmp_path / "w.kst", "wb", segment_size=4096) as out:
+        out.write(data[:5000])
+        out.write(data[5000:])
+    kstream.run(kstream.decrypt_file(tmp_path / "w.kst", tmp_path / "w", key=key))
+    assert (tmp_path / "w").read_bytes() == data
+    (tmp_path / "p").write_bytes(data)
+    kstream.run(session.encrypt_file(tmp_path / "p", tmp_path / "c"))
+    with session.open(tmp_path / "c", cache_segments=1) as f:
+        f.seek(4000)
+        assert f.read(200) == data[4000:4200]
+        assert f.read_at(len(data) - 7, 100) == data[-7:]
+    with pytest.raises(UsageError, match="cache_segments must be at least 1"):
+        session.open(tmp_path / "c", cache_segments=0)
