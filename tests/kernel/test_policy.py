@@ -73,12 +73,16 @@ def shared() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def files(where: Path, size: int = 300_000) -> tuple[Path, Path, bytes]:
+def files(where: Path, size: int = 300_000, owner: int | None = None) -> tuple[Path, Path, bytes]:
+    """A key (mode 0600, owned by ``owner`` if given: the user who runs kstream) and a
+    plaintext file that everyone may read."""
     key, plain = where / "key", os.urandom(size)
     key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    if owner is not None:
+        os.chown(key, owner, owner)
     (where / "plain").write_bytes(plain)
-    for path in (key, where / "plain"):
-        path.chmod(0o644)
+    (where / "plain").chmod(0o644)
     return key, where / "plain", plain
 
 
@@ -206,7 +210,7 @@ def test_both_ways_out_work_for_an_unprivileged_process(root_on_7_3: None, share
     """The two ways the error names, tried: CAP_NET_ADMIN as an ambient capability (what a
     systemd unit with AmbientCapabilities=CAP_NET_ADMIN gives a service user), and the
     sysctl at 0; without either, the same process is refused."""
-    key, plain_path, plain = files(shared)
+    key, plain_path, plain = files(shared, owner=65534)
     out = shared / "out.kst"
     args = ("encrypt", "--backend", "kernel", "-k", key, plain_path, out)
     no_caps = [*NOBODY, "--inh-caps=-all"]

@@ -443,7 +443,14 @@ class UmlRunner:
     def _start(self, first: Kernel, session: pytest.Session) -> None:
         """Start ``first``, and more kernels that have tests while fewer than ``jobs`` run."""
         wanted = self.wanted(session)
-        for kernel in [first] + [k for k in self.kernels if k is not first]:
+        # The longest boots first (a whole suite under TCG takes minutes), so that the short
+        # ones fill the gaps instead of leaving a long one to run alone at the end.
+        others = sorted(
+            (k for k in self.kernels if k is not first),
+            key=lambda k: len(wanted.get(k.id, [])) * (10 if isinstance(k, QemuKernel) else 1),
+            reverse=True,
+        )
+        for kernel in [first, *others]:
             if kernel.id in self.boots or kernel.id not in wanted:
                 continue
             running = sum(boot.running for boot in self.boots.values())
