@@ -176,13 +176,13 @@ def test_root_on_7_3_uses_the_kernel_for_everything(
         assert proc.returncode == 0, proc.stderr
         assert decrypts_to(shared, key, out, plain)
         out.unlink()
-    proc = subprocess.run(
+    piped = subprocess.run(
         [*KST, "encrypt", "--backend", "kernel", "-k", str(key)], input=plain, capture_output=True
     )
-    assert proc.returncode == 0, proc.stderr
+    assert piped.returncode == 0, piped.stderr
     back = subprocess.run(
         [*KST, "decrypt", "--backend", "openssl", "-k", str(key)],
-        input=proc.stdout,
+        input=piped.stdout,
         capture_output=True,
     )
     assert back.stdout == plain
