@@ -203,7 +203,9 @@ class Session:
         *,
         cache_segments: int = ...,
         segment_size: int = ...,
+        read_ahead: bool = ...,
         force: bool = ...,
+        close_file: bool = ...,
     ) -> DecryptedFile: ...
 
     @overload
@@ -214,7 +216,9 @@ class Session:
         *,
         cache_segments: int = ...,
         segment_size: int = ...,
+        read_ahead: bool = ...,
         force: bool = ...,
+        close_file: bool = ...,
     ) -> EncryptingFile: ...
 
     def open(
@@ -224,11 +228,13 @@ class Session:
         *,
         cache_segments: int | None = None,
         segment_size: int | None = None,
+        read_ahead: bool = False,
         force: bool = False,
+        close_file: bool = False,
     ) -> DecryptedFile | EncryptingFile:
         """:func:`kstream.open` with this session's key or passphrase, backend and options:
         a seekable reader of a kstream file's plaintext (``"rb"``) or a writer that
-        encrypts (``"wb"``)."""
+        encrypts (``"wb"``); the other parameters are :func:`kstream.open`'s."""
         from kstream.fileobj.body import DEFAULT_CACHE_SEGMENTS
         from kstream.fileobj.opener import open_file  # the file objects load when used
 
@@ -247,7 +253,9 @@ class Session:
             notify=run.notify,
             cache_segments=DEFAULT_CACHE_SEGMENTS if cache_segments is None else cache_segments,
             segment_size=DEFAULT_SEGMENT if segment_size is None else segment_size,
+            read_ahead=read_ahead,
             force=force,
+            close_file=close_file,
         )
 
     async def _file(
