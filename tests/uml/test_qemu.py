@@ -10,6 +10,7 @@ from __future__ import annotations
 import lzma
 import stat
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -179,3 +180,46 @@ def test_a_guest_that_never_reached_init_is_a_skip_with_why(tmp_path: Path) -> N
     gone = result("", start_error="no such file")
     assert not qemu.booted(gone)
     assert qemu.not_booted_reason(gone) == "cannot start qemu-system-x86_64: no such file"
+
+
+class FakeBoot:
+    def __init__(self, result: BootResult) -> None:
+        self.result = result
+
+    def wait(self) -> BootResult:
+        return self.result
+
+
+def test_qemu_require_is_judged_from_the_boots_that_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KSTREAM_QEMU_REQUIRE=6.2 fails the run unless a kernel >= 6.2 completed its tests;
+    with no QEMU test selected (e.g. -m 'not kernel') there is nothing to judge."""
+    from . import plugin
+
+    fake_kernel(tmp_path, "deb12-6.1", "6.1.0-50-amd64")
+    fake_kernel(tmp_path, "exp-7.3", "7.3-amd64")
+    k61, _, k73, _ = qemu.discover({qemu.ENV_QEMU_DIR: str(tmp_path)})
+    console = tmp_path / "console.log"
+    console.write_text("")
+
+    def boot(kernel: qemu.QemuKernel, finished: bool) -> FakeBoot:
+        report = InnerReport(finished=finished)
+        return FakeBoot(BootResult(kernel, tmp_path, console, report, 0, False, 1.0, 60.0))  # type: ignore[arg-type]
+
+    class Runner:
+        boots: ClassVar[dict[str, FakeBoot]] = {}
+
+    state = plugin.State(plugin.Mode.UML, [k61, k73], runner=Runner())  # type: ignore[arg-type]
+    monkeypatch.setenv(qemu.ENV_QEMU_REQUIRE, "6.2")
+    assert plugin.qemu_requirement_unmet(state) is None  # nothing selected, nothing booted
+    Runner.boots = {k61.id: boot(k61, True), k73.id: boot(k73, False)}
+    unmet = plugin.qemu_requirement_unmet(state)
+    assert unmet is not None
+    assert unmet.startswith("KSTREAM_QEMU_REQUIRE=6.2: no QEMU kernel >= 6.2 ran its tests")
+    assert "qemu-7.3: the kernel exited (status 0) before the inner pytest finished" in unmet
+    Runner.boots[k73.id] = boot(k73, True)
+    assert plugin.qemu_requirement_unmet(state) is None
+    monkeypatch.delenv(qemu.ENV_QEMU_REQUIRE)
+    Runner.boots[k73.id] = boot(k73, False)
+    assert plugin.qemu_requirement_unmet(state) is None
