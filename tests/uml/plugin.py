@@ -170,6 +170,11 @@ def configure(config: pytest.Config) -> None:
             state.skip_reason = NO_KERNEL_HINT
         if not kernels and env.get(ENV_REQUIRE):
             raise pytest.UsageError(f"{ENV_REQUIRE}={env[ENV_REQUIRE]}: {state.skip_reason}")
+        if env.get(qemu.ENV_QEMU_REQUIRE) and not any(isinstance(k, QemuKernel) for k in kernels):
+            raise pytest.UsageError(
+                f"{qemu.ENV_QEMU_REQUIRE}={env[qemu.ENV_QEMU_REQUIRE]}: no QEMU kernel in "
+                f"{qemu.cache_dir(env)} (run .ci/install-qemu.sh), so kernel coverage would be lost"
+            )
     config.stash[STATE] = state
 
 
@@ -196,7 +201,18 @@ def check_kernels(config: pytest.Config, state: State) -> None:
     state.checks = {res.kernel.id: res for res in results}
     # QEMU kernels get no separate boot (under TCG it costs seconds, and every run, also one
     # with -m "not kernel", collects kernel tests): their first real boot is the check.
-    state.checks.update(qemu.tools_check([k for k in state.kernels if isinstance(k, QemuKernel)]))
+    vms = [k for k in state.kernels if isinstance(k, QemuKernel)]
+    state.checks.update(qemu.tools_check(vms))
+    qemu_spec = os.environ.get(qemu.ENV_QEMU_REQUIRE)
+    if qemu_spec:  # what can be known before any boot: kernels installed, tools present
+        need = tuple(int(n) for n in qemu_spec.split("."))
+        candidates = [k for k in vms if k.version >= need and state.runs(k)]
+        if not candidates:
+            why = qemu.tools_missing() or f"none >= {qemu_spec} in {qemu.cache_dir()}"
+            raise pytest.UsageError(
+                f"{qemu.ENV_QEMU_REQUIRE}={qemu_spec}: no QEMU kernel can run the kernel tests "
+                f"({why}; run .ci/install-qemu.sh)"
+            )
     spec = os.environ.get(ENV_REQUIRE)
     if not spec:
         return
