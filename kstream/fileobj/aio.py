@@ -15,16 +15,17 @@ nothing behind, as with the synchronous writer.
 from __future__ import annotations
 
 import io
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec
 
 from kstream.engine.threads import run_blocking
-from kstream.fileobj.opener import FileArg, Mode, open_file
+from kstream.fileobj.opener import open_file
 from kstream.fileobj.reader import DecryptedFile
 from kstream.fileobj.writer import EncryptingFile
 
 Buffer = bytes | bytearray | memoryview
+P = ParamSpec("P")
 
 
 class AsyncFile:
@@ -109,17 +110,12 @@ class _Opening:
     """What :func:`open_async` returns: awaited, the open file; used with ``async with``,
     the file, closed (or, for a writer left by an exception, aborted) at the end."""
 
-    def __init__(self, file: FileArg, mode: Mode, kwargs: dict[str, Any]) -> None:
-        self._args = (file, mode, kwargs)
+    def __init__(self, opening: Callable[[], DecryptedFile | EncryptingFile]) -> None:
+        self._opening = opening
         self._opened: AsyncFile | None = None
 
     async def _open(self) -> AsyncFile:
-        file, mode, kwargs = self._args
-
-        def opening() -> DecryptedFile | EncryptingFile:
-            return open_file(file, mode, **kwargs)
-
-        return AsyncFile(await run_blocking(opening))
+        return AsyncFile(await run_blocking(self._opening))
 
     def __await__(self) -> Generator[Any, None, AsyncFile]:
         return self._open().__await__()
@@ -138,7 +134,16 @@ class _Opening:
             await self._opened.__aexit__(exc_type, exc, tb)
 
 
-def open_async(file: FileArg, mode: Mode = "rb", **kwargs: Any) -> _Opening:
-    """:func:`kstream.open` for asyncio: ``f = await kstream.open_async(...)`` or
-    ``async with kstream.open_async(...) as f``; the same arguments, an :class:`AsyncFile`."""
-    return _Opening(file, mode, kwargs)
+def _deferred(opener: Callable[P, DecryptedFile | EncryptingFile]) -> Callable[P, _Opening]:
+    """``opener``'s signature (every option typed, as mypy sees it), opening in a worker."""
+
+    def open_async(*args: P.args, **kwargs: P.kwargs) -> _Opening:
+        """:func:`kstream.open` for asyncio: ``f = await kstream.open_async(...)`` or
+        ``async with kstream.open_async(...) as f``; the same arguments, an
+        :class:`AsyncFile`."""
+        return _Opening(lambda: opener(*args, **kwargs))
+
+    return open_async
+
+
+open_async = _deferred(open_file)
