@@ -28,7 +28,7 @@ async def main() -> None:
     encrypted = [piece async for piece in kstream.encrypt_stream(tee(), key=key)]
     print("ciphertext pieces:", len(encrypted), "bytes:", sum(map(len, encrypted)))
 
-    async def replay() -> AsyncIterator[bytes]:
+    async def replay() -> AsyncIterator[bytes | bytearray]:
         for piece in encrypted:
             yield piece
 

@@ -155,13 +155,13 @@ def test_zipfile_streams_into_it_and_reads_back_one_member(tmp_path: Path, key_f
         for name, data in members.items():
             archive.writestr(name, data)
     with (
-        kstream.open(tmp_path / "a.zip.kst", key_file=key_file) as f,
-        zipfile.ZipFile(f) as archive,
+        kstream.open(tmp_path / "a.zip.kst", key_file=key_file) as reader,
+        zipfile.ZipFile(reader) as archive,
     ):
         assert archive.read("m5.bin") == members["m5.bin"]
         # the directory at the end and one member of 3.5 KB (deflated: random data stays
         # as large): not the whole 25 KB archive
-        assert f.segments_decrypted < 25
+        assert reader.segments_decrypted < 25
         assert archive.testzip() is None
         assert {n: archive.read(n) for n in archive.namelist()} == members
 
@@ -177,8 +177,8 @@ def test_tarfile_writes_and_reads_with_random_access(tmp_path: Path, key_file: P
         for name in files:
             tar.add(tmp_path / name, arcname=name)
     with (
-        kstream.open(tmp_path / "t.tar.kst", key_file=key_file) as f,
-        tarfile.open(fileobj=f, mode="r:") as tar,
+        kstream.open(tmp_path / "t.tar.kst", key_file=key_file) as reader,
+        tarfile.open(fileobj=reader, mode="r:") as tar,
     ):
         member = tar.getmember("f4")
         extracted = tar.extractfile(member)
