@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -452,11 +453,18 @@ class UmlRunner:
         return self._wanted
 
     def result(self, kernel: Kernel, session: pytest.Session) -> BootResult:
+        """``kernel``'s boot result; while waiting for it, a slot another boot frees is
+        given to the next kernel at once, so that ``jobs`` boots keep running."""
         if kernel.id not in self.boots:
             self._start(kernel, session)
-        return self.boots[kernel.id].wait()
+        boot = self.boots[kernel.id]
+        deadline = boot._started + boot.timeout  # its own limit; wait() then enforces it
+        while boot.running and time.monotonic() < deadline:
+            self._start(None, session)
+            time.sleep(0.5)
+        return boot.wait()
 
-    def _start(self, first: Kernel, session: pytest.Session) -> None:
+    def _start(self, first: Kernel | None, session: pytest.Session) -> None:
         """Start ``first``, and more kernels that have tests while fewer than ``jobs`` run."""
         wanted = self.wanted(session)
         # The longest boots first (a whole suite under TCG takes minutes), so that the short
@@ -466,7 +474,7 @@ class UmlRunner:
             key=lambda k: len(wanted.get(k.id, [])) * (10 if isinstance(k, QemuKernel) else 1),
             reverse=True,
         )
-        for kernel in [first, *others]:
+        for kernel in [*([first] if first is not None else []), *others]:
             if kernel.id in self.boots or kernel.id not in wanted:
                 continue
             running = sum(boot.running for boot in self.boots.values())
