@@ -88,8 +88,8 @@ def test_runs_where_expected() -> None:
     and this process's user must match them."""
     release = os.uname().release
     if os.environ.get("KSTREAM_IN_QEMU") == "1":
-        name = os.environ["KSTREAM_QEMU_KERNEL"]
-        assert release.startswith((name + ".", name + "-")), (name, release)  # 7.3-amd64
+        vm_kernel = os.environ["KSTREAM_QEMU_KERNEL"]
+        assert release.startswith((vm_kernel + ".", vm_kernel + "-")), release  # 7.3-amd64
         user = os.environ["KSTREAM_QEMU_USER"]
         assert (os.geteuid(), os.getegid()) == ((0, 0) if user == "root" else (65534, 65534))
         return

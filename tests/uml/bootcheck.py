@@ -345,10 +345,8 @@ def classify(
     shimmed: bool = True,
 ) -> CheckResult:
     lines = console.splitlines()
-    release = (
-        next((line[len(RELEASE) :].strip() for line in lines if line.startswith(RELEASE)), None)
-        or (kernel.releases() or [None])[-1]
-    )
+    printed = (line[len(RELEASE) :].strip() for line in lines if line.startswith(RELEASE))
+    release: str | None = next(printed, None) or next(reversed(kernel.releases()), None)
 
     def result(status: Status, reason: str) -> CheckResult:
         return CheckResult(kernel, status, reason, release, console_log, duration)

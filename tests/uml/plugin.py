@@ -32,7 +32,7 @@ import pytest
 # The QEMU half (Debian's packaged kernels, tests/uml/qemu.py) shares this plugin: its kernels
 # are parametrized, checked, booted and reported like UML's, each under its own id.
 from . import qemu
-from .bootcheck import CHECK_TIMEOUT, CheckResult, check_all
+from .bootcheck import CHECK_TIMEOUT, CheckResult, UmlKernel, check_all
 from .harness import (
     ENV_FORCE,
     ENV_IN_UML,
@@ -44,7 +44,6 @@ from .harness import (
     NO_KERNEL_HINT,
     BootResult,
     UmlBoot,
-    UmlKernel,
     boot_timeout,
     discover_kernels,
 )
