@@ -63,7 +63,7 @@ ORDER = {
         ["unlock"],
     ],
     "kstream.fileobj": [
-        ["ends"],
+        ["ends", "base"],
         ["body"],
         ["reader", "writer"],
         ["opener"],

@@ -13,21 +13,24 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable
-from typing import NoReturn
 
+from kstream.fileobj.base import KstreamFile
 from kstream.fileobj.body import Body
 
 #: What ``readinto`` fills: any writable buffer.
 Buffer = bytearray | memoryview
 
 
-class DecryptedFile(io.BufferedIOBase):
+class DecryptedFile(KstreamFile):
     """A read-only, seekable view of a kstream file's plaintext (from :func:`kstream.open`).
 
     ``size`` is the plaintext's size, authenticated when the file was opened. Reads touch
     only the segments they need; each segment's tag verifies before any of its bytes is
     returned. Closing releases the key (a passphrase's derived key is wiped) and the file.
     """
+
+    READABLE = True
+    SEEKABLE = True
 
     def __init__(self, body: Body, name: str, release: Callable[[], None]) -> None:
         super().__init__()
@@ -65,31 +68,6 @@ class DecryptedFile(io.BufferedIOBase):
     def __repr__(self) -> str:  # no key, no plaintext
         state = "closed" if self.closed else f"{self._body.size} bytes of plaintext"
         return f"<kstream.DecryptedFile {self._name!r} ({state})>"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a kstream file object cannot be pickled (it holds a key); open it again")
-
-    def readable(self) -> bool:
-        self._check_open()
-        return True
-
-    def seekable(self) -> bool:
-        self._check_open()
-        return True
-
-    def writable(self) -> bool:
-        self._check_open()
-        return False
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ValueError("I/O operation on closed file.")
-
-    def detach(self) -> NoReturn:
-        raise io.UnsupportedOperation("a kstream file object has no raw stream to detach")
-
-    def fileno(self) -> NoReturn:
-        raise io.UnsupportedOperation("a kstream file object has no file descriptor")
 
     # --- position ------------------------------------------------------------------------
 

@@ -15,20 +15,21 @@ inside ``with`` (or a writer dropped without ``close``) leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Callable
 from types import TracebackType
-from typing import NoReturn
 
 from kstream.backends.base import BLOCK
+from kstream.fileobj.base import KstreamFile
 from kstream.fileobj.ends import Output
 from kstream.segments import Codec
 
 Buffer = bytes | bytearray | memoryview
 
 
-class EncryptingFile(io.BufferedIOBase):
+class EncryptingFile(KstreamFile):
     """A write-only binary file object that encrypts into a kstream file."""
+
+    WRITABLE = True
 
     def __init__(
         self,
@@ -67,35 +68,10 @@ class EncryptingFile(io.BufferedIOBase):
         state = "closed" if self.closed else f"{self._written} bytes written"
         return f"<kstream.EncryptingFile {self._name!r} ({state})>"
 
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a kstream file object cannot be pickled (it holds a key); open it again")
-
-    def readable(self) -> bool:
-        self._check_open()
-        return False
-
-    def writable(self) -> bool:
-        self._check_open()
-        return True
-
-    def seekable(self) -> bool:
-        self._check_open()
-        return False
-
     def tell(self) -> int:
         """Plaintext bytes written so far (``zipfile`` and ``tarfile`` keep offsets)."""
         self._check_open()
         return self._written
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ValueError("I/O operation on closed file.")
-
-    def detach(self) -> NoReturn:
-        raise io.UnsupportedOperation("a kstream file object has no raw stream to detach")
-
-    def fileno(self) -> NoReturn:
-        raise io.UnsupportedOperation("a kstream file object has no file descriptor")
 
     def write(self, data: Buffer) -> int:  # type: ignore[override]
         self._check_open()
