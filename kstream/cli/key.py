@@ -498,7 +498,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     """
     try:
         ref = keyring.find_key(args.name)
-    except keyring.KeyNotFound:
+    except (keyring.KeyNotFound, keyring.DeadKey):  # a dead key leaves by itself
         raise keyring.KeyNotFound(
             f"no key '{keyring.description_for(args.name)}' in the session or user keyring: "
             "nothing to remove (see 'kstream key list')"

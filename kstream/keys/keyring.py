@@ -167,6 +167,11 @@ class KeyNotFound(InvalidKey):
     """No key of that name in the session or user keyring (a durable key may be loadable)."""
 
 
+class DeadKey(InvalidKey):
+    """The key found has expired or was revoked (or invalidated: until the kernel's garbage
+    collector drops it, a search still meets it)."""
+
+
 def keyring_error(exc: OSError, what: str) -> KstreamError:
     """One actionable line for an ``OSError`` from a keyring call about ``what``."""
     reason = unavailable_reason(exc)
@@ -175,9 +180,9 @@ def keyring_error(exc: OSError, what: str) -> KstreamError:
     if exc.errno == errno.ENOKEY:
         return InvalidKey(f"{what} does not exist; see 'kstream key list'")
     if exc.errno == errno.EKEYEXPIRED:
-        return InvalidKey(f"{what} has expired; add the key again ('kstream key add')")
+        return DeadKey(f"{what} has expired; add the key again ('kstream key add')")
     if exc.errno == errno.EKEYREVOKED:
-        return InvalidKey(f"{what} has been revoked; add the key again ('kstream key add')")
+        return DeadKey(f"{what} has been revoked; add the key again ('kstream key add')")
     if exc.errno == errno.EACCES:
         return InvalidKey(
             f"no permission to use {what}; if it is in the user keyring, link that into your "
@@ -607,6 +612,7 @@ __all__ = [
     "RINGS",
     "SYSCALLS",
     "USABLE_TYPES",
+    "DeadKey",
     "KeyNotFound",
     "KeyringRef",
     "ListedKey",

@@ -477,3 +477,24 @@ def test_rm_asks_on_a_terminal_with_the_real_keyring(
     assert code == 0, screen
     assert [k["name"] for k in json.loads((tmp_path / "list.json").read_text())] == left
     assert ("removed logon key 'kstream:a'" in screen) is not bool(left)
+
+
+@pytest.mark.parametrize("code", [errno.EKEYREVOKED, errno.EKEYEXPIRED])
+def test_rm_of_a_key_the_kernel_is_dropping_has_nothing_to_remove(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], code: int
+) -> None:
+    """Right after 'key rm', a search can still meet the invalidated key (revoked) until
+    the kernel's garbage collector drops it; a second rm then says there is nothing to
+    remove, as it does once the key is gone, not 'add the key again'."""
+
+    def dead(name: str) -> keyring.KeyringRef:
+        raise keyring.keyring_error(OSError(code, os.strerror(code)), f"key 'kstream:{name}'")
+
+    monkeypatch.setattr(keyring, "find_key", dead)
+    status, out, err = run_main(capsys, "key", "rm", "gone", "--yes")
+    assert (status, out) == (2, "")
+    one_error(
+        err,
+        "no key 'kstream:gone' in the session or user keyring: nothing to remove "
+        "(see 'kstream key list')",
+    )

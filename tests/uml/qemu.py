@@ -216,6 +216,11 @@ mkdir -p /dev/shm /dev/pts
 for d in proc sys dev; do mount --bind /$d /newroot/$d; done
 mount -t devpts devpts /newroot/dev/pts 2>/dev/null
 for d in /dev/shm /run /tmp /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs /newroot$d; done
+# A checkout under one of those (CI's clone in /tmp, say) comes back from the host, read-only.
+cwd=$(cat /cwd 2>/dev/null)
+case "$cwd" in /tmp/*|/var/tmp/*|/run/*|/dev/shm/*)
+    mkdir -p "/newroot$cwd" && mount -t 9p -o "$p9,ro" cwd "/newroot$cwd" ;;
+esac
 mkdir -p "/newroot$work" && mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000" \\
     work "/newroot$work"
 rm -f /sbin/modprobe
@@ -234,7 +239,9 @@ poweroff -f
 """
 
 
-def build_initramfs(kernel: QemuKernel, target: Path, workdir: Path) -> Path:
+def build_initramfs(
+    kernel: QemuKernel, target: Path, workdir: Path, cwd: Path | None = None
+) -> Path:
     """Write the initramfs for ``kernel`` (busybox, its 9p modules, the init) to ``target``."""
     box = busybox()
     if box is None:
@@ -248,6 +255,8 @@ def build_initramfs(kernel: QemuKernel, target: Path, workdir: Path) -> Path:
         _cpio_entry("workdir", stat.S_IFREG | 0o644, f"{workdir}\n".encode(), ino=5),
         _cpio_entry("kernelroot", stat.S_IFREG | 0o644, f"{root}\n".encode(), ino=6),
     ]
+    if cwd is not None:
+        entries.append(_cpio_entry("cwd", stat.S_IFREG | 0o644, f"{cwd}\n".encode(), ino=7))
     for n, module in enumerate(module_order(kernel.modules / kernel.release, BOOT_MODULES)):
         name = f"modules/{n:02d}-{module.name.split('.ko')[0]}.ko"
         entries.append(_cpio_entry(name, stat.S_IFREG | 0o644, _module_bytes(module), ino=10 + n))
@@ -298,8 +307,15 @@ def closed_directories() -> list[str]:
     return found
 
 
-def command_line(kernel: QemuKernel, initrd: Path, workdir: Path) -> list[str]:
+def command_line(
+    kernel: QemuKernel, initrd: Path, workdir: Path, cwd: Path | None = None
+) -> list[str]:
+    """QEMU's arguments: the host's root, the boot's work directory and (for the init to
+    mount where tmpfs would hide it) the command's working directory, each over 9p."""
     share = "security_model=none,multidevs=remap"
+    cwd_share = (
+        [] if cwd is None else ["-virtfs", f"local,path={cwd},mount_tag=cwd,{share},readonly=on"]
+    )
     return [
         QEMU,
         "-accel",
@@ -328,6 +344,7 @@ def command_line(kernel: QemuKernel, initrd: Path, workdir: Path) -> list[str]:
         f"local,path=/,mount_tag=host,{share},readonly=on",
         "-virtfs",
         f"local,path={workdir},mount_tag=work,{share}",
+        *cwd_share,
     ]
 
 
@@ -351,12 +368,14 @@ def guest_environment(kernel: QemuKernel, env: Mapping[str, str]) -> dict[str, s
     return out
 
 
-def spawn(kernel: QemuKernel, workdir: Path, console_log: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    kernel: QemuKernel, workdir: Path, console_log: Path, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start QEMU for ``kernel`` with the initramfs and run.sh already in ``workdir``."""
     workdir.chmod(0o777)  # nobody in the guest writes its report here
     with console_log.open("wb") as log:
         return subprocess.Popen(
-            command_line(kernel, workdir / "initrd.cpio", workdir),
+            command_line(kernel, workdir / "initrd.cpio", workdir, cwd),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -434,7 +453,9 @@ class QemuBoot(UmlBoot):
         self._retried = False
 
     def prepare(self) -> Path:
-        initrd = build_initramfs(self.qemu_kernel, self.workdir / "initrd.cpio", self.workdir)
+        initrd = build_initramfs(
+            self.qemu_kernel, self.workdir / "initrd.cpio", self.workdir, Path(self.cwd)
+        )
         deadline = max(1, int(self.timeout - min(60.0, self.timeout / 4)))
         script = run_script(
             self.qemu_kernel, cwd=self.cwd, argv=self.argv, env=self.env, timeout=deadline
@@ -450,7 +471,7 @@ class QemuBoot(UmlBoot):
         self._started_wall = time.time()
         try:
             self.prepare()
-            self._proc = spawn(self.qemu_kernel, self.workdir, self.console_log)
+            self._proc = spawn(self.qemu_kernel, self.workdir, self.console_log, Path(self.cwd))
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._start_error = str(exc)
 
