@@ -217,9 +217,10 @@ for d in proc sys dev; do mount --bind /$d /newroot/$d; done
 mount -t devpts devpts /newroot/dev/pts 2>/dev/null
 for d in /dev/shm /run /tmp /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs /newroot$d; done
 # A checkout under one of those (CI's clone in /tmp, say) comes back from the host, read-only.
-cwd=$(cat /cwd 2>/dev/null)
+# (Tag and file names differ: busybox takes a source naming an existing file for a loop.)
+cwd=$(cat /cwdpath 2>/dev/null)
 case "$cwd" in /tmp/*|/var/tmp/*|/run/*|/dev/shm/*)
-    mkdir -p "/newroot$cwd" && mount -t 9p -o "$p9,ro" cwd "/newroot$cwd" ;;
+    mkdir -p "/newroot$cwd" && mount -t 9p -o "$p9,ro" checkout "/newroot$cwd" ;;
 esac
 mkdir -p "/newroot$work" && mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000" \\
     work "/newroot$work"
@@ -256,7 +257,7 @@ def build_initramfs(
         _cpio_entry("kernelroot", stat.S_IFREG | 0o644, f"{root}\n".encode(), ino=6),
     ]
     if cwd is not None:
-        entries.append(_cpio_entry("cwd", stat.S_IFREG | 0o644, f"{cwd}\n".encode(), ino=7))
+        entries.append(_cpio_entry("cwdpath", stat.S_IFREG | 0o644, f"{cwd}\n".encode(), ino=7))
     for n, module in enumerate(module_order(kernel.modules / kernel.release, BOOT_MODULES)):
         name = f"modules/{n:02d}-{module.name.split('.ko')[0]}.ko"
         entries.append(_cpio_entry(name, stat.S_IFREG | 0o644, _module_bytes(module), ino=10 + n))
@@ -314,7 +315,9 @@ def command_line(
     mount where tmpfs would hide it) the command's working directory, each over 9p."""
     share = "security_model=none,multidevs=remap"
     cwd_share = (
-        [] if cwd is None else ["-virtfs", f"local,path={cwd},mount_tag=cwd,{share},readonly=on"]
+        []
+        if cwd is None
+        else ["-virtfs", f"local,path={cwd},mount_tag=checkout,{share},readonly=on"]
     )
     return [
         QEMU,
