@@ -326,15 +326,19 @@ class UmlBoot:
         self._started = time.monotonic()
         self._started_wall = time.time()
         try:
-            self._proc = spawn(
-                self.kernel,
-                self.prepare(),
-                self.workdir,
-                self.console_log,
-                shim=xstate_shim(self.workdir),
-            )
-        except (OSError, ValueError) as exc:
+            self._proc = self.launch()
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._start_error = str(exc)
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Prepare the boot and start its kernel (the QEMU boot starts QEMU instead)."""
+        return spawn(
+            self.kernel,
+            self.prepare(),
+            self.workdir,
+            self.console_log,
+            shim=xstate_shim(self.workdir),
+        )
 
     def wait(self) -> BootResult:
         """Block until the kernel is off or its time is up; idempotent."""

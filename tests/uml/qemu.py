@@ -33,7 +33,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -467,16 +466,9 @@ class QemuBoot(UmlBoot):
         self.report_path.unlink(missing_ok=True)
         return initrd
 
-    def start(self) -> None:
-        if self.started:
-            return
-        self._started = time.monotonic()
-        self._started_wall = time.time()
-        try:
-            self.prepare()
-            self._proc = spawn(self.qemu_kernel, self.workdir, self.console_log, Path(self.cwd))
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            self._start_error = str(exc)
+    def launch(self) -> subprocess.Popen[bytes]:
+        self.prepare()
+        return spawn(self.qemu_kernel, self.workdir, self.console_log, Path(self.cwd))
 
     def wait(self) -> BootResult:
         result = super().wait()
