@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import stat
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
@@ -33,12 +32,11 @@ from kstream.keys.key import Key
 from kstream.keys.passphrase import Derivations, PassphraseArg
 from kstream.keys.unlock import make_secret
 from kstream.memory import tune_malloc
+from kstream.notices import log_notice
 
 if TYPE_CHECKING:
     from kstream.fileobj.reader import DecryptedFile
     from kstream.fileobj.writer import EncryptingFile
-
-log = logging.getLogger("kstream")
 
 BackendName = Literal["auto", "kernel", "openssl"]
 #: A name, or a backend object resolved once for a run over many files
@@ -51,10 +49,6 @@ FileArg = str | os.PathLike[str] | int | Any
 Direction = Literal["encrypt", "decrypt"]
 #: Seconds a stream output (a FIFO) may wait for its reader before a notice says so.
 FIFO_NOTICE_AFTER = 3.0
-
-
-def _log_notice(message: str) -> None:
-    log.info("%s", message)
 
 
 class Session:
@@ -86,7 +80,7 @@ class Session:
     ) -> None:
         self._secret = make_secret(key, passphrase, work_factor, max_work_factor)
         self._options = RunOptions(
-            notify=notify or _log_notice, backend=backend, options=options, verify=verify
+            notify=notify or log_notice, backend=backend, options=options, verify=verify
         )
 
     def __repr__(self) -> str:  # never the key or the passphrase

@@ -91,6 +91,7 @@ LOWER = (
     "kstream.atomic",
     "kstream.memory",
     "kstream.loop",
+    "kstream.notices",
 )
 ABOVE_BACKENDS = (
     "kstream.engine",

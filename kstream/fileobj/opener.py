@@ -16,7 +16,6 @@ that segment's counter through its IV.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Callable
 from typing import Any, Literal, overload
@@ -55,18 +54,13 @@ from kstream.keys.passphrase import (
 )
 from kstream.keys.unlock import Secret, make_secret
 from kstream.memory import tune_malloc
-
-log = logging.getLogger("kstream")
+from kstream.notices import log_notice
 
 Notify = Callable[[str], None]
 StrPath = str | os.PathLike[str]
 #: A path, or a binary file object: seekable and readable to read, writable to write.
 FileArg = StrPath | Any
 Mode = Literal["rb", "wb"]
-
-
-def _log_notice(message: str) -> None:
-    log.info("%s", message)
 
 
 def _secret(
@@ -120,7 +114,7 @@ def _plan(
     notify: Notify | None,
 ) -> Plan:
     """The run's plan, its key usable until ``stack`` closes."""
-    run = RunOptions(notify=notify or _log_notice, backend=backend, options=options)
+    run = RunOptions(notify=notify or log_notice, backend=backend, options=options)
     return stack.enter_context(planned(encrypt, secret, run, raw_iv=None, header=header))
 
 
