@@ -25,35 +25,20 @@
 #   KSTREAM_QEMU_REFRESH  1 = look for newer packages even if a kernel is cached
 set -euo pipefail
 
+NAME=install-qemu
+source "$(dirname "$0")/debian-apt.sh"
 CACHE=${KSTREAM_QEMU_DIR:-/var/cache/kstream-qemu}
-host_mirror() {
-    local f
-    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
-             /etc/apt/sources.list; do
-        if [ -r "$f" ]; then cat "$f"; fi
-    done | grep -oE '(https?://[^ ]+/debian)/?( |$)' | grep -v -- '-security' |
-        head -n 1 | tr -d ' ' || true
-}
 MIRROR=${KSTREAM_QEMU_MIRROR:-$(host_mirror)}
 SUITES=${KSTREAM_QEMU_SUITES:-bookworm:deb12 trixie:deb13 sid:sid experimental:exp}
 REFRESH=${KSTREAM_QEMU_REFRESH:-0}
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 BASE_PACKAGES=(qemu-system-x86 busybox-static kmod keyutils)
-
-log() { printf 'install-qemu: %s\n' "$*"; }
-warn() { printf 'install-qemu: WARNING: %s\n' "$*" >&2; }
-die() { printf 'install-qemu: ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and writes $CACHE)"
 command -v apt-get >/dev/null || die "needs a Debian-based system (apt-get)"
 [ -n "$MIRROR" ] || die "cannot find a Debian mirror in the apt sources; set KSTREAM_QEMU_MIRROR"
 export DEBIAN_FRONTEND=noninteractive
 
-missing=()
-for pkg in "${BASE_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-        || missing+=("$pkg")
-done
+mapfile -t missing < <(missing_packages "${BASE_PACKAGES[@]}")
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -q >/dev/null
@@ -64,8 +49,6 @@ mkdir -p "$CACHE"
 WORK=$(mktemp -d /var/tmp/kstream-qemu-install.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
-majmin() { sed -nE 's/^([0-9]+\.[0-9]+).*/\1/p' <<<"$1"; }
-
 # install_suite SUITE LABEL: SUITE's linux-image-amd64 kernel into $CACHE/LABEL-<maj.min>.
 install_suite() {
     local suite=$1 label=$2 aptdir=$CACHE/.apt/$1
@@ -74,18 +57,8 @@ install_suite() {
         log "$suite: $(cat "$stamp") cached ($(cat "$CACHE/$(cat "$stamp")/.package-version"))"
         return 0
     fi
-    mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial"
-    echo "deb [signed-by=$KEYRING] $MIRROR $suite main" >"$aptdir/sources.list"
-    : >"$aptdir/status"
-    local apt=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
-        -o "Dir::State::Lists=$aptdir/lists" -o "Dir::State::status=$aptdir/status"
-        -o "Dir::Cache=$aptdir/cache" -o Acquire::Languages=none -o APT::Sandbox::User=root
-        -o APT::Architecture=amd64)
-    if ! apt-get "${apt[@]}" -q update >"$aptdir/update.log" 2>&1; then
-        warn "$suite: apt-get update failed (see $aptdir/update.log)"
-        return 1
-    fi
+    local apt
+    private_apt apt "$aptdir" "$suite" -o APT::Architecture=amd64 || return 1
     show() { apt-cache "${apt[@]}" show "$1" 2>/dev/null; }
     # linux-image-amd64 -> linux-image-<release>-amd64, which is the kernel itself (bookworm,
     # trixie) or depends on linux-{base,binary,modules}-<release> packages (sid, experimental).

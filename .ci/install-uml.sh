@@ -18,8 +18,9 @@
 # Each kernel is boot-tested (tests/uml/bootcheck.py, the same check the tests make) before it
 # is put in place. A broken kernel is not installed. One that cannot run on this host's CPU
 # (UML builds before ~6.13 on CPUs with AMX when the xstate shim cannot help, see
-# docs/testing.md) is kept, so that the tests report it as skipped with the reason. A suite that cannot be fetched (sid is sometimes
-# mid-transition) only warns; the script fails if no kernel >= 6.2 runs on this host.
+# docs/testing.md) is kept, so that the tests report it as skipped with the reason. A suite
+# that cannot be fetched (sid is sometimes mid-transition) only warns; the script fails if no
+# kernel >= 6.2 runs on this host.
 #
 # Idempotent: installed packages and cached kernels are kept; the network is only used for
 # what is missing. KSTREAM_UML_REFRESH=1 re-checks the suites for newer packages.
@@ -31,16 +32,9 @@
 #   KSTREAM_UML_REFRESH  1 = look for newer packages even if a kernel is cached
 set -euo pipefail
 
+NAME=install-uml
+source "$(dirname "$0")/debian-apt.sh"
 CACHE=${KSTREAM_UML_DIR:-/var/cache/kstream-uml}
-host_mirror() {
-    # The mirror this machine already uses for Debian's main archive (deb822 or one-line).
-    local f
-    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
-             /etc/apt/sources.list; do
-        if [ -r "$f" ]; then cat "$f"; fi
-    done | grep -oE '(https?://[^ ]+/debian)/?( |$)' | grep -v -- '-security' |
-        head -n 1 | tr -d ' ' || true
-}
 MIRROR=${KSTREAM_UML_MIRROR:-$(host_mirror)}
 if [ -z "$MIRROR" ]; then
     echo "install-uml: cannot find a Debian mirror in the apt sources; set KSTREAM_UML_MIRROR" >&2
@@ -48,23 +42,14 @@ if [ -z "$MIRROR" ]; then
 fi
 SUITES=${KSTREAM_UML_SUITES:-trixie:deb13 sid:sid}
 REFRESH=${KSTREAM_UML_REFRESH:-0}
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 BASE_PACKAGES=(user-mode-linux kmod patchelf keyutils gcc libc6-dev)
-
-log() { printf 'install-uml: %s\n' "$*"; }
-warn() { printf 'install-uml: WARNING: %s\n' "$*" >&2; }
-die() { printf 'install-uml: ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and writes $CACHE)"
 command -v apt-get >/dev/null || die "needs a Debian-based system (apt-get)"
 export DEBIAN_FRONTEND=noninteractive
 
 # --- 1. distribution packages ----------------------------------------------------------------
-missing=()
-for pkg in "${BASE_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-        || missing+=("$pkg")
-done
+mapfile -t missing < <(missing_packages "${BASE_PACKAGES[@]}")
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update
@@ -85,7 +70,6 @@ release_of() {
         [ -f "$dir/modules.dep" ] && basename "$dir"
     done | sort -V | tail -n 1
 }
-majmin() { sed -nE 's/^([0-9]+\.[0-9]+).*/\1/p' <<<"$1"; }
 
 # boot_check ROOT: boot ROOT/usr/bin/linux.uml once with a trivial init that loads the AF_ALG
 # modules and binds ctr(aes): the same check the pytest harness makes (tests/uml/bootcheck.py).
@@ -158,17 +142,8 @@ install_suite() {
         fi
     fi
 
-    mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial"
-    echo "deb [signed-by=$KEYRING] $MIRROR $suite main" >"$aptdir/sources.list"
-    : >"$aptdir/status"
-    local apt=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
-        -o "Dir::State::Lists=$aptdir/lists" -o "Dir::State::status=$aptdir/status"
-        -o "Dir::Cache=$aptdir/cache" -o Acquire::Languages=none -o APT::Sandbox::User=root)
-    if ! apt-get "${apt[@]}" -q update >"$aptdir/update.log" 2>&1; then
-        warn "$suite: apt-get update failed (see $aptdir/update.log)"
-        return 1
-    fi
+    local apt
+    private_apt apt "$aptdir" "$suite" || return 1
     ver=$(apt-cache "${apt[@]}" show user-mode-linux 2>/dev/null \
         | sed -n 's/^Version: //p' | sort -V | tail -n 1)
     [ -n "$ver" ] || { warn "$suite: no user-mode-linux package"; return 1; }
