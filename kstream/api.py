@@ -23,7 +23,7 @@ from kstream.backends.base import Backend, CipherOptions
 from kstream.engine.drive import ranges_apply, run, run_iterable, run_ranges_plan
 from kstream.engine.fdio import FdSink, FdSource
 from kstream.engine.iterate import AsyncFileSource, IterSource, Sink, Source, read_exact
-from kstream.engine.plan import Plan, RunOptions, parse_header, planned
+from kstream.engine.plan import Plan, RunOptions, parse_header, planned, resolve_backend
 from kstream.engine.raw import check_iv
 from kstream.engine.threads import run_blocking
 from kstream.errors import KstreamError, UsageError, io_errors
@@ -233,6 +233,10 @@ class Session:
         from kstream.fileobj.opener import open_file  # the file objects load when used
 
         secret, run = self._secret, self._options
+        if isinstance(run.backend, str):  # resolved here: the file keeps no plan to ask
+            run = self._options = run._replace(
+                backend=resolve_backend(secret.key, run.backend, run.notify, run.options)
+            )
         # make_secret, which open_file calls, also takes the CLI's shared Derivations.
         passphrase = cast("PassphraseArg | None", secret.passphrase)
         return open_file(

@@ -869,3 +869,26 @@ def test_a_session_opens_files_with_its_key_and_backend(tmp_path: Path) -> None:
         assert f.read_at(len(data) - 7, 100) == data[-7:]
     with pytest.raises(UsageError, match="cache_segments must be at least 1"):
         session.open(tmp_path / "c", cache_segments=0)
+
+
+def test_a_session_s_files_share_one_backend_resolution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kstream.backends.select as select
+
+    calls: list[str] = []
+    real = select.select_backend
+
+    def counting(name: str, *args: Any, **kw: Any) -> Any:
+        calls.append(name)
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(select, "select_backend", counting)
+    monkeypatch.setattr(kstream.engine.plan, "select_backend", counting)
+    session = kstream.Session(key=kstream.Key.generate(), backend="openssl")
+    for n in range(3):
+        with session.open(tmp_path / f"{n}.kst", "wb") as out:
+            out.write(b"x" * n)
+        with session.open(tmp_path / f"{n}.kst") as f:
+            assert f.read() == b"x" * n
+    assert calls == ["openssl"]
