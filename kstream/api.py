@@ -222,7 +222,7 @@ class Session:
         *,
         cache_segments: int | None = None,
         segment_size: int | None = None,
-        read_ahead: bool = False,
+        read_ahead: bool = True,
         force: bool = False,
         close_file: bool = False,
     ) -> DecryptedFile | EncryptingFile:

@@ -200,15 +200,17 @@ class Codec(Protocol):
     def process(self, view: memoryview, n: int, last: bool) -> Buffers: ...
 
 
-def apply_cipher(cipher: CipherStream, data: memoryview, out: memoryview, last: bool) -> Buffer:
+def apply_cipher(
+    cipher: CipherStream, data: memoryview, out: memoryview | None, last: bool
+) -> Buffer:
     """``data`` through ``cipher``: into ``out`` (a buffer of its own, never overlapping
     ``data``, with ``BLOCK`` bytes to spare) when the cipher can write into a caller's
-    buffer, else into new bytes.
+    buffer, else (or when ``out`` is None) into new bytes.
 
     ``last`` ends the cipher stream. A non-final call must return all of its input: the
     segment size is a multiple of the AES block, so no cipher holds bytes back there.
     """
-    if isinstance(cipher, IntoStream):
+    if out is not None and isinstance(cipher, IntoStream):
         n = cipher.update_into(data, out)
         if last:
             cipher.finalize()
@@ -364,7 +366,12 @@ class OpenCodec:
         self.body_start = body_start
         self._room = _Room(segment + BLOCK)
 
-    def process(self, view: memoryview, n: int, last: bool) -> Buffers:
+    def process(
+        self, view: memoryview, n: int, last: bool, out: memoryview | None = None
+    ) -> Buffers:
+        """As :meth:`Codec.process`; ``out``, if given, is where the plaintext goes (room
+        for a segment and ``BLOCK`` bytes more) instead of the codec's own buffer, so that a
+        caller can keep segments (a cache) without copying them."""
         index = self.index
         if n < FRAME_SIZE:
             raise truncation(index, n)
@@ -392,4 +399,5 @@ class OpenCodec:
                 f"{n - end} or more bytes were appended"
             )
         self.index += 1
-        return [apply_cipher(self.cipher, ciphertext, self._room.view(), final)]
+        room = self._room.view() if out is None else out
+        return [apply_cipher(self.cipher, ciphertext, room, final)]

@@ -65,6 +65,7 @@ def decrypt_range(
         options=options,
         notify=notifier(args),
         cache_segments=1,
+        read_ahead=False,  # only the segments of the range are read
     ) as f:
         start, stop, _ = slice(*args.range).indices(f.size)
         output = PathOutput(

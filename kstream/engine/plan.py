@@ -134,15 +134,21 @@ class Plan(NamedTuple):
 
     def codec(self, first_segment: int = 0) -> Codec:
         """The codec for segments from ``first_segment`` on, with its own cipher stream."""
+        if self.mac is not None and not self.encrypt:
+            return self.open_codec(first_segment)
         cipher = self.cipher(first_segment)
         if self.mac is None:
             return RawCodec(cipher, self.segment, first_segment)
-        if self.encrypt:
-            return SealCodec(cipher, self.mac, self.segment, first_segment)
-        assert self.header is not None  # a MAC comes with a header
+        return SealCodec(cipher, self.mac, self.segment, first_segment)
+
+    def open_codec(self, first_segment: int = 0) -> OpenCodec:
+        """The codec that opens a kstream file's segments from ``first_segment`` on (a
+        decrypting plan with a header)."""
+        if self.encrypt or self.mac is None or self.header is None:
+            raise ValueError("only the plan to decrypt a kstream file opens its segments")
         unlocked_by = "key" if self.header.kdf is None else "passphrase"
         return OpenCodec(
-            cipher,
+            self.cipher(first_segment),
             self.mac,
             self.segment,
             first_segment,

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 
+from kstream.backends.base import BLOCK
 from kstream.errors import FormatError, IntegrityError, KstreamError
 from kstream.fileobj.ends import Input
 from kstream.format import (
@@ -33,15 +34,30 @@ from kstream.format import (
     plaintext_size,
     walk_frames,
 )
-from kstream.segments import Codec
+from kstream.segments import OpenCodec
 
 #: Decrypted segments kept by default: at the default segment size (1008 KiB) about 8 MiB,
 #: enough for sequential reads in any read size and for the backward seeks of readers that
 #: re-read a footer or an index (Parquet, zip).
 DEFAULT_CACHE_SEGMENTS = 8
 
-#: The plan's codec for a run of segments from the given one on (``Plan.codec``).
-OpenCodecAt = Callable[[int], Codec]
+#: Spare buffers kept for the next segments, of each kind (ciphertext read, plaintext).
+SPARE_BUFFERS = 2
+
+#: The plan's codec for a run of segments from the given one on (``Plan.open_codec``).
+OpenCodecAt = Callable[[int], OpenCodec]
+
+
+class _Held:
+    """A decrypted segment in the cache, and how many reads are copying out of it: its
+    buffer goes back to the spares when it has been evicted and no read holds it."""
+
+    __slots__ = ("evicted", "readers", "view")
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.readers = 0
+        self.evicted = False
 
 
 class Body:
@@ -49,9 +65,10 @@ class Body:
     plaintext, thread-safe.
 
     ``cache_segments`` bounds memory: at most that many decrypted segments are kept (least
-    recently used first out), plus, while reads run, one segment being decrypted per
-    thread reading and, for a sequential reader, two decrypted ahead. ``decrypted`` counts
-    segment decryptions (for tests and benchmarks).
+    recently used first out), plus, while reads run, one segment being read and decrypted
+    per thread reading, two read ahead for a sequential reader (``read_ahead``), and two
+    spare buffers of each kind. ``decrypted`` counts segment decryptions (for tests and
+    benchmarks).
     """
 
     def __init__(
@@ -60,7 +77,7 @@ class Body:
         header: Header,
         open_codec: OpenCodecAt,
         cache_segments: int = DEFAULT_CACHE_SEGMENTS,
-        read_ahead: bool = False,
+        read_ahead: bool = True,
     ) -> None:
         if cache_segments < 1:
             raise ValueError("cache_segments must be at least 1")
@@ -70,17 +87,22 @@ class Body:
         self.unit = self.segment + OVERHEAD
         self._open_codec = open_codec
         self._capacity = cache_segments
-        self._cache: OrderedDict[int, memoryview] = OrderedDict()
+        self._cache: OrderedDict[int, _Held] = OrderedDict()
+        #: Buffers to reuse: for ciphertext read (``unit`` bytes) and plaintext made.
+        self._inputs: list[bytearray] = []
+        self._spare: list[bytearray] = []
         self._lock = threading.Lock()
         #: Whether segment 0 verified: after that a failure is a modified segment, and
         #: the error says so in ``decrypt``'s words (:func:`kstream.segments.modified_at`).
         self._key_proven_at_0 = False
         self.decrypted = 0
-        #: Whether sequential reads decrypt the next segment ahead (:meth:`_read_ahead`).
+        #: Whether sequential reads fetch the next segments ahead (:meth:`_fetch_ahead`).
         self.read_ahead = read_ahead
         self._ahead: dict[int, Future[memoryview]] = {}
         self._worker: ThreadPoolExecutor | None = None
         self._next_offset = 0
+        #: The codec of the last segment decrypted, kept for the one after it.
+        self._codec: OpenCodec | None = None
         self.body_size = max(source.size - header.size, 0)
         plain = plaintext_size(self.body_size, self.segment)
         if plain is None:
@@ -129,89 +151,148 @@ class Body:
             raise self._layout_error(
                 FormatError(f"file is damaged: segment {index} is not framed as the last one")
             )
-        self.plaintext(index)
+        self._let_go(self._hold(index))
 
     # --- segments -----------------------------------------------------------------------
 
-    def plaintext(self, index: int) -> memoryview:
-        """Segment ``index``'s plaintext (read-only): from the cache, from the read-ahead,
-        or decrypted now."""
+    def _hold(self, index: int, sequential: bool = False) -> _Held:
+        """Segment ``index``'s plaintext, from the cache or decrypted now, held until
+        :meth:`_let_go`: its buffer is not reused for another segment while held.
+        ``sequential``: the reader reads on from here, so the next segments are fetched
+        ahead while this one is decrypted."""
+        with self._lock:
+            held = self._cache.get(index)
+            if held is not None:
+                self._cache.move_to_end(index)
+                held.readers += 1
+                return held
+            fetched = self._ahead.pop(index, None)
+            if sequential:
+                self._fetch_ahead(index + 1)
+        held = _Held(self._checked(index, fetched))
         with self._lock:
             cached = self._cache.get(index)
-            if cached is not None:
-                self._cache.move_to_end(index)
-                return cached
-            pending = self._ahead.pop(index, None)
-        data = None
-        if pending is not None:
-            # A failure is met again below, in this thread, and worded there.
-            with contextlib.suppress(KstreamError, CancelledError):
-                data = pending.result()
-        if data is None:
-            data = self._checked(index)
-        with self._lock:
-            self._cache[index] = data
+            if cached is not None:  # another thread decrypted it meanwhile: keep theirs
+                self._recycle(held.view)
+                held = cached
+            else:
+                self._cache[index] = held
+                while len(self._cache) > self._capacity:
+                    _, old = self._cache.popitem(last=False)
+                    old.evicted = True
+                    if not old.readers:
+                        self._recycle(old.view)
             self._cache.move_to_end(index)
-            while len(self._cache) > self._capacity:
-                self._cache.popitem(last=False)
-        return data
+            held.readers += 1
+            return held
 
-    def _checked(self, index: int) -> memoryview:
+    def _let_go(self, held: _Held) -> None:
+        with self._lock:
+            held.readers -= 1
+            if held.evicted and not held.readers:
+                self._recycle(held.view)
+
+    def _recycle(self, view: memoryview) -> None:
+        """Keep the buffer under an evicted segment for the next one (under the lock)."""
+        if isinstance(view.obj, bytearray) and len(self._spare) < SPARE_BUFFERS:
+            self._spare.append(view.obj)
+
+    def _give_back(self, spare: list[bytearray], buffer: object) -> None:
+        with self._lock:
+            if isinstance(buffer, bytearray) and len(spare) < SPARE_BUFFERS:
+                spare.append(buffer)
+
+    def _checked(self, index: int, fetched: Future[memoryview] | None = None) -> memoryview:
         try:
-            return self._decrypt(index)
+            return self._decrypt(index, fetched)
         except IntegrityError:
             if index == 0 or self._key_proven_at_0 or not self._segment_0_verifies():
                 raise
             return self._decrypt(index)  # fails again, now in the words for a modified file
 
-    def _read_ahead(self, offset: int, end: int) -> None:
-        """After a read that started where the previous one ended (a sequential reader),
-        decrypt the next segment not yet at hand in a background thread, so that fetching
-        it overlaps the caller's work and the next read. At most two wait there; those a
-        seek has left behind are dropped.
-
-        Worth it where fetching a segment takes long (a network filesystem, an object
-        store); on a local file the cipher holds the GIL and the handoff costs more than
-        the overlap saves, hence off unless asked for."""
+    def _sequential(self, offset: int, end: int) -> bool:
+        """Whether a read of ``[offset, end)`` starts where the previous one ended. After
+        a jump, the segments fetched ahead are dropped."""
         sequential, self._next_offset = offset == self._next_offset, end
-        if not (sequential and self.read_ahead):
-            return
-        first = end // self.segment
-        with self._lock:
-            wanted = {first, first + 1}
-            for index in [i for i in self._ahead if i not in wanted]:
-                self._ahead.pop(index).cancel()
-            for index in sorted(wanted):
-                if index >= self.count or index in self._cache or index in self._ahead:
-                    continue
-                if self._worker is None:
-                    self._worker = ThreadPoolExecutor(1, thread_name_prefix="kstream-read-ahead")
-                self._ahead[index] = self._worker.submit(self._decrypt, index)
-                return
+        if not sequential and self._ahead:
+            with self._lock:
+                for index in list(self._ahead):
+                    self._ahead.pop(index).cancel()
+        return sequential and self.read_ahead
+
+    def _fetch_ahead(self, index: int) -> None:
+        """Start reading segments ``index`` and ``index + 1`` in a background thread, if
+        they are not at hand (under the lock): a sequential reader's next segment is
+        then read while this one is decrypted (a read releases the GIL; the cipher does
+        not), and on a network filesystem or object store the wait overlaps the work."""
+        for ahead in (index, index + 1):
+            if ahead >= self.count or ahead in self._cache or ahead in self._ahead:
+                continue
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="kstream-read-ahead")
+            self._ahead[ahead] = self._worker.submit(self._fetch, ahead)
 
     def _segment_0_verifies(self) -> bool:
         """Check segment 0 (after another segment failed), so that the failure is worded
         as ``decrypt`` words it: as a wrong key only while segment 0 has not verified."""
         try:
-            self.plaintext(0)
+            self._let_go(self._hold(0))
         except IntegrityError:
             return False
         return True
 
-    def _decrypt(self, index: int) -> memoryview:
+    def _take(self, spare: list[bytearray], size: int) -> bytearray:
+        with self._lock:
+            if spare:
+                return spare.pop()
+        return bytearray(size)
+
+    def _fetch(self, index: int) -> memoryview:
+        """Segment ``index`` as it is in the file, in a buffer from ``_inputs``."""
         start, n = self._span(index)
-        data = self.source.pread(start, n)
-        codec = self._open_codec(index)
+        buffer = self._take(self._inputs, self.unit)
+        view = memoryview(buffer)
+        return view[: self.source.pread_into(start, view[:n])]
+
+    def _decrypt(self, index: int, fetched: Future[memoryview] | None = None) -> memoryview:
+        """Check and decrypt segment ``index`` (fetched ahead, or read now) into a buffer
+        of the cache's own, outside the lock."""
+        data = None
+        if fetched is not None:
+            # A failure is met again below, in this thread, and worded there.
+            with contextlib.suppress(KstreamError, OSError, CancelledError):
+                data = fetched.result()
+        if data is None:
+            data = self._fetch(index)
+        buffer = self._take(self._spare, self.segment + BLOCK)
+        with self._lock:  # the codec that ended where this segment starts, if free
+            codec, self._codec = self._codec, None
+        if codec is None or codec.index != index:
+            if codec is not None:
+                codec.cipher.close()
+            codec = self._open_codec(index)
         try:
-            with memoryview(data) as view:
-                out = codec.process(view, len(data), len(data) < codec.unit)
-        finally:
+            last = len(data) < codec.unit
+            out = codec.process(data, len(data), last, memoryview(buffer))
+        except BaseException:
             codec.cipher.close()
+            raise
+        finally:
+            self._give_back(self._inputs, data.obj)
+        if last:
+            codec.cipher.close()
+        else:  # its counter is at the next segment's: a sequential reader's next decrypt
+            with self._lock:
+                codec, self._codec = self._codec, codec
+            if codec is not None:
+                codec.cipher.close()
         self.decrypted += 1
         if index == 0:
             self._key_proven_at_0 = True
-        buffer = out[0] if len(out) == 1 else b"".join(out)
-        return memoryview(buffer).toreadonly()
+        plain = out[0] if len(out) == 1 else b"".join(out)
+        if not (isinstance(plain, memoryview) and plain.obj is buffer):
+            self._give_back(self._spare, buffer)  # the cipher made new bytes (the kernel's)
+        return memoryview(plain).toreadonly()
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -222,16 +303,19 @@ class Body:
         segment that fails raises, and nothing of the read is returned.
         """
         end = min(offset + len(out), self.size)
+        sequential = self._sequential(offset, end)
         pos, written = offset, 0
         while pos < end:
             index = pos // self.segment
-            segment = self.plaintext(index)
-            first = pos - index * self.segment
-            take = min(len(segment) - first, end - pos)
-            out[written : written + take] = segment[first : first + take]
+            held = self._hold(index, sequential)
+            try:
+                first = pos - index * self.segment
+                take = min(len(held.view) - first, end - pos)
+                out[written : written + take] = held.view[first : first + take]
+            finally:
+                self._let_go(held)
             written += take
             pos += take
-        self._read_ahead(offset, end)
         return written
 
     def read(self, offset: int, size: int) -> bytes:
@@ -239,21 +323,27 @@ class Body:
         size = max(0, min(size, self.size - offset))
         if size == 0:
             return b""
-        index = offset // self.segment
-        if (offset + size - 1) // self.segment == index:  # one segment: one copy
-            first = offset - index * self.segment
-            data = bytes(self.plaintext(index)[first : first + size])
-            self._read_ahead(offset, offset + size)
-            return data
+        held: list[_Held] = []
         parts, pos, end = [], offset, offset + size
-        while pos < end:  # every segment checked before any byte is joined
-            index = pos // self.segment
-            first = pos - index * self.segment
-            part = self.plaintext(index)[first : first + end - pos]
-            parts.append(part)
-            pos += len(part)
-        self._read_ahead(offset, end)
-        return b"".join(parts)
+        sequential = self._sequential(offset, end)
+        try:
+            while pos < end:  # every segment checked before any byte is joined
+                index = pos // self.segment
+                held.append(self._hold(index, sequential))
+                first = pos - index * self.segment
+                part = held[-1].view[first : first + end - pos]
+                parts.append(part)
+                pos += len(part)
+            data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+        finally:
+            for one in held:
+                self._let_go(one)
+        return data
+
+    def segment_rest(self, offset: int) -> bytes:
+        """The plaintext from ``offset`` to the end of its segment (``peek``)."""
+        index = offset // self.segment
+        return self.read(offset, (index + 1) * self.segment - offset)
 
     def cached(self) -> list[int]:
         """The segments in the cache, least recently used first."""
@@ -266,4 +356,7 @@ class Body:
         with self._lock:
             self._cache.clear()
             self._ahead.clear()
+            codec, self._codec = self._codec, None
+        if codec is not None:
+            codec.cipher.close()
         self.source.close()

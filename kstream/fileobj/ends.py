@@ -36,6 +36,10 @@ class Input(Protocol):
         """Up to ``n`` bytes at ``offset``; fewer only where the file ends."""
         ...
 
+    def pread_into(self, offset: int, out: memoryview) -> int:
+        """Fill ``out`` from ``offset``; the count, short only where the file ends."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -72,6 +76,16 @@ class PathInput:
                 n -= len(got)
                 offset += len(got)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def pread_into(self, offset: int, out: memoryview) -> int:
+        got = 0
+        with io_errors("read", self.name):
+            while got < len(out):
+                n = os.preadv(self._fd, [out[got:]], offset + got)
+                if n == 0:
+                    break
+                got += n
+        return got
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -110,6 +124,22 @@ class ObjectInput:
                 parts.append(bytes(got))
                 n -= len(got)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def pread_into(self, offset: int, out: memoryview) -> int:
+        readinto = getattr(self._file, "readinto", None)
+        if readinto is None:  # a file object with read only
+            data = self.pread(offset, len(out))
+            out[: len(data)] = data
+            return len(data)
+        got = 0
+        with self._lock, io_errors("read", self.name):
+            self._file.seek(self._base + offset)
+            while got < len(out):
+                n = readinto(out[got:])
+                if not n:
+                    break
+                got += n
+        return got
 
     def close(self) -> None:
         """The object is the caller's: left open."""

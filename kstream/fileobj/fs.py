@@ -124,9 +124,10 @@ class KstreamFileSystem(ChainedFileSystem):  # type: ignore[misc]
         kwargs.pop("cache_type", None)
         if mode == "rb":
             raw = self.fs.open(path, "rb", cache_type="none", **kwargs)
-            remote = not {"file", "local", "memory"} & set(_protocols(self.fs))
+            # A read in memory is a copy that holds the GIL: nothing to overlap.
+            ahead = "memory" not in _protocols(self.fs)
             return open_file(
-                raw, "rb", close_file=True, read_ahead=remote, **keys, **self.open_options
+                raw, "rb", close_file=True, read_ahead=ahead, **keys, **self.open_options
             )
         if mode in ("wb", "xb"):
             if mode == "xb" and self.fs.exists(path):

@@ -197,7 +197,7 @@ def open_file(
     backend: str | Backend = "auto",
     options: CipherOptions | None = None,
     cache_segments: int = DEFAULT_CACHE_SEGMENTS,
-    read_ahead: bool = False,
+    read_ahead: bool = True,
     segment_size: int = DEFAULT_SEGMENT,
     work_factor: int | None = None,
     max_work_factor: int | None = None,
@@ -210,8 +210,8 @@ def open_file(
     ``mode="rb"``: a seekable reader of the plaintext (:class:`DecryptedFile`); the file
     must be seekable, and is refused here unless its last segment verifies (so its size,
     key and header are right). At most ``cache_segments`` decrypted segments are kept;
-    ``read_ahead`` decrypts the next segment in a background thread while a sequential
-    reader works (for slow storage: a network filesystem, an object store).
+    ``read_ahead`` reads a sequential reader's next segments in a background thread while
+    it decrypts this one (off: only the segments that reads touch are read).
     ``mode="wb"``: a writer that encrypts (:class:`EncryptingFile`) into segments of
     ``segment_size`` bytes; a path is written atomically (refused if it exists, unless
     ``force``), appearing complete on ``close()``.
@@ -282,7 +282,7 @@ def _open_reader(
     stack.callback(source.close)
     header = read_header(source)
     plan = _plan(stack, False, secret, header, backend, options, notify)
-    body = Body(source, header, plan.codec, cache_segments, read_ahead)
+    body = Body(source, header, plan.open_codec, cache_segments, read_ahead)
     body.check_end()
     return DecryptedFile(body, name_of(file), stack.close)
 

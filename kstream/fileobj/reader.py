@@ -120,11 +120,7 @@ class DecryptedFile(KstreamFile):
         self._check_open()
         with self._lock:
             pos = self._pos
-        if pos >= self._body.size:
-            return b""
-        index = pos // self._body.segment
-        first = pos - index * self._body.segment
-        return bytes(self._body.plaintext(index)[first:])
+        return self._body.segment_rest(pos)
 
     def read_at(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset`` (fewer at the end), leaving the position
