@@ -10,6 +10,7 @@ import pickle
 import random
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +19,7 @@ from sealed import PASSPHRASE, S, seal_file
 
 import kstream
 from kstream.errors import FormatError, IntegrityError, KstreamError, UsageError
+from kstream.fileobj.body import SPARE_BUFFERS
 from kstream.format import HEADER_SIZE, OVERHEAD
 
 #: Around every boundary: empty, inside the first segment, one and several whole
@@ -148,42 +150,78 @@ def test_sequential_reads_decrypt_each_segment_once_and_the_cache_stays_bounded(
         assert f.segments_decrypted == 32
 
 
-def test_read_ahead_decrypts_the_next_segment_for_a_sequential_reader(key_bytes: bytes) -> None:
+def test_read_ahead_fetches_the_next_segments_for_a_sequential_reader(key_bytes: bytes) -> None:
     plain = os.urandom(20 * S)
     blob = seal_file(plain, key_bytes)
-    with kstream.open(io.BytesIO(blob), key=kstream.Key(key_bytes), read_ahead=True) as f:
+    with kstream.open(io.BytesIO(blob), key=kstream.Key(key_bytes)) as f:
         assert f.read(S) == plain[:S]  # from 0, where a reader starts: sequential
-        f._body._ahead[1].result()  # segment 1 is on its way
+        assert set(f._body._ahead) == {1, 2}  # on their way while segment 0 was decrypted
+        f._body._ahead[1].result()
         assert f.read(S) == plain[S : 2 * S] and 1 in f._body.cached()
         f.seek(10 * S + 3)  # a jump: no read-ahead, and what waited is dropped
         assert f.read(5) == plain[10 * S + 3 : 10 * S + 8]
-        assert set(f._body._ahead) <= {2}
+        assert not f._body._ahead
         assert f.read() == plain[10 * S + 8 :]
     assert not f._body._ahead
 
 
-def test_read_at_from_many_threads(key_bytes: bytes) -> None:
-    plain = os.urandom(50 * S + 17)
-    errors: list[BaseException] = []
+def test_without_read_ahead_only_the_segments_read_are_fetched(key_bytes: bytes) -> None:
+    plain = os.urandom(20 * S)
     with kstream.open(
-        io.BytesIO(seal_file(plain, key_bytes)), key=kstream.Key(key_bytes), cache_segments=4
+        io.BytesIO(seal_file(plain, key_bytes)), key=kstream.Key(key_bytes), read_ahead=False
     ) as f:
+        assert f.read(3 * S) == plain[: 3 * S]
+        assert not f._body._ahead and f._body._worker is None
+        assert f._body.cached() == [20, 0, 1, 2]  # the last (empty), checked at open
 
-        def work(seed: int) -> None:
-            rng = random.Random(seed)
-            try:
-                for _ in range(200):
-                    offset, size = rng.randrange(len(plain) + 10), rng.randrange(3 * S)
-                    assert f.read_at(offset, size) == plain[offset : offset + size]
-            except BaseException as exc:
-                errors.append(exc)
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not errors
+def test_a_sequential_reader_goes_on_with_one_cipher(key_bytes: bytes) -> None:
+    """The cipher of segment i is at segment i + 1's counter: a reader that goes on needs
+    no new one, and one that jumps or meets a damaged segment gets a new one."""
+    plain = os.urandom(12 * S)
+    blob = bytearray(seal_file(plain, key_bytes))
+    blob[HEADER_SIZE + 8 * (S + OVERHEAD) + 9] ^= 1  # segment 8's ciphertext
+    with kstream.open(io.BytesIO(bytes(blob)), key=kstream.Key(key_bytes)) as f:
+        opened: list[int] = []
+        real = f._body._open_codec
+
+        def open_codec(index: int) -> Any:
+            opened.append(index)
+            return real(index)
+
+        f._body._open_codec = open_codec
+        assert f.read(5 * S + 3) == plain[: 5 * S + 3]
+        f.seek(S // 2, io.SEEK_CUR)  # forward within segment 5: no read needed to go on
+        assert f.read(S) == plain[5 * S + 3 + S // 2 : 6 * S + 3 + S // 2]
+        assert opened == [0]
+        with pytest.raises(IntegrityError):
+            f.read_at(7 * S, 2 * S)  # 7 goes on with the cipher; 8 fails and drops it
+        assert f.read_at(9 * S, S) == plain[9 * S : 10 * S]
+        assert f.read_at(2 * S, 10) == plain[2 * S : 2 * S + 10]  # from the cache
+        assert f.read_at(11 * S, 10) == plain[11 * S : 11 * S + 10]  # a jump past 10
+        assert opened == [0, 9, 11]
+
+
+@pytest.mark.parametrize("cache_segments", [1, 2])
+def test_a_segment_held_by_a_read_is_not_reused_under_it(
+    cache_segments: int, key_bytes: bytes
+) -> None:
+    """Reads spanning more segments than the cache holds: the segments they hold are
+    evicted but their buffers are reused only once the read has copied out of them."""
+    plain = os.urandom(9 * S + 5)
+    with kstream.open(
+        io.BytesIO(seal_file(plain, key_bytes)),
+        key=kstream.Key(key_bytes),
+        cache_segments=cache_segments,
+    ) as f:
+        for start in (0, S - 1, 3 * S + 7, 0):
+            assert f.read_at(start, 5 * S) == plain[start : start + 5 * S]
+        buffer = bytearray(4 * S + 1)
+        f.seek(2)
+        assert f.readinto(buffer) == len(buffer) and buffer == plain[2 : 4 * S + 3]
+        body = f._body
+        assert len(body._spare) <= SPARE_BUFFERS and len(body._inputs) <= SPARE_BUFFERS
+        assert len(body.cached()) == cache_segments
 
 
 def test_text_wrapper_and_iteration(key_bytes: bytes) -> None:
@@ -348,3 +386,32 @@ def test_a_file_object_is_read_from_its_position(key_bytes: bytes) -> None:
     with kstream.open(stream, key=kstream.Key(key_bytes)) as f:
         assert f.read() == plain
     assert not stream.closed  # the caller's object stays the caller's
+
+
+class ReadOnly:
+    """A seekable file object with ``read`` and no ``readinto``, returning short reads."""
+
+    def __init__(self, data: bytes) -> None:
+        self._f = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(min(n, 1000) if n >= 0 else n)
+
+
+def test_a_file_object_without_readinto_and_with_short_reads(key_bytes: bytes) -> None:
+    plain = os.urandom(3 * S + 11)
+    with kstream.open(ReadOnly(seal_file(plain, key_bytes)), key=kstream.Key(key_bytes)) as f:
+        assert f.read() == plain
+        assert f.read_at(S - 3, S) == plain[S - 3 : 2 * S - 3]
