@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from kstream import __version__
 from kstream.cli import tui
-from kstream.cli.parsing import Parser
+from kstream.cli.parsing import Parser, commands_action
 from kstream.errors import command_line_words
 
 Handler = Callable[[argparse.Namespace], int]
@@ -103,6 +103,13 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+#: The commands' action, as the top-level parser adds it and as :func:`parse_command_first`
+#: makes it alone.
+_COMMANDS: dict[str, Any] = {"dest": "command", "metavar": "COMMAND", "parser_class": Parser}
+#: What the top-level parser's options leave in the namespace when none of them is given.
+_TOP_LEVEL_DEFAULTS: dict[str, Any] = {"debug": False, "quiet_first": False}
+
+
 def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     """The parser and the handlers: of every command, or, given ``command``, of the group
     that holds it (encrypt and decrypt are a group each: building a parser costs start-up
@@ -124,7 +131,11 @@ def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, d
         dest="quiet_first",
         help="no notices on stderr (as the command's own -q)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    return parser, _add_commands(parser.add_subparsers(**_COMMANDS), command)
+
+
+def _add_commands(sub: Any, command: str | None) -> dict[str, Handler]:
+    """Register every command (or only ``command``'s group) on the commands' action ``sub``."""
     # --debug is accepted before or after the command name.
     common = tui.Parser(add_help=False)
     common.add_argument(
@@ -136,16 +147,32 @@ def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, d
             add, found = load()
             add(sub, common)
             handlers.update(found)
-    return parser, handlers
+    return handlers
+
+
+def parse_command_first(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Handler]]:
+    """Parse ``argv`` whose first word names a command, as :func:`build_parser`'s parser
+    would, building only that command's parser: the top-level parser would read no option
+    of its own (they stand before the command) and only hand the rest on."""
+    command, *rest = argv
+    sub = commands_action(tui.PROG, **_COMMANDS)
+    handlers = _add_commands(sub, command)
+    args = argparse.Namespace(**_TOP_LEVEL_DEFAULTS)
+    sub.parse_command(command, rest, args)
+    return args, handlers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser, handlers = build_parser(command_of(argv))
-    args = parser.parse_args(argv)
-    if args.command is None:
-        return tui.show_help(parser)
+    command = command_of(argv)
+    if command is not None and argv[0] == command:  # the usual case: the command comes first
+        args, handlers = parse_command_first(argv)
+    else:
+        parser, handlers = build_parser(command)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            return tui.show_help(parser)
     args.quiet = args.quiet_first or getattr(args, "quiet", False)
     with command_line_words():  # errors name --force, not the API's force=True
         try:

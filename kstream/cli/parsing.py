@@ -98,6 +98,11 @@ class _IntermixedSubParsers(_SubParsersBase):
             # argparse's own wording (invalid choice) comes from the same call.
             super().__call__(parser, namespace, values, option_string)
             return
+        self.parse_command(name, rest, namespace)
+
+    def parse_command(self, name: str, rest: Sequence[str], namespace: argparse.Namespace) -> None:
+        """Parse ``rest``, the words after command ``name`` (one of this action's), into
+        ``namespace``, as the command's parser reports them."""
         if self.dest is not argparse.SUPPRESS:
             setattr(namespace, self.dest, name)
         command = self._name_parser_map[name]
@@ -110,6 +115,14 @@ class _IntermixedSubParsers(_SubParsersBase):
             command.error(f"unrecognized arguments: {' '.join(extras)}")
         for key, value in vars(sub_namespace).items():
             setattr(namespace, key, value)
+
+
+def commands_action(prog: str, **kwargs: Any) -> _IntermixedSubParsers:
+    """The action that ``add_subparsers(**kwargs)`` adds to a :class:`Parser` named ``prog``
+    (one without positionals), made without that parser: a command line whose first word
+    names the command needs nothing else of it, and each parser built costs start-up time.
+    Its :meth:`~_IntermixedSubParsers.parse_command` then parses the command."""
+    return _IntermixedSubParsers(option_strings=[], prog=prog, **kwargs)
 
 
 class Parser(tui.Parser):

@@ -15,6 +15,8 @@ from clirun import kst, modules_loaded_by
 from kstream import __version__
 from kstream.bench import cli as bench
 from kstream.cli import main as cli
+from kstream.cli.parsing import commands_action
+from kstream.cli.tui import PROG
 
 
 def test_version_and_help() -> None:
@@ -212,6 +214,39 @@ def test_a_command_builds_only_its_own_parser() -> None:
     assert set(handlers) == {"decrypt"}
     assert set(cli.build_parser()[1]) == {name for _, names in cli.GROUPS for name in names}
     assert parser.parse_args(["decrypt", "-q", "in", "out"]).paths == ["in", "out"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["encrypt", "a", "b"],
+        ["encrypt", "-q", "--debug", "-k", "k", "a", "-j", "2", "b"],
+        ["encrypt", "--deb", "--", "-a", "b"],
+        ["decrypt", "--range", "1:5", "x", "-o", "y"],
+        ["key", "add", "--type", "user", "N", "--", "-x"],
+        ["keygen", "-"],
+        ["inspect", "--json", "f"],
+        ["bench", "--files"],
+    ],
+)
+def test_a_command_line_that_starts_with_its_command_parses_as_the_whole_parser_does(
+    argv: list[str],
+) -> None:
+    """The usual command line builds no top-level parser: what it parses, and the help and
+    usage errors of the command's parser, are the same as through the whole parser."""
+    args, handlers = cli.parse_command_first(argv)
+    parser, all_handlers = cli.build_parser()
+    assert vars(args) == vars(parser.parse_args(argv))
+    assert handlers[args.command] == all_handlers[args.command]
+
+
+def test_the_commands_action_alone_names_the_commands_as_the_top_level_parser_does() -> None:
+    whole = cli.build_parser()[0]._subparsers
+    assert whole is not None
+    (action,) = whole._group_actions
+    alone = commands_action(PROG, **cli._COMMANDS)
+    assert isinstance(action, type(alone)) and action._prog_prefix == alone._prog_prefix
+    assert (action.dest, action.metavar) == (alone.dest, alone.metavar)
 
 
 def test_a_small_file_s_encryption_loads_no_other_command(tmp_path: Path) -> None:
