@@ -224,6 +224,33 @@ def test_a_segment_held_by_a_read_is_not_reused_under_it(
         assert len(body.cached()) == cache_segments
 
 
+@pytest.mark.parametrize("cache_segments", [1, 4])
+def test_read_at_from_many_threads(cache_segments: int, key_bytes: bytes) -> None:
+    plain = os.urandom(50 * S + 17)
+    errors: list[BaseException] = []
+    with kstream.open(
+        io.BytesIO(seal_file(plain, key_bytes)),
+        key=kstream.Key(key_bytes),
+        cache_segments=cache_segments,
+    ) as f:
+
+        def work(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                for _ in range(200):
+                    offset, size = rng.randrange(len(plain) + 10), rng.randrange(3 * S)
+                    assert f.read_at(offset, size) == plain[offset : offset + size]
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+
+
 def test_text_wrapper_and_iteration(key_bytes: bytes) -> None:
     text = "".join(f"line {i}\n" for i in range(100))
     blob = seal_file(text.encode(), key_bytes)
