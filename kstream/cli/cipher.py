@@ -14,8 +14,7 @@ from typing import Any
 
 from kstream.atomic import check_output_path
 from kstream.backends.base import BACKEND_NAMES, CipherOptions
-from kstream.cli import prompts, tui
-from kstream.cli.descriptors import refuse_input_descriptor
+from kstream.cli import tui
 from kstream.cli.many import (
     DEFAULT_SUFFIX,
     FILES_IN_FLIGHT,
@@ -92,6 +91,8 @@ def _load_key(args: argparse.Namespace) -> Key:
             tui.warning(loose, quiet=args.quiet)
         return key
     if args.key_fd is not None:
+        from kstream.cli.descriptors import refuse_input_descriptor
+
         refuse_input_descriptor(args.key_fd, "--key-fd", "key", args)
         return Key.from_fd(args.key_fd)
     from kstream.cli.key import load_keyring_key  # the keyring: only for a key kept there
@@ -135,8 +136,11 @@ def _key_given(args: argparse.Namespace) -> bool:
 
 def _passphrase(args: argparse.Namespace, encrypt: bool) -> PassphraseArg | None:
     """The passphrase for this run, or None for a key. Encryption asks now (twice);
-    decryption without a key asks only once the header says the file needs a passphrase."""
+    decryption without a key asks only once the header says the file needs a passphrase.
+    (The descriptor check and the prompts are imported only for a run that needs them.)"""
     if args.passphrase_fd is not None:
+        from kstream.cli.descriptors import refuse_input_descriptor
+
         refuse_input_descriptor(args.passphrase_fd, "--passphrase-fd", "passphrase", args)
         return read_passphrase_fd(args.passphrase_fd)
     if args.passphrase_file is not None:
@@ -146,10 +150,16 @@ def _passphrase(args: argparse.Namespace, encrypt: bool) -> PassphraseArg | None
             tui.warning(loose, quiet=args.quiet)
         return phrase
     if encrypt:
-        return prompts.ask_passphrase(confirm=True) if args.passphrase else None
+        return _ask(confirm=True) if args.passphrase else None
     if not args.raw and (args.passphrase or not _key_given(args)):
-        return lambda: prompts.ask_passphrase(confirm=False)
+        return lambda: _ask(confirm=False)
     return None
+
+
+def _ask(*, confirm: bool) -> bytearray:
+    from kstream.cli.prompts import ask_passphrase
+
+    return ask_passphrase(confirm=confirm)
 
 
 # --------------------------------------------------------------------------- parser

@@ -256,6 +256,8 @@ def test_a_small_file_s_encryption_loads_no_other_command(tmp_path: Path) -> Non
     loaded = modules_loaded_by(["encrypt", "-q", "-k", key, tmp_path / "in", tmp_path / "out"])
     assert "kstream.engine.small" in loaded
     for other in (
+        "kstream.cli.prompts",  # no passphrase to ask for
+        "kstream.cli.descriptors",  # no --key-fd or --passphrase-fd
         "kstream.bench",
         "kstream.cli.info",
         "kstream.cli.completion",
@@ -267,3 +269,20 @@ def test_a_small_file_s_encryption_loads_no_other_command(tmp_path: Path) -> Non
         "cryptography.hazmat.backends.openssl.backend",
     ):
         assert other not in loaded, other
+
+
+def test_the_kernel_backend_s_modules_load_without_importlib() -> None:
+    """Every ``auto`` run loads the kernel backend's modules by name (the package's lazy
+    ``__getattr__``); importlib, which a bare interpreter does not hold, stays unloaded."""
+    code = (
+        "import sys\nbare = 'importlib' in sys.modules\n"
+        "from kstream.backends.kernel import CTR_AES, KernelBackend, KernelKey\n"
+        "print(bare, 'importlib' in sys.modules, KernelBackend.__module__, CTR_AES, KernelKey)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, check=True, text=True
+    ).stdout.split()
+    bare, loaded, module, name = out[:4]
+    # An editable install's import hook has loaded importlib before kstream runs.
+    assert loaded == bare
+    assert (module, name) == ("kstream.backends.kernel.backend", "ctr(aes)")

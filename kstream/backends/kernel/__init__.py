@@ -44,9 +44,10 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'kstream.backends.kernel' has no attribute '{name}'")
-    import importlib
-
-    value = getattr(importlib.import_module(f"kstream.backends.kernel.{module}"), name)
+    # Not importlib.import_module: every ``auto`` run gets here, and importing importlib
+    # costs about as much start-up time as the module it would load.
+    __import__(f"kstream.backends.kernel.{module}")
+    value = getattr(globals()[module], name)
     globals()[name] = value
     return value
 
