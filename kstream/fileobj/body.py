@@ -341,9 +341,16 @@ class Body:
         return data
 
     def segment_rest(self, offset: int) -> bytes:
-        """The plaintext from ``offset`` to the end of its segment (``peek``)."""
+        """The plaintext from ``offset`` to the end of its segment (``peek``): not a read,
+        so a reader that peeks where it stands (``readline``) stays a sequential one."""
+        if offset >= self.size:
+            return b""
         index = offset // self.segment
-        return self.read(offset, (index + 1) * self.segment - offset)
+        held = self._hold(index, self.read_ahead and offset == self._next_offset)
+        try:
+            return bytes(held.view[offset - index * self.segment :])
+        finally:
+            self._let_go(held)
 
     def cached(self) -> list[int]:
         """The segments in the cache, least recently used first."""

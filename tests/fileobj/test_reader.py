@@ -165,6 +165,23 @@ def test_read_ahead_fetches_the_next_segments_for_a_sequential_reader(key_bytes:
     assert not f._body._ahead
 
 
+def test_lines_read_on_with_read_ahead_and_each_segment_is_read_once(key_bytes: bytes) -> None:
+    """readline peeks where it stands before it reads: a peek is not a jump."""
+    text = b"".join(b"line %d\n" % i for i in range(12 * S // 8))
+    with kstream.open(io.BytesIO(seal_file(text, key_bytes)), key=kstream.Key(key_bytes)) as f:
+        fetched: list[int] = []
+        real = f._body._fetch
+
+        def fetch(index: int) -> memoryview:
+            fetched.append(index)
+            return real(index)
+
+        f._body._fetch = fetch  # type: ignore[method-assign]
+        assert b"".join(f) == text
+        assert sorted(fetched) == sorted(set(fetched))  # none read twice
+        assert set(fetched) >= set(range(f._body.count - 1))
+
+
 def test_without_read_ahead_only_the_segments_read_are_fetched(key_bytes: bytes) -> None:
     plain = os.urandom(20 * S)
     with kstream.open(
