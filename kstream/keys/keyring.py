@@ -94,6 +94,8 @@ SYSCALLS: dict[str, tuple[int, int, int]] = {
 _NAME = re.compile(r"[A-Za-z0-9._@+=,:-]{1,200}")
 _MAX_PAYLOAD = 4096
 _PERM_LETTERS = "alswrv"  # setattr link search write read view, high bit to low (keyctl's)
+#: /proc/keys flags of a key that is gone but not yet collected: dead, invalidated.
+_GONE = frozenset("Di")
 #: Search results that mean "there is such a key, but it cannot be used": reported as such.
 _DEAD_OR_DENIED = frozenset({errno.EKEYEXPIRED, errno.EKEYREVOKED, errno.EACCES})
 
@@ -579,6 +581,8 @@ def list_keys(
     listed = []
     for key in keys:
         if key.type not in USABLE_TYPES or not key.description.startswith(PREFIX):
+            continue
+        if _GONE & set(key.flags):  # removed, still listed until the kernel collects it
             continue
         rings = tuple(ring for ring, serials in members.items() if key.serial in serials)
         listed.append(

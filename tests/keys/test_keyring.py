@@ -237,6 +237,21 @@ def test_proc_keys_parser_and_permissions() -> None:
     assert keyring.format_perm(0x3F3F0008) == ("possessor alswrv, user alswrv, other --s---")
 
 
+def test_a_removed_key_is_not_listed_while_the_kernel_collects_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``key rm`` invalidates; the kernel shows the key (flag ``i``, later ``D``) until
+    its garbage collector runs, which on 6.1 can be after the next command."""
+    gone = (
+        "00002001 I-----i     1 perm 3d010000     0     0 logon     kstream:rm: 32\n"
+        "00002002 I-D----     1 perm 3d010000     0     0 logon     kstream:dead: 32\n"
+    )
+    text = PROC_KEYS + gone
+    monkeypatch.setattr(keyring, "keyring_members", lambda ring: [])
+    names = {k.name for k in keyring.list_keys(lambda: keyring.parse_proc_keys(text))}
+    assert names == {"k", "x", "x u", "t", "u", "short"}
+
+
 def test_key_names() -> None:
     assert keyring.description_for("backup") == "kstream:backup"
     assert keyring.description_for("kstream:backup") == "kstream:backup"
