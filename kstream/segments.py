@@ -179,6 +179,51 @@ def check_tag(
             raise auth_failure(index, unlocked_by) from exc
 
 
+class SegmentCheck:
+    """The checks of one file's segments, worded as ``decrypt`` words them: for a reader
+    that reads segments in parts, where the file's layout says they are (a frame word, the
+    ciphertext, a tag), and keeps the ciphertext (:mod:`kstream.fileobj.body`)."""
+
+    def __init__(
+        self,
+        mac: AESGCM,
+        segment: int,
+        unlocked_by: str = "key",
+        *,
+        proof: KeyProof | None = None,
+        body_start: int = 0,
+    ) -> None:
+        self.mac, self.segment, self.unit = mac, segment, segment + OVERHEAD
+        self.unlocked_by = unlocked_by
+        self.proof = proof if proof is not None else KeyProof()
+        self.body_start = body_start
+
+    def worded(self, exc: IntegrityError, index: int, n: int) -> IntegrityError:
+        """``exc``, the failure of segment ``index`` (``n`` bytes of it at hand); once
+        segment 0 verified, a modification of that segment instead (:func:`modified_at`)."""
+        if not self.proof.verified:
+            return exc
+        first = self.body_start + index * self.unit
+        return modified_at(index, first, first + min(n, self.unit) - 1, self.unlocked_by)
+
+    def parts(self, index: int, last: bool, frame: Buffer, ciphertext: Buffer, tag: Buffer) -> None:
+        """Raise :class:`IntegrityError` unless segment ``index`` verifies: its frame word
+        frames it as the layout does (the last segment or not, ``len(ciphertext)`` bytes),
+        and its tag authenticates it."""
+        try:
+            final, size = parse_frame(frame, 0, self.segment, index, self.unlocked_by)
+            if final != last or size != len(ciphertext):
+                raise auth_failure(index, self.unlocked_by)
+            check_tag(self.mac, index, final, ciphertext, tag, self.unlocked_by)
+        except IntegrityError as exc:
+            error = self.worded(exc, index, len(ciphertext) + OVERHEAD)
+            if error is exc:
+                raise
+            raise error from exc
+        if index == 0:
+            self.proof.verified = True
+
+
 # --- the codec ------------------------------------------------------------------------------------
 
 
@@ -200,17 +245,15 @@ class Codec(Protocol):
     def process(self, view: memoryview, n: int, last: bool) -> Buffers: ...
 
 
-def apply_cipher(
-    cipher: CipherStream, data: memoryview, out: memoryview | None, last: bool
-) -> Buffer:
+def apply_cipher(cipher: CipherStream, data: memoryview, out: memoryview, last: bool) -> Buffer:
     """``data`` through ``cipher``: into ``out`` (a buffer of its own, never overlapping
     ``data``, with ``BLOCK`` bytes to spare) when the cipher can write into a caller's
-    buffer, else (or when ``out`` is None) into new bytes.
+    buffer, else into new bytes.
 
     ``last`` ends the cipher stream. A non-final call must return all of its input: the
     segment size is a multiple of the AES block, so no cipher holds bytes back there.
     """
-    if out is not None and isinstance(cipher, IntoStream):
+    if isinstance(cipher, IntoStream):
         n = cipher.update_into(data, out)
         if last:
             cipher.finalize()
@@ -365,13 +408,11 @@ class OpenCodec:
         #: modified segment.
         self.body_start = body_start
         self._room = _Room(segment + BLOCK)
+        self._check = SegmentCheck(
+            mac, segment, unlocked_by, proof=self.proof, body_start=body_start
+        )
 
-    def process(
-        self, view: memoryview, n: int, last: bool, out: memoryview | None = None
-    ) -> Buffers:
-        """As :meth:`Codec.process`; ``out``, if given, is where the plaintext goes (room
-        for a segment and ``BLOCK`` bytes more) instead of the codec's own buffer, so that a
-        caller can keep segments (a cache) without copying them."""
+    def process(self, view: memoryview, n: int, last: bool) -> Buffers:
         index = self.index
         if n < FRAME_SIZE:
             raise truncation(index, n)
@@ -385,12 +426,10 @@ class OpenCodec:
                 self.mac, index, final, ciphertext, view[end - TAG_SIZE : end], self.unlocked_by
             )
         except IntegrityError as exc:
-            if not self.proof.verified:
+            error = self._check.worded(exc, index, n)
+            if error is exc:
                 raise
-            first = self.body_start + index * self.unit
-            raise modified_at(
-                index, first, first + min(n, self.unit) - 1, self.unlocked_by
-            ) from exc
+            raise error from exc
         if index == 0:
             self.proof.verified = True
         if final and n > end:
@@ -399,5 +438,4 @@ class OpenCodec:
                 f"{n - end} or more bytes were appended"
             )
         self.index += 1
-        room = self._room.view() if out is None else out
-        return [apply_cipher(self.cipher, ciphertext, room, final)]
+        return [apply_cipher(self.cipher, ciphertext, self._room.view(), final)]

@@ -26,7 +26,15 @@ from kstream.errors import FormatError, InvalidKey, option, worded
 from kstream.format import DEFAULT_SEGMENT, IV_SIZE, Header
 from kstream.keys.key import Key
 from kstream.keys.unlock import Secret, unlocked
-from kstream.segments import Codec, KeyProof, OpenCodec, RawCodec, SealCodec, mac_for_key
+from kstream.segments import (
+    Codec,
+    KeyProof,
+    OpenCodec,
+    RawCodec,
+    SealCodec,
+    SegmentCheck,
+    mac_for_key,
+)
 
 Notify = Callable[[str], None]
 Progress = Callable[[int], None]
@@ -107,14 +115,21 @@ class Plan(NamedTuple):
         return self.header.encode() if self.encrypt and self.header is not None else b""
 
     def cipher(self, first_segment: int = 0) -> CipherStream:
-        """A cipher stream whose counter starts at segment ``first_segment``, wrapped for
-        ``--verify`` if asked.
+        """A cipher stream whose counter starts at segment ``first_segment`` (see
+        :meth:`cipher_at`)."""
+        return self.cipher_at(first_segment * self.segment)
+
+    def cipher_at(self, offset: int) -> CipherStream:
+        """A cipher stream whose counter starts at plaintext byte ``offset`` (a multiple of
+        the AES block), wrapped for ``--verify`` if asked.
 
         With a keyring key the ``verify`` reference cannot be OpenSSL (the key is not in this
         process): it is CTR built by kstream from the kernel's ``ecb(aes)`` under the same
         keyring key (:class:`~kstream.backends.kernel.ecb_ctr.KernelEcbCtrStream`).
         """
-        iv = counter_add(self.iv, first_segment * self.segment // BLOCK)
+        if offset % BLOCK:
+            raise ValueError(f"a cipher starts at a whole AES block, not at byte {offset}")
+        iv = counter_add(self.iv, offset // BLOCK)
         stream = self.backend.open(self.key, iv, self.options)
         if not self.verify:
             return stream
@@ -132,23 +147,26 @@ class Plan(NamedTuple):
             raise
         return VerifyingStream(stream, reference)
 
+    def segment_check(self) -> SegmentCheck:
+        """The checks of the segments of the kstream file this plan decrypts."""
+        if self.encrypt or self.mac is None or self.header is None:
+            raise ValueError("only the plan to decrypt a kstream file checks its segments")
+        unlocked_by = "key" if self.header.kdf is None else "passphrase"
+        return SegmentCheck(
+            self.mac, self.segment, unlocked_by, proof=self.proof, body_start=self.header.size
+        )
+
     def codec(self, first_segment: int = 0) -> Codec:
         """The codec for segments from ``first_segment`` on, with its own cipher stream."""
-        if self.mac is not None and not self.encrypt:
-            return self.open_codec(first_segment)
         cipher = self.cipher(first_segment)
         if self.mac is None:
             return RawCodec(cipher, self.segment, first_segment)
-        return SealCodec(cipher, self.mac, self.segment, first_segment)
-
-    def open_codec(self, first_segment: int = 0) -> OpenCodec:
-        """The codec that opens a kstream file's segments from ``first_segment`` on (a
-        decrypting plan with a header)."""
-        if self.encrypt or self.mac is None or self.header is None:
-            raise ValueError("only the plan to decrypt a kstream file opens its segments")
+        if self.encrypt:
+            return SealCodec(cipher, self.mac, self.segment, first_segment)
+        assert self.header is not None  # a MAC comes with a header
         unlocked_by = "key" if self.header.kdf is None else "passphrase"
         return OpenCodec(
-            self.cipher(first_segment),
+            cipher,
             self.mac,
             self.segment,
             first_segment,

@@ -1,73 +1,78 @@
-"""The body of one opened kstream file, read at random: where each segment is, decrypting
-and checking the segments a read touches, and a small cache of the ones decrypted.
+"""The body of one opened kstream file, read at random: where each segment is, the checks
+of the segments a read touches, and a small cache of checked ciphertext.
 
 Format v1 puts segment ``i`` at ``H + i * (S + 20)`` (``H``, the header's size), holding
-plaintext bytes ``[i * S, (i + 1) * S)``, and its counter block at ``IV + i * S / 16``: so
-any plaintext range is a few segments that can be read, checked and decrypted on their own,
-each by the plan's codec started at that segment (the same code, and so the same checks
-and error messages, as ``kstream decrypt``).
+plaintext bytes ``[i * S, (i + 1) * S)`` under the counter block ``IV + i * S / 16``: the
+counter of plaintext byte ``p`` is ``IV + p / 16`` whichever segment holds it. So a read
+fetches and checks the segments it touches (frame word and tag, with the checks and words
+of ``kstream decrypt``: :class:`kstream.segments.SegmentCheck`), and then decrypts exactly
+the bytes it returns, with a cipher started at the first of them, into the object it
+returns: nothing is decrypted whole to be copied from.
+
+The cache keeps checked ciphertext in a ring of ``cache_segments`` slots of S bytes. A
+segment that follows a cached one takes the next slot where it can, so a sequential read
+across a segment boundary is one range of ciphertext and one cipher call.
 
 The file's size gives its layout, and the layout's last segment must carry the last flag
 under a tag that verifies: :meth:`Body.check_end` checks that when the file is opened, so
 the plaintext size is authenticated before any byte is returned, and a truncated or
-extended file, a changed header or another key's file is refused then. A segment's
-plaintext is released only after its tag verified; a damaged segment fails the reads that
-touch it and no others.
+extended file, a changed header or another key's file is refused then. No byte of a
+segment is decrypted before its tag verified; a damaged segment fails the reads that touch
+it and no others.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from typing import NamedTuple
 
-from kstream.backends.base import BLOCK
+from kstream.backends.base import BLOCK, CipherStream, IntoStream
 from kstream.errors import FormatError, IntegrityError, KstreamError
 from kstream.fileobj.ends import Input
 from kstream.format import (
     FRAME_SIZE,
     LAST_FLAG,
     OVERHEAD,
+    TAG_SIZE,
     Header,
     plaintext_size,
+    truncation,
     walk_frames,
 )
-from kstream.segments import OpenCodec
+from kstream.segments import SegmentCheck
 
-#: Decrypted segments kept by default: at the default segment size (1008 KiB) about 8 MiB,
+#: Checked segments kept by default: at the default segment size (1008 KiB) about 8 MiB,
 #: enough for sequential reads in any read size and for the backward seeks of readers that
 #: re-read a footer or an index (Parquet, zip).
 DEFAULT_CACHE_SEGMENTS = 8
+#: Segments a sequential reader has read ahead, at most.
+READ_AHEAD = 2
 
-#: Spare buffers kept for the next segments, of each kind (ciphertext read, plaintext).
-SPARE_BUFFERS = 2
-
-#: The plan's codec for a run of segments from the given one on (``Plan.open_codec``).
-OpenCodecAt = Callable[[int], OpenCodec]
+#: The plan's cipher stream from a plaintext offset on (``Plan.cipher_at``).
+CipherAt = Callable[[int], CipherStream]
 
 
-class _Held:
-    """A decrypted segment in the cache, and how many reads are copying out of it: its
-    buffer goes back to the spares when it has been evicted and no read holds it."""
+class _Held(NamedTuple):
+    """A checked segment's ciphertext, held by a read: in its ``slot`` of the ring, or in
+    a buffer of its own (``slot`` None) when every slot was in use."""
 
-    __slots__ = ("evicted", "readers", "view")
-
-    def __init__(self, view: memoryview) -> None:
-        self.view = view
-        self.readers = 0
-        self.evicted = False
+    number: int
+    ciphertext: memoryview
+    slot: int | None
 
 
 class Body:
     """The segments of one kstream file whose header was parsed: random reads of the
     plaintext, thread-safe.
 
-    ``cache_segments`` bounds memory: at most that many decrypted segments are kept (least
-    recently used first out), plus, while reads run, one segment being read and decrypted
-    per thread reading, two read ahead for a sequential reader (``read_ahead``), and two
-    spare buffers of each kind. ``decrypted`` counts segment decryptions (for tests and
+    Memory: the ring of ``cache_segments`` segments of ciphertext, which also holds the
+    segments read ahead; a segment of its own per read that finds every slot in use; and
+    what the reads return. ``checked`` counts the segments read and checked (for tests and
     benchmarks).
     """
 
@@ -75,7 +80,8 @@ class Body:
         self,
         source: Input,
         header: Header,
-        open_codec: OpenCodecAt,
+        check: SegmentCheck,
+        cipher_at: CipherAt,
         cache_segments: int = DEFAULT_CACHE_SEGMENTS,
         read_ahead: bool = True,
     ) -> None:
@@ -85,24 +91,33 @@ class Body:
         self.header = header
         self.segment = header.auth_param
         self.unit = self.segment + OVERHEAD
-        self._open_codec = open_codec
-        self._capacity = cache_segments
-        self._cache: OrderedDict[int, _Held] = OrderedDict()
-        #: Buffers to reuse: for ciphertext read (``unit`` bytes) and plaintext made.
-        self._inputs: list[bytearray] = []
-        self._spare: list[bytearray] = []
+        self._check = check
+        self._cipher_at = cipher_at
+        self._slots = cache_segments
+        self._ring = memoryview(bytearray(cache_segments * self.segment))
+        self._frames = [bytearray(FRAME_SIZE) for _ in range(cache_segments)]
+        self._tags = [bytearray(TAG_SIZE) for _ in range(cache_segments)]
+        #: Each slot's segment (checked, or being read), or -1.
+        self._holds = [-1] * cache_segments
+        #: How many reads (or a read ahead) use each slot: a slot in use is never reused.
+        self._users = [0] * cache_segments
+        #: Every segment in a slot, and its slot.
+        self._placed: dict[int, int] = {}
+        #: The checked ones, least recently used first.
+        self._cached: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.Lock()
         #: Whether segment 0 verified: after that a failure is a modified segment, and
         #: the error says so in ``decrypt``'s words (:func:`kstream.segments.modified_at`).
         self._key_proven_at_0 = False
-        self.decrypted = 0
-        #: Whether sequential reads fetch the next segments ahead (:meth:`_fetch_ahead`).
+        self.checked = 0
+        #: Whether sequential reads read the next segments ahead (:meth:`_fetch_ahead`).
         self.read_ahead = read_ahead
-        self._ahead: dict[int, Future[memoryview]] = {}
+        #: Segments being read ahead: the read, and the slot it fills.
+        self._ahead: dict[int, tuple[Future[int], int]] = {}
         self._worker: ThreadPoolExecutor | None = None
         self._next_offset = 0
-        #: The codec of the last segment decrypted, kept for the one after it.
-        self._codec: OpenCodec | None = None
+        #: The cipher that the last read left at a plaintext offset, and that offset.
+        self._cipher: tuple[int, CipherStream] | None = None
         self.body_size = max(source.size - header.size, 0)
         plain = plaintext_size(self.body_size, self.segment)
         if plain is None:
@@ -136,9 +151,9 @@ class Body:
         return cause if cause is not None else FormatError("file is damaged")
 
     def check_end(self) -> None:
-        """Decrypt and check the last segment (kept in the cache): its tag binds the last
-        flag and its length, so the plaintext size is now authenticated, and with it the
-        key and the header (both go into the MAC key).
+        """Read and check the last segment (kept in the cache): its tag binds the last flag
+        and its length, so the plaintext size is now authenticated, and with it the key and
+        the header (both go into the MAC key).
 
         A last segment that is not framed as one (a file cut, or extended past its last
         segment) is reported in ``decrypt``'s words for what the frame words show; only
@@ -151,219 +166,320 @@ class Body:
             raise self._layout_error(
                 FormatError(f"file is damaged: segment {index} is not framed as the last one")
             )
-        self._let_go(self._hold(index))
+        self._let_go([self._hold(index)])
+
+    # --- slots (under the lock) ---------------------------------------------------------
+
+    def _claim(self, index: int) -> int | None:
+        """A slot for segment ``index``, now in use by the caller: the one after its
+        predecessor's if free (a sequential read then finds the two in one range), else an
+        empty one, else the least recently used; None if every slot is in use."""
+        prev = self._placed.get(index - 1)
+        slot: int | None = None
+        if prev is not None and prev + 1 < self._slots and not self._users[prev + 1]:
+            slot = prev + 1
+        else:
+            slot = next((s for s in range(self._slots) if self._holds[s] < 0), None)
+            if slot is None:
+                slot = next((s for s in self._cached.values() if not self._users[s]), None)
+            if slot is None:
+                return None
+        self._vacate(slot)
+        self._holds[slot] = index
+        self._placed[index] = slot
+        self._users[slot] += 1
+        return slot
+
+    def _vacate(self, slot: int) -> None:
+        old = self._holds[slot]
+        if old >= 0:
+            self._cached.pop(old, None)
+            self._placed.pop(old, None)
+        self._holds[slot] = -1
+
+    def _drop(self, slot: int | None) -> None:
+        """Give up a slot whose segment was not checked (a failed or abandoned read)."""
+        if slot is not None:
+            with self._lock:
+                self._users[slot] -= 1
+                self._vacate(slot)
+
+    def _abandoned(self, slot: int, _: Future[int]) -> None:
+        self._drop(slot)
+
+    def _let_go(self, held: list[_Held]) -> None:
+        with self._lock:
+            for one in held:
+                if one.slot is not None:
+                    self._users[one.slot] -= 1
 
     # --- segments -----------------------------------------------------------------------
 
     def _hold(self, index: int, sequential: bool = False) -> _Held:
-        """Segment ``index``'s plaintext, from the cache or decrypted now, held until
-        :meth:`_let_go`: its buffer is not reused for another segment while held.
-        ``sequential``: the reader reads on from here, so the next segments are fetched
-        ahead while this one is decrypted."""
-        with self._lock:
-            held = self._cache.get(index)
-            if held is not None:
-                self._cache.move_to_end(index)
-                held.readers += 1
-                return held
-            fetched = self._ahead.pop(index, None)
-            if sequential:
-                self._fetch_ahead(index + 1)
-        held = _Held(self._checked(index, fetched))
-        with self._lock:
-            cached = self._cache.get(index)
-            if cached is not None:  # another thread decrypted it meanwhile: keep theirs
-                self._recycle(held.view)
-                held = cached
-            else:
-                self._cache[index] = held
-                while len(self._cache) > self._capacity:
-                    _, old = self._cache.popitem(last=False)
-                    old.evicted = True
-                    if not old.readers:
-                        self._recycle(old.view)
-            self._cache.move_to_end(index)
-            held.readers += 1
-            return held
+        """Segment ``index``'s checked ciphertext, from the cache or read now, held until
+        :meth:`_let_go` (its slot is not reused meanwhile). ``sequential``: the reader
+        reads on from here, so the next segments are read ahead while this one is checked.
 
-    def _let_go(self, held: _Held) -> None:
-        with self._lock:
-            held.readers -= 1
-            if held.evicted and not held.readers:
-                self._recycle(held.view)
-
-    def _recycle(self, view: memoryview) -> None:
-        """Keep the buffer under an evicted segment for the next one (under the lock)."""
-        if isinstance(view.obj, bytearray) and len(self._spare) < SPARE_BUFFERS:
-            self._spare.append(view.obj)
-
-    def _give_back(self, spare: list[bytearray], buffer: object) -> None:
-        with self._lock:
-            if isinstance(buffer, bytearray) and len(spare) < SPARE_BUFFERS:
-                spare.append(buffer)
-
-    def _checked(self, index: int, fetched: Future[memoryview] | None = None) -> memoryview:
+        A failure of a segment other than 0 before segment 0 verified checks segment 0
+        first, so that it is worded as ``decrypt`` words it (a wrong key only while
+        segment 0 has not verified)."""
         try:
-            return self._decrypt(index, fetched)
+            return self._hold_once(index, sequential)
         except IntegrityError:
             if index == 0 or self._key_proven_at_0 or not self._segment_0_verifies():
                 raise
-            return self._decrypt(index)  # fails again, now in the words for a modified file
-
-    def _sequential(self, offset: int, end: int) -> bool:
-        """Whether a read of ``[offset, end)`` starts where the previous one ended. After
-        a jump, the segments fetched ahead are dropped."""
-        sequential, self._next_offset = offset == self._next_offset, end
-        if not sequential and self._ahead:
-            with self._lock:
-                for index in list(self._ahead):
-                    self._ahead.pop(index).cancel()
-        return sequential and self.read_ahead
-
-    def _fetch_ahead(self, index: int) -> None:
-        """Start reading segments ``index`` and ``index + 1`` in a background thread, if
-        they are not at hand (under the lock): a sequential reader's next segment is
-        then read while this one is decrypted (a read releases the GIL; the cipher does
-        not), and on a network filesystem or object store the wait overlaps the work."""
-        for ahead in (index, index + 1):
-            if ahead >= self.count or ahead in self._cache or ahead in self._ahead:
-                continue
-            if self._worker is None:
-                self._worker = ThreadPoolExecutor(1, thread_name_prefix="kstream-read-ahead")
-            self._ahead[ahead] = self._worker.submit(self._fetch, ahead)
+            return self._hold_once(index, sequential)  # fails again, worded for a modification
 
     def _segment_0_verifies(self) -> bool:
-        """Check segment 0 (after another segment failed), so that the failure is worded
-        as ``decrypt`` words it: as a wrong key only while segment 0 has not verified."""
         try:
-            self._let_go(self._hold(0))
+            self._let_go([self._hold_once(0, False)])
         except IntegrityError:
             return False
         return True
 
-    def _take(self, spare: list[bytearray], size: int) -> bytearray:
+    def _hold_once(self, index: int, sequential: bool) -> _Held:
         with self._lock:
-            if spare:
-                return spare.pop()
-        return bytearray(size)
+            slot = self._cached.get(index)
+            if slot is not None:
+                self._cached.move_to_end(index)
+                self._users[slot] += 1
+                return _Held(index, self._ciphertext_in(slot, index), slot)
+            pending = self._ahead.pop(index, None)
+            if pending is not None:
+                slot = pending[1]  # the read ahead's use of it is now this read's
+            elif index not in self._placed:  # (else another thread is reading it)
+                slot = self._claim(index)
+            if sequential:
+                self._fetch_ahead(index + 1)
+        try:
+            ciphertext = self._load(index, slot, pending)
+        except BaseException:
+            self._drop(slot)
+            raise
+        if slot is not None:
+            with self._lock:
+                self._cached[index] = slot
+        return _Held(index, ciphertext, slot)
 
-    def _fetch(self, index: int) -> memoryview:
-        """Segment ``index`` as it is in the file, in a buffer from ``_inputs``."""
-        start, n = self._span(index)
-        buffer = self._take(self._inputs, self.unit)
-        view = memoryview(buffer)
-        return view[: self.source.pread_into(start, view[:n])]
+    def _ciphertext_in(self, slot: int, index: int) -> memoryview:
+        base = slot * self.segment
+        return self._ring[base : base + self._span(index)[1] - OVERHEAD]
 
-    def _decrypt(self, index: int, fetched: Future[memoryview] | None = None) -> memoryview:
-        """Check and decrypt segment ``index`` (fetched ahead, or read now) into a buffer
-        of the cache's own, outside the lock."""
-        data = None
-        if fetched is not None:
+    def _parts(self, index: int, slot: int | None) -> tuple[bytearray, memoryview, bytearray]:
+        """Where segment ``index``'s frame word, ciphertext and tag go."""
+        if slot is None:
+            size = self._span(index)[1] - OVERHEAD
+            return bytearray(FRAME_SIZE), memoryview(bytearray(size)), bytearray(TAG_SIZE)
+        return self._frames[slot], self._ciphertext_in(slot, index), self._tags[slot]
+
+    def _fetch(self, index: int, slot: int) -> int:
+        """Read segment ``index`` into ``slot`` (a read ahead)."""
+        return self._read(index, self._parts(index, slot))
+
+    def _read(self, index: int, parts: tuple[bytearray, memoryview, bytearray]) -> int:
+        """Read segment ``index`` into its parts; the bytes read (short where the file
+        ends)."""
+        frame, ciphertext, tag = parts
+        start, _ = self._span(index)
+        return self.source.pread_parts(start, [memoryview(frame), ciphertext, memoryview(tag)])
+
+    def _load(
+        self, index: int, slot: int | None, pending: tuple[Future[int], int] | None
+    ) -> memoryview:
+        """Read (or take from the read ahead) and check segment ``index``."""
+        parts = self._parts(index, slot)
+        got = None
+        if pending is not None:
             # A failure is met again below, in this thread, and worded there.
             with contextlib.suppress(KstreamError, OSError, CancelledError):
-                data = fetched.result()
-        if data is None:
-            data = self._fetch(index)
-        buffer = self._take(self._spare, self.segment + BLOCK)
-        with self._lock:  # the codec that ended where this segment starts, if free
-            codec, self._codec = self._codec, None
-        if codec is None or codec.index != index:
-            if codec is not None:
-                codec.cipher.close()
-            codec = self._open_codec(index)
-        try:
-            last = len(data) < codec.unit
-            out = codec.process(data, len(data), last, memoryview(buffer))
-        except BaseException:
-            codec.cipher.close()
-            raise
-        finally:
-            self._give_back(self._inputs, data.obj)
-        if last:
-            codec.cipher.close()
-        else:  # its counter is at the next segment's: a sequential reader's next decrypt
-            with self._lock:
-                codec, self._codec = self._codec, codec
-            if codec is not None:
-                codec.cipher.close()
-        self.decrypted += 1
+                got = pending[0].result()
+        if got is None:
+            got = self._read(index, parts)
+        if got < self._span(index)[1]:
+            raise truncation(index, got)
+        frame, ciphertext, tag = parts
+        self._check.parts(index, index == self.count - 1, frame, ciphertext, tag)
+        self.checked += 1
         if index == 0:
             self._key_proven_at_0 = True
-        plain = out[0] if len(out) == 1 else b"".join(out)
-        if not (isinstance(plain, memoryview) and plain.obj is buffer):
-            self._give_back(self._spare, buffer)  # the cipher made new bytes (the kernel's)
-        return memoryview(plain).toreadonly()
+        return ciphertext
+
+    def _fetch_ahead(self, index: int) -> None:
+        """Start reading segments from ``index`` on (``READ_AHEAD`` of them) into slots
+        of their own in a background thread, unless they are at hand (under the lock): a
+        sequential reader's next segments are then read while it checks and decrypts this
+        one (a read releases the GIL; the cipher does not), and on a network filesystem
+        or object store the wait overlaps the work."""
+        for ahead in range(index, min(index + READ_AHEAD, self.count)):
+            if ahead in self._placed:
+                continue
+            slot = self._claim(ahead)
+            if slot is None:
+                return
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="kstream-read-ahead")
+            self._ahead[ahead] = (self._worker.submit(self._fetch, ahead, slot), slot)
+
+    def _sequential(self, offset: int, end: int) -> bool:
+        """Whether a read of ``[offset, end)`` starts where the previous one ended. After
+        a jump, the segments being read ahead are dropped."""
+        sequential, self._next_offset = offset == self._next_offset, end
+        if not sequential and self._ahead:
+            with self._lock:
+                dropped, self._ahead = list(self._ahead.values()), {}
+            for future, slot in dropped:
+                future.cancel()
+                future.add_done_callback(functools.partial(self._abandoned, slot))
+        return sequential and self.read_ahead
 
     # --- reads ----------------------------------------------------------------------------
+
+    def _ranges(self, held: list[_Held], start: int, end: int) -> list[memoryview]:
+        """The ciphertext of plaintext ``[start, end)`` in as few ranges as the ring allows
+        (segments in consecutive slots are one range)."""
+        ranges: list[memoryview] = []
+        joined: tuple[int, int] | None = None  # the last range's ring offsets, if in the ring
+        for one in held:
+            base = one.number * self.segment
+            lo, hi = max(start, base) - base, min(end, base + len(one.ciphertext)) - base
+            if one.slot is None:
+                ranges.append(one.ciphertext[lo:hi])
+                joined = None
+                continue
+            ring_lo, ring_hi = one.slot * self.segment + lo, one.slot * self.segment + hi
+            if joined is not None and joined[1] == ring_lo and lo == 0:
+                joined = (joined[0], ring_hi)
+                ranges[-1] = self._ring[joined[0] : ring_hi]
+            else:
+                joined = (ring_lo, ring_hi)
+                ranges.append(self._ring[ring_lo:ring_hi])
+            if hi != self.segment:
+                joined = None
+        return ranges
+
+    def _plaintext(
+        self, offset: int, end: int, sequential: bool, out: memoryview | None = None
+    ) -> bytes | None:
+        """Plaintext ``[offset, end)`` (within the file): every segment it touches is
+        checked, then exactly its bytes are decrypted (from the AES block that holds the
+        first of them, unless the last read's cipher stopped right there), into ``out``
+        if given (then None is returned), else into new bytes."""
+        held: list[_Held] = []
+        try:
+            for index in range(offset // self.segment, (end - 1) // self.segment + 1):
+                held.append(self._hold(index, sequential))
+            cipher, start = self._cipher_for(offset)
+            ranges = self._ranges(held, start, end)
+            if out is not None and start == offset and isinstance(cipher, IntoStream):
+                self._decrypt_into(cipher, end, ranges, out)
+                return None
+            plain = self._decrypt(cipher, end, ranges)
+        finally:
+            self._let_go(held)
+        if start != offset:
+            plain = plain[offset - start :]
+        if out is None:
+            return plain
+        out[: len(plain)] = plain
+        return None
+
+    def _cipher_for(self, offset: int) -> tuple[CipherStream, int]:
+        """The cipher the last read left at ``offset`` if there is one, else a new one at
+        the AES block that holds ``offset``; and where it starts."""
+        with self._lock:
+            kept, self._cipher = self._cipher, None
+        if kept is not None:
+            if kept[0] == offset:
+                return kept[1], offset
+            kept[1].close()
+        start = offset - offset % BLOCK
+        return self._cipher_at(start), start
+
+    def _decrypt(self, cipher: CipherStream, end: int, ranges: list[memoryview]) -> bytes:
+        """``ranges`` of ciphertext through ``cipher``, which is then kept at ``end`` (the
+        plaintext offset where they end) for the next read."""
+        try:
+            out = [cipher.update(piece) for piece in ranges]
+            if sum(map(len, out)) != sum(map(len, ranges)):  # a cipher that holds bytes back
+                out.append(cipher.finalize())
+                cipher.close()
+            else:
+                with self._lock:
+                    kept, self._cipher = self._cipher, (end, cipher)
+                if kept is not None:
+                    kept[1].close()
+        except BaseException:
+            cipher.close()
+            raise
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _decrypt_into(
+        self, cipher: CipherStream, end: int, ranges: list[memoryview], out: memoryview
+    ) -> None:
+        """As :meth:`_decrypt`, straight into ``out`` (which the ranges fill exactly):
+        ``update_into`` needs room for a block more than it is given, so the last block
+        goes through ``update``."""
+        total = sum(map(len, ranges))
+        try:
+            pos = 0
+            for piece in ranges:
+                head = min(len(piece), max(total - pos - BLOCK, 0))
+                if head:
+                    cipher.update_into(piece[:head], out[pos:])  # type: ignore[attr-defined]
+                if head < len(piece):
+                    tail = cipher.update(piece[head:])
+                    if len(tail) != len(piece) - head:
+                        raise RuntimeError("the cipher held bytes back")
+                    out[pos + head : pos + len(piece)] = tail
+                pos += len(piece)
+        except BaseException:
+            cipher.close()
+            raise
+        with self._lock:
+            kept, self._cipher = self._cipher, (end, cipher)
+        if kept is not None:
+            kept[1].close()
 
     def read_into(self, offset: int, out: memoryview) -> int:
         """Fill ``out`` with plaintext from ``offset``; the count, short only at the end.
 
-        Every segment the range touches is checked before any of its bytes is copied; a
+        Every segment the range touches is checked before any of its bytes is decrypted; a
         segment that fails raises, and nothing of the read is returned.
         """
         end = min(offset + len(out), self.size)
-        sequential = self._sequential(offset, end)
-        pos, written = offset, 0
-        while pos < end:
-            index = pos // self.segment
-            held = self._hold(index, sequential)
-            try:
-                first = pos - index * self.segment
-                take = min(len(held.view) - first, end - pos)
-                out[written : written + take] = held.view[first : first + take]
-            finally:
-                self._let_go(held)
-            written += take
-            pos += take
-        return written
+        if end <= offset:
+            return 0
+        self._plaintext(offset, end, self._sequential(offset, end), out[: end - offset])
+        return end - offset
 
     def read(self, offset: int, size: int) -> bytes:
         """Up to ``size`` plaintext bytes at ``offset`` (fewer at the end, none past it)."""
-        size = max(0, min(size, self.size - offset))
-        if size == 0:
+        end = min(offset + max(size, 0), self.size)
+        if end <= offset:
             return b""
-        held: list[_Held] = []
-        parts, pos, end = [], offset, offset + size
-        sequential = self._sequential(offset, end)
-        try:
-            while pos < end:  # every segment checked before any byte is joined
-                index = pos // self.segment
-                held.append(self._hold(index, sequential))
-                first = pos - index * self.segment
-                part = held[-1].view[first : first + end - pos]
-                parts.append(part)
-                pos += len(part)
-            data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
-        finally:
-            for one in held:
-                self._let_go(one)
-        return data
+        return self._plaintext(offset, end, self._sequential(offset, end)) or b""
 
     def segment_rest(self, offset: int) -> bytes:
         """The plaintext from ``offset`` to the end of its segment (``peek``): not a read,
         so a reader that peeks where it stands (``readline``) stays a sequential one."""
-        if offset >= self.size:
+        end = min((offset // self.segment + 1) * self.segment, self.size)
+        if end <= offset:
             return b""
-        index = offset // self.segment
-        held = self._hold(index, self.read_ahead and offset == self._next_offset)
-        try:
-            return bytes(held.view[offset - index * self.segment :])
-        finally:
-            self._let_go(held)
+        return self._plaintext(offset, end, self.read_ahead and offset == self._next_offset) or b""
 
     def cached(self) -> list[int]:
         """The segments in the cache, least recently used first."""
         with self._lock:
-            return list(self._cache)
+            return list(self._cached)
 
     def close(self) -> None:
         if self._worker is not None:
             self._worker.shutdown(wait=True, cancel_futures=True)
         with self._lock:
-            self._cache.clear()
+            self._cached.clear()
+            self._placed.clear()
             self._ahead.clear()
-            codec, self._codec = self._codec, None
-        if codec is not None:
-            codec.cipher.close()
+            kept, self._cipher = self._cipher, None
+        if kept is not None:
+            kept[1].close()
         self.source.close()

@@ -36,8 +36,9 @@ class Input(Protocol):
         """Up to ``n`` bytes at ``offset``; fewer only where the file ends."""
         ...
 
-    def pread_into(self, offset: int, out: memoryview) -> int:
-        """Fill ``out`` from ``offset``; the count, short only where the file ends."""
+    def pread_parts(self, offset: int, parts: list[memoryview]) -> int:
+        """Fill ``parts`` one after another from ``offset``; the count, short only where
+        the file ends."""
         ...
 
     def close(self) -> None: ...
@@ -77,14 +78,15 @@ class PathInput:
                 offset += len(got)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def pread_into(self, offset: int, out: memoryview) -> int:
-        got = 0
+    def pread_parts(self, offset: int, parts: list[memoryview]) -> int:
+        got, total = 0, sum(map(len, parts))
         with io_errors("read", self.name):
-            while got < len(out):
-                n = os.preadv(self._fd, [out[got:]], offset + got)
+            while got < total:
+                n = os.preadv(self._fd, parts, offset + got)
                 if n == 0:
                     break
                 got += n
+                parts = _after(parts, n)
         return got
 
     def close(self) -> None:
@@ -125,24 +127,27 @@ class ObjectInput:
                 n -= len(got)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def pread_into(self, offset: int, out: memoryview) -> int:
-        readinto = getattr(self._file, "readinto", None)
-        if readinto is None:  # a file object with read only
-            data = self.pread(offset, len(out))
-            out[: len(data)] = data
-            return len(data)
+    def pread_parts(self, offset: int, parts: list[memoryview]) -> int:
+        """One read, then copied into the parts: an object may be a network file, where
+        each read is a request."""
+        data = memoryview(self.pread(offset, sum(map(len, parts))))
         got = 0
-        with self._lock, io_errors("read", self.name):
-            self._file.seek(self._base + offset)
-            while got < len(out):
-                n = readinto(out[got:])
-                if not n:
-                    break
-                got += n
+        for part in parts:
+            n = min(len(part), len(data) - got)
+            part[:n] = data[got : got + n]
+            got += n
         return got
 
     def close(self) -> None:
         """The object is the caller's: left open."""
+
+
+def _after(parts: list[memoryview], n: int) -> list[memoryview]:
+    """``parts`` less their first ``n`` bytes."""
+    while n and n >= len(parts[0]):
+        n -= len(parts[0])
+        parts = parts[1:]
+    return [parts[0][n:], *parts[1:]] if n else parts
 
 
 def name_of(file: Any) -> str:

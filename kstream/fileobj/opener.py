@@ -282,7 +282,7 @@ def _open_reader(
     stack.callback(source.close)
     header = read_header(source)
     plan = _plan(stack, False, secret, header, backend, options, notify)
-    body = Body(source, header, plan.open_codec, cache_segments, read_ahead)
+    body = Body(source, header, plan.segment_check(), plan.cipher_at, cache_segments, read_ahead)
     body.check_end()
     return DecryptedFile(body, name_of(file), stack.close)
 

@@ -62,8 +62,8 @@ class DecryptedFile(KstreamFile):
 
     @property
     def segments_decrypted(self) -> int:
-        """How many segment decryptions reads have made (cache hits make none)."""
-        return self._body.decrypted
+        """How many segments reads have fetched and checked (cache hits fetch none)."""
+        return self._body.checked
 
     def __repr__(self) -> str:  # no key, no plaintext
         state = "closed" if self.closed else f"{self._body.size} bytes of plaintext"

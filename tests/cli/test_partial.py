@@ -63,18 +63,18 @@ def test_only_the_header_the_last_segment_and_the_range_are_read(
 ) -> None:
     key, path, plain = sealed
     reads: list[tuple[int, int]] = []
-    real, real_into = PathInput.pread, PathInput.pread_into
+    real, real_parts = PathInput.pread, PathInput.pread_parts
 
     def pread(self: PathInput, offset: int, n: int) -> bytes:
         reads.append((offset, n))
         return real(self, offset, n)
 
-    def pread_into(self: PathInput, offset: int, out: memoryview) -> int:
-        reads.append((offset, len(out)))
-        return real_into(self, offset, out)
+    def pread_parts(self: PathInput, offset: int, parts: list[memoryview]) -> int:
+        reads.append((offset, sum(map(len, parts))))
+        return real_parts(self, offset, parts)
 
     monkeypatch.setattr(PathInput, "pread", pread)
-    monkeypatch.setattr(PathInput, "pread_into", pread_into)
+    monkeypatch.setattr(PathInput, "pread_parts", pread_parts)
     out = tmp_path / "out"
     start, end = 7 * S + 5, 9 * S + 1  # segments 7, 8 and 9
     code, _, err = run_main(capsys, "decrypt", "-k", key, "--range", f"{start}:{end}", path, out)

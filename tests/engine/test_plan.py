@@ -250,6 +250,15 @@ def test_make_plan_codecs_and_counter_offsets() -> None:
     assert (
         seal_plan.cipher(3).update(data[3 * SMALL :]) == ctr(key.material(), iv, data)[3 * SMALL :]
     )
+    assert (
+        open_plan.cipher_at(SMALL + 48).update(data[SMALL + 48 :])
+        == (ctr(key.material(), iv, data)[SMALL + 48 :])
+    )
+    with pytest.raises(ValueError, match="a whole AES block, not at byte 7"):
+        open_plan.cipher_at(7)
+    assert open_plan.segment_check().body_start == header.size
+    with pytest.raises(ValueError, match="only the plan to decrypt a kstream file"):
+        seal_plan.segment_check()
     with pytest.raises(ValueError, match="decrypting a kstream file needs its header"):
         make_plan(encrypt=False, key=key, raw_iv=None, backend="openssl", notify=print)
     fresh = make_plan(encrypt=True, key=key, raw_iv=None, backend="openssl", notify=print)

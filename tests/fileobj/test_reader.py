@@ -19,7 +19,6 @@ from sealed import PASSPHRASE, S, seal_file
 
 import kstream
 from kstream.errors import FormatError, IntegrityError, KstreamError, UsageError
-from kstream.fileobj.body import SPARE_BUFFERS
 from kstream.format import HEADER_SIZE, OVERHEAD
 
 #: Around every boundary: empty, inside the first segment, one and several whole
@@ -155,8 +154,8 @@ def test_read_ahead_fetches_the_next_segments_for_a_sequential_reader(key_bytes:
     blob = seal_file(plain, key_bytes)
     with kstream.open(io.BytesIO(blob), key=kstream.Key(key_bytes)) as f:
         assert f.read(S) == plain[:S]  # from 0, where a reader starts: sequential
-        assert set(f._body._ahead) == {1, 2}  # on their way while segment 0 was decrypted
-        f._body._ahead[1].result()
+        assert set(f._body._ahead) == {1, 2}  # on their way while segment 0 was checked
+        f._body._ahead[1][0].result()
         assert f.read(S) == plain[S : 2 * S] and 1 in f._body.cached()
         f.seek(10 * S + 3)  # a jump: no read-ahead, and what waited is dropped
         assert f.read(5) == plain[10 * S + 3 : 10 * S + 8]
@@ -170,16 +169,41 @@ def test_lines_read_on_with_read_ahead_and_each_segment_is_read_once(key_bytes: 
     text = b"".join(b"line %d\n" % i for i in range(12 * S // 8))
     with kstream.open(io.BytesIO(seal_file(text, key_bytes)), key=kstream.Key(key_bytes)) as f:
         fetched: list[int] = []
-        real = f._body._fetch
+        real = f._body._read
 
-        def fetch(index: int) -> memoryview:
+        def read(index: int, parts: Any) -> int:
             fetched.append(index)
-            return real(index)
+            return real(index, parts)
 
-        f._body._fetch = fetch  # type: ignore[method-assign]
+        f._body._read = read  # type: ignore[method-assign]
         assert b"".join(f) == text
         assert sorted(fetched) == sorted(set(fetched))  # none read twice
         assert set(fetched) >= set(range(f._body.count - 1))
+
+
+@pytest.mark.parametrize(("cache_segments", "calls_wanted"), [(4, 1), (2, 2)])
+def test_a_read_across_segments_in_consecutive_slots_is_one_cipher_call(
+    cache_segments: int, calls_wanted: int, key_bytes: bytes
+) -> None:
+    """The last segment takes slot 0 at open and segment 0 the next free one; segment 1
+    follows it in the slot after, unless the ring ends there (then two ranges)."""
+    plain = os.urandom(6 * S)
+    with kstream.open(
+        io.BytesIO(seal_file(plain, key_bytes)),
+        key=kstream.Key(key_bytes),
+        cache_segments=cache_segments,
+        read_ahead=False,
+    ) as f:
+        calls: list[int] = []
+        real = f._body._decrypt
+
+        def decrypt(cipher: Any, end: int, ranges: list[memoryview]) -> bytes:
+            calls.append(len(ranges))
+            return real(cipher, end, ranges)
+
+        f._body._decrypt = decrypt  # type: ignore[method-assign]
+        assert f.read(S + 10) == plain[: S + 10]
+        assert calls == [calls_wanted]
 
 
 def test_without_read_ahead_only_the_segments_read_are_fetched(key_bytes: bytes) -> None:
@@ -193,38 +217,38 @@ def test_without_read_ahead_only_the_segments_read_are_fetched(key_bytes: bytes)
 
 
 def test_a_sequential_reader_goes_on_with_one_cipher(key_bytes: bytes) -> None:
-    """The cipher of segment i is at segment i + 1's counter: a reader that goes on needs
-    no new one, and one that jumps or meets a damaged segment gets a new one."""
+    """A read leaves its cipher at the plaintext offset where it ended: a read from there
+    needs no new one; a jump starts one at the AES block that holds its first byte."""
     plain = os.urandom(12 * S)
     blob = bytearray(seal_file(plain, key_bytes))
     blob[HEADER_SIZE + 8 * (S + OVERHEAD) + 9] ^= 1  # segment 8's ciphertext
     with kstream.open(io.BytesIO(bytes(blob)), key=kstream.Key(key_bytes)) as f:
         opened: list[int] = []
-        real = f._body._open_codec
+        real = f._body._cipher_at
 
-        def open_codec(index: int) -> Any:
-            opened.append(index)
-            return real(index)
+        def cipher_at(offset: int) -> Any:
+            opened.append(offset)
+            return real(offset)
 
-        f._body._open_codec = open_codec
+        f._body._cipher_at = cipher_at
         assert f.read(5 * S + 3) == plain[: 5 * S + 3]
-        f.seek(S // 2, io.SEEK_CUR)  # forward within segment 5: no read needed to go on
-        assert f.read(S) == plain[5 * S + 3 + S // 2 : 6 * S + 3 + S // 2]
+        assert f.read(S) == plain[5 * S + 3 : 6 * S + 3]
         assert opened == [0]
+        f.seek(S // 2 + 5, io.SEEK_CUR)  # into the middle of an AES block
+        assert f.read(10) == plain[6 * S + S // 2 + 8 : 6 * S + S // 2 + 18]
         with pytest.raises(IntegrityError):
-            f.read_at(7 * S, 2 * S)  # 7 goes on with the cipher; 8 fails and drops it
+            f.read_at(7 * S, 2 * S)  # segment 8 fails its check: nothing is decrypted
         assert f.read_at(9 * S, S) == plain[9 * S : 10 * S]
-        assert f.read_at(2 * S, 10) == plain[2 * S : 2 * S + 10]  # from the cache
-        assert f.read_at(11 * S, 10) == plain[11 * S : 11 * S + 10]  # a jump past 10
-        assert opened == [0, 9, 11]
+        assert f.read_at(10 * S, 7) == plain[10 * S : 10 * S + 7]
+        assert opened == [0, 6 * S + S // 2, 9 * S]
 
 
 @pytest.mark.parametrize("cache_segments", [1, 2])
-def test_a_segment_held_by_a_read_is_not_reused_under_it(
+def test_reads_that_span_more_segments_than_the_cache_holds(
     cache_segments: int, key_bytes: bytes
 ) -> None:
-    """Reads spanning more segments than the cache holds: the segments they hold are
-    evicted but their buffers are reused only once the read has copied out of them."""
+    """Segments a read holds are not reused under it; the ones that find no free slot are
+    read into buffers of their own."""
     plain = os.urandom(9 * S + 5)
     with kstream.open(
         io.BytesIO(seal_file(plain, key_bytes)),
@@ -236,9 +260,13 @@ def test_a_segment_held_by_a_read_is_not_reused_under_it(
         buffer = bytearray(4 * S + 1)
         f.seek(2)
         assert f.readinto(buffer) == len(buffer) and buffer == plain[2 : 4 * S + 3]
+        assert f.read() == plain[4 * S + 3 :]
         body = f._body
-        assert len(body._spare) <= SPARE_BUFFERS and len(body._inputs) <= SPARE_BUFFERS
-        assert len(body.cached()) == cache_segments
+        assert len(body.cached()) <= cache_segments
+        for future, _ in body._ahead.values():
+            future.result()
+        assert body._users == [len([i for i in body._ahead if body._placed[i] == slot])
+                               for slot in range(cache_segments)]  # fmt: skip
 
 
 @pytest.mark.parametrize("cache_segments", [1, 4])
