@@ -14,7 +14,7 @@ def test_every_ratio_is_measured(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for row in ("random:", "sequential:", "memory:", "parquet:", "zip:"):
         assert row in out
-    assert "segments decrypted per read: " in out
+    assert "segments read and checked per read: " in out
 
 
 def test_without_parquet(capsys: pytest.CaptureFixture[str]) -> None:
