@@ -9,8 +9,8 @@ It is a chained filesystem, layered over another one::
 
 Opening a file for reading opens the target's file without a read-ahead cache and hands it
 to :func:`kstream.open`: a read fetches the byte ranges of the segments it touches (plus,
-at open, the header and the last segment). On a remote filesystem a sequential reader also
-has the next segment fetched and decrypted ahead, in a background thread.
+at open, the header and the last segment). A sequential reader also has the next segments
+fetched ahead, in a background thread (not on ``memory://``, where that gains nothing).
 
 Writing encrypts as it goes; where the target's files write through a temporary (local
 files, S3 multipart uploads: fsspec's ``autocommit=False``) the object appears only once

@@ -209,9 +209,10 @@ def open_file(
 
     ``mode="rb"``: a seekable reader of the plaintext (:class:`DecryptedFile`); the file
     must be seekable, and is refused here unless its last segment verifies (so its size,
-    key and header are right). At most ``cache_segments`` decrypted segments are kept;
-    ``read_ahead`` reads a sequential reader's next segments in a background thread while
-    it decrypts this one (off: only the segments that reads touch are read).
+    key and header are right). The checked ciphertext of at most ``cache_segments``
+    segments is kept; ``read_ahead`` reads a sequential reader's next segments in a
+    background thread while it works on this one (off: only the segments that reads touch
+    are read).
     ``mode="wb"``: a writer that encrypts (:class:`EncryptingFile`) into segments of
     ``segment_size`` bytes; a path is written atomically (refused if it exists, unless
     ``force``), appearing complete on ``close()``.
