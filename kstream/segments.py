@@ -36,8 +36,9 @@ same message whichever driver runs it.
 
 from __future__ import annotations
 
+import contextlib
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -198,30 +199,32 @@ class SegmentCheck:
         self.proof = proof if proof is not None else KeyProof()
         self.body_start = body_start
 
-    def worded(self, exc: IntegrityError, index: int, n: int) -> IntegrityError:
-        """``exc``, the failure of segment ``index`` (``n`` bytes of it at hand); once
-        segment 0 verified, a modification of that segment instead (:func:`modified_at`)."""
-        if not self.proof.verified:
-            return exc
-        first = self.body_start + index * self.unit
-        return modified_at(index, first, first + min(n, self.unit) - 1, self.unlocked_by)
+    @contextlib.contextmanager
+    def checking(self, index: int, n: int) -> Iterator[None]:
+        """Around the checks of segment ``index`` (``n`` bytes of it at hand): once segment
+        0 verified, a failure is worded as a modification of this segment
+        (:func:`modified_at`); segment 0 passing proves the key (:class:`KeyProof`)."""
+        try:
+            yield
+        except IntegrityError as exc:
+            if not self.proof.verified:
+                raise
+            first = self.body_start + index * self.unit
+            raise modified_at(
+                index, first, first + min(n, self.unit) - 1, self.unlocked_by
+            ) from exc
+        if index == 0:
+            self.proof.verified = True
 
     def parts(self, index: int, last: bool, frame: Buffer, ciphertext: Buffer, tag: Buffer) -> None:
         """Raise :class:`IntegrityError` unless segment ``index`` verifies: its frame word
         frames it as the layout does (the last segment or not, ``len(ciphertext)`` bytes),
         and its tag authenticates it."""
-        try:
+        with self.checking(index, len(ciphertext) + OVERHEAD):
             final, size = parse_frame(frame, 0, self.segment, index, self.unlocked_by)
             if final != last or size != len(ciphertext):
                 raise auth_failure(index, self.unlocked_by)
             check_tag(self.mac, index, final, ciphertext, tag, self.unlocked_by)
-        except IntegrityError as exc:
-            error = self.worded(exc, index, len(ciphertext) + OVERHEAD)
-            if error is exc:
-                raise
-            raise error from exc
-        if index == 0:
-            self.proof.verified = True
 
 
 # --- the codec ------------------------------------------------------------------------------------
@@ -397,41 +400,29 @@ class OpenCodec:
         proof: KeyProof | None = None,
         body_start: int = 0,
     ) -> None:
-        self.cipher, self.mac, self.segment = cipher, mac, segment
+        self.cipher, self.segment = cipher, segment
         self.unit = segment + OVERHEAD
         self.index = first_index
-        #: Named in authentication failures: ``key``, or ``passphrase`` for a passphrase file.
-        self.unlocked_by = unlocked_by
-        #: Shared by the run's codecs: whether segment 0 verified (see :class:`KeyProof`).
-        self.proof = proof if proof is not None else KeyProof()
-        #: Where segment 0 starts in the file (the header's size), for the byte offsets of a
-        #: modified segment.
-        self.body_start = body_start
         self._room = _Room(segment + BLOCK)
-        self._check = SegmentCheck(
-            mac, segment, unlocked_by, proof=self.proof, body_start=body_start
-        )
+        #: ``unlocked_by`` (``key``, or ``passphrase`` for a passphrase file) is named in
+        #: authentication failures; ``proof`` is shared by the run's codecs (see
+        #: :class:`KeyProof`); ``body_start`` (the header's size) gives the file offsets of
+        #: a modified segment.
+        self._check = SegmentCheck(mac, segment, unlocked_by, proof=proof, body_start=body_start)
 
     def process(self, view: memoryview, n: int, last: bool) -> Buffers:
-        index = self.index
+        index, check = self.index, self._check
         if n < FRAME_SIZE:
             raise truncation(index, n)
-        try:
-            final, size = parse_frame(view, 0, self.segment, index, self.unlocked_by)
+        with check.checking(index, n):
+            final, size = parse_frame(view, 0, self.segment, index, check.unlocked_by)
             end = FRAME_SIZE + size + TAG_SIZE
             if n < end:
                 raise truncation(index, n)
             ciphertext = view[FRAME_SIZE : FRAME_SIZE + size]
             check_tag(
-                self.mac, index, final, ciphertext, view[end - TAG_SIZE : end], self.unlocked_by
+                check.mac, index, final, ciphertext, view[end - TAG_SIZE : end], check.unlocked_by
             )
-        except IntegrityError as exc:
-            error = self._check.worded(exc, index, n)
-            if error is exc:
-                raise
-            raise error from exc
-        if index == 0:
-            self.proof.verified = True
         if final and n > end:
             raise FormatError(
                 "trailing data after the end of the encrypted file: "
