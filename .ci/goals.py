@@ -124,7 +124,7 @@ def judge(doc: dict[str, Any]) -> list[dict[str, str]]:
             continue
         what = f"{row['label']} vs python -c pass{_spread(row)}"
         if case == "one-small" and "floor" in startup:  # what no kstream code could go under
-            what += f"; argparse and cryptography alone: {startup['floor']['ratio']:.2f}x"
+            what += f"; cryptography alone: {startup['floor']['ratio']:.2f}x"
         add(_verdict(row["ratio"] <= limit), f"{row['ratio']:.3f}x", goal, what)
     return out
 

@@ -50,6 +50,7 @@ ORDER = {
         ["runner"],
         ["key"],
         ["many"],
+        ["cipher_args"],
         ["partial"],
         ["cipher"],
         ["info", "inspect"],

@@ -26,6 +26,9 @@ def entry() -> NoReturn:
         sys.stdout.write(f"kstream {__version__}\n")
         sys.stdout.flush()
         raise SystemExit(0)
+    import gc
+
+    gc.disable()  # until the command runs: see kstream.cli.main.entry
     from kstream.cli.main import entry as run
 
     run()

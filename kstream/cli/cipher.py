@@ -1,51 +1,31 @@
 """``kstream encrypt`` and ``decrypt``: the commands that read and write kstream data.
 
-Only argument handling lives here; the work is done by the same coroutine API that library
+Only the handling of their arguments lives here (the options themselves are in
+:mod:`~kstream.cli.cipher_args`); the work is done by the same coroutine API that library
 users call (:mod:`kstream.api`), so the tool and the library cannot disagree.
 """
 
 from __future__ import annotations
 
-import argparse
 import binascii
 import os
 import stat
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kstream.atomic import check_output_path
 from kstream.backends.base import BACKEND_NAMES, CipherOptions
 from kstream.cli import tui
-from kstream.cli.many import (
-    DEFAULT_SUFFIX,
-    FILES_IN_FLIGHT,
-    SMALL_FILES_IN_FLIGHT,
-    directory_input,
-    notifier,
-    run_files,
-    wipe_secrets,
-)
+from kstream.cli.cipher_args import BACKEND_ENV
+from kstream.cli.many import directory_input, notifier, run_files, wipe_secrets
 from kstream.cli.outputs import replace_refusal
 from kstream.engine.raw import check_iv, check_raw
 from kstream.errors import UsageError
 from kstream.format import HEADER_SIZE, IV_SIZE, header_size
 from kstream.keys.key import Key, readable_by_others
-from kstream.keys.passphrase import (
-    DEFAULT_WORK_FACTOR,
-    MAX_WORK_FACTOR,
-    PassphraseArg,
-    read_passphrase_fd,
-    read_passphrase_file,
-)
+from kstream.keys.passphrase import PassphraseArg, read_passphrase_fd, read_passphrase_file
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+if TYPE_CHECKING:
+    import argparse
 
 
 def _parse_iv(text: str) -> bytes:
@@ -162,12 +142,7 @@ def _ask(*, confirm: bool) -> bytearray:
     return ask_passphrase(confirm=confirm)
 
 
-# --------------------------------------------------------------------------- parser
-
-
-#: Sets the default of ``--backend``, for hosts where the answer never changes (a container
-#: without AF_ALG): choosing there, even ``auto``, also silences the fallback notice.
-BACKEND_ENV = "KSTREAM_BACKEND"
+# --------------------------------------------------------------------------- backend
 
 
 def backend_choice(flag: str | None) -> tuple[str, str]:
@@ -185,231 +160,6 @@ def backend_choice(flag: str | None) -> tuple[str, str]:
             f"{', '.join(BACKEND_NAMES)}, or unset it"
         )
     return value, BACKEND_ENV
-
-
-def _serial(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a key serial number") from None
-
-
-def _add_cipher_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "paths",
-        metavar="FILE",
-        nargs="*",
-        help="IN OUT: input and output, each a path or '-' (stdin/stdout; "
-        "none at all: stdin to stdout); or FILE... with --suffix/--output-dir, "
-        "one output per FILE (one FILE alone is the same as --suffix .kst)",
-    )
-    p.add_argument(
-        "-o",
-        "--output",
-        metavar="OUT",
-        dest="output_path",
-        help="write to OUT (a path or '-'); the one FILE, if any, is IN (default: stdin)",
-    )
-    keys = p.add_mutually_exclusive_group()
-    keys.add_argument(
-        "-k",
-        "--key-file",
-        metavar="PATH",
-        help="key file: 16, 24 or 32 raw bytes, or the same as hex text",
-    )
-    keys.add_argument(
-        "--key-fd", metavar="N", type=int, help="read the key from inherited file descriptor N"
-    )
-    # The keyring's options (kstream.cli.key loads such a key).
-    keys.add_argument(
-        "--key-name",
-        metavar="NAME",
-        help="key kstream:NAME from the kernel keyring (session keyring, then "
-        "user keyring); implies the kernel backend",
-    )
-    keys.add_argument(
-        "--key-serial",
-        metavar="N",
-        type=_serial,
-        help="key with serial N from the kernel keyring; implies the kernel backend",
-    )
-    keys.add_argument(
-        "-p",
-        "--passphrase",
-        action="store_true",
-        help="a passphrase, asked on the terminal (/dev/tty, no echo); "
-        "decrypt asks by itself when the file needs one",
-    )
-    keys.add_argument(
-        "--passphrase-fd",
-        metavar="N",
-        type=int,
-        help="read the passphrase (its first line) from file descriptor N",
-    )
-    keys.add_argument(
-        "--passphrase-file", metavar="PATH", help="read the passphrase from the first line of PATH"
-    )
-    p.add_argument(
-        "--backend",
-        choices=BACKEND_NAMES,
-        default=None,
-        help=f"crypto backend (default: ${BACKEND_ENV} if set, else auto = kernel "
-        "if usable, else openssl, with a notice)",
-    )
-    p.add_argument(
-        "--driver",
-        metavar="NAME",
-        help="kernel backend: use this ctr(aes) driver, e.g. ctr-aes-aesni",
-    )
-    p.add_argument(
-        "--transfer",
-        choices=("auto", "sendmsg", "splice", "sendfile"),
-        default="auto",
-        help="kernel backend: how data enters the kernel",
-    )
-    p.add_argument(
-        "--verify",
-        action="store_true",
-        help="check every output byte of the kernel backend against OpenSSL",
-    )
-    p.add_argument(
-        "--raw",
-        action="store_true",
-        help="no header: bare AES-CTR, as 'openssl enc -aes-N-ctr'; needs --iv",
-    )
-    p.add_argument(
-        "--iv",
-        metavar="HEX|random",
-        help="32 hex digits; only with --raw. Never reuse an IV with the same key: "
-        "two raw outputs under one key and IV reveal the XOR of their plaintexts, "
-        "and a raw IV at or just above a kstream file's IV (its header is public) "
-        "reuses that file's keystream. 'random' (encrypt only) picks a fresh IV and "
-        "prints it on stderr as 'kstream: iv: HEX' (also with -q)",
-    )
-    p.add_argument("-f", "--force", action="store_true", help="allow overwriting an existing OUT")
-    p.add_argument(
-        "-j",
-        "--jobs",
-        type=_positive,
-        metavar="N",
-        default=None,
-        help="parallel ranges for a regular-file IN and a file OUT (default: the "
-        "number of CPUs); with many files: files in flight (default: "
-        f"{FILES_IN_FLIGHT}, or {SMALL_FILES_IN_FLIGHT} when the files average "
-        "under 1 MiB)",
-    )
-    p.add_argument(
-        "--suffix",
-        metavar="SUF",
-        help="many files: encrypting writes FILE+SUF, decrypting FILE without SUF "
-        f"(default {DEFAULT_SUFFIX})",
-    )
-    p.add_argument(
-        "--output-dir",
-        metavar="DIR",
-        help="many files: write the outputs into DIR under their base names (created if missing)",
-    )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: only when stderr is a terminal)",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no notices on stderr")
-
-
-#: Each command's one-line help and what its description says of many files.
-_COMMANDS = {
-    "encrypt": ("encrypt a file or a pipe", f"or each FILE into FILE{DEFAULT_SUFFIX}"),
-    "decrypt": ("decrypt a file or a pipe", f"or each FILE{DEFAULT_SUFFIX} back into FILE"),
-}
-#: The usage lines: argparse would print the key options' group on one line of 130.
-_USAGE = """\
-%(prog)s [options] KEY [IN [OUT]]
-       %(prog)s [options] KEY -o OUT [IN]
-       %(prog)s [options] KEY (--suffix SUF | --output-dir DIR) FILE...
-  KEY: -k PATH | --key-fd N | --key-name NAME | --key-serial N |
-       -p | --passphrase-fd N | --passphrase-file PATH"""
-#: The end of each command's --help, and the manual's EXAMPLES section.
-EXAMPLES = {
-    "encrypt": """\
-examples:
-  kstream keygen k.key                          a new key file, mode 0600
-  kstream encrypt -k k.key report.pdf report.pdf.kst
-  kstream encrypt -k k.key -o report.pdf.kst report.pdf
-  tar c docs | kstream encrypt -k k.key | ssh host 'cat > docs.tar.kst'
-  kstream encrypt -p notes.txt notes.txt.kst    a passphrase, asked twice
-  kstream encrypt -k k.key --suffix .kst *.log  each FILE into FILE.kst
-  kstream encrypt --key-name backup db.dump db.dump.kst
-                                                a key in the kernel keyring""",
-    "decrypt": """\
-examples:
-  kstream decrypt -k k.key report.pdf.kst report.pdf
-  kstream decrypt -k k.key -o report.pdf report.pdf.kst
-  ssh host 'cat docs.tar.kst' | kstream decrypt -k k.key | tar x
-  kstream decrypt notes.txt.kst notes.txt       asks for the passphrase
-  kstream decrypt -k k.key --suffix .kst *.kst  each FILE.kst back into FILE
-  kstream decrypt --key-name backup db.dump.kst db.dump""",
-}
-
-
-def add_encrypt_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``kstream encrypt`` on the top-level subparsers (a run of ``decrypt`` does
-    not build this parser, nor this one that of ``decrypt``: each costs start-up time)."""
-    p = _add_cipher_parser(sub, common, "encrypt")
-    p.add_argument(
-        "--work-factor",
-        metavar="N",
-        type=_positive,
-        default=None,
-        help="passphrase: scrypt's log2 N (default "
-        f"{DEFAULT_WORK_FACTOR}: 256 MiB of memory; each step doubles "
-        "memory and time)",
-    )
-
-
-def add_decrypt_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``kstream decrypt`` on the top-level subparsers."""
-    p = _add_cipher_parser(sub, common, "decrypt")
-    p.add_argument(
-        "--max-work-factor",
-        metavar="N",
-        type=_positive,
-        default=None,
-        help="passphrase: accept a file's scrypt log2 N up to N "
-        f"(default {MAX_WORK_FACTOR}: 1 GiB of memory)",
-    )
-    from kstream.cli.partial import parse_range
-
-    p.add_argument(
-        "--range",
-        metavar="START:END",
-        type=parse_range,
-        default=None,
-        help="only plaintext bytes START to END (END excluded; either may be left out, "
-        "negative counts from the end): reads the header, the last segment and the "
-        "segments that hold the range",
-    )
-
-
-def _add_cipher_parser(
-    sub: Any, common: argparse.ArgumentParser, name: str
-) -> argparse.ArgumentParser:
-    what, many = _COMMANDS[name]
-    description = (
-        f"{name.capitalize()} IN into OUT (each a path, or '-' for stdin or stdout),\n{many}."
-    )
-    p: argparse.ArgumentParser = sub.add_parser(
-        name,
-        help=what,
-        description=description,
-        parents=[common],
-        usage=_USAGE,
-        epilog=f"{EXAMPLES[name]}\n\n{tui.EXIT_CODES}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_cipher_arguments(p)
-    return p
 
 
 # --------------------------------------------------------------------------- commands

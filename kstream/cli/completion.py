@@ -133,14 +133,14 @@ def _usage(parser: argparse.ArgumentParser) -> str:
 def _own_epilog(epilog: str | None, top_epilog: str | None) -> str:
     """What a command's epilog adds to the manual: not the exit status table (its own
     section) nor the examples (the EXAMPLES section)."""
-    from kstream.cli.cipher import EXAMPLES
+    from kstream.cli.cipher_args import EXAMPLES
 
     text = (epilog or "").removesuffix(top_epilog or "").strip()
     return "" if text in EXAMPLES.values() else text
 
 
 def _examples() -> list[str]:
-    from kstream.cli.cipher import EXAMPLES
+    from kstream.cli.cipher_args import EXAMPLES
 
     lines = []
     for text in EXAMPLES.values():

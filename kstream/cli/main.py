@@ -8,20 +8,23 @@ order in ``--help`` and turns whatever a handler raises into an exit status via
 
 from __future__ import annotations
 
-import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from kstream import __version__
 from kstream.cli import tui
-from kstream.cli.parsing import Parser, commands_action
 from kstream.errors import command_line_words
 
-Handler = Callable[[argparse.Namespace], int]
-#: Registers a module's subcommands on the top-level subparsers (with the shared options).
-Adder = Callable[[Any, argparse.ArgumentParser], object]
+if TYPE_CHECKING:  # argparse is imported only for a command line that needs it
+    import argparse
+
+    Handler = Callable[[argparse.Namespace], int]
+    #: Registers a module's subcommands on the top-level subparsers (with the shared options).
+    Adder = Callable[[Any, argparse.ArgumentParser], object]
 
 
 # Each command module is imported only when one of its commands runs (or for --help, the
@@ -30,13 +33,15 @@ Adder = Callable[[Any, argparse.ArgumentParser], object]
 
 
 def _encrypt() -> tuple[Adder, dict[str, Handler]]:
-    from kstream.cli.cipher import add_encrypt_parser, cmd_cipher
+    from kstream.cli.cipher import cmd_cipher
+    from kstream.cli.cipher_args import add_encrypt_parser
 
     return add_encrypt_parser, {"encrypt": cmd_cipher}
 
 
 def _decrypt() -> tuple[Adder, dict[str, Handler]]:
-    from kstream.cli.cipher import add_decrypt_parser, cmd_cipher
+    from kstream.cli.cipher import cmd_cipher
+    from kstream.cli.cipher_args import add_decrypt_parser
 
     return add_decrypt_parser, {"decrypt": cmd_cipher}
 
@@ -103,17 +108,26 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
-#: The commands' action, as the top-level parser adds it and as :func:`parse_command_first`
-#: makes it alone.
-_COMMANDS: dict[str, Any] = {"dest": "command", "metavar": "COMMAND", "parser_class": Parser}
 #: What the top-level parser's options leave in the namespace when none of them is given.
 _TOP_LEVEL_DEFAULTS: dict[str, Any] = {"debug": False, "quiet_first": False}
+
+
+def commands_settings() -> dict[str, Any]:
+    """The commands' action, as the top-level parser adds it and as
+    :func:`parse_command_first` makes it alone."""
+    from kstream.cli.parsing import Parser
+
+    return {"dest": "command", "metavar": "COMMAND", "parser_class": Parser}
 
 
 def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     """The parser and the handlers: of every command, or, given ``command``, of the group
     that holds it (encrypt and decrypt are a group each: building a parser costs start-up
     time; the top-level ``--help`` is then never reached: a command's own ``--help`` is)."""
+    import argparse
+
+    from kstream.cli.parsing import Parser
+
     parser = Parser(  # options may stand between positionals in every command
         prog=tui.PROG,
         description="Encrypt and decrypt files and pipes with AES-CTR, streaming, through "
@@ -131,13 +145,17 @@ def build_parser(command: str | None = None) -> tuple[argparse.ArgumentParser, d
         dest="quiet_first",
         help="no notices on stderr (as the command's own -q)",
     )
-    return parser, _add_commands(parser.add_subparsers(**_COMMANDS), command)
+    return parser, _add_commands(parser.add_subparsers(**commands_settings()), command)
 
 
 def _add_commands(sub: Any, command: str | None) -> dict[str, Handler]:
     """Register every command (or only ``command``'s group) on the commands' action ``sub``."""
+    import argparse
+
+    from kstream.cli.parsing import UsageParser
+
     # --debug is accepted before or after the command name.
-    common = tui.Parser(add_help=False)
+    common = UsageParser(add_help=False)
     common.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
@@ -154,26 +172,55 @@ def parse_command_first(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[s
     """Parse ``argv`` whose first word names a command, as :func:`build_parser`'s parser
     would, building only that command's parser: the top-level parser would read no option
     of its own (they stand before the command) and only hand the rest on."""
+    import argparse
+
+    from kstream.cli.parsing import commands_action
+
     command, *rest = argv
-    sub = commands_action(tui.PROG, **_COMMANDS)
+    sub = commands_action(tui.PROG, **commands_settings())
     handlers = _add_commands(sub, command)
     args = argparse.Namespace(**_TOP_LEVEL_DEFAULTS)
     sub.parse_command(command, rest, args)
     return args, handlers
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+def read_plain(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Handler]] | None:
+    """``encrypt`` or ``decrypt`` first, then only paths and plain options: read without
+    argparse (see :mod:`kstream.cli.cipher_args`), into what :func:`parse_command_first`
+    would make of it; None for any other command line."""
+    if not argv or argv[0] not in ("encrypt", "decrypt"):
+        return None
+    from kstream.cli import cipher_args
+
+    values = cipher_args.read_plain(argv[0], argv[1:])
+    if values is None:
+        return None
+    from kstream.cli.cipher import cmd_cipher
+
+    # An argparse.Namespace in all but its class: the handlers only read and set attributes.
+    args = SimpleNamespace(**_TOP_LEVEL_DEFAULTS, command=argv[0], **values)
+    return cast("argparse.Namespace", args), {argv[0]: cmd_cipher}
+
+
+def read_command_line(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Handler]] | int:
+    """The command line read: its arguments and the handlers, or the exit status of a
+    command line that names no command (after its help)."""
     command = command_of(argv)
     if command is not None and argv[0] == command:  # the usual case: the command comes first
-        args, handlers = parse_command_first(argv)
+        args, handlers = read_plain(argv) or parse_command_first(argv)
     else:
+        from kstream.cli.parsing import show_help
+
         parser, handlers = build_parser(command)
         args = parser.parse_args(argv)
         if args.command is None:
-            return tui.show_help(parser)
+            return show_help(parser)
     args.quiet = args.quiet_first or getattr(args, "quiet", False)
+    return args, handlers
+
+
+def run_command(args: argparse.Namespace, handlers: dict[str, Handler]) -> int:
+    """Run the command :func:`read_command_line` read; returns the exit status."""
     with command_line_words():  # errors name --force, not the API's force=True
         try:
             return handlers[args.command](args)
@@ -181,6 +228,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return tui.report(exc, debug=args.debug)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    read = read_command_line(sys.argv[1:] if argv is None else list(argv))
+    return read if isinstance(read, int) else run_command(*read)
+
+
 def entry() -> NoReturn:
-    """Console-script entry: exit without waiting for worker threads stuck in pipe reads."""
-    os._exit(tui.flush(main()))
+    """Console-script entry: exit without waiting for worker threads stuck in pipe reads.
+
+    :func:`kstream.cli.entry` turns the garbage collector off before the first import: until
+    the command runs, the process makes objects that live until it exits (modules, the
+    parsed command line), and collections that find nothing to free would cost a small
+    file's encryption a good part of its time (docs/benchmark.md). They are frozen (later
+    collections skip them) and collection resumes as the command starts.
+    """
+    read = read_command_line(sys.argv[1:])
+    gc.freeze()
+    gc.enable()
+    os._exit(tui.flush(read if isinstance(read, int) else run_command(*read)))

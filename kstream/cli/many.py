@@ -11,11 +11,10 @@ most severe one met (:data:`SEVERITY`).
 # compile() in a process (it builds the ast module's types) costs more start-up time than a
 # small file takes to encrypt. Names defined later are quoted instead.
 
-import argparse
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from kstream.backends.base import FALLBACK_NOTICE, CipherOptions
 from kstream.cli import tui
@@ -23,6 +22,11 @@ from kstream.cli.outputs import replace_refusal
 from kstream.errors import KstreamError, UsageError
 from kstream.keys.key import Key
 from kstream.keys.passphrase import DEFAULT_WORK_FACTOR, Derivations, PassphraseArg, wipe
+
+if TYPE_CHECKING:
+    import argparse
+
+    Unlock = Callable[[argparse.Namespace], tuple[Key | None, PassphraseArg | None, int | None]]
 
 #: Exit statuses from the least to the most severe: a bad file (1) < a usage error for one
 #: file, such as an existing output (2) < an I/O error (4) < no backend at all (3) < a
@@ -213,10 +217,7 @@ def file_size(path: str) -> int:
         return 0
 
 
-Unlock = Callable[[argparse.Namespace], tuple[Key | None, PassphraseArg | None, int | None]]
-
-
-def run_files(args: argparse.Namespace, unlock: Unlock, options: CipherOptions) -> int:
+def run_files(args: "argparse.Namespace", unlock: "Unlock", options: CipherOptions) -> int:
     """``kstream encrypt|decrypt [--suffix SUF] [--output-dir DIR] FILE...``; the status."""
     encrypt = args.command == "encrypt"
     if args.raw:
@@ -296,7 +297,7 @@ def wipe_secrets(
         wipe(phrase)
 
 
-def notifier(args: argparse.Namespace) -> Callable[[str], None]:
+def notifier(args: "argparse.Namespace") -> Callable[[str], None]:
     """The API's ``notify`` for an encrypt or decrypt run: its notices, except the fallback
     to OpenSSL where the user chose the backend (``args.backend_chosen``: by ``--backend``
     or ``KSTREAM_BACKEND``), since whoever chose ``auto`` knows it may fall back."""

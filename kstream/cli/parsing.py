@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from kstream.cli import tui
 
@@ -31,6 +32,63 @@ if TYPE_CHECKING:
     _SubParsersBase = argparse._SubParsersAction[argparse.ArgumentParser]
 else:
     _SubParsersBase = argparse._SubParsersAction
+
+
+class UsageParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one ``kstream: error:`` line and exit status 2, and
+    help is formatted to the terminal's width without ``shutil``.
+
+    argparse makes a formatter for every add_argument (to check its metavar), and one with no
+    width asks ``shutil.get_terminal_size`` for it: importing shutil costs more start-up time
+    than a small file takes to encrypt. So the parser's ``formatter_class`` (argparse's
+    documented hook) is given the same width, from :func:`~kstream.cli.tui.terminal_columns`,
+    by default.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Before argparse's __init__, which already adds -h (and makes a formatter for it).
+        if len(args) < 6:  # formatter_class is the 6th parameter
+            kwargs["formatter_class"] = at_terminal_width(
+                kwargs.get("formatter_class", argparse.HelpFormatter)
+            )
+        super().__init__(*args, **kwargs)
+        self.formatter_class = at_terminal_width(self.formatter_class)
+
+    def error(self, message: str) -> NoReturn:
+        tui.error(f"{message}; see '{self.prog} --help'")
+        sys.exit(tui.EXIT_USAGE)
+
+
+_sized: dict[type, type] = {}
+
+
+def at_terminal_width(formatter_class: Any) -> Any:
+    """``formatter_class`` (a :class:`argparse.HelpFormatter` subclass), made to default its
+    width to ``terminal_columns() - 2``, as argparse's own default is the columns that
+    ``shutil`` reports less 2. Anything else (a factory function, say) is left as it is."""
+    if not (
+        isinstance(formatter_class, type) and issubclass(formatter_class, argparse.HelpFormatter)
+    ):
+        return formatter_class
+    if formatter_class in _sized.values():
+        return formatter_class
+    if formatter_class not in _sized:
+
+        class Sized(formatter_class):  # type: ignore[misc]
+            def __init__(self, prog: str, *args: Any, **kwargs: Any) -> None:
+                if len(args) < 3 and kwargs.get("width") is None:  # width: the 4th argument
+                    kwargs["width"] = tui.terminal_columns() - 2
+                super().__init__(prog, *args, **kwargs)
+
+        Sized.__name__ = Sized.__qualname__ = formatter_class.__name__
+        _sized[formatter_class] = Sized
+    return _sized[formatter_class]
+
+
+def show_help(parser: argparse.ArgumentParser) -> int:
+    """Help on stderr for a command line that names no command; the run is a usage error."""
+    parser.print_help(sys.stderr)
+    return tui.EXIT_USAGE
 
 
 def _has_subcommands(parser: argparse.ArgumentParser) -> bool:
@@ -125,8 +183,8 @@ def commands_action(prog: str, **kwargs: Any) -> _IntermixedSubParsers:
     return _IntermixedSubParsers(option_strings=[], prog=prog, **kwargs)
 
 
-class Parser(tui.Parser):
-    """:class:`kstream.cli.tui.Parser` (one-line usage errors) whose subcommands accept
+class Parser(UsageParser):
+    """:class:`UsageParser` (one-line usage errors) whose subcommands accept
     options between positionals."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -10,7 +10,7 @@ appears complete or not at all).
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
 
 from kstream.backends.base import CipherOptions
 from kstream.cli.many import notifier
@@ -18,24 +18,8 @@ from kstream.errors import UsageError
 from kstream.keys.key import Key
 from kstream.keys.passphrase import PassphraseArg
 
-#: START:END as parsed: Python slice bounds (None: from the start, to the end).
-Bounds = tuple[int | None, int | None]
-
-
-def parse_range(text: str) -> Bounds:
-    """``START:END``, ``START:`` or ``:END``: plaintext byte offsets, END excluded, a
-    negative one counted from the end (as a Python slice)."""
-    start, colon, end = text.partition(":")
-    if not colon:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not START:END (byte offsets; either may be left out, as in 100: or :100)"
-        )
-    try:
-        return (int(start) if start.strip() else None, int(end) if end.strip() else None)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not START:END: each side must be a whole number of bytes"
-        ) from None
+if TYPE_CHECKING:
+    import argparse
 
 
 def decrypt_range(
@@ -109,4 +93,4 @@ def verified_size(
         return f.size
 
 
-__all__ = ["decrypt_range", "parse_range", "verified_size"]
+__all__ = ["decrypt_range", "verified_size"]

@@ -30,13 +30,12 @@ The rules:
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from _thread import RLock  # threading's own RLock, without importing threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any
 
 from kstream.errors import Interrupted, KstreamError, UsageError
 
@@ -120,56 +119,6 @@ def notifier(quiet: bool) -> Notify:
     return notify
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one ``kstream: error:`` line and exit status 2, and
-    help is formatted to the terminal's width without ``shutil``.
-
-    argparse makes a formatter for every add_argument (to check its metavar), and one with no
-    width asks ``shutil.get_terminal_size`` for it: importing shutil costs more start-up time
-    than a small file takes to encrypt. So the parser's ``formatter_class`` (argparse's
-    documented hook) is given the same width, from :func:`terminal_columns`, by default.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Before argparse's __init__, which already adds -h (and makes a formatter for it).
-        if len(args) < 6:  # formatter_class is the 6th parameter
-            kwargs["formatter_class"] = at_terminal_width(
-                kwargs.get("formatter_class", argparse.HelpFormatter)
-            )
-        super().__init__(*args, **kwargs)
-        self.formatter_class = at_terminal_width(self.formatter_class)
-
-    def error(self, message: str) -> NoReturn:
-        error(f"{message}; see '{self.prog} --help'")
-        sys.exit(EXIT_USAGE)
-
-
-_sized: dict[type, type] = {}
-
-
-def at_terminal_width(formatter_class: Any) -> Any:
-    """``formatter_class`` (a :class:`argparse.HelpFormatter` subclass), made to default its
-    width to ``terminal_columns() - 2``, as argparse's own default is the columns that
-    ``shutil`` reports less 2. Anything else (a factory function, say) is left as it is."""
-    if not (
-        isinstance(formatter_class, type) and issubclass(formatter_class, argparse.HelpFormatter)
-    ):
-        return formatter_class
-    if formatter_class in _sized.values():
-        return formatter_class
-    if formatter_class not in _sized:
-
-        class Sized(formatter_class):  # type: ignore[misc]
-            def __init__(self, prog: str, *args: Any, **kwargs: Any) -> None:
-                if len(args) < 3 and kwargs.get("width") is None:  # width: the 4th argument
-                    kwargs["width"] = terminal_columns() - 2
-                super().__init__(prog, *args, **kwargs)
-
-        Sized.__name__ = Sized.__qualname__ = formatter_class.__name__
-        _sized[formatter_class] = Sized
-    return _sized[formatter_class]
-
-
 def terminal_columns() -> int:
     """What ``shutil.get_terminal_size().columns`` says, without importing shutil: $COLUMNS,
     else the width of the terminal on stdout, else 80."""
@@ -184,12 +133,6 @@ def terminal_columns() -> int:
     except (AttributeError, ValueError, OSError):
         columns = 0
     return columns or 80
-
-
-def show_help(parser: argparse.ArgumentParser) -> int:
-    """Help on stderr for a command line that names no command; the run is a usage error."""
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
 
 
 # --------------------------------------------------------------------------- terminals

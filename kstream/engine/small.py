@@ -66,14 +66,17 @@ def _write_all(fd: int, data: bytes, name: str) -> None:
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:
-    """Up to ``limit`` bytes from ``fd``, fewer only at its end."""
-    buf = bytearray(limit)
+    """Up to ``limit`` bytes from ``fd``, fewer only at its end: first the size the file has
+    and one byte more, to see the end without a buffer of ``limit`` bytes (zeroing one costs
+    more than encrypting a small file), then, only if it has grown, the rest at once."""
+    parts: list[bytes] = []
     got = 0
-    with memoryview(buf) as view:
-        while got < limit and (n := os.readv(fd, [view[got:]])):
-            got += n
-    del buf[got:]
-    return bytes(buf)
+    ask = min(os.fstat(fd).st_size + 1, limit)
+    while got < limit and (part := os.read(fd, ask)):
+        parts.append(part)
+        got += len(part)
+        ask = limit - got
+    return b"".join(parts)
 
 
 def process_small_file(

@@ -83,7 +83,7 @@ DOC: dict[str, Any] = {
         "rows": [
             {"id": "python", "label": "python -c pass", "median_s": 0.01},
             {"id": "version", "label": "kstream --version", "ratio": 1.3},
-            {"id": "floor", "label": "python -c: argparse, cryptography", "ratio": 3.2},
+            {"id": "floor", "label": "python -c: cryptography", "ratio": 3.2},
             {"id": "one-small", "label": "kstream encrypt, one 4 KiB file", "ratio": 3.51},
         ],
     },
@@ -134,7 +134,7 @@ def test_the_exit_status_gates_only_when_strict(
     out = capsys.readouterr().out
     assert (
         "  MISS     3.510x  goal <= 3.50x   kstream encrypt, one 4 KiB file vs python -c pass; "
-        "argparse and cryptography alone: 3.20x\n"
+        "cryptography alone: 3.20x\n"
     ) in out
     assert "(start-up measured in a clean venv)" in out
     assert out.endswith("5 PASS, 4 MISS, 1 info\n")

@@ -183,6 +183,23 @@ def test_version_answers_before_the_command_line_is_built() -> None:
     assert set(modules) <= {"kstream", "kstream.cli"}, modules
 
 
+def test_the_console_script_collects_garbage_only_once_the_command_runs() -> None:
+    """Collection is off while the command line is read (start-up makes only objects that
+    live until exit), and on, with those frozen, while the command runs."""
+    code = (
+        "import gc, sys\nimport kstream.cli.main as m\nread = m.read_command_line\n"
+        "def reading(argv):\n    print('reading', gc.isenabled())\n    return read(argv)\n"
+        "def running(args, handlers):\n"
+        "    print('running', gc.isenabled(), gc.get_freeze_count() > 0, args.paths)\n"
+        "    return 5\n"
+        "m.read_command_line, m.run_command = reading, running\n"
+        "sys.argv = ['kstream', 'encrypt', 'a', 'b']\nfrom kstream.cli import entry\nentry()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 5
+    assert proc.stdout.splitlines() == ["reading False", "running True True ['a', 'b']"]
+
+
 def test_the_license_is_the_mit_license_pyproject_names() -> None:
     root = Path(__file__).parents[2]
     text = (root / "LICENSE").read_text()
@@ -244,7 +261,7 @@ def test_the_commands_action_alone_names_the_commands_as_the_top_level_parser_do
     whole = cli.build_parser()[0]._subparsers
     assert whole is not None
     (action,) = whole._group_actions
-    alone = commands_action(PROG, **cli._COMMANDS)
+    alone = commands_action(PROG, **cli.commands_settings())
     assert isinstance(action, type(alone)) and action._prog_prefix == alone._prog_prefix
     assert (action.dest, action.metavar) == (alone.dest, alone.metavar)
 

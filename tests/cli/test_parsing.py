@@ -1,13 +1,17 @@
-"""Options between positionals, in every command (kstream.cli.parsing)."""
+"""kstream's parsers (kstream.cli.parsing): options between positionals in every command,
+usage errors on one line, help as wide as argparse makes it."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clirun import fails, kst
+import screen
+from clirun import fails, kst, one_error, run_main
 
 from kstream.cli import main as cli
 from kstream.cli.completion import walk
@@ -205,3 +209,36 @@ def test_a_run_without_help_formats_no_usage(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(argparse.HelpFormatter, "add_usage", refuse)
     args = parser.parse_args(["encrypt", "a", "-k", "K", "b"])
     assert args.paths == ["a", "b"]
+
+
+def test_a_usage_error_from_argparse_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_main(capsys, "encrypt", "--jobs", "0", "a", "b")
+    assert exc.value.code == 2
+    line = one_error(capsys.readouterr().err, "argument -j/--jobs: must be at least 1")
+    assert line.endswith("; see 'kstream encrypt --help'")
+
+
+def test_help_is_as_wide_as_argparse_would_make_it() -> None:
+    """kstream's parsers take the width without ``shutil`` (see :class:`UsageParser`); the
+    help they print on a terminal (120 columns here) or with $COLUMNS is argparse's own.
+    The stock run leaves each parser's formatter class as it was given: argparse's own
+    width."""
+    code = (
+        "import sys\nfrom kstream.cli import parsing\nfrom kstream.cli.main import build_parser\n"
+        "if sys.argv[1] == 'stock':\n    parsing.at_terminal_width = lambda cls: cls\n"
+        "build_parser('encrypt')[0].parse_args(['encrypt', '--help'])"
+    )
+
+    def shown(parser: str, columns: str | None) -> bytes:
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        if columns is not None:
+            env["COLUMNS"] = columns
+        seen = screen.run([sys.executable, "-c", code, parser], stdout_tty=True, env=env)
+        assert seen.returncode == 0
+        return seen.raw
+
+    on_terminal = shown("kstream", None)
+    assert on_terminal == shown("stock", None)
+    assert on_terminal != shown("kstream", "80")
+    assert shown("kstream", "60") == shown("stock", "60")

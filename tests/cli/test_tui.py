@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import screen
-from clirun import KST, fails, kst, one_error, run_main
+from clirun import KST, fails, kst
 
 from kstream.cli import tui
 from kstream.errors import BackendUnavailable, IOFailure, UsageError
@@ -74,38 +74,6 @@ def test_quiet_silences_notices_but_not_warnings(capsys: pytest.CaptureFixture[s
         "kstream: notice: kernel backend not available; using openssl\n"
         "kstream: warning: the key's bytes now enter this process's memory\n"
     )
-
-
-def test_a_usage_error_from_argparse_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        run_main(capsys, "encrypt", "--jobs", "0", "a", "b")
-    assert exc.value.code == 2
-    line = one_error(capsys.readouterr().err, "argument -j/--jobs: must be at least 1")
-    assert line.endswith("; see 'kstream encrypt --help'")
-
-
-def test_help_is_as_wide_as_argparse_would_make_it() -> None:
-    """kstream's parsers take the width without ``shutil`` (see :class:`tui.Parser`); the help
-    they print on a terminal (120 columns here) or with $COLUMNS is argparse's own. The
-    stock run leaves each parser's formatter class as it was given: argparse's own width."""
-    code = (
-        "import sys\nfrom kstream.cli import tui\nfrom kstream.cli.main import build_parser\n"
-        "if sys.argv[1] == 'stock':\n    tui.at_terminal_width = lambda cls: cls\n"
-        "build_parser('encrypt')[0].parse_args(['encrypt', '--help'])"
-    )
-
-    def shown(parser: str, columns: str | None) -> bytes:
-        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-        if columns is not None:
-            env["COLUMNS"] = columns
-        seen = screen.run([sys.executable, "-c", code, parser], stdout_tty=True, env=env)
-        assert seen.returncode == 0
-        return seen.raw
-
-    on_terminal = shown("kstream", None)
-    assert on_terminal == shown("stock", None)
-    assert on_terminal != shown("kstream", "80")
-    assert shown("kstream", "60") == shown("stock", "60")
 
 
 def test_terminal_columns_is_what_shutil_says(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -221,6 +221,36 @@ def test_a_file_that_grew_past_the_limit_is_left_to_the_streaming_path(
     assert sorted(os.listdir(tmp_path)) == ["c", "k", "p"]
 
 
+@pytest.mark.parametrize("limit", [1, 4999, 5000, 5001, SMALL + 1])
+def test_the_whole_input_is_read_up_to_the_limit_whatever_its_size_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """The read asks for the size fstat gives, and one byte more; a file that is longer by
+    then (it grew), or a pipe (size 0), is still read to its end or to ``limit``."""
+    data = os.urandom(5000)
+    (tmp_path / "p").write_bytes(data)
+    fd = os.open(tmp_path / "p", os.O_RDONLY)
+    try:
+        assert small._read_at_most(fd, limit) == data[:limit]
+    finally:
+        os.close(fd)
+    stale = os.stat_result((0o100600, 0, 0, 1, 0, 0, 10, 0, 0, 0))  # 10 bytes, it said
+    monkeypatch.setattr(small.os, "fstat", lambda fd: stale)
+    fd = os.open(tmp_path / "p", os.O_RDONLY)
+    try:
+        assert small._read_at_most(fd, limit) == data[:limit]
+    finally:
+        os.close(fd)
+    monkeypatch.undo()
+    r, w = os.pipe()
+    try:
+        os.write(w, data)
+        os.close(w)
+        assert small._read_at_most(r, limit) == data[:limit]
+    finally:
+        os.close(r)
+
+
 def test_what_the_small_path_takes(tmp_path: Path) -> None:
     (tmp_path / "small").write_bytes(b"x" * SMALL)
     (tmp_path / "big").write_bytes(b"x" * (SMALL + 1))
