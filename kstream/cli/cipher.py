@@ -7,7 +7,6 @@ users call (:mod:`kstream.api`), so the tool and the library cannot disagree.
 
 from __future__ import annotations
 
-import binascii
 import os
 import stat
 from typing import TYPE_CHECKING
@@ -33,8 +32,8 @@ def _parse_iv(text: str) -> bytes:
     if len(compact) != 2 * IV_SIZE:
         raise UsageError(f"--iv must be {2 * IV_SIZE} hex digits, got {len(compact)} characters")
     try:
-        return binascii.unhexlify(compact)
-    except (binascii.Error, ValueError):
+        return bytes.fromhex(compact)
+    except ValueError:
         raise UsageError("--iv must be hex digits (0-9, a-f)") from None
 
 

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kstream.backends.base import BLOCK, Backend, CipherOptions, CipherStream, counter_add
 from kstream.backends.openssl import OpenSSLBackend
 from kstream.backends.select import choose_backend, prepared_key, select_backend
-from kstream.backends.verify import VerifyingStream
 from kstream.engine.raw import check_raw
 from kstream.errors import FormatError, InvalidKey, option, worded
 from kstream.format import DEFAULT_SEGMENT, IV_SIZE, Header
@@ -134,6 +133,7 @@ class Plan(NamedTuple):
         if not self.verify:
             return stream
         from kstream.backends.kernel import KernelEcbCtrStream  # only to verify the kernel
+        from kstream.backends.verify import VerifyingStream
 
         try:
             ref = self.key.keyring_ref

@@ -16,7 +16,6 @@ a ``logon`` key is never read is enforced in one place
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 import os
 import stat
@@ -53,7 +52,7 @@ def _decode(content: bytes, where: str) -> bytearray:
     """
     compact = bytes(b for b in content if b not in _WHITESPACE)
     if compact and all(chr(b) in _HEX for b in compact) and len(compact) % 2 == 0:
-        decoded = bytearray(binascii.unhexlify(compact))
+        decoded = bytearray.fromhex(compact.decode("ascii"))
         if len(decoded) in KEY_SIZES:
             return decoded
     _check_size(len(content), where)
@@ -223,6 +222,8 @@ class Key:
     def hex_text(self) -> bytes:
         """The key as a line of hex text (the key file format ``save`` writes)."""
         self._refuse_keyring("exported")
+        import binascii  # not for reading a key: a small file's run does without it
+
         return binascii.hexlify(self._material) + b"\n"
 
     @property
