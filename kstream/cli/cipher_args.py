@@ -369,7 +369,7 @@ def defaults(command: str) -> dict[str, Any]:
 
 def plain_options(command: str) -> dict[str, tuple[str, Any]]:
     """The options :func:`read_plain` reads, by spelling: their attribute, and the value a
-    flag sets, or the choices a value must be one of (None: any value)."""
+    flag sets, or the choices a value must be one of (empty: any value)."""
     plain: dict[str, tuple[str, Any]] = {}
     for names, settings in _options(command):
         dest, action = _dest(names, settings), settings.get("action")

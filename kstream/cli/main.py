@@ -239,9 +239,9 @@ def entry() -> NoReturn:
 
     :func:`kstream.cli.entry` turns the garbage collector off before the first import: until
     the command runs, the process makes objects that live until it exits (modules, the
-    parsed command line), and collections that find nothing to free would cost a small
-    file's encryption a good part of its time (docs/benchmark.md). They are frozen (later
-    collections skip them) and collection resumes as the command starts.
+    parsed command line), so collections would find nothing to free and only slow a short
+    run down (docs/benchmark.md, "What a run costs"). They are frozen (later collections
+    skip them) and collection resumes as the command starts.
     """
     read = read_command_line(sys.argv[1:])
     gc.freeze()

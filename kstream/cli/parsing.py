@@ -1,4 +1,7 @@
-"""Command lines whose options may stand between positionals, in every subcommand.
+"""kstream's argparse: every parser is a :class:`UsageParser` (a usage error is one line, help
+fits the terminal without ``shutil``), and options may stand between positionals in every
+subcommand. (A plain ``encrypt`` or ``decrypt`` command line is read without argparse:
+:mod:`kstream.cli.cipher_args`.)
 
 People type ``kstream key add NAME --type user FILE`` and ``kstream encrypt IN -k KEY OUT``
 (as ``cp``, ``openssl`` and ``age`` allow). Plain argparse stops filling positionals at the
