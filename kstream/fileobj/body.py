@@ -106,9 +106,6 @@ class Body:
         #: The checked ones, least recently used first.
         self._cached: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.Lock()
-        #: Whether segment 0 verified: after that a failure is a modified segment, and
-        #: the error says so in ``decrypt``'s words (:func:`kstream.segments.modified_at`).
-        self._key_proven_at_0 = False
         self.checked = 0
         #: Whether sequential reads read the next segments ahead (:meth:`_fetch_ahead`).
         self.read_ahead = read_ahead
@@ -226,7 +223,9 @@ class Body:
         try:
             return self._hold_once(index, sequential)
         except IntegrityError:
-            if index == 0 or self._key_proven_at_0 or not self._segment_0_verifies():
+            # Once segment 0 verified (the check's proof), a failure is a modified segment,
+            # worded so by the check itself (:func:`kstream.segments.modified_at`).
+            if index == 0 or self._check.proof.verified or not self._segment_0_verifies():
                 raise
             return self._hold_once(index, sequential)  # fails again, worded for a modification
 
@@ -300,8 +299,6 @@ class Body:
         frame, ciphertext, tag = parts
         self._check.parts(index, index == self.count - 1, frame, ciphertext, tag)
         self.checked += 1
-        if index == 0:
-            self._key_proven_at_0 = True
         return ciphertext
 
     def _fetch_ahead(self, index: int) -> None:
@@ -404,10 +401,7 @@ class Body:
                 out.append(cipher.finalize())
                 cipher.close()
             else:
-                with self._lock:
-                    kept, self._cipher = self._cipher, (end, cipher)
-                if kept is not None:
-                    kept[1].close()
+                self._keep((end, cipher))
         except BaseException:
             cipher.close()
             raise
@@ -435,8 +429,13 @@ class Body:
         except BaseException:
             cipher.close()
             raise
+        self._keep((end, cipher))
+
+    def _keep(self, cipher: tuple[int, CipherStream] | None) -> None:
+        """Keep ``cipher`` (and the plaintext offset it stands at) for the next read, closing
+        the one kept before."""
         with self._lock:
-            kept, self._cipher = self._cipher, (end, cipher)
+            kept, self._cipher = self._cipher, cipher
         if kept is not None:
             kept[1].close()
 
@@ -479,7 +478,5 @@ class Body:
             self._cached.clear()
             self._placed.clear()
             self._ahead.clear()
-            kept, self._cipher = self._cipher, None
-        if kept is not None:
-            kept[1].close()
+        self._keep(None)
         self.source.close()
